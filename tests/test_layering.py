@@ -1,0 +1,56 @@
+"""The core stays headless, and the CLI and app never import torch.
+
+Each module is imported in a fresh interpreter and we look at what came with it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+HEAVY = ("torch", "textual", "pynvml", "transformers", "accelerate")
+
+# module -> what it must not pull in
+PURE = {
+    "trainwiz.estimator": HEAVY,
+    "trainwiz.estimator.model": HEAVY,
+    "trainwiz.estimator.models": HEAVY,
+    "trainwiz.estimator.suggest": HEAVY,
+    "trainwiz.profiles": HEAVY,
+    "trainwiz.cli": HEAVY,
+}
+
+
+def _imported_after(module: str, code: str = "") -> set[str]:
+    script = (
+        "import importlib, json, sys\n"
+        f"importlib.import_module({module!r})\n{code}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("module", sorted(PURE))
+def test_pure_modules_import_nothing_heavy(module):
+    loaded = _imported_after(module)
+    assert not loaded & set(PURE[module]), f"{module} pulled in {sorted(loaded & set(PURE[module]))}"
+
+
+def test_estimate_command_never_imports_torch():
+    code = (
+        "from trainwiz.cli import main\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    rc = main(['estimate', 'llama-3-8b', '--strategy', 'fsdp', '--num-gpus', '8', '--json'])\n"
+        "assert rc == 0, rc\n"
+    )
+    loaded = _imported_after("trainwiz.cli", code)
+    assert "torch" not in loaded
+    assert "textual" not in loaded

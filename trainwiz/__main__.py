@@ -1,0 +1,3 @@
+from trainwiz.cli import main
+
+raise SystemExit(main())

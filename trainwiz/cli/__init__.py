@@ -1,0 +1,97 @@
+"""The ``trainwiz`` command: argument parsing and dispatch.
+
+Each sub-command lives in its own module here and exposes ``register(subparsers)``, which adds
+its parser and sets ``func``. Modules import only argparse at the top; whatever a command needs
+(rich, the estimator, NVML, ...) is imported inside its handler, so ``trainwiz --help`` and the
+app start fast and never pull in torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from trainwiz import __version__
+
+# Sub-command modules, in the order they are listed in --help.
+COMMAND_MODULES = (
+    "trainwiz.cli.estimate",
+    "trainwiz.cli.gpus",
+    "trainwiz.cli.config",
+    "trainwiz.cli.profiles",
+    "trainwiz.cli.launch",
+    "trainwiz.cli.runs",
+)
+
+
+def add_simulate_option(parser: argparse.ArgumentParser) -> None:
+    """``--simulate SPEC`` on every command; ``TRAINWIZ_SIMULATE`` is its default."""
+    parser.add_argument(
+        "--simulate",
+        metavar="SPEC",
+        default=argparse.SUPPRESS,
+        help="plan against a simulated GPU box: a preset such as 8xH100-80GB or 2x4090, "
+        "or a YAML file (default: $TRAINWIZ_SIMULATE)",
+    )
+
+
+def simulate_spec(args: argparse.Namespace) -> str | None:
+    """The simulation spec in force: ``--simulate`` wins over ``TRAINWIZ_SIMULATE``."""
+    spec = getattr(args, "simulate", None)
+    if spec is None:
+        spec = os.environ.get("TRAINWIZ_SIMULATE") or None
+    return spec
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainwiz",
+        description="Plan, fit, launch and watch DDP/FSDP training runs. "
+        "With no command, opens the full-screen app.",
+    )
+    parser.add_argument("--version", action="version", version=f"trainwiz {__version__}")
+    add_simulate_option(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a command still being built on another branch
+            if exc.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from trainwiz.errors import TrainwizError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    try:
+        if func is None:
+            return _open_app(args)
+        return int(func(args) or 0)
+    except TrainwizError as err:
+        print(f"trainwiz: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `trainwiz ... | head`
+        return 0
+
+
+def _open_app(args: argparse.Namespace) -> int:
+    try:
+        from trainwiz.tui.app import run_app
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("trainwiz.tui"):
+            print("trainwiz: the full-screen app is not built yet; see `trainwiz --help`.",
+                  file=sys.stderr)
+            return 2
+        raise
+    return int(run_app(simulate=simulate_spec(args)) or 0)

@@ -1,0 +1,130 @@
+"""Values the estimator takes and returns. Pure data; sizes are bytes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+STRATEGIES = ("single", "ddp", "fsdp")
+SHARDINGS = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD")
+PRECISIONS = ("fp32", "fp16", "bf16")
+OPTIMIZERS = ("adamw", "sgd", "adafactor", "adamw8bit")
+ATTENTIONS = ("sdpa", "eager")
+HEADS = ("causal_lm", "masked_lm", "seq_cls", "base")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model's size and, when known, its architecture.
+
+    ``params`` is the exact count of trainable parameters. Architecture fields are ``None`` for a
+    bare ``--params N`` model, in which case activations cannot be estimated.
+    """
+
+    name: str
+    params: int
+    family: str = "unknown"  # llama mistral qwen2 gemma gemma2 gpt2 bert phi3 | unknown
+    head: str = "causal_lm"
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    num_heads: int | None = None
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    intermediate_size: int | None = None
+    vocab_size: int | None = None
+    max_position: int | None = None
+    tie_embeddings: bool = False
+    num_labels: int = 2
+    attention_dropout: float = 0.0
+    hidden_dropout: float = 0.0
+    embedding_dropout: float = 0.0
+    final_logit_softcapping: float | None = None
+    source: str = "catalog"  # catalog | config.json path | params
+
+    @property
+    def has_architecture(self) -> bool:
+        return self.hidden_size is not None and self.num_layers is not None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    strategy: str = "single"
+    num_gpus: int = 1
+    sharding: str = "FULL_SHARD"  # FSDP only
+    num_nodes: int = 1  # HYBRID_SHARD shards within a node of num_gpus // num_nodes GPUs
+    precision: str = "fp32"  # fp16/bf16: autocast with fp32 master weights
+    optimizer: str = "adamw"
+    fused_optimizer: bool = False  # fused kernels allocate no foreach temporaries
+    batch_size: int = 1  # per-GPU micro-batch
+    seq_len: int = 512
+    grad_accum: int = 1
+    activation_checkpointing: bool = False
+    offload_params: bool = False
+    attention: str = "sdpa"
+    gradient_as_bucket_view: bool = False  # DDP
+
+    def with_changes(self, **changes) -> TrainConfig:
+        return replace(self, **changes)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Per-GPU memory. ``peak_allocated`` compares with torch.cuda.max_memory_allocated();
+    ``total`` = peak_allocated + overhead is what must fit."""
+
+    params: int = 0
+    grads: int = 0
+    optimizer: int = 0
+    activations: int = 0
+    temporary: int = 0
+    peak_allocated: int = 0
+    overhead: int = 0
+    total: int = 0
+
+    def to_json(self) -> dict:
+        return {k: int(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    change: dict  # TrainConfig field -> new value, e.g. {"activation_checkpointing": True}
+    total: int  # per-GPU total with the change applied
+    note: str
+    fits: bool = True
+    slower: bool = False  # e.g. CPU offload: fits, but much slower
+
+    def to_json(self) -> dict:
+        return {"change": dict(self.change), "total": int(self.total), "note": self.note,
+                "fits": self.fits, "slower": self.slower}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    model: ModelSpec
+    config: TrainConfig
+    per_gpu: MemoryBreakdown
+    host_ram: int
+    gpu_memory: int | None  # capacity the verdict is against (None: unknown)
+    gpu_free: int | None = None  # free memory now, when the GPU is busy
+    fits: bool | None = None
+    verdict: str = "unknown"  # "fits" | "tight" | "does not fit" | "unknown"
+    suggestions: tuple[Suggestion, ...] = ()
+    notes: tuple[str, ...] = ()  # e.g. which terms could not be estimated
+    terms: dict = field(default_factory=dict)  # finer breakdown for reports (name -> bytes)
+
+    def to_json(self) -> dict:
+        return {
+            "model": {"name": self.model.name, "params": self.model.params,
+                      "family": self.model.family, "source": self.model.source},
+            "config": self.config.to_json(),
+            "per_gpu": self.per_gpu.to_json(),
+            "host": {"ram": int(self.host_ram)},
+            "gpu_memory": self.gpu_memory,
+            "gpu_free": self.gpu_free,
+            "fits": self.fits,
+            "verdict": self.verdict,
+            "suggestions": [s.to_json() for s in self.suggestions],
+            "notes": list(self.notes),
+        }

@@ -1,0 +1,77 @@
+"""The Profile: everything a launch needs, and optionally what the estimate needs.
+
+Plain dataclasses; defaults are the values a saved file may leave out. Validation, YAML and the
+store live beside this module. This module imports nothing outside the standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCHEMA_VERSION = 1
+
+STRATEGIES = ("single", "ddp", "fsdp")
+SHARDING_STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD")
+MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")
+AUTO_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP")
+BACKWARD_PREFETCH = ("BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH")
+STATE_DICT_TYPES = ("SHARDED_STATE_DICT", "FULL_STATE_DICT")
+LAUNCHERS = ("torchrun", "accelerate")
+DEVICES = ("cuda", "cpu")
+RDZV_BACKENDS = ("c10d", "static")
+OPTIMIZERS = ("adamw", "sgd", "adafactor", "adamw8bit")
+ATTENTION = ("sdpa", "eager")
+
+
+@dataclass
+class FsdpOptions:
+    version: int = 2
+    sharding_strategy: str = "FULL_SHARD"  # FSDP2: FULL_SHARD <=> reshard_after_forward true
+    auto_wrap_policy: str = "TRANSFORMER_BASED_WRAP"
+    transformer_layer_cls_to_wrap: list[str] = field(default_factory=list)
+    min_num_params: int | None = None
+    backward_prefetch: str = "BACKWARD_PRE"
+    forward_prefetch: bool = False
+    offload_params: bool = False
+    state_dict_type: str = "SHARDED_STATE_DICT"
+    cpu_ram_efficient_loading: bool = True
+    sync_module_states: bool = True
+    use_orig_params: bool = True
+    activation_checkpointing: bool = False
+
+
+@dataclass
+class EstimateInputs:
+    """What the memory estimate needs beyond the launch settings."""
+
+    model: str  # catalog name, path to a HF folder / config.json, or "params:N"
+    batch_size: int = 1  # per GPU micro-batch
+    seq_len: int = 2048
+    optimizer: str = "adamw"
+    grad_accum: int = 1
+    activation_checkpointing: bool = False
+    attention: str = "sdpa"
+
+
+@dataclass
+class Profile:
+    name: str
+    strategy: str = "ddp"
+    fsdp: FsdpOptions = field(default_factory=FsdpOptions)
+    mixed_precision: str = "no"
+    device: str = "cuda"  # "cpu": gloo ranks, no GPU needed
+    gpu_ids: list[int] | None = None  # None: all GPUs of this machine
+    num_processes: int | None = None  # per machine; None: one per selected GPU
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_address: str | None = None
+    main_port: int | None = None  # None: a free port is chosen at launch
+    rdzv_backend: str = "c10d"
+    max_restarts: int = 0
+    launcher: str = "torchrun"
+    python: str | None = None  # interpreter of the training environment; None: `python3` on PATH
+    env: dict[str, str] = field(default_factory=dict)
+    script: str | None = None
+    script_args: list[str] = field(default_factory=list)
+    estimate: EstimateInputs | None = None
+    version: int = SCHEMA_VERSION
