@@ -1,0 +1,174 @@
+"""Validation cases: small real training configs whose memory is measured on CPU.
+
+Each :class:`Case` is one training step of a transformers model built from a config dict with
+random weights. :func:`trainwiz.validation.measure.measure` runs it under torch's MemTracker
+(FSDPMemTracker for FSDP2); :func:`case_to_estimate_inputs` turns it into what the estimator
+takes. This module imports neither torch nor transformers, so the case list is cheap to import.
+
+Conventions (every case): attention dropout 0 (CPU SDPA with dropout falls back to the math
+kernel, CUDA does not), ``attn_implementation="sdpa"``, no attention mask passed (causal models
+use ``is_causal``), ``foreach=True`` optimizers, fp32 master weights, ``use_cache=False``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+STRATEGIES = ("single", "ddp", "fsdp")
+PRECISIONS = ("fp32", "bf16")
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def llama_config(*, tie: bool = False, vocab: int = 16000, hidden: int = 384, layers: int = 3,
+                 heads: int = 6, kv_heads: int = 2, intermediate: int = 1024) -> dict:
+    return {
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"],
+        "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": intermediate,
+        "num_hidden_layers": layers, "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads, "head_dim": hidden // heads,
+        "max_position_embeddings": 1024, "rms_norm_eps": 1e-5, "hidden_act": "silu",
+        "attention_bias": False, "mlp_bias": False, "attention_dropout": 0.0,
+        "rope_theta": 10000.0, "tie_word_embeddings": tie, "use_cache": False,
+    }
+
+
+def qwen2_config(*, tie: bool = True, vocab: int = 16000, hidden: int = 384, layers: int = 3,
+                 heads: int = 6, kv_heads: int = 2, intermediate: int = 1024) -> dict:
+    return {
+        "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
+        "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": intermediate,
+        "num_hidden_layers": layers, "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads, "max_position_embeddings": 1024,
+        "rms_norm_eps": 1e-6, "hidden_act": "silu", "attention_dropout": 0.0,
+        "rope_theta": 10000.0, "tie_word_embeddings": tie, "use_cache": False,
+        "use_sliding_window": False,
+    }
+
+
+def gpt2_config(*, tie: bool = True, vocab: int = 16000, hidden: int = 384, layers: int = 3,
+                heads: int = 6) -> dict:
+    return {
+        "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": vocab, "n_embd": hidden, "n_layer": layers, "n_head": heads,
+        "n_positions": 1024, "n_inner": None, "activation_function": "gelu_new",
+        "resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.0,
+        "layer_norm_epsilon": 1e-5, "tie_word_embeddings": tie, "use_cache": False,
+    }
+
+
+def bert_config(*, vocab: int = 16000, hidden: int = 384, layers: int = 3, heads: int = 6,
+                intermediate: int = 1536) -> dict:
+    # BertForMaskedLM always ties the decoder to the word embeddings (tie_word_embeddings=True).
+    return {
+        "model_type": "bert", "architectures": ["BertForMaskedLM"],
+        "vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
+        "num_attention_heads": heads, "intermediate_size": intermediate,
+        "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.0, "max_position_embeddings": 512,
+        "type_vocab_size": 2, "layer_norm_eps": 1e-12, "tie_word_embeddings": True,
+        "is_decoder": False, "use_cache": False,
+    }
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured training step. ``num_gpus`` ranks are CPU gloo processes here."""
+
+    name: str
+    hf_config: dict
+    strategy: str = "single"  # single | ddp | fsdp
+    num_gpus: int = 1
+    precision: str = "fp32"  # fp32 | bf16 (autocast bf16 around forward+loss, fp32 master weights)
+    optimizer: str = "adamw"  # adamw | sgd (momentum 0.9); always foreach=True
+    batch_size: int = 2
+    seq_len: int = 256
+    activation_checkpointing: bool = False
+    reshard_after_forward: bool = True  # fsdp: True = FULL_SHARD, False = SHARD_GRAD_OP
+    gradient_as_bucket_view: bool = False  # ddp
+    notes: str = field(default="", compare=False)
+
+    @property
+    def sharding(self) -> str | None:
+        if self.strategy != "fsdp":
+            return None
+        return "FULL_SHARD" if self.reshard_after_forward else "SHARD_GRAD_OP"
+
+    @property
+    def head(self) -> str:
+        arch = self.hf_config["architectures"][0]
+        return "masked_lm" if arch.endswith("ForMaskedLM") else "causal_lm"
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["sharding"] = self.sharding
+        return d
+
+
+def _c(name: str, cfg: dict, **kw) -> Case:
+    return Case(name=name, hf_config=cfg, **kw)
+
+
+CASES: list[Case] = [
+    # ---- single process ----------------------------------------------------------------------
+    _c("llama-fp32-adamw", llama_config(), batch_size=4),
+    _c("llama-bf16-adamw", llama_config(), precision="bf16", batch_size=4),
+    _c("llama-fp32-adamw-ac", llama_config(), activation_checkpointing=True, batch_size=4),
+    _c("llama-bf16-sgd-ac", llama_config(), precision="bf16", optimizer="sgd",
+       activation_checkpointing=True, batch_size=4),
+    _c("llama-tied-fp32-sgd", llama_config(tie=True), optimizer="sgd", batch_size=4),
+    _c("gpt2-fp32-adamw", gpt2_config()),
+    _c("gpt2-bf16-adamw-ac", gpt2_config(), precision="bf16", activation_checkpointing=True),
+    _c("gpt2-untied-fp32-sgd", gpt2_config(tie=False), optimizer="sgd"),
+    _c("bert-mlm-fp32-adamw", bert_config()),
+    _c("bert-mlm-bf16-sgd", bert_config(), precision="bf16", optimizer="sgd"),
+    _c("qwen2-fp32-adamw", qwen2_config()),
+    _c("qwen2-untied-bf16-adamw-ac", qwen2_config(tie=False), precision="bf16",
+       activation_checkpointing=True),
+    # ---- DDP, 2 gloo ranks -------------------------------------------------------------------
+    _c("ddp-llama-fp32-adamw", llama_config(), strategy="ddp", num_gpus=2),
+    _c("ddp-gpt2-bf16-adamw", gpt2_config(), strategy="ddp", num_gpus=2, precision="bf16"),
+    _c("ddp-bert-mlm-fp32-sgd-ac", bert_config(), strategy="ddp", num_gpus=2, optimizer="sgd",
+       activation_checkpointing=True),
+    # ---- FSDP2, fully_shard per decoder layer + root, 2 gloo ranks ---------------------------
+    _c("fsdp-full-llama-fp32-adamw", llama_config(), strategy="fsdp", num_gpus=2),
+    _c("fsdp-gradop-llama-fp32-adamw", llama_config(), strategy="fsdp", num_gpus=2,
+       reshard_after_forward=False),
+    _c("fsdp-full-llama-bf16-adamw", llama_config(), strategy="fsdp", num_gpus=2,
+       precision="bf16"),
+    _c("fsdp-gradop-qwen2-bf16-adamw-ac", qwen2_config(), strategy="fsdp", num_gpus=2,
+       precision="bf16", reshard_after_forward=False, activation_checkpointing=True),
+    _c("fsdp-full-gpt2-fp32-sgd-ac", gpt2_config(), strategy="fsdp", num_gpus=2,
+       optimizer="sgd", activation_checkpointing=True),
+]
+
+CASES_BY_NAME: dict[str, Case] = {c.name: c for c in CASES}
+
+
+def get_case(name: str) -> Case:
+    try:
+        return CASES_BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown validation case {name!r}; known: {', '.join(CASES_BY_NAME)}")
+
+
+def case_to_estimate_inputs(case: Case) -> tuple[dict, dict]:
+    """Return ``(hf_config_dict, TrainConfig fields)`` for the estimator.
+
+    The config dict goes to ``trainwiz.estimator.models.model_from_hf_config``; the fields to
+    ``trainwiz.estimator.types.TrainConfig(**fields)``.
+    """
+    fields = {
+        "strategy": case.strategy,
+        "num_gpus": case.num_gpus,
+        "precision": case.precision,
+        "optimizer": case.optimizer,
+        "fused_optimizer": False,  # foreach=True, as CUDA's default
+        "batch_size": case.batch_size,
+        "seq_len": case.seq_len,
+        "activation_checkpointing": case.activation_checkpointing,
+        "attention": "sdpa",
+        "gradient_as_bucket_view": case.gradient_as_bucket_view,
+    }
+    if case.sharding is not None:
+        fields["sharding"] = case.sharding
+    return dict(case.hf_config), fields

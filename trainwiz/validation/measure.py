@@ -1,0 +1,315 @@
+"""Measure one validation case: peak tensor memory of a steady-state training step on CPU.
+
+``measure(case)`` builds the model from ``case.hf_config`` with random weights (seed 0), runs two
+warm-up steps (so optimizer state exists), then measures the third step under
+``torch.distributed._tools.mem_tracker.MemTracker`` (single, DDP) or
+``fsdp2_mem_tracker.FSDPMemTracker`` (FSDP2). DDP/FSDP cases spawn ``num_gpus`` gloo processes;
+rank 0's numbers are returned and every rank's are kept under ``"ranks"``.
+
+Imports torch and transformers; never imported by the estimator, the CLI start-up or the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import tempfile
+import time
+
+from trainwiz.validation.cases import Case
+
+PHASES = ("forward", "backward", "optimizer")
+
+
+def _set_threads() -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("TRAINWIZ_VALIDATION_THREADS", "1")))
+
+
+def _build_model(case: Case):
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    cfg = dict(case.hf_config)
+    model_type = cfg.pop("model_type")
+    config = AutoConfig.for_model(model_type, **cfg)
+    torch.manual_seed(0)
+    auto = AutoModelForMaskedLM if case.head == "masked_lm" else AutoModelForCausalLM
+    model = auto.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+    model.train()
+    if case.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    del transformers
+    return model
+
+
+def _batch(case: Case, rank: int = 0) -> dict:
+    import torch
+
+    g = torch.Generator().manual_seed(1 + rank)
+    vocab = case.hf_config["vocab_size"]
+    ids = torch.randint(0, vocab, (case.batch_size, case.seq_len), generator=g)
+    # labels = input_ids on every position: causal LM shifts inside the loss; for masked LM this
+    # is "all positions are targets" (memory is the same as with -100 on unmasked positions:
+    # log_softmax runs over every position either way).
+    return {"input_ids": ids, "labels": ids.clone()}
+
+
+def _optimizer(case: Case, params):
+    import torch
+
+    if case.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=1e-4, foreach=True)
+    if case.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=1e-3, momentum=0.9, foreach=True)
+    raise ValueError(f"optimizer {case.optimizer!r} not measurable here")
+
+
+def _autocast(case: Case):
+    import torch
+
+    if case.precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _decoder_layers(model, num_layers: int):
+    """The ModuleList of transformer blocks (the FSDP2 / AC unit)."""
+    import torch.nn as nn
+
+    for _, mod in model.named_modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) == num_layers:
+            return mod
+    raise RuntimeError("decoder layer list not found")
+
+
+def _num_layers(cfg: dict) -> int:
+    return cfg.get("num_hidden_layers", cfg.get("n_layer"))
+
+
+def _sdpa_ops(model, case: Case, batch: dict) -> list[str]:
+    """Names of the attention kernels one forward dispatches (run outside the tracker)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: set[str] = set()
+
+    class _Ops(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = str(func)
+            if "attention" in name or "softmax" in name:
+                seen.add(name)
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), _Ops(), _autocast(case):
+        model(**batch)
+    return sorted(seen)
+
+
+def _snap(tracker) -> dict:
+    """Tracker snapshot for the CPU device as {category: bytes} (plain strings)."""
+    snap = tracker.get_tracker_snapshot("current")
+    return _dev_snap(snap)
+
+
+def _dev_snap(snap: dict) -> dict:
+    out: dict[str, int] = {}
+    for dev, d in snap.items():
+        for k, v in d.items():
+            key = getattr(k, "value", k)
+            out[str(key)] = out.get(str(key), 0) + int(v)
+    return out
+
+
+def _step(model, opt, batch, case: Case, tracker=None) -> dict:
+    """One training step; with a tracker, returns current/peak snapshots after each phase."""
+    record: dict = {}
+
+    def mark(phase: str) -> None:
+        if tracker is not None:
+            record[phase] = {"current": _snap(tracker),
+                             "peak": _dev_snap(tracker.get_tracker_snapshot("peak"))}
+
+    with _autocast(case):
+        loss = model(**batch).loss  # outputs (logits) dropped before backward, as HF Trainer
+    mark("forward")
+    loss.backward()
+    del loss
+    mark("backward")
+    opt.step()
+    mark("optimizer")
+    opt.zero_grad(set_to_none=True)
+    return record
+
+
+def _result_from_record(record: dict, tracker) -> dict:
+    peak = _dev_snap(tracker.get_tracker_snapshot("peak"))
+    total = peak.get("Total", 0)
+    phase = None
+    for p in PHASES:  # first phase after which the running peak reached its final value
+        if record[p]["peak"].get("Total", 0) >= total:
+            phase = p
+            break
+    return {
+        "peak_total": total,
+        "peak_breakdown": {k: v for k, v in peak.items() if k != "Total"},
+        "peak_phase": phase,
+        "after_phase": {p: record[p]["current"] for p in PHASES},
+        "peak_by_phase": {p: record[p]["peak"].get("Total", 0) for p in PHASES},
+    }
+
+
+def _param_bytes(model) -> tuple[int, int]:
+    seen = set()
+    n = b = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        n += p.numel()
+        b += p.numel() * p.element_size()
+    return n, b
+
+
+def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
+    """Run the case in this process (rank ``rank`` of an initialised group when world > 1)."""
+    import torch
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    _set_threads()
+    t0 = time.perf_counter()
+    model = _build_model(case)
+    n_params, param_bytes = _param_bytes(model)
+    batch = _batch(case, rank)
+    extra: dict = {"params": n_params, "param_bytes": param_bytes}
+
+    if case.strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(model, gradient_as_bucket_view=case.gradient_as_bucket_view)
+    elif case.strategy == "fsdp":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        mesh = init_device_mesh("cpu", (world,))
+        if case.precision == "bf16":
+            # As accelerate 1.15 FullyShardedDataParallelPlugin.set_mixed_precision("bf16") for
+            # fsdp_version 2: param_dtype = reduce_dtype = output_dtype = bf16 (and accelerate
+            # additionally keeps autocast around forward, as we do).
+            mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16,
+                                      output_dtype=torch.bfloat16)
+        else:
+            mp = MixedPrecisionPolicy()
+        kw = {"mesh": mesh, "reshard_after_forward": case.reshard_after_forward, "mp_policy": mp}
+        for layer in _decoder_layers(model, _num_layers(case.hf_config)):
+            fully_shard(layer, **kw)
+        fully_shard(model, **kw)
+
+    opt = _optimizer(case, model.parameters())
+    inner = model.module if case.strategy == "ddp" else model
+    extra["sdpa_ops"] = _sdpa_ops(inner, case, batch) if rank == 0 else []
+
+    for _ in range(2):  # warm-up: optimizer state exists, DDP buckets rebuilt
+        _step(model, opt, batch, case)
+    t1 = time.perf_counter()
+
+    if case.strategy == "fsdp":
+        from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+
+        tracker = FSDPMemTracker(model, opt)
+        tracker.track_inputs((batch,))
+    else:
+        tracker = MemTracker()
+        tracker.track_external(model, opt, batch["input_ids"], batch["labels"])
+    with tracker:
+        record = _step(model, opt, batch, case, tracker)
+    t2 = time.perf_counter()
+
+    res = _result_from_record(record, tracker)
+    if case.strategy == "ddp":
+        res["ddp_buckets"] = _ddp_bucket_info(model)
+    res.update(extra)
+    res["rank"] = rank
+    res["seconds"] = {"build_and_warmup": round(t1 - t0, 2), "measured_step": round(t2 - t1, 2)}
+    return res
+
+
+def _ddp_bucket_info(ddp_model) -> dict:
+    """DDP's flat gradient buckets are allocated in C++ at construction (and on the rebuild after
+    the first step), outside any Python dispatch mode: MemTracker does not see them. Report
+    their size: from DDP's logging data and by summing the trainable parameters' bytes."""
+    info: dict = {"visible_to_memtracker": False}
+    computed = 0
+    for p in ddp_model.module.parameters():
+        if p.requires_grad:
+            computed += p.numel() * p.element_size()
+    info["computed_bytes"] = computed if not ddp_model.gradient_as_bucket_view else 0
+    try:
+        data = ddp_model._get_ddp_logging_data()
+        sizes = data.get("bucket_sizes")
+        if isinstance(sizes, str):
+            parsed = [int(s) for s in sizes.replace(" ", "").split(",") if s]
+        else:
+            parsed = list(sizes or [])
+        info["logging_bucket_sizes"] = parsed
+        info["logging_bytes"] = int(sum(parsed))
+        info["bucket_cap_bytes"] = int(data.get("bucket_cap_bytes", 0))
+    except Exception as e:  # noqa: BLE001 - logging data is best effort
+        info["logging_error"] = repr(e)
+    return info
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dist_worker(rank: int, world: int, port: int, case_json: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        case = Case(**{k: v for k, v in json.loads(case_json).items() if k != "sharding"})
+        res = _measure_local(case, rank, world)
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+            json.dump(res, f)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def measure(case: Case) -> dict:
+    """Measure ``case``; return rank 0's peak (``peak_total``), its breakdown at the peak
+    (``peak_breakdown``: tracker categories → bytes), ``peak_phase`` and details."""
+    import torch
+
+    t0 = time.perf_counter()
+    if case.num_gpus == 1 and case.strategy == "single":
+        res = _measure_local(case)
+    else:
+        import torch.multiprocessing as mp
+
+        with tempfile.TemporaryDirectory() as tmp:
+            mp.spawn(_dist_worker, args=(case.num_gpus, _free_port(), json.dumps(case.to_json()),
+                                         tmp), nprocs=case.num_gpus, join=True)
+            ranks = []
+            for r in range(case.num_gpus):
+                with open(os.path.join(tmp, f"rank{r}.json")) as f:
+                    ranks.append(json.load(f))
+        res = dict(ranks[0])
+        res["ranks"] = [{"rank": r["rank"], "peak_total": r["peak_total"],
+                         "peak_breakdown": r["peak_breakdown"], "peak_phase": r["peak_phase"]}
+                        for r in ranks]
+        worst = max(abs(r["peak_total"] - res["peak_total"]) for r in ranks)
+        res["rank_spread"] = worst / max(res["peak_total"], 1)
+    res["case"] = case.name
+    res["torch"] = torch.__version__
+    res["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    return res
