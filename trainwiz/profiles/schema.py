@@ -75,3 +75,21 @@ class Profile:
     script_args: list[str] = field(default_factory=list)
     estimate: EstimateInputs | None = None
     version: int = SCHEMA_VERSION
+    description: str | None = None  # one line for `trainwiz profiles list`
+
+    @property
+    def processes_per_machine(self) -> int | None:
+        """Ranks on this machine, when the profile fixes it (None: one per GPU found at launch)."""
+        if self.num_processes is not None:
+            return self.num_processes
+        if self.strategy == "single":
+            return 1
+        if self.gpu_ids is not None and self.device == "cuda":
+            return len(self.gpu_ids)
+        return None
+
+    @property
+    def world_size(self) -> int | None:
+        """Ranks over all machines, when known."""
+        per = self.processes_per_machine
+        return None if per is None else per * self.num_machines

@@ -1,0 +1,522 @@
+"""Profile <-> plain dict, with validation that names the file, the line, the key and what is allowed.
+
+Pure: the standard library and PyYAML only. Files are parsed with ``yaml.safe_load``; a second,
+node-level pass (``yaml.compose`` with the safe loader) only remembers on which line each key sits,
+so messages can point at it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+import yaml
+
+from trainwiz.errors import TrainwizError
+from trainwiz.profiles import schema
+from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, Profile
+
+Path_ = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a profile: where, which key, and what is wrong."""
+
+    message: str
+    key: str | None = None  # dotted: "fsdp.sharding_strategy"
+    line: int | None = None  # 1-based
+
+
+class ProfileError(TrainwizError):
+    """A profile that cannot be read, saved or used. ``str(err)`` names the file, line and key."""
+
+    def __init__(self, message: str | None = None, *, source: str | None = None,
+                 problems: list[Problem] | tuple[Problem, ...] = (),
+                 exit_code: int | None = None) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        if message is None:
+            message = _format_problems(source, self.problems)
+        super().__init__(message, exit_code=exit_code)
+
+
+def _format_problems(source: str | None, problems: tuple[Problem, ...]) -> str:
+    def where(p: Problem) -> str:
+        loc = source or "<profile>"
+        if p.line is not None:
+            loc += f":{p.line}"
+        return loc
+
+    def one(p: Problem) -> str:
+        return f"{where(p)}: {p.message}"
+
+    if len(problems) == 1:
+        return one(problems[0])
+    problems = tuple(sorted(problems, key=lambda p: (p.line is None, p.line or 0)))
+    head = f"{source or '<profile>'}: {len(problems)} problems"
+    return head + "\n" + "\n".join("  " + one(p) for p in problems)
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+def parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
+    """``yaml.safe_load`` the text; also return {key path: line} for messages.
+
+    A syntax error becomes a ProfileError naming the file and line.
+    """
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = exc.problem or str(exc)
+        if exc.context:
+            what = f"{what} ({exc.context})"
+        raise ProfileError(source=source, problems=[Problem(f"not valid YAML: {what}", line=line)]) \
+            from None
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{source}: not valid YAML: {exc}", source=source) from None
+    lines: dict[Path_, int] = {}
+    if node is not None:
+        _collect_lines(node, (), lines)
+    return data, lines
+
+
+def _collect_lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                sub = path + (str(key_node.value),)
+                out.setdefault(sub, key_node.start_mark.line + 1)
+                _collect_lines(value_node, sub, out)
+
+
+# --------------------------------------------------------------------------- field specs
+
+@dataclass(frozen=True)
+class _Spec:
+    kind: str  # int bool str enum list_int list_str env
+    choices: tuple = ()
+    minimum: int | None = None
+    nullable: bool = False
+    upper: bool = False  # enum values written upper-case (FSDP names)
+
+
+PROFILE_SPECS: dict[str, _Spec] = {
+    "version": _Spec("int", minimum=1),
+    "description": _Spec("str", nullable=True),
+    "strategy": _Spec("enum", schema.STRATEGIES),
+    "mixed_precision": _Spec("enum", schema.MIXED_PRECISIONS),
+    "device": _Spec("enum", schema.DEVICES),
+    "gpu_ids": _Spec("list_int", nullable=True),
+    "num_processes": _Spec("int", minimum=1, nullable=True),
+    "num_machines": _Spec("int", minimum=1),
+    "machine_rank": _Spec("int", minimum=0),
+    "main_address": _Spec("str", nullable=True),
+    "main_port": _Spec("int", minimum=1, nullable=True),
+    "rdzv_backend": _Spec("enum", schema.RDZV_BACKENDS),
+    "max_restarts": _Spec("int", minimum=0),
+    "launcher": _Spec("enum", schema.LAUNCHERS),
+    "python": _Spec("str", nullable=True),
+    "env": _Spec("env"),
+    "script": _Spec("str", nullable=True),
+    "script_args": _Spec("list_str"),
+}
+
+FSDP_SPECS: dict[str, _Spec] = {
+    "version": _Spec("enum", (1, 2)),
+    "sharding_strategy": _Spec("enum", schema.SHARDING_STRATEGIES, upper=True),
+    "auto_wrap_policy": _Spec("enum", schema.AUTO_WRAP_POLICIES, upper=True),
+    "transformer_layer_cls_to_wrap": _Spec("list_str"),
+    "min_num_params": _Spec("int", minimum=0, nullable=True),
+    "backward_prefetch": _Spec("enum", schema.BACKWARD_PREFETCH, upper=True),
+    "forward_prefetch": _Spec("bool"),
+    "offload_params": _Spec("bool"),
+    "state_dict_type": _Spec("enum", schema.STATE_DICT_TYPES, upper=True),
+    "cpu_ram_efficient_loading": _Spec("bool"),
+    "sync_module_states": _Spec("bool"),
+    "use_orig_params": _Spec("bool"),
+    "activation_checkpointing": _Spec("bool"),
+}
+
+ESTIMATE_SPECS: dict[str, _Spec] = {
+    "model": _Spec("str"),
+    "batch_size": _Spec("int", minimum=1),
+    "seq_len": _Spec("int", minimum=1),
+    "optimizer": _Spec("enum", schema.OPTIMIZERS),
+    "grad_accum": _Spec("int", minimum=1),
+    "activation_checkpointing": _Spec("bool"),
+    "attention": _Spec("enum", schema.ATTENTION),
+}
+
+# Key order in written files: what a reader wants first.
+PROFILE_KEY_ORDER = ("version", "description", "strategy", "fsdp", "mixed_precision", "device",
+                     "gpu_ids", "num_processes", "num_machines", "machine_rank", "main_address",
+                     "main_port", "rdzv_backend", "max_restarts", "launcher", "python", "env",
+                     "script", "script_args", "estimate")
+_ALL_TOP_KEYS = tuple(PROFILE_SPECS) + ("fsdp", "estimate")
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    if not close:
+        low = str(word).lower()
+        close = [o for o in map(str, options) if o.lower() == low]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+class _Checker:
+    def __init__(self, source: str, lines: dict[Path_, int] | None) -> None:
+        self.source = source
+        self.lines = lines or {}
+        self.problems: list[Problem] = []
+
+    def line(self, path: Path_) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+    def add(self, path: Path_, message: str) -> None:
+        key = ".".join(path) if path else None
+        self.problems.append(Problem(message, key=key, line=self.line(path)))
+
+    def fail_if_any(self) -> None:
+        if self.problems:
+            raise ProfileError(source=self.source, problems=self.problems)
+
+    # -- one mapping against a spec table
+    def section(self, data: Any, specs: dict[str, _Spec], path: Path_,
+                extra: tuple[str, ...] = ()) -> dict[str, Any]:
+        where = f"'{'.'.join(path)}'" if path else "a profile"
+        if not isinstance(data, dict):
+            self.add(path, f"{where} must be a mapping of keys to values, not {_type_name(data)}")
+            return {}
+        out: dict[str, Any] = {}
+        allowed = tuple(specs) + extra
+        for key, value in data.items():
+            sub = path + (str(key),)
+            if key not in allowed:
+                label = ".".join(sub)
+                self.add(sub, f"unknown key '{label}'{_did_you_mean(key, allowed)}; "
+                              f"allowed keys{' in ' + repr('.'.join(path)) if path else ''}: "
+                              f"{', '.join(allowed)}")
+                continue
+            if key in specs:
+                ok, converted = self.value(value, specs[key], sub)
+                if ok:
+                    out[key] = converted
+            else:
+                out[key] = value
+        return out
+
+    def value(self, value: Any, spec: _Spec, path: Path_) -> tuple[bool, Any]:
+        key = ".".join(path)
+        if value is None:
+            if spec.nullable:
+                return True, None
+            self.add(path, f"key '{key}' needs a value ({self.describe(spec)})")
+            return False, None
+        kind = spec.kind
+        if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                else:
+                    self.add(path, f"key '{key}' must be an integer, not {_type_name(value)} "
+                                   f"{value!r}")
+                    return False, None
+            if spec.minimum is not None and value < spec.minimum:
+                self.add(path, f"key '{key}' must be at least {spec.minimum}, not {value}")
+                return False, None
+            return True, value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                self.add(path, f"key '{key}' must be true or false, not {value!r}")
+                return False, None
+            return True, value
+        if kind == "str":
+            if isinstance(value, (dict, list, bool)):
+                self.add(path, f"key '{key}' must be a string, not {_type_name(value)}")
+                return False, None
+            return True, str(value)
+        if kind == "enum":
+            choices = spec.choices
+            if value in choices and not isinstance(value, bool):
+                return True, value
+            if isinstance(value, str) and not isinstance(choices[0], int):
+                norm = value.upper() if spec.upper else value.lower()
+                if norm in choices:
+                    return True, norm
+            if isinstance(value, str) and isinstance(choices[0], int) and value.isdigit() \
+                    and int(value) in choices:
+                return True, int(value)
+            self.add(path, f"key '{key}': {value!r} is not allowed{_did_you_mean(value, choices)}; "
+                           f"allowed: {', '.join(map(str, choices))}")
+            return False, None
+        if kind == "list_int":
+            items = value if isinstance(value, list) else None
+            if isinstance(value, int) and not isinstance(value, bool):
+                items = [value]
+            if isinstance(value, str):
+                try:
+                    items = [int(v) for v in value.replace(" ", "").split(",") if v]
+                except ValueError:
+                    items = None
+            if items is None or any(isinstance(v, bool) or not isinstance(v, int) for v in items):
+                self.add(path, f"key '{key}' must be a list of GPU indices such as [0, 1], "
+                               f"not {value!r}")
+                return False, None
+            if any(v < 0 for v in items):
+                self.add(path, f"key '{key}': GPU indices start at 0, not {min(items)}")
+                return False, None
+            return True, list(items)
+        if kind == "list_str":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or any(isinstance(v, (dict, list)) or v is None
+                                                  for v in value):
+                self.add(path, f"key '{key}' must be a list of strings, not {_type_name(value)}")
+                return False, None
+            return True, [str(v) for v in value]
+        if kind == "env":
+            if not isinstance(value, dict):
+                self.add(path, f"key '{key}' must be a mapping NAME: value, not {_type_name(value)}")
+                return False, None
+            env: dict[str, str] = {}
+            ok = True
+            for name, val in value.items():
+                if not isinstance(name, str) or not _ENV_NAME.match(name):
+                    self.add(path + (str(name),), f"key '{key}': {name!r} is not a valid "
+                                                  "environment variable name")
+                    ok = False
+                elif isinstance(val, bool) or val is None or isinstance(val, (dict, list)):
+                    if isinstance(val, bool):
+                        msg = (f"key '{key}.{name}' must be a string (quote it: "
+                               f"{name}: \"{str(val).lower()}\")")
+                    else:
+                        msg = f"key '{key}.{name}' must be a string, not {_type_name(val)}"
+                    self.add(path + (name,), msg)
+                    ok = False
+                else:
+                    env[name] = str(val)
+            return ok, env
+        raise AssertionError(kind)
+
+    @staticmethod
+    def describe(spec: _Spec) -> str:
+        if spec.kind == "enum":
+            return "allowed: " + ", ".join(map(str, spec.choices))
+        return {"int": "an integer", "bool": "true or false", "str": "a string",
+                "list_int": "a list of GPU indices", "list_str": "a list of strings",
+                "env": "a mapping"}[spec.kind]
+
+
+# --------------------------------------------------------------------------- dict -> Profile
+
+def profile_from_dict(data: Any, *, source: str, name: str,
+                      lines: dict[Path_, int] | None = None) -> Profile:
+    """Validate a parsed profile file and build the Profile. Raises ProfileError listing every
+    problem (file, line, key, what is allowed)."""
+    chk = _Checker(source, lines)
+    if data is None:
+        data = {}
+    top = chk.section(data, PROFILE_SPECS, (), extra=("fsdp", "estimate"))
+    version = top.get("version", schema.SCHEMA_VERSION)
+    if isinstance(version, int) and version > schema.SCHEMA_VERSION:
+        chk.add(("version",), f"key 'version': this file is version {version}, written by a newer "
+                              f"trainwiz; this one reads version {schema.SCHEMA_VERSION}")
+    fsdp_raw = top.pop("fsdp", None)
+    est_raw = top.pop("estimate", None)
+    fsdp_kw = chk.section(fsdp_raw, FSDP_SPECS, ("fsdp",)) if fsdp_raw is not None else {}
+    est = None
+    if est_raw is not None:
+        est_kw = chk.section(est_raw, ESTIMATE_SPECS, ("estimate",))
+        if isinstance(est_raw, dict) and "model" not in est_raw:
+            chk.add(("estimate",), "key 'estimate.model' is missing: the estimate needs a model "
+                                   "(catalog name, Hugging Face folder, config.json or params:N)")
+        elif "model" in est_kw:
+            est = EstimateInputs(**est_kw)
+    # Keep going with the fields that were fine: impossible combinations are reported together
+    # with type errors, so one edit fixes the file.
+
+    profile = Profile(name=name, fsdp=FsdpOptions(**fsdp_kw), estimate=est, **top)
+    if fsdp_kw and profile.strategy != "fsdp" and FsdpOptions(**fsdp_kw) != FsdpOptions():
+        chk.add(("fsdp",), f"key 'fsdp': FSDP options are set but strategy is "
+                           f"'{profile.strategy}'; set strategy: fsdp or remove the fsdp section")
+    _check_combinations(profile, chk)
+    chk.fail_if_any()
+    return profile
+
+
+def validate_profile(profile: Profile, *, source: str | None = None) -> Profile:
+    """Check a Profile built in code (the wizard, the app) the way a file is checked."""
+    return profile_from_dict(profile_to_dict(profile), source=source or f"profile '{profile.name}'",
+                             name=profile.name)
+
+
+def _check_combinations(p: Profile, chk: _Checker) -> None:
+    f = p.fsdp
+    per = p.processes_per_machine
+    world = p.world_size
+    if p.gpu_ids is not None:
+        dups = sorted({g for g in p.gpu_ids if p.gpu_ids.count(g) > 1})
+        if dups:
+            chk.add(("gpu_ids",), f"key 'gpu_ids': GPU {', '.join(map(str, dups))} listed twice; "
+                                  "each GPU can be used by one rank")
+        if not p.gpu_ids:
+            chk.add(("gpu_ids",), "key 'gpu_ids' is empty; leave it out to use every GPU")
+        if p.device == "cpu":
+            chk.add(("gpu_ids",), "key 'gpu_ids' is set but device is 'cpu' (CPU ranks use no "
+                                  "GPU); remove gpu_ids or set device: cuda")
+    if p.strategy == "single":
+        if p.num_processes not in (None, 1):
+            chk.add(("num_processes",), f"key 'num_processes': strategy 'single' runs one "
+                                        f"process, not {p.num_processes}; use strategy ddp or "
+                                        "fsdp for more")
+        if p.gpu_ids is not None and len(p.gpu_ids) > 1 and p.device == "cuda":
+            chk.add(("gpu_ids",), f"key 'gpu_ids': strategy 'single' uses one GPU, not "
+                                  f"{len(p.gpu_ids)}; use strategy ddp or fsdp for more")
+        if p.num_machines > 1:
+            chk.add(("num_machines",), "key 'num_machines': strategy 'single' runs on one machine")
+    if (p.device == "cuda" and p.gpu_ids and p.num_processes is not None
+            and p.num_processes > len(p.gpu_ids)):
+        chk.add(("num_processes",), f"key 'num_processes': {p.num_processes} processes on "
+                                    f"{len(p.gpu_ids)} GPU(s) {p.gpu_ids}; with device cuda each "
+                                    "process needs its own GPU")
+    if p.machine_rank >= p.num_machines:
+        chk.add(("machine_rank",), f"key 'machine_rank': {p.machine_rank} with num_machines "
+                                   f"{p.num_machines}; allowed: 0 to {p.num_machines - 1}")
+    if p.num_machines > 1 and not p.main_address:
+        chk.add(("main_address",), f"key 'main_address' is missing: {p.num_machines} machines "
+                                   "need the address of machine 0 (host name or IP)")
+    if p.main_port is not None and not 1 <= p.main_port <= 65535:
+        chk.add(("main_port",), f"key 'main_port': {p.main_port} is not a port; allowed: 1 to "
+                                "65535")
+    if p.device == "cpu" and p.mixed_precision in ("fp16", "fp8"):
+        chk.add(("mixed_precision",), f"key 'mixed_precision': {p.mixed_precision} needs a GPU; "
+                                      "with device cpu allowed: no, bf16")
+    if p.strategy != "fsdp":
+        return
+    if world == 1 and f.sharding_strategy in ("SHARD_GRAD_OP", "HYBRID_SHARD"):
+        chk.add(("fsdp", "sharding_strategy"),
+                f"key 'fsdp.sharding_strategy': {f.sharding_strategy} on one process has nothing "
+                "to shard across; use 2 or more processes, or strategy single")
+    if f.version == 2:
+        if f.sharding_strategy in ("NO_SHARD", "HYBRID_SHARD"):
+            chk.add(("fsdp", "sharding_strategy"),
+                    f"key 'fsdp.sharding_strategy': {f.sharding_strategy} needs FSDP version 1 "
+                    "(FSDP2 knows reshard-after-forward only); with version 2 allowed: "
+                    "FULL_SHARD, SHARD_GRAD_OP")
+        if f.forward_prefetch:
+            chk.add(("fsdp", "forward_prefetch"),
+                    "key 'fsdp.forward_prefetch': not available with FSDP version 2 "
+                    "(accelerate refuses it); set fsdp.version: 1 or remove it")
+    if f.version == 1 and f.cpu_ram_efficient_loading and not f.sync_module_states:
+        chk.add(("fsdp", "sync_module_states"),
+                "key 'fsdp.sync_module_states': must be true when cpu_ram_efficient_loading is "
+                "true (rank 0 loads the weights and broadcasts them)")
+    if f.transformer_layer_cls_to_wrap and f.auto_wrap_policy != "TRANSFORMER_BASED_WRAP":
+        chk.add(("fsdp", "transformer_layer_cls_to_wrap"),
+                "key 'fsdp.transformer_layer_cls_to_wrap' is only used with auto_wrap_policy "
+                f"TRANSFORMER_BASED_WRAP, not {f.auto_wrap_policy}")
+    if f.min_num_params is not None and f.auto_wrap_policy != "SIZE_BASED_WRAP":
+        chk.add(("fsdp", "min_num_params"),
+                "key 'fsdp.min_num_params' is only used with auto_wrap_policy SIZE_BASED_WRAP, "
+                f"not {f.auto_wrap_policy}")
+
+
+def check_profile_gpus(profile: Profile, gpu_count: int, *, source: str | None = None) -> None:
+    """Refuse GPU ids (or a process count) this box cannot provide. ``gpu_count``: GPUs found."""
+    chk = _Checker(source or f"profile '{profile.name}'", None)
+    if profile.device == "cuda":
+        if gpu_count == 0:
+            chk.add(("device",), "key 'device' is cuda but no GPU was found on this machine; "
+                                 "set device: cpu for CPU ranks")
+        elif profile.gpu_ids:
+            missing = [g for g in profile.gpu_ids if g >= gpu_count]
+            if missing:
+                chk.add(("gpu_ids",), f"key 'gpu_ids': GPU {', '.join(map(str, missing))} does "
+                                      f"not exist on this machine; allowed: 0 to {gpu_count - 1}")
+        elif profile.num_processes is not None and profile.num_processes > gpu_count:
+            chk.add(("num_processes",), f"key 'num_processes': {profile.num_processes} processes "
+                                        f"but this machine has {gpu_count} GPU(s)")
+    chk.fail_if_any()
+
+
+# --------------------------------------------------------------------------- Profile -> dict
+
+def _non_default(obj, cls_default) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if value != getattr(cls_default, f.name):
+            out[f.name] = value
+    return out
+
+
+def profile_to_dict(profile: Profile) -> dict[str, Any]:
+    """The dict written to a profile file: defaults left out, readable key order, ``version``
+    always present. The name is not stored: it is the file's name."""
+    default = Profile(name=profile.name)
+    out: dict[str, Any] = {"version": profile.version}
+    for key in PROFILE_KEY_ORDER:
+        if key == "version":
+            continue
+        value = getattr(profile, key)
+        if key == "fsdp":
+            sub = _non_default(value, FsdpOptions())
+            if sub:
+                out["fsdp"] = {k: _plain(v) for k, v in sub.items()}
+            continue
+        if key == "estimate":
+            if value is not None:
+                sub = _non_default(value, EstimateInputs(model=value.model))
+                out["estimate"] = {"model": value.model,
+                                   **{k: _plain(v) for k, v in sub.items() if k != "model"}}
+            continue
+        if value != getattr(default, key):
+            out[key] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block mappings; short lists of scalars on one line (``gpu_ids: [0, 1]``)."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) < 40)
+               for v in data) and len(data) <= 16
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """YAML text in the given key order, block style, readable."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=100)
