@@ -18,6 +18,16 @@ class GpuProcess:
 
 
 @dataclass(frozen=True)
+class MigDevice:
+    """One MIG instance of a GPU in MIG mode (what ``CUDA_VISIBLE_DEVICES=MIG-...`` selects)."""
+
+    uuid: str | None
+    name: str | None = None
+    memory_total: int | None = None
+    memory_used: int | None = None
+
+
+@dataclass(frozen=True)
 class GpuInfo:
     index: int
     name: str
@@ -33,6 +43,9 @@ class GpuInfo:
     pci_bus_id: str | None = None
     mig: bool = False
     processes: tuple[GpuProcess, ...] = ()
+    # Added by the hardware probe (additive; all optional):
+    mig_devices: tuple[MigDevice, ...] = ()
+    error: str | None = None  # e.g. "GPU is lost": the GPU is listed but cannot be read
 
     @property
     def supports_bf16(self) -> bool | None:
@@ -65,3 +78,11 @@ class Detection:
     driver_version: str | None = None
     cuda_driver_version: str | None = None
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GpuSnapshot:
+    """One timestamped reading of every GPU (what the monitor's sampler produces)."""
+
+    timestamp: float  # time.time()
+    gpus: tuple[GpuInfo, ...]

@@ -1,0 +1,97 @@
+"""GPU presets for planning mode: the cards people rent or own, with the figures NVML reports.
+
+``memory_total`` is what ``nvmlDeviceGetMemoryInfo`` / ``nvidia-smi --query-gpu=memory.total``
+reports on a recent driver (in MiB there; bytes here), which is a little less than the marketing
+size: an "80GB" H100 shows 81559 MiB. ``power_limit`` is the default enforced board limit in watts.
+``idle_power`` and ``interconnect`` only make the simulated box look and plan like the real one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class GpuPreset:
+    key: str  # canonical spelling, e.g. "H100-80GB"
+    name: str  # the name NVML reports
+    memory_total: int  # bytes
+    compute_capability: str
+    power_limit: float  # watts
+    idle_power: float  # watts
+    interconnect: str  # "nvlink" | "pcie"
+    aliases: tuple[str, ...] = ()
+
+
+def _p(key, name, mib, cc, power, idle, link, *aliases) -> GpuPreset:
+    return GpuPreset(key, name, mib * MiB, cc, float(power), float(idle), link, tuple(aliases))
+
+
+_ALL = (
+    _p("H100-80GB", "NVIDIA H100 80GB HBM3", 81559, "9.0", 700, 72, "nvlink",
+       "H100", "H100-SXM", "H100-SXM5", "H100-80GB-SXM", "H100-SXM-80GB", "H100-80GB-HBM3"),
+    _p("H100-PCIE", "NVIDIA H100 PCIe", 81559, "9.0", 350, 48, "pcie",
+       "H100-80GB-PCIE", "H100-PCIE-80GB"),
+    _p("H200", "NVIDIA H200", 143771, "9.0", 700, 76, "nvlink",
+       "H200-141GB", "H200-SXM", "H200-141GB-SXM"),
+    _p("A100-40GB", "NVIDIA A100-SXM4-40GB", 40960, "8.0", 400, 55, "nvlink",
+       "A100-SXM4-40GB", "A100-40GB-SXM"),
+    _p("A100-80GB", "NVIDIA A100-SXM4-80GB", 81920, "8.0", 400, 62, "nvlink",
+       "A100-SXM4-80GB", "A100-80GB-SXM"),
+    _p("L40S", "NVIDIA L40S", 46068, "8.9", 350, 34, "pcie", "L40S-48GB"),
+    _p("A10G", "NVIDIA A10G", 23028, "8.6", 300, 26, "pcie", "A10G-24GB"),
+    _p("L4", "NVIDIA L4", 23034, "8.9", 72, 16, "pcie", "L4-24GB"),
+    _p("4090", "NVIDIA GeForce RTX 4090", 24564, "8.9", 450, 22, "pcie",
+       "RTX4090", "RTX-4090", "4090-24GB"),
+    _p("3090", "NVIDIA GeForce RTX 3090", 24576, "8.6", 350, 28, "pcie",
+       "RTX3090", "RTX-3090", "3090-24GB"),
+    _p("V100-16GB", "Tesla V100-SXM2-16GB", 16384, "7.0", 300, 42, "nvlink",
+       "V100-SXM2-16GB"),
+    _p("V100-32GB", "Tesla V100-SXM2-32GB", 32768, "7.0", 300, 44, "nvlink",
+       "V100-SXM2-32GB"),
+    _p("T4", "Tesla T4", 15360, "7.5", 70, 10, "pcie", "T4-16GB"),
+)
+
+#: Canonical key -> preset, in the order they are listed to users.
+PRESETS: dict[str, GpuPreset] = {p.key: p for p in _ALL}
+
+_NOISE = re.compile(r"^(NVIDIA|GEFORCE|TESLA)+")
+
+
+def _norm(text: str) -> str:
+    """Spelling-insensitive form: upper case, only letters and digits, no vendor words."""
+    s = re.sub(r"[^A-Z0-9]", "", text.upper())
+    return _NOISE.sub("", s)
+
+
+_LOOKUP: dict[str, GpuPreset] = {}
+for _preset in _ALL:
+    for _alias in (_preset.key, _preset.name, *_preset.aliases):
+        _LOOKUP.setdefault(_norm(_alias), _preset)
+
+
+def preset_names() -> str:
+    return ", ".join(PRESETS)
+
+
+def find_preset(name: str) -> GpuPreset | list[GpuPreset]:
+    """The preset ``name`` means, or the candidates when it is unknown (empty) or ambiguous.
+
+    Exact spellings and known aliases win; otherwise a unique prefix (``A100-80`` → A100-80GB)
+    is accepted. ``A100`` or ``V100`` alone are ambiguous and return both sizes.
+    """
+    key = _norm(name)
+    if not key:
+        return []
+    if key in _LOOKUP:
+        return _LOOKUP[key]
+    matches = []
+    for alias, preset in _LOOKUP.items():
+        if alias.startswith(key) and preset not in matches:
+            matches.append(preset)
+    if len(matches) == 1:
+        return matches[0]
+    return matches
