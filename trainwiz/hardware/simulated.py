@@ -272,6 +272,8 @@ def _parse_yaml_box(path: Path) -> tuple[list[GpuInfo], dict]:
     for key in ("ram_total", "ram_available"):
         if key in host:
             host_over[key] = parse_size(host[key], f"{path}: host.{key}")
+    if "ram_total" in host_over and "ram_available" not in host_over:
+        host_over["ram_available"] = host_over["ram_total"]  # an idle planned box
     return gpus, host_over
 
 

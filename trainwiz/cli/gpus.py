@@ -1,0 +1,273 @@
+"""``trainwiz gpus``: what GPUs this box has (or a simulated one would have), right now."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+SPEC is NxPRESET (8xH100-80GB, 2x4090, 4xA100-80GB+4xL4) or a YAML file describing a mixed or
+busy box, e.g.
+
+  gpus:
+    - {preset: H100-80GB, count: 4}
+    - {preset: A100-80GB, memory_used: 30GiB, utilization: 95,
+       processes: [{pid: 4242, memory_used: 30GiB, name: python}]}
+    - {name: My card, memory_total: 48GiB, compute_capability: "8.6"}
+  host: {cpu_count: 96, ram_total: 1TiB}
+
+Presets: H100-80GB (SXM), H100-PCIE, H200, A100-40GB, A100-80GB, L40S, A10G, L4, 4090, 3090,
+V100-16GB, V100-32GB, T4.
+"""
+
+
+def register(subparsers) -> None:
+    from trainwiz.cli import add_simulate_option
+
+    p = subparsers.add_parser(
+        "gpus", help="list the GPUs (memory, utilization, temperature, power, processes)",
+        description="List this box's GPUs as NVML reports them, or a simulated box's\n"
+        "(planning mode). Values a GPU cannot report show as N/A (null in JSON).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list, one object per GPU (sizes in bytes, null = not available)")
+    p.add_argument("--watch", action="store_true",
+                   help="refresh in place until Ctrl-C (with --json: one JSON list per line)")
+    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="refresh interval for --watch (default 1.0)")
+    p.add_argument("--count", type=int, default=None, metavar="N",
+                   help="with --watch, stop after N refreshes")
+    add_simulate_option(p)
+    p.set_defaults(func=run)
+
+
+# -- formatting -------------------------------------------------------------------------------
+
+GiB = 1 << 30
+NA = "N/A"
+
+
+def _gib(n: int | None) -> str:
+    return NA if n is None else f"{n / GiB:.1f}"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return NA
+    if n >= GiB:
+        return f"{n / GiB:.1f} GiB"
+    return f"{n / (1 << 20):.0f} MiB"
+
+
+def short_name(name: str) -> str:
+    """"NVIDIA GeForce RTX 4090" -> "RTX 4090": the vendor words add nothing in a table."""
+    for prefix in ("NVIDIA ", "GeForce "):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return name
+
+
+def _bar(used: int | None, total: int | None, width: int = 10):
+    from rich.text import Text
+
+    if used is None or not total:
+        return Text(NA, style="dim")
+    frac = max(0.0, min(1.0, used / total))
+    filled = round(frac * width)
+    style = "green" if frac < 0.7 else "yellow" if frac < 0.9 else "bold red"
+    bar = Text("█" * filled, style=style)
+    bar.append("░" * (width - filled), style="dim")
+    bar.append(f" {frac * 100:3.0f}%")
+    return bar
+
+
+def _processes(gpu) -> str:
+    procs = gpu.processes
+    if not procs:
+        return "-"
+    shown = []
+    for p in sorted(procs, key=lambda p: -(p.memory_used or 0))[:2]:
+        label = f"{p.pid}"
+        if p.name:
+            label += f" {p.name[:12]}"
+        if p.memory_used is not None:
+            label += f" {_size(p.memory_used).replace(' GiB', 'G').replace(' MiB', 'M')}"
+        shown.append(label)
+    more = len(procs) - len(shown)
+    return ", ".join(shown) + (f" +{more}" if more > 0 else "")
+
+
+def _num(value, fmt: str) -> str:
+    return NA if value is None else fmt.format(value)
+
+
+def gpu_table(gpus, visible_indices: set[int] | None = None):
+    """A rich Table of GPUs (index, name, memory bar, used/total, util, temp, power, processes)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, collapse_padding=True, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("GPU", no_wrap=True, overflow="ellipsis", max_width=22)
+    table.add_column("Memory", no_wrap=True)
+    table.add_column("GiB used/total", justify="right", no_wrap=True)
+    table.add_column("Util", justify="right", no_wrap=True)
+    table.add_column("Temp", justify="right", no_wrap=True)
+    table.add_column("Power W", justify="right", no_wrap=True)
+    table.add_column("Processes", overflow="fold", min_width=10)
+    for g in gpus:
+        name = Text(short_name(g.name))
+        if g.mig:
+            name.append(" [MIG]", style="cyan")
+        if g.error:
+            name.append(f" ({g.error})", style="bold red")
+        power = NA
+        if g.power_draw is not None:
+            power = f"{g.power_draw:.0f}" + (f"/{g.power_limit:.0f}" if g.power_limit else "")
+        dim = visible_indices is not None and g.index not in visible_indices
+        table.add_row(
+            str(g.index), name, _bar(g.memory_used, g.memory_total),
+            f"{_gib(g.memory_used)}/{_gib(g.memory_total)}",
+            _num(g.utilization, "{:.0f}%"), _num(g.temperature, "{:.0f}°C"), power,
+            _processes(g), style="dim" if dim else None)
+    return table
+
+
+def header_lines(detection, gpus) -> list[str]:
+    """The lines above the table: where the facts come from, the host, what a run will see."""
+    import os
+
+    from trainwiz.hardware import visible_gpus
+    from trainwiz.hardware.visible import mixed_models
+
+    lines = []
+    if detection.source == "simulated":
+        lines.append(detection.message or "Planning mode (simulated GPUs).")
+    else:
+        parts = [f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''} (NVML)"]
+        if detection.driver_version:
+            parts.append(f"driver {detection.driver_version}")
+        if detection.cuda_driver_version:
+            parts.append(f"CUDA {detection.cuda_driver_version}")
+        lines.append(" · ".join(parts))
+    h = detection.host
+    host = f"Host: {h.cpu_count if h.cpu_count is not None else NA} CPUs"
+    if h.ram_total is not None:
+        host += f" · RAM {_size(h.ram_available)} free of {_size(h.ram_total)}"
+    lines.append(host)
+    links = detection.extra.get("topology") if detection.extra else None
+    if links:
+        kinds: dict[str, int] = {}
+        for link in links:
+            kinds[link["link"]] = kinds.get(link["link"], 0) + 1
+        if set(kinds) == {"NVLINK"} and len(links) == len(gpus) * (len(gpus) - 1) // 2:
+            lines.append("GPU links: NVLink between every pair")
+        else:
+            lines.append("GPU links: " + ", ".join(f"{k} ×{v}" for k, v in sorted(kinds.items())))
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        seen = visible_gpus(gpus, cvd)
+        if seen:
+            lines.append(f"CUDA_VISIBLE_DEVICES={cvd}: a run here sees GPU "
+                         + ", ".join(f"{g.index}" for g in seen)
+                         + " as " + ", ".join(f"cuda:{i}" for i in range(len(seen))))
+        else:
+            lines.append(f"CUDA_VISIBLE_DEVICES={cvd!s}: a run here sees no GPU")
+    if mixed_models(gpus) and os.environ.get("CUDA_DEVICE_ORDER", "").upper() != "PCI_BUS_ID":
+        lines.append("Mixed GPU models: set CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA numbers them "
+                     "as listed here.")
+    return lines
+
+
+def render(detection, gpus, stamp: float | None = None):
+    import os
+    import time
+
+    from rich.console import Group
+    from rich.text import Text
+
+    from trainwiz.hardware import visible_gpus
+
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = {g.index for g in visible_gpus(gpus, cvd)} if cvd is not None else None
+    parts = [Text(line) for line in header_lines(detection, gpus)]
+    if stamp is not None:
+        parts.append(Text(time.strftime("updated %H:%M:%S  (Ctrl-C to stop)",
+                                        time.localtime(stamp)), style="dim"))
+    parts.append(gpu_table(gpus, visible))
+    return Group(*parts)
+
+
+# -- the command ------------------------------------------------------------------------------
+
+def run(args) -> int:
+    import json
+    import sys
+
+    from trainwiz.cli import simulate_spec
+    from trainwiz.hardware import detect
+
+    spec = simulate_spec(args)
+    if args.interval <= 0:
+        from trainwiz.errors import UsageError
+
+        raise UsageError(f"--interval must be a positive number of seconds, got {args.interval}")
+    if args.count is not None and args.count < 1:
+        from trainwiz.errors import UsageError
+
+        raise UsageError(f"--count must be at least 1, got {args.count}")
+    detection = detect(spec)
+    if not detection.gpus:
+        print(f"trainwiz: {detection.message or 'no GPU found'}", file=sys.stderr)
+        if args.json:
+            print("[]")
+        return 0
+    if args.watch:
+        return _watch(args, spec, detection)
+    if args.json:
+        print(json.dumps([g.to_json() for g in detection.gpus], indent=2))
+        return 0
+    from rich.console import Console
+
+    Console().print(render(detection, detection.gpus))
+    return 0
+
+
+def _watch(args, spec, detection) -> int:
+    import json
+    import time
+
+    from trainwiz.hardware import GpuSampler, host_info
+
+    n = 0
+    with GpuSampler(spec) as sampler:
+        try:
+            if args.json:
+                while True:
+                    snap = sampler.sample()
+                    print(json.dumps([g.to_json() for g in snap.gpus]), flush=True)
+                    n += 1
+                    if args.count is not None and n >= args.count:
+                        return 0
+                    time.sleep(args.interval)
+            from dataclasses import replace
+
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console()
+            snap = sampler.sample()
+            with Live(render(detection, snap.gpus, snap.timestamp), console=console,
+                      auto_refresh=False, transient=False) as live:
+                n = 1
+                while args.count is None or n < args.count:
+                    time.sleep(args.interval)
+                    snap = sampler.sample()
+                    if detection.source == "nvml":  # a simulated box may have its own host
+                        fresh = host_info().ram_available
+                        detection = replace(detection, host=replace(detection.host,
+                                                                    ram_available=fresh))
+                    live.update(render(detection, snap.gpus, snap.timestamp), refresh=True)
+                    n += 1
+        except KeyboardInterrupt:
+            return 0
+    return 0
