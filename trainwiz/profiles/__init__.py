@@ -17,6 +17,15 @@ Public API (others code against these names):
     estimate_request(profile, num_gpus=None) -> (model, TrainConfig) | None
 """
 
+from trainwiz.profiles.accelerate_io import (
+    accelerate_config_text,
+    accelerate_default_config_path,
+    accelerate_export_notes,
+    from_accelerate_config,
+    is_accelerate_config,
+    to_accelerate_config,
+)
+from trainwiz.profiles.estimate_io import estimate_notes, estimate_request
 from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, Profile
 from trainwiz.profiles.store import (
     ProfileEntry,
@@ -40,6 +49,9 @@ from trainwiz.profiles.validate import (
 )
 
 __all__ = [
+    "accelerate_config_text", "accelerate_default_config_path", "accelerate_export_notes",
+    "from_accelerate_config", "is_accelerate_config", "to_accelerate_config",
+    "estimate_notes", "estimate_request",
     "EstimateInputs", "FsdpOptions", "Problem", "Profile", "ProfileEntry", "ProfileError",
     "ProfileStore", "check_profile_gpus", "find_profile", "load_profile", "profile_from_dict",
     "profile_to_dict", "project_profile_dirs", "project_save_dir", "read_profile_file",

@@ -1,0 +1,508 @@
+"""Import and export of accelerate config files (``accelerate config`` / ``accelerate launch
+--config_file``). Pure: accelerate itself is never imported here; its file format is.
+
+Known accelerate 1.x quirk this module works around: ``accelerate config`` stores the FSDP1
+sharding strategy as ``fsdp_reshard_after_forward``, but ``accelerate launch`` always exports
+``FSDP_SHARDING_STRATEGY`` (default FULL_SHARD, filled from ``fsdp_sharding_strategy``) and the
+FSDP1 plugin prefers that one. So a SHARD_GRAD_OP / NO_SHARD / HYBRID_SHARD choice is silently
+run as FULL_SHARD unless ``fsdp_sharding_strategy`` is written too. The export writes both.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from trainwiz.profiles import schema
+from trainwiz.profiles.schema import FsdpOptions, Profile
+from trainwiz.profiles.validate import (
+    Path_,
+    Problem,
+    ProfileError,
+    _did_you_mean,
+    profile_from_dict,
+    profile_to_dict,
+)
+
+# Top-level keys accelerate's ClusterConfig knows (accelerate 1.x), and what we do with them.
+_TOP_MAPPED = {"compute_environment", "distributed_type", "mixed_precision", "use_cpu",
+               "num_processes", "machine_rank", "num_machines", "gpu_ids", "main_process_ip",
+               "main_process_port", "rdzv_backend", "fsdp_config", "deepspeed_config"}
+# Known keys whose default (or listed harmless) values carry no meaning for a local launch.
+_TOP_IGNORED_DEFAULTS: dict[str, tuple] = {
+    "debug": (False, None),
+    "downcast_bf16": ("no", False, None),
+    "main_training_function": ("main", None),
+    "same_network": (True, False, None),
+    "enable_cpu_affinity": (False, None),
+    "tpu_env": ([], None),
+    "tpu_use_cluster": (False, None),
+    "tpu_use_sudo": (False, None),
+    "tpu_name": (None,),
+    "tpu_zone": (None,),
+    "commands": (None,),
+    "command_file": (None,),
+    "dynamo_config": ({}, None),
+    "dynamo_backend": ("NO", "no", None),
+    "fp8_config": ({}, None),
+    "parallelism_config": ({}, None),
+    "megatron_lm_config": ({}, None),
+    "ipex_config": ({}, None),
+    "mpirun_config": ({}, None),
+    "fp16": (False, None),
+}
+_FSDP_KEYS = {
+    "fsdp_version", "fsdp_sharding_strategy", "fsdp_reshard_after_forward", "fsdp_offload_params",
+    "fsdp_auto_wrap_policy", "fsdp_transformer_layer_cls_to_wrap", "fsdp_min_num_params",
+    "fsdp_backward_prefetch", "fsdp_forward_prefetch", "fsdp_state_dict_type",
+    "fsdp_use_orig_params", "fsdp_cpu_ram_efficient_loading", "fsdp_sync_module_states",
+    "fsdp_activation_checkpointing",
+}
+_FSDP_IGNORED_DEFAULTS: dict[str, tuple] = {
+    "fsdp_activation_checkpointing_offload": (False, None),
+    "fsdp_ignored_modules": (None, ""),
+}
+_DISTRIBUTED = ("NO", "MULTI_GPU", "MULTI_CPU", "FSDP")
+_UNSUPPORTED_DISTRIBUTED = {
+    "DEEPSPEED": "DeepSpeed", "MEGATRON_LM": "Megatron-LM", "XLA": "TPU (XLA)",
+    "MULTI_NPU": "Ascend NPUs", "MULTI_MLU": "Cambricon MLUs", "MULTI_XPU": "Intel XPUs",
+    "MULTI_HPU": "Gaudi HPUs", "MULTI_MUSA": "Moore Threads GPUs", "MULTI_SDAA": "SDAA devices",
+    "MULTI_NEURON": "AWS Neuron devices", "TP": "tensor parallelism",
+}
+
+
+def accelerate_default_config_path() -> Path:
+    """Where ``accelerate config`` saves: ``$HF_HOME/accelerate/default_config.yaml``, with
+    HF_HOME defaulting to ``$XDG_CACHE_HOME/huggingface`` (``~/.cache/huggingface``)."""
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface")
+    return Path(os.path.expanduser(hf_home)) / "accelerate" / "default_config.yaml"
+
+
+def is_accelerate_config(data: Any) -> bool:
+    """Does a parsed YAML mapping look like an accelerate config rather than a trainwiz profile?"""
+    return isinstance(data, dict) and ("distributed_type" in data or "compute_environment" in data)
+
+
+# --------------------------------------------------------------------------- export
+
+def _world(profile: Profile, num_gpus: int | None) -> tuple[int, int]:
+    """(processes per machine, total) as accelerate needs them."""
+    per = profile.processes_per_machine
+    if per is None:
+        if profile.device == "cuda" and num_gpus:
+            per = num_gpus
+        else:
+            raise ProfileError(
+                f"profile '{profile.name}': accelerate needs a process count; set num_processes "
+                "or gpu_ids in the profile (it uses every GPU found at launch)")
+    return per, per * profile.num_machines
+
+
+def to_accelerate_config(profile: Profile, num_gpus: int | None = None) -> dict[str, Any]:
+    """The accelerate config (a dict for ``yaml.safe_dump``) with the same meaning as ``profile``.
+
+    ``num_gpus``: GPUs on this machine, used when the profile leaves the count open.
+    Settings accelerate configs cannot hold (interpreter, env, script, estimate inputs, launcher)
+    are listed by :func:`accelerate_export_notes`.
+    """
+    per, total = _world(profile, num_gpus)
+    cpu = profile.device == "cpu"
+    if profile.strategy == "fsdp":
+        if cpu:
+            raise ProfileError(f"profile '{profile.name}': accelerate launch runs FSDP on GPUs "
+                               "only; device cpu with strategy fsdp needs launcher torchrun")
+        distributed = "FSDP"
+    elif profile.strategy == "ddp" and total > 1:
+        distributed = "MULTI_CPU" if cpu else "MULTI_GPU"
+    else:  # single, or DDP with one rank in all: accelerate refuses MULTI_GPU below 2 processes
+        distributed = "NO"
+    out: dict[str, Any] = {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": distributed,
+        "mixed_precision": profile.mixed_precision,
+        "use_cpu": cpu,
+        "debug": False,
+        "num_machines": profile.num_machines,
+        "machine_rank": profile.machine_rank,
+        "num_processes": total,
+    }
+    if not cpu:
+        out["gpu_ids"] = ",".join(map(str, profile.gpu_ids)) if profile.gpu_ids else "all"
+    if profile.main_address:
+        out["main_process_ip"] = profile.main_address
+    if profile.main_port is not None:
+        out["main_process_port"] = profile.main_port
+    out["rdzv_backend"] = profile.rdzv_backend
+    out["same_network"] = True
+    out["main_training_function"] = "main"
+    if distributed == "FSDP":
+        out["fsdp_config"] = _fsdp_to_accelerate(profile.fsdp)
+    return out
+
+
+def _fsdp_to_accelerate(f: FsdpOptions) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"fsdp_version": f.version}
+    if f.version == 1:
+        # Both keys, same value: launch exports FSDP_SHARDING_STRATEGY from the first (which the
+        # FSDP1 plugin prefers), and accelerate config's own files use the second.
+        cfg["fsdp_sharding_strategy"] = f.sharding_strategy
+        cfg["fsdp_reshard_after_forward"] = f.sharding_strategy
+    else:
+        cfg["fsdp_reshard_after_forward"] = f.sharding_strategy == "FULL_SHARD"
+    cfg["fsdp_offload_params"] = f.offload_params
+    cfg["fsdp_auto_wrap_policy"] = f.auto_wrap_policy
+    if f.transformer_layer_cls_to_wrap:
+        cfg["fsdp_transformer_layer_cls_to_wrap"] = ",".join(f.transformer_layer_cls_to_wrap)
+    if f.min_num_params is not None:
+        cfg["fsdp_min_num_params"] = f.min_num_params
+    if f.version == 1:
+        cfg["fsdp_backward_prefetch"] = f.backward_prefetch
+        cfg["fsdp_forward_prefetch"] = f.forward_prefetch
+        cfg["fsdp_use_orig_params"] = f.use_orig_params
+        cfg["fsdp_sync_module_states"] = f.sync_module_states
+    cfg["fsdp_state_dict_type"] = f.state_dict_type
+    cfg["fsdp_cpu_ram_efficient_loading"] = f.cpu_ram_efficient_loading
+    cfg["fsdp_activation_checkpointing"] = f.activation_checkpointing
+    return cfg
+
+
+def accelerate_export_notes(profile: Profile) -> list[str]:
+    """What an accelerate config cannot carry from this profile (said to the user on export)."""
+    notes = []
+    if profile.launcher != "accelerate":
+        notes.append(f"launcher {profile.launcher} (the file is for `accelerate launch`)")
+    if profile.python:
+        notes.append(f"python {profile.python}")
+    if profile.env:
+        notes.append("env " + ", ".join(sorted(profile.env)))
+    if profile.script:
+        notes.append(f"script {profile.script}" + (" and its arguments" if profile.script_args
+                                                   else ""))
+    if profile.max_restarts:
+        notes.append(f"max_restarts {profile.max_restarts} (pass --max_restarts to accelerate "
+                     "launch)")
+    if profile.estimate is not None:
+        notes.append("estimate inputs (model, batch, sequence length, optimizer)")
+    if profile.strategy == "fsdp" and profile.fsdp.version == 2:
+        f, d = profile.fsdp, FsdpOptions()
+        for key in ("backward_prefetch", "use_orig_params", "sync_module_states"):
+            if getattr(f, key) != getattr(d, key):
+                notes.append(f"fsdp.{key} (not used by FSDP2)")
+    return notes
+
+
+def accelerate_config_text(profile: Profile, num_gpus: int | None = None) -> str:
+    import yaml
+
+    data = to_accelerate_config(profile, num_gpus)
+    head = f"# accelerate config exported by trainwiz from profile '{profile.name}'\n"
+    notes = accelerate_export_notes(profile)
+    if notes:
+        head += "# not representable here, kept in the trainwiz profile: " + "; ".join(notes) + "\n"
+    return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+# --------------------------------------------------------------------------- import
+
+class _Import:
+    def __init__(self, source: str, lines: dict[Path_, int] | None,
+                 warnings: list[str] | None) -> None:
+        self.source = source
+        self.lines = lines or {}
+        self.problems: list[Problem] = []
+        self.warnings = warnings if warnings is not None else []
+
+    def line(self, path: Path_) -> int | None:
+        return self.lines.get(path)
+
+    def err(self, path: Path_, message: str) -> None:
+        self.problems.append(Problem(message, key=".".join(path), line=self.line(path)))
+
+    def warn(self, path: Path_, message: str) -> None:
+        loc = self.source + (f":{self.line(path)}" if self.line(path) else "")
+        self.warnings.append(f"{loc}: {message}")
+
+
+def _truthy(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "1"):
+        return True
+    if isinstance(value, str) and value.lower() in ("false", "no", "0"):
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    return None
+
+
+def _sharding_from(value: Any) -> str | None:
+    """An FSDP1 sharding strategy in any form accelerate accepts: name (any case) or 1..4."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        n = int(value)
+        return schema.SHARDING_STRATEGIES[n - 1] if 1 <= n <= 4 else None
+    if isinstance(value, str):
+        name = value.strip().upper()
+        return name if name in schema.SHARDING_STRATEGIES else None
+    return None
+
+
+def from_accelerate_config(data: Any, *, name: str, source: str,
+                           lines: dict[Path_, int] | None = None,
+                           warnings: list[str] | None = None) -> Profile:
+    """A Profile with the same meaning as an accelerate config (LOCAL_MACHINE; NO, MULTI_GPU,
+    MULTI_CPU, FSDP versions 1 and 2). What cannot be represented is refused (DeepSpeed,
+    SageMaker, ...) or, when harmless, appended to ``warnings``."""
+    imp = _Import(source, lines, warnings)
+    if not isinstance(data, dict):
+        raise ProfileError(f"{source}: an accelerate config must be a mapping of keys to values")
+    env = data.get("compute_environment", "LOCAL_MACHINE")
+    if env != "LOCAL_MACHINE":
+        raise ProfileError(source=source, problems=[Problem(
+            f"key 'compute_environment': {env!r} is not supported; allowed: LOCAL_MACHINE "
+            "(SageMaker configs cannot be imported)", "compute_environment",
+            imp.line(("compute_environment",)))])
+    dist = data.get("distributed_type")
+    if isinstance(dist, str):
+        dist = dist.upper()
+    if dist in _UNSUPPORTED_DISTRIBUTED:
+        raise ProfileError(source=source, problems=[Problem(
+            f"key 'distributed_type': {_UNSUPPORTED_DISTRIBUTED[dist]} ({dist}) configs are not "
+            f"supported yet; allowed: {', '.join(_DISTRIBUTED)}. Nothing was imported.",
+            "distributed_type", imp.line(("distributed_type",)))])
+    if dist not in _DISTRIBUTED:
+        hint = _did_you_mean(dist, _DISTRIBUTED) if dist is not None else ""
+        what = "is missing" if dist is None else f"{dist!r} is not allowed{hint}"
+        raise ProfileError(source=source, problems=[Problem(
+            f"key 'distributed_type' {what}; allowed: {', '.join(_DISTRIBUTED)}",
+            "distributed_type", imp.line(("distributed_type",)))])
+    if data.get("deepspeed_config"):
+        imp.err(("deepspeed_config",), "key 'deepspeed_config': DeepSpeed settings are not "
+                                       "supported yet; remove them or keep using accelerate")
+
+    known = _TOP_MAPPED | set(_TOP_IGNORED_DEFAULTS)
+    for key, value in data.items():
+        if key in _TOP_MAPPED:
+            continue
+        if key in _TOP_IGNORED_DEFAULTS:
+            if value not in _TOP_IGNORED_DEFAULTS[key]:
+                imp.warn((key,), f"'{key}: {value}' has no trainwiz equivalent and is not "
+                                 "imported")
+            continue
+        imp.err((key,), f"unknown key '{key}'{_did_you_mean(key, sorted(known))} (accelerate "
+                        "would refuse it too)")
+
+    out: dict[str, Any] = {}
+    cpu = _truthy(data.get("use_cpu", False)) or dist == "MULTI_CPU"
+    if cpu:
+        out["device"] = "cpu"
+    out["strategy"] = {"NO": "single", "MULTI_GPU": "ddp", "MULTI_CPU": "ddp",
+                       "FSDP": "fsdp"}[dist]
+    mp = data.get("mixed_precision")
+    if mp is None and _truthy(data.get("fp16")):
+        mp = "fp16"
+    if mp is not None:
+        out["mixed_precision"] = str(mp).lower() if isinstance(mp, str) else mp
+
+    machines = data.get("num_machines", 1)
+    if machines is not None:
+        out["num_machines"] = machines
+    for src, dst in (("machine_rank", "machine_rank"), ("main_process_ip", "main_address"),
+                     ("rdzv_backend", "rdzv_backend")):
+        if data.get(src) is not None:
+            out[dst] = data[src]
+    if "rdzv_backend" not in out and isinstance(machines, int) and machines > 1:
+        out["rdzv_backend"] = "static"  # accelerate's default; it matters across machines
+    port = data.get("main_process_port")
+    if port not in (None, 0):
+        out["main_port"] = port
+
+    gpu_ids = data.get("gpu_ids")
+    if gpu_ids is not None and not cpu and str(gpu_ids).strip().lower() != "all":
+        if isinstance(gpu_ids, int) and not isinstance(gpu_ids, bool):
+            out["gpu_ids"] = [gpu_ids]
+        else:
+            try:
+                out["gpu_ids"] = [int(x) for x in str(gpu_ids).replace(" ", "").split(",") if x]
+            except ValueError:
+                imp.err(("gpu_ids",), f"key 'gpu_ids': {gpu_ids!r} is not allowed; allowed: "
+                                      "'all' or comma-separated GPU indices such as '0,1'")
+
+    nproc = data.get("num_processes")
+    if dist == "NO":
+        if nproc not in (None, 1, -1):
+            imp.warn(("num_processes",), f"num_processes {nproc} with distributed_type NO: "
+                                         "accelerate runs one process; imported as one")
+    elif nproc is not None and nproc != -1:
+        if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+            imp.err(("num_processes",), f"key 'num_processes' must be a positive integer, not "
+                                        f"{nproc!r}")
+        elif isinstance(machines, int) and machines >= 1:
+            if nproc % machines:
+                imp.err(("num_processes",), f"key 'num_processes': {nproc} processes do not "
+                                            f"divide evenly over {machines} machines")
+            else:
+                per = nproc // machines
+                if not ("gpu_ids" in out and len(out["gpu_ids"]) == per):
+                    out["num_processes"] = per
+
+    if dist == "FSDP":
+        fsdp = _import_fsdp(data.get("fsdp_config") or {}, imp)
+        if fsdp:
+            out["fsdp"] = fsdp
+    elif data.get("fsdp_config"):
+        imp.warn(("fsdp_config",), f"fsdp_config is ignored: distributed_type is {dist}")
+
+    if imp.problems:
+        raise ProfileError(source=source, problems=imp.problems)
+    # The accelerate launcher is what these files were written for; keep using it.
+    out["launcher"] = "accelerate"
+    profile = profile_from_dict(out, source=source, name=name)
+    # Write it through the trainwiz validator once more, so defaults drop out.
+    return profile_from_dict(profile_to_dict(profile), source=source, name=name)
+
+
+def _import_fsdp(cfg: Any, imp: _Import) -> dict[str, Any]:
+    base: Path_ = ("fsdp_config",)
+    if not isinstance(cfg, dict):
+        imp.err(base, "key 'fsdp_config' must be a mapping")
+        return {}
+    out: dict[str, Any] = {}
+    # Keys may be written with or without the fsdp_ prefix (accelerate adds it when missing).
+    norm = {}
+    for key, value in cfg.items():
+        full = key if str(key).startswith("fsdp_") else f"fsdp_{key}"
+        norm[full] = (key, value)
+    allowed = sorted(_FSDP_KEYS | set(_FSDP_IGNORED_DEFAULTS))
+    for full, (key, value) in norm.items():
+        if full in _FSDP_KEYS:
+            continue
+        if full in _FSDP_IGNORED_DEFAULTS:
+            if value not in _FSDP_IGNORED_DEFAULTS[full]:
+                imp.warn(base + (key,), f"'fsdp_config.{key}: {value}' has no trainwiz "
+                                        "equivalent and is not imported")
+            continue
+        imp.err(base + (key,), f"unknown key 'fsdp_config.{key}'"
+                               f"{_did_you_mean(full, allowed)}; allowed: {', '.join(allowed)}")
+
+    def get(k):
+        return norm[k][1] if k in norm else None
+
+    def path(k):
+        return base + ((norm[k][0],) if k in norm else (k,))
+
+    raw_version = get("fsdp_version")
+    version = 1 if raw_version is None else raw_version  # accelerate's default is FSDP1
+    if isinstance(version, str) and version.isdigit():
+        version = int(version)
+    if version not in (1, 2):
+        imp.err(path("fsdp_version"), f"key 'fsdp_config.fsdp_version': {raw_version!r} is not "
+                                      "allowed; allowed: 1, 2")
+        return out
+    out["version"] = version
+
+    strat = get("fsdp_sharding_strategy")
+    reshard = get("fsdp_reshard_after_forward")
+    if version == 1:
+        chosen = None
+        if strat is not None:
+            chosen = _sharding_from(strat)
+            if chosen is None:
+                imp.err(path("fsdp_sharding_strategy"),
+                        f"key 'fsdp_config.fsdp_sharding_strategy': {strat!r} is not supported; "
+                        f"allowed: {', '.join(schema.SHARDING_STRATEGIES)} (or 1 to 4)")
+        if reshard is not None:
+            r = _sharding_from(reshard)
+            if r is None and _truthy(reshard) is not None:
+                r = "FULL_SHARD" if _truthy(reshard) else "SHARD_GRAD_OP"
+            if r is None:
+                imp.err(path("fsdp_reshard_after_forward"),
+                        f"key 'fsdp_config.fsdp_reshard_after_forward': {reshard!r} is not "
+                        f"supported; allowed: {', '.join(schema.SHARDING_STRATEGIES)}")
+            elif chosen is None and strat is None:
+                chosen = r
+                if r != "FULL_SHARD":
+                    imp.warn(path("fsdp_reshard_after_forward"),
+                             f"FSDP1 {r} given only as fsdp_reshard_after_forward: accelerate "
+                             f"launch 1.x would run FULL_SHARD (it passes "
+                             "fsdp_sharding_strategy, default FULL_SHARD, and the plugin prefers "
+                             f"it); imported as {r}, and an export writes both keys")
+            elif chosen is not None and r != chosen:
+                imp.warn(path("fsdp_reshard_after_forward"),
+                         f"fsdp_reshard_after_forward {reshard} differs from "
+                         f"fsdp_sharding_strategy {strat}; accelerate's FSDP1 plugin uses the "
+                         f"sharding strategy, so did trainwiz ({chosen})")
+        if chosen is not None:
+            out["sharding_strategy"] = chosen
+    else:
+        if reshard is not None:
+            b = _truthy(reshard)
+            if b is None:
+                imp.err(path("fsdp_reshard_after_forward"),
+                        f"key 'fsdp_config.fsdp_reshard_after_forward': {reshard!r} is not "
+                        "allowed with fsdp_version 2; allowed: true, false")
+            else:
+                out["sharding_strategy"] = "FULL_SHARD" if b else "SHARD_GRAD_OP"
+        elif strat is not None:
+            imp.warn(path("fsdp_sharding_strategy"), "fsdp_sharding_strategy is ignored by "
+                                                    "accelerate with fsdp_version 2 (it reads "
+                                                    "fsdp_reshard_after_forward); not imported")
+
+    for key, dst, kind in (
+        ("fsdp_offload_params", "offload_params", "bool"),
+        ("fsdp_auto_wrap_policy", "auto_wrap_policy", schema.AUTO_WRAP_POLICIES),
+        ("fsdp_transformer_layer_cls_to_wrap", "transformer_layer_cls_to_wrap", "list"),
+        ("fsdp_min_num_params", "min_num_params", "int"),
+        ("fsdp_backward_prefetch", "backward_prefetch", schema.BACKWARD_PREFETCH),
+        ("fsdp_forward_prefetch", "forward_prefetch", "bool"),
+        ("fsdp_state_dict_type", "state_dict_type", schema.STATE_DICT_TYPES),
+        ("fsdp_use_orig_params", "use_orig_params", "bool"),
+        ("fsdp_cpu_ram_efficient_loading", "cpu_ram_efficient_loading", "bool"),
+        ("fsdp_sync_module_states", "sync_module_states", "bool"),
+        ("fsdp_activation_checkpointing", "activation_checkpointing", "bool"),
+    ):
+        value = get(key)
+        if value is None:
+            continue
+        if version == 2 and dst in ("backward_prefetch", "use_orig_params",
+                                    "sync_module_states"):
+            continue  # FSDP2 ignores these (accelerate drops them with a warning)
+        if kind == "bool":
+            b = _truthy(value)
+            if b is None:
+                imp.err(path(key), f"key 'fsdp_config.{key}' must be true or false, not "
+                                   f"{value!r}")
+            else:
+                out[dst] = b
+        elif kind == "list":
+            if isinstance(value, str):
+                out[dst] = [v.strip() for v in value.split(",") if v.strip()]
+            elif isinstance(value, list):
+                out[dst] = [str(v) for v in value]
+        elif kind == "int":
+            out[dst] = value
+        else:
+            up = value.upper() if isinstance(value, str) else value
+            if up not in kind:
+                imp.err(path(key), f"key 'fsdp_config.{key}': {value!r} is not supported"
+                                   f"{_did_you_mean(up, kind)}; allowed: {', '.join(kind)}")
+            else:
+                out[dst] = up
+    if out.get("auto_wrap_policy", "TRANSFORMER_BASED_WRAP") != "SIZE_BASED_WRAP":
+        out.pop("min_num_params", None)  # accelerate ignores it there; so do we
+    if out.get("auto_wrap_policy", "TRANSFORMER_BASED_WRAP") != "TRANSFORMER_BASED_WRAP":
+        out.pop("transformer_layer_cls_to_wrap", None)
+    if version == 1 and out.get("cpu_ram_efficient_loading", True):
+        out["sync_module_states"] = True  # what accelerate itself forces
+    # accelerate's own defaults where a key is missing differ from trainwiz's.
+    if version == 1:
+        for dst, acc_default in (("use_orig_params", True), ("sync_module_states", True),
+                                 ("cpu_ram_efficient_loading", True)):
+            out.setdefault(dst, acc_default)
+        out.setdefault("backward_prefetch", "NO_PREFETCH")
+        out.setdefault("state_dict_type", "FULL_STATE_DICT")
+    out.setdefault("auto_wrap_policy", "NO_WRAP")
+    return out

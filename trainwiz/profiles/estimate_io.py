@@ -1,0 +1,68 @@
+"""From a profile to the estimator's inputs. Pure (the estimator's types are plain dataclasses)."""
+
+from __future__ import annotations
+
+from trainwiz.profiles.schema import Profile
+
+_PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16", "fp8": "bf16"}
+
+
+def estimate_request(profile: Profile, num_gpus: int | None = None):
+    """``(model, TrainConfig)`` for :func:`trainwiz.estimator.estimate`, or None when the profile
+    holds no estimate inputs.
+
+    ``model`` is the profile's model string (catalog name, HF folder / config.json path, or
+    ``params:N``). ``num_gpus``: GPUs on this machine, used when the profile leaves the count open
+    (one rank per GPU). The TrainConfig's ``num_gpus`` counts ranks over all machines.
+    """
+    from trainwiz.estimator.types import TrainConfig
+
+    est = profile.estimate
+    if est is None:
+        return None
+    per = profile.processes_per_machine
+    if per is None:
+        per = num_gpus if num_gpus else 1
+    total = per * profile.num_machines
+    strategy = profile.strategy
+    if strategy == "ddp" and total == 1:
+        strategy = "single"
+    fsdp = profile.fsdp if strategy == "fsdp" else None
+    cfg = TrainConfig(
+        strategy=strategy,
+        num_gpus=total,
+        sharding=fsdp.sharding_strategy if fsdp else "FULL_SHARD",
+        num_nodes=profile.num_machines,
+        precision=_PRECISION[profile.mixed_precision],
+        optimizer=est.optimizer,
+        batch_size=est.batch_size,
+        seq_len=est.seq_len,
+        grad_accum=est.grad_accum,
+        activation_checkpointing=bool(est.activation_checkpointing
+                                      or (fsdp is not None and fsdp.activation_checkpointing)),
+        offload_params=bool(fsdp is not None and fsdp.offload_params),
+        attention=est.attention,
+    )
+    return est.model, cfg
+
+
+def estimate_notes(profile: Profile) -> list[str]:
+    """Caveats to show next to an estimate made from this profile."""
+    notes = []
+    if profile.mixed_precision == "fp8":
+        notes.append("fp8 is estimated as bf16 mixed precision (an upper bound: fp8 keeps some "
+                     "activations smaller)")
+    if profile.device == "cpu":
+        notes.append("the estimate is for CUDA GPUs; this profile runs CPU ranks")
+    return notes
+
+
+def model_argument(model: str) -> tuple[str | None, int | None]:
+    """Split the profile's model string: ``params:N`` is a bare parameter count."""
+    if model.startswith("params:"):
+        text = model.split(":", 1)[1].strip().replace("_", "")
+        try:
+            return None, int(float(text))
+        except ValueError:
+            return model, None
+    return model, None
