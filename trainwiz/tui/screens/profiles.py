@@ -1,0 +1,243 @@
+"""Saved profiles: a one-line summary each; open in the wizard, duplicate, delete, export.
+
+Files are read in a thread worker; a damaged file is listed as such with its error and is
+never rewritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+
+class ProfilesLoaded(Message):
+    def __init__(self, entries: list, error: str | None = None) -> None:
+        super().__init__()
+        self.entries = entries
+        self.error = error
+
+
+class ProfileActionDone(Message):
+    """A file operation (delete, duplicate, export) finished; ``error`` says why it failed."""
+
+    def __init__(self, text: str, error: str | None = None) -> None:
+        super().__init__()
+        self.text = text
+        self.error = error
+
+
+def summary(profile) -> str:
+    """One line: strategy and sharding, precision, GPUs, then the estimate inputs."""
+    parts = [profile.strategy.upper() if profile.strategy != "single" else "single"]
+    if profile.strategy == "fsdp":
+        parts[0] += f" {profile.fsdp.sharding_strategy}"
+        if profile.fsdp.offload_params:
+            parts[0] += " +offload"
+    parts.append(profile.mixed_precision if profile.mixed_precision != "no" else "fp32")
+    gpus = ",".join(map(str, profile.gpu_ids)) if profile.gpu_ids else "all"
+    parts.append(f"GPUs {gpus}")
+    if profile.device == "cpu":
+        parts.append("CPU ranks")
+    if profile.estimate is not None:
+        est = profile.estimate
+        parts.append(f"{est.model} b{est.batch_size} s{est.seq_len}")
+    if profile.script:
+        parts.append(Path(profile.script).name)
+    return " · ".join(parts)
+
+
+class ProfilesScreen(Screen):
+    BINDINGS = [
+        Binding("enter", "open", "Open in wizard"),
+        Binding("d", "duplicate", "Duplicate"),
+        Binding("delete,x", "delete", "Delete"),
+        Binding("e", "export", "Export"),
+        Binding("L", "launch", "Launch"),
+        Binding("f5,ctrl+r", "reload", "Reload"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("loading profiles…", id="profiles-status")
+        table = DataTable(id="profiles-table", cursor_type="row", zebra_stripes=False)
+        table.add_columns("name", "scope", "summary")
+        yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "Profiles"
+
+    def on_screen_resume(self) -> None:
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self._load()
+
+    @work(thread=True, exclusive=True, group="profiles", exit_on_error=False)
+    def _load(self) -> None:
+        try:
+            from trainwiz.profiles import ProfileStore
+            entries = ProfileStore().list()
+        except ImportError as exc:
+            self.post_message(ProfilesLoaded([], f"profiles are not available yet ({exc})"))
+            return
+        except Exception as exc:  # an unreadable folder: shown, not a crash
+            self.post_message(ProfilesLoaded([], f"cannot list profiles: {exc}"))
+            return
+        self.post_message(ProfilesLoaded(entries))
+
+    @on(ProfilesLoaded)
+    def _loaded(self, message: ProfilesLoaded) -> None:
+        self.entries = message.entries
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear()
+        for entry in message.entries:
+            if entry.damaged:
+                first = (entry.error or "").splitlines()[0] if entry.error else ""
+                line = Text(f"DAMAGED: {first}", style="red")
+            else:
+                line = Text(summary(entry.profile))
+            name = Text(entry.name + (" (shadowed)" if entry.shadowed else ""),
+                        style="bright_black" if entry.shadowed else "")
+            table.add_row(name, entry.scope, line, key=str(entry.path))
+        if message.entries:
+            table.move_cursor(row=min(row, len(message.entries) - 1))
+        status = self.query_one("#profiles-status", Static)
+        if message.error:
+            status.update(message.error)
+        elif not message.entries:
+            status.update("No profiles yet. Make one in the wizard (w) and save it with Ctrl+S.")
+        else:
+            damaged = sum(1 for e in message.entries if e.damaged)
+            text = f"{len(message.entries)} profile{'s' if len(message.entries) != 1 else ''}"
+            if damaged:
+                text += f" — {damaged} damaged (left as they are; fix or delete the file)"
+            status.update(text)
+
+    def selected(self):
+        table = self.query_one(DataTable)
+        if not self.entries or table.cursor_row is None or table.cursor_row >= len(self.entries):
+            return None
+        return self.entries[table.cursor_row]
+
+    def _usable(self):
+        entry = self.selected()
+        if entry is None:
+            self.notify("No profile selected.", severity="warning", timeout=2)
+            return None
+        if entry.damaged:
+            self.notify(f"{entry.path} is damaged:\n{entry.error}", severity="error", timeout=8)
+            return None
+        return entry
+
+    @on(DataTable.RowSelected)
+    async def _row_selected(self) -> None:
+        await self.action_open()
+
+    async def action_open(self) -> None:
+        entry = self._usable()
+        if entry is not None:
+            await self.app.open_in_wizard(profile=entry.profile)
+
+    def action_launch(self) -> None:
+        entry = self._usable()
+        if entry is not None:
+            self.app.switch_mode("launch")
+            self.app.main_screen("launch").use_profile(entry.profile)
+
+    def action_duplicate(self) -> None:
+        from trainwiz.tui.screens.prompt import PromptScreen
+
+        entry = self._usable()
+        if entry is None:
+            return
+
+        def chosen(new: str | None) -> None:
+            if new:
+                self._duplicate(entry.name, new)
+
+        self.app.push_screen(PromptScreen(f"Duplicate {entry.name} as:", f"{entry.name}-copy"),
+                             chosen)
+
+    @work(thread=True, group="profile-files", exit_on_error=False)
+    def _duplicate(self, name: str, new: str) -> None:
+        from trainwiz.profiles import ProfileStore
+        try:
+            path = ProfileStore().copy(name, new)
+        except Exception as exc:
+            self.post_message(ProfileActionDone("", str(exc)))
+            return
+        self.post_message(ProfileActionDone(f"Copied {name} to {path}."))
+
+    def action_delete(self) -> None:
+        from trainwiz.tui.screens.confirm import ConfirmScreen
+
+        entry = self.selected()
+        if entry is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._delete(entry.path)
+
+        self.app.push_screen(ConfirmScreen(f"Delete profile {entry.name}?\n{entry.path}",
+                                           yes="Delete", no="Keep"), answered)
+
+    @work(thread=True, group="profile-files", exit_on_error=False)
+    def _delete(self, path: Path) -> None:
+        try:
+            Path(path).unlink()
+        except OSError as exc:
+            self.post_message(ProfileActionDone("", f"cannot delete {path}: {exc}"))
+            return
+        self.post_message(ProfileActionDone(f"Deleted {path}."))
+
+    def action_export(self) -> None:
+        from trainwiz.tui.screens.prompt import PromptScreen
+
+        entry = self._usable()
+        if entry is None:
+            return
+
+        def chosen(target: str | None) -> None:
+            if target:
+                self._export(entry.profile, target)
+
+        self.app.push_screen(PromptScreen(
+            f"Export {entry.name} for `accelerate launch --config_file` to:",
+            f"{entry.name}.accelerate.yaml"), chosen)
+
+    @work(thread=True, group="profile-files", exit_on_error=False)
+    def _export(self, profile, target: str) -> None:
+        try:
+            import yaml
+
+            from trainwiz.profiles import to_accelerate_config
+            from trainwiz.profiles.store import atomic_write_text
+            data = to_accelerate_config(profile)
+            path = Path(target).expanduser().resolve()
+            atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+        except Exception as exc:
+            self.post_message(ProfileActionDone("", str(exc)))
+            return
+        self.post_message(ProfileActionDone(f"Wrote {path}."))
+
+    @on(ProfileActionDone)
+    def _action_done(self, message: ProfileActionDone) -> None:
+        if message.error:
+            self.notify(message.error, severity="error", timeout=8)
+        else:
+            self.notify(message.text, timeout=4)
+        self.action_reload()

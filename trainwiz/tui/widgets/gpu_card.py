@@ -1,0 +1,62 @@
+"""One GPU on the dashboard: memory bar, used/total, utilization, temperature, power, processes."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from trainwiz.tui import fmt
+from trainwiz.tui.widgets.bars import usage_bar
+
+
+def render_gpu(gpu, width: int, stale: bool = False) -> Text:
+    """The card's text for a ``GpuInfo`` at ``width`` cells. Pure: a snapshot in, text out."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f"GPU {gpu.index}", style="bold")
+    text.append(f"  {gpu.name}")
+    if gpu.mig:
+        text.append("  MIG", style="yellow")
+    if gpu.compute_capability:
+        text.append(f"  cc {gpu.compute_capability}", style="bright_black")
+    if stale:
+        text.append("  not answering (last reading shown)", style="bold red")
+    text.append("\n")
+    numbers = (f" {fmt.gib(gpu.memory_used)}/{fmt.gib(gpu.memory_total)} GiB"
+               f"  util {fmt.pct(gpu.utilization):>4}  {fmt.temp(gpu.temperature):>5}"
+               f"  {fmt.watts(gpu.power_draw, gpu.power_limit)}")
+    bar_width = max(width - len(numbers), 10)
+    text.append_text(usage_bar(gpu.memory_used, gpu.memory_total, bar_width))
+    text.append(numbers)
+    text.append("\n")
+    if gpu.processes:
+        parts = []
+        for proc in gpu.processes[:4]:
+            name = f" {proc.name}" if proc.name else ""
+            parts.append(f"{proc.pid}{name} {fmt.size(proc.memory_used)}")
+        more = len(gpu.processes) - 4
+        line = "  ".join(parts) + (f"  +{more} more" if more > 0 else "")
+        text.append(f"  processes: {line}", style="cyan")
+    else:
+        text.append("  no processes", style="bright_black")
+    return text
+
+
+class GpuCard(Widget):
+    """Shows one ``GpuInfo``; the screen sets ``gpu`` when a new snapshot arrives."""
+
+    DEFAULT_CSS = """
+    GpuCard { height: auto; padding: 0 1; margin-bottom: 1; }
+    """
+
+    gpu = reactive(None, layout=True)
+    stale = reactive(False)
+
+    def __init__(self, gpu, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.set_reactive(GpuCard.gpu, gpu)
+
+    def render(self) -> Text:
+        if self.gpu is None:
+            return Text("no reading", style="bright_black")
+        return render_gpu(self.gpu, self.content_size.width or 78, self.stale)
