@@ -1,0 +1,133 @@
+"""The main flows of the full-screen app, driven with Pilot at 80x24 on simulated GPUs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.tui.conftest import text_of, wait_for
+
+SIZE = (80, 24)
+
+
+async def test_gpus_screen_shows_each_gpu_and_planning_mode(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(app.screen.query("GpuCard")) == 2)
+        banner = text_of(app.screen.query_one("#mode-banner"))
+        assert "PLANNING MODE" in banner and "2xH100-80GB" in banner
+        card = text_of(app.screen.query_one("#gpu-0"))
+        assert "GPU 0" in card and "H100" in card and "/79.6 GiB" in card
+        assert "util" in card and "W" in card
+        assert "2 GPUs" in text_of(app.screen.query_one("#host-line"))
+
+
+async def test_bad_simulation_spec_is_shown_not_a_crash(make_app):
+    app = make_app("3xNOPE")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.source == "unavailable")
+        banner = text_of(app.screen.query_one("#mode-banner"))
+        assert "PLANNING MODE" in banner and "NOPE" in banner
+        await pilot.press("w")  # the wizard still works, against unknown capacity
+        await wait_for(pilot, lambda: app.current_mode == "wizard")
+
+
+async def test_unknown_model_gets_a_did_you_mean(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: app.screen.focused is not None
+                       and app.screen.focused.id == "model")
+        await pilot.press(*"llama-3-8")
+        status = lambda: text_of(app.screen.query_one("#model-status"))  # noqa: E731
+        await wait_for(pilot, lambda: "llama-3-8b" in status())
+        assert "unknown model" in status().lower() or "did you mean" in status().lower()
+
+
+async def _choose(pilot, select_id: str, value) -> None:
+    """Pick a value in a form Select the way a user does: focus it, open it, move, Enter."""
+    from textual.widgets import Select
+
+    select = pilot.app.screen.query_one(f"#{select_id}", Select)
+    select.focus()
+    await pilot.press("enter")
+    options = [v for _, v in select._options]
+    steps = options.index(value) - options.index(select.value)
+    await pilot.press(*(["down"] * steps if steps > 0 else ["up"] * -steps), "enter")
+    await wait_for(pilot, lambda: select.value == value)
+
+
+async def test_save_profile_then_open_it_from_the_profiles_screen(make_app, isolated_env):
+    from trainwiz.profiles import load_profile
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: app.screen.focused and app.screen.focused.id == "model")
+        await pilot.press(*"llama-3-8b")
+        wizard = app.screen
+        await wait_for(pilot, lambda: wizard.model is not None)
+        await _choose(pilot, "strategy", "fsdp")
+        assert wizard.query_one("#fsdp-options").display
+        await _choose(pilot, "sharding", "SHARD_GRAD_OP")
+        await _choose(pilot, "batch", 4)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+        await pilot.press(*"fsdp-test", "enter")
+        saved = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles" / "fsdp-test.yaml"
+        await wait_for(pilot, saved.exists)
+        profile = load_profile("fsdp-test")
+        assert profile.strategy == "fsdp"
+        assert profile.fsdp.sharding_strategy == "SHARD_GRAD_OP"
+        assert profile.mixed_precision == "bf16"  # H100s: bf16 is the default offered
+        assert profile.estimate.model == "llama-3-8b" and profile.estimate.batch_size == 4
+
+        # the list shows it with a one-line summary; Enter opens it in a fresh-looking wizard
+        await _choose(pilot, "strategy", "ddp")
+        wizard.set_focus(None)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.current_mode == "profiles")
+        table = app.screen.query_one("DataTable")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        row = [str(c) for c in table.get_row_at(0)]
+        assert row[0] == "fsdp-test" and "FSDP SHARD_GRAD_OP" in row[2] and "llama-3-8b" in row[2]
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.current_mode == "wizard")
+        await wait_for(pilot, lambda: wizard.config.strategy == "fsdp")
+        assert wizard.config.sharding == "SHARD_GRAD_OP" and wizard.config.batch_size == 4
+        assert wizard.query_one("#model").value == "llama-3-8b"
+
+
+async def test_damaged_profile_is_listed_as_such_and_delete_asks_first(make_app, isolated_env):
+    folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "broken.yaml").write_text("strategy: warp-drive\n")
+    (folder / "good.yaml").write_text("strategy: ddp\n")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        table = app.screen.query_one("DataTable")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        rows = {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[2]) for i in range(2)}
+        assert rows["broken"].startswith("DAMAGED") and "strategy" in rows["broken"]
+        assert "DDP" in rows["good"]
+        assert "1 damaged" in text_of(app.screen.query_one("#profiles-status"))
+        table.focus()
+        table.move_cursor(row=[str(table.get_row_at(i)[0]) for i in range(2)].index("broken"))
+        await pilot.press("enter")  # a damaged file cannot be opened: it says why
+        await pilot.pause(0.1)
+        assert app.current_mode == "profiles"
+        await pilot.press("x")
+        await wait_for(pilot, lambda: app.screen.query("ConfirmScreen") or
+                       type(app.screen).__name__ == "ConfirmScreen")
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert (folder / "broken.yaml").exists()
+        await pilot.press("x")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not (folder / "broken.yaml").exists())
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert (folder / "good.yaml").exists()
