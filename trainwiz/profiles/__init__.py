@@ -42,6 +42,7 @@ from trainwiz.profiles.store import (
 from trainwiz.profiles.validate import (
     Problem,
     ProfileError,
+    ProfileExistsError,
     check_profile_gpus,
     profile_from_dict,
     profile_to_dict,
@@ -53,6 +54,7 @@ __all__ = [
     "from_accelerate_config", "is_accelerate_config", "to_accelerate_config",
     "estimate_notes", "estimate_request",
     "EstimateInputs", "FsdpOptions", "Problem", "Profile", "ProfileEntry", "ProfileError",
+    "ProfileExistsError",
     "ProfileStore", "check_profile_gpus", "find_profile", "load_profile", "profile_from_dict",
     "profile_to_dict", "project_profile_dirs", "project_save_dir", "read_profile_file",
     "resolve_profile_path", "save_profile", "user_profiles_dir", "validate_profile",

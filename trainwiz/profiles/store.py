@@ -17,6 +17,7 @@ from trainwiz.profiles.schema import Profile
 from trainwiz.profiles.validate import (
     NAME_RE,
     ProfileError,
+    ProfileExistsError,
     dump_yaml,
     parse_yaml,
     profile_from_dict,
@@ -147,7 +148,7 @@ def atomic_write_text(path: Path, text: str, *, force: bool = False) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not force:
-        raise ProfileError(f"{path} already exists; use --force to overwrite it")
+        raise ProfileExistsError(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -161,11 +162,10 @@ def atomic_write_text(path: Path, text: str, *, force: bool = False) -> Path:
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                raise ProfileError(f"{path} already exists; use --force to overwrite it") from None
+                raise ProfileExistsError(path) from None
             except OSError:  # file systems without hard links
                 if path.exists():
-                    raise ProfileError(f"{path} already exists; use --force to overwrite it") \
-                        from None
+                    raise ProfileExistsError(path) from None
                 os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -206,8 +206,7 @@ def save_profile(profile: Profile, *, scope: str = "user", force: bool = False,
         if not force:
             for suffix in SUFFIXES[1:]:
                 if (folder / f"{profile.name}{suffix}").exists():
-                    raise ProfileError(f"{folder / (profile.name + suffix)} already exists; use "
-                                       "--force to overwrite it")
+                    raise ProfileExistsError(folder / f"{profile.name}{suffix}")
     else:
         target = Path(path).expanduser()
         if not target.is_absolute():

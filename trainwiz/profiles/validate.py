@@ -43,6 +43,17 @@ class ProfileError(TrainwizError):
         super().__init__(message, exit_code=exit_code)
 
 
+class ProfileExistsError(ProfileError, FileExistsError):
+    """Saving would replace an existing file (pass force / --force). Also a FileExistsError."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+        super().__init__(f"{path} already exists; use --force to overwrite it", source=str(path))
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else ""
+
+
 def _format_problems(source: str | None, problems: tuple[Problem, ...]) -> str:
     def where(p: Problem) -> str:
         loc = source or "<profile>"

@@ -1,0 +1,323 @@
+"""``trainwiz profiles``: list, show, remove, copy, import and export saved profiles."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    from trainwiz.cli import add_simulate_option
+
+    p = subparsers.add_parser(
+        "profiles", help="list, show, copy, import and export saved training profiles",
+        description="Profiles live in .trainwiz/profiles/ of the project (current directory or "
+                    "its git root; these win on a name clash) and in the user config dir "
+                    "($XDG_CONFIG_HOME/trainwiz/profiles). A path to a YAML file works wherever "
+                    "a NAME does.")
+    add_simulate_option(p)
+    sub = p.add_subparsers(dest="profiles_command", metavar="ACTION")
+
+    ls = sub.add_parser("list", help="every profile, damaged ones included")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    add_simulate_option(ls)
+    ls.set_defaults(func=_list)
+
+    show = sub.add_parser("show", help="a profile's settings and where it lives")
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--json", action="store_true", help="the profile as JSON")
+    add_simulate_option(show)
+    show.set_defaults(func=_show)
+
+    rm = sub.add_parser("rm", help="delete a profile")
+    rm.add_argument("name", metavar="NAME")
+    rm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    add_simulate_option(rm)
+    rm.set_defaults(func=_rm)
+
+    cp = sub.add_parser("cp", help="copy a profile under a new name (same store)")
+    cp.add_argument("name", metavar="NAME")
+    cp.add_argument("new", metavar="NEW")
+    cp.add_argument("--force", action="store_true", help="overwrite NEW if it exists")
+    add_simulate_option(cp)
+    cp.set_defaults(func=_cp)
+
+    imp = sub.add_parser("import", help="save a trainwiz profile or an accelerate config file "
+                                        "as a profile")
+    imp.add_argument("file", metavar="FILE", nargs="?",
+                     help="YAML file: an accelerate config or a trainwiz profile")
+    imp.add_argument("--name", required=True, metavar="NAME", help="name of the new profile")
+    imp.add_argument("--from-accelerate-default", action="store_true",
+                     help="read accelerate's default config "
+                          "($HF_HOME/accelerate/default_config.yaml)")
+    imp.add_argument("--project", action="store_true",
+                     help="save in the project's .trainwiz/profiles instead of the user store")
+    imp.add_argument("--force", action="store_true", help="overwrite an existing profile")
+    add_simulate_option(imp)
+    imp.set_defaults(func=_import)
+
+    exp = sub.add_parser("export", help="write a profile as a trainwiz or accelerate config file")
+    exp.add_argument("name", metavar="NAME")
+    exp.add_argument("--format", choices=("trainwiz", "accelerate"), default="trainwiz")
+    exp.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    exp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    add_simulate_option(exp)
+    exp.set_defaults(func=_export)
+
+    p.set_defaults(func=_list, json=False)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _gpu_count(args: argparse.Namespace) -> int | None:
+    """GPUs of this (or the simulated) machine, when the hardware probe is available."""
+    from trainwiz.cli import simulate_spec
+
+    try:
+        from trainwiz.hardware import detect
+    except ImportError:
+        return None
+    try:
+        return len(detect(simulate_spec(args)).gpus) or None
+    except Exception:  # noqa: BLE001 - a count is only a fallback for export
+        return None
+
+
+def _summary(profile) -> str:
+    if profile.strategy == "fsdp":
+        f = profile.fsdp
+        strat = f"fsdp{f.version} {f.sharding_strategy}"
+        if f.offload_params:
+            strat += " +offload"
+    else:
+        strat = profile.strategy
+    if profile.device == "cpu":
+        where = f"{profile.processes_per_machine or '?'} CPU rank(s)"
+    elif profile.gpu_ids is not None:
+        where = "GPU " + ",".join(map(str, profile.gpu_ids))
+        if profile.num_processes is not None and profile.num_processes != len(profile.gpu_ids):
+            where += f" ({profile.num_processes} procs)"
+    elif profile.num_processes is not None:
+        where = f"{profile.num_processes} GPU(s)"
+    else:
+        where = "all GPUs"
+    if profile.num_machines > 1:
+        where += f" × {profile.num_machines} machines"
+    return f"{strat}, {where}, {profile.mixed_precision}"
+
+
+# --------------------------------------------------------------------------- commands
+
+def _list(args: argparse.Namespace) -> int:
+    from trainwiz.profiles import ProfileStore, profile_to_dict
+
+    entries = ProfileStore().list()
+    if getattr(args, "json", False):
+        import json
+
+        out = []
+        for e in entries:
+            out.append({"name": e.name, "path": str(e.path), "scope": e.scope,
+                        "damaged": e.damaged, "error": e.error, "shadowed": e.shadowed,
+                        "profile": profile_to_dict(e.profile) if e.profile else None})
+        print(json.dumps(out, indent=2))
+        return 0
+    console = _console()
+    if not entries:
+        from trainwiz.profiles import project_profile_dirs, user_profiles_dir
+
+        console.print("No profiles yet. Create one with [bold]trainwiz config[/], or import an "
+                      "accelerate config with [bold]trainwiz profiles import FILE --name NAME[/].")
+        console.print(f"Looked in: {', '.join(map(str, project_profile_dirs()))}, "
+                      f"{user_profiles_dir()}")
+        return 0
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("NAME", "SCOPE", "SETUP", "LAUNCHER", "MODEL", "PATH"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        name = escape(e.name) + (" (shadowed)" if e.shadowed else "")
+        if e.damaged:
+            first = (e.error or "").splitlines()
+            msg = first[1].strip() if len(first) > 1 else (first[0] if first else "")
+            table.add_row(f"[red]{name}[/]", e.scope, f"[red]DAMAGED[/]: {escape(msg)}", "", "",
+                          escape(str(e.path)))
+        else:
+            p = e.profile
+            model = p.estimate.model if p.estimate else ""
+            table.add_row(name if not e.shadowed else f"[dim]{name}[/]", e.scope,
+                          escape(_summary(p)), p.launcher, escape(model), escape(str(e.path)))
+    console.print(table)
+    damaged = [e for e in entries if e.damaged]
+    if damaged:
+        console.print(f"[red]{len(damaged)} damaged profile(s)[/] (left as they are; "
+                      "`trainwiz profiles show NAME` tells what is wrong)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from trainwiz.profiles import (
+        estimate_notes,
+        estimate_request,
+        load_profile,
+        profile_to_dict,
+        resolve_profile_path,
+    )
+
+    path = resolve_profile_path(args.name)
+    profile = load_profile(args.name)
+    data = profile_to_dict(profile)
+    if args.json:
+        import json
+
+        print(json.dumps({"name": profile.name, "path": str(path), "profile": data}, indent=2))
+        return 0
+    from rich.markup import escape
+    from rich.syntax import Syntax
+
+    from trainwiz.profiles.validate import dump_yaml
+
+    console = _console()
+    console.print(f"[bold]{escape(profile.name)}[/]  {escape(str(path))}")
+    console.print(escape(_summary(profile)))
+    console.print(Syntax(dump_yaml(data), "yaml", theme="ansi_dark", background_color="default"))
+    req = estimate_request(profile, _gpu_count(args))
+    if req is not None:
+        line = _estimate_line(req, args)
+        if line:
+            console.print(line)
+        for note in estimate_notes(profile):
+            console.print(f"[dim]note: {escape(note)}[/]")
+    return 0
+
+
+def _estimate_line(req, args) -> str | None:
+    """One line with the memory estimate, or None when the estimator cannot say."""
+    from trainwiz.cli.config import estimate_line
+
+    model, cfg = req
+    return estimate_line(model, cfg, _gpu_memory(args))
+
+
+def _gpu_memory(args) -> int | None:
+    from trainwiz.cli import simulate_spec
+
+    try:
+        from trainwiz.hardware import detect
+
+        gpus = detect(simulate_spec(args)).gpus
+    except Exception:  # noqa: BLE001
+        return None
+    sizes = [g.memory_total for g in gpus if g.memory_total]
+    return min(sizes) if sizes else None
+
+
+def _rm(args: argparse.Namespace) -> int:
+    import sys
+
+    from trainwiz.errors import TrainwizError
+    from trainwiz.profiles import ProfileStore
+
+    store = ProfileStore()
+    path = store.path(args.name)
+    if not args.yes:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise TrainwizError(f"not deleting {path} without confirmation; add --yes")
+        import questionary
+
+        if not questionary.confirm(f"Delete {path}?", default=False).ask():
+            print("Nothing deleted.")
+            return 1
+    store.remove(args.name)
+    print(f"Deleted {path}")
+    return 0
+
+
+def _cp(args: argparse.Namespace) -> int:
+    from trainwiz.profiles import ProfileStore
+
+    target = ProfileStore().copy(args.name, args.new, force=args.force)
+    print(f"Copied {args.name} to {target}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from trainwiz.errors import UsageError
+    from trainwiz.profiles import (
+        ProfileError,
+        accelerate_default_config_path,
+        from_accelerate_config,
+        is_accelerate_config,
+        profile_from_dict,
+        save_profile,
+    )
+    from trainwiz.profiles.store import check_name
+    from trainwiz.profiles.validate import parse_yaml
+
+    check_name(args.name)
+    if args.from_accelerate_default:
+        if args.file:
+            raise UsageError("give FILE or --from-accelerate-default, not both")
+        path = accelerate_default_config_path()
+        if not path.is_file():
+            raise ProfileError(f"{path}: no accelerate default config here (run `accelerate "
+                               "config`, or set HF_HOME)")
+    elif args.file:
+        path = Path(args.file).expanduser()
+    else:
+        raise UsageError("profiles import needs FILE or --from-accelerate-default")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot be read: {exc}") from None
+    data, lines = parse_yaml(text, str(path))
+    warnings: list[str] = []
+    if is_accelerate_config(data):
+        kind = "accelerate config"
+        profile = from_accelerate_config(data, name=args.name, source=str(path), lines=lines,
+                                         warnings=warnings)
+    else:
+        kind = "trainwiz profile"
+        profile = profile_from_dict(data, source=str(path), name=args.name, lines=lines)
+    target = save_profile(profile, scope="project" if args.project else "user",
+                          force=args.force)
+    for w in warnings:
+        print(f"trainwiz: warning: {w}", file=sys.stderr)
+    print(f"Imported {kind} {path} as profile '{args.name}': {target}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from trainwiz.profiles import accelerate_config_text, accelerate_export_notes, load_profile
+    from trainwiz.profiles.store import atomic_write_text, profile_text
+
+    profile = load_profile(args.name)
+    if args.format == "accelerate":
+        text = accelerate_config_text(profile, _gpu_count(args))
+        notes = accelerate_export_notes(profile)
+    else:
+        text = profile_text(profile)
+        notes = []
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        target = atomic_write_text(Path(args.output).expanduser(), text, force=args.force)
+        print(f"Wrote {args.format} config {target}")
+    for note in notes:
+        print(f"trainwiz: note: not in the accelerate file: {note}", file=sys.stderr)
+    return 0
