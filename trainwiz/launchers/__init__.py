@@ -1,0 +1,53 @@
+"""Launching and supervising runs: command building (pure), the supervisor, run directories.
+
+Public API (the CLI and the app use only these names)::
+
+    launch(profile, script, args, *, detach=True, module=False, simulate=None, yes=False,
+           confirm=None, cwd=None) -> RunHandle(run_dir, id)
+    preflight(profile, script, args, ...) -> Preflight      checks only, launches nothing
+    stop_run(run_id_or_dir, grace=10.0) -> RunStatus
+    list_runs() -> list[RunStatus]                          newest first
+    read_status(run_dir) -> RunStatus                       .to_json() is the `runs --json` record
+    resolve_run("last" | id | id prefix | path) -> Path
+    read_samples(run_dir, last=None) -> list[dict]
+    tail_log(run_dir, rank=0, n=50, stream="both") -> list[str]
+    build_command(profile, script, args, *, run_dir, run_id, port, ...) -> LaunchCommand
+
+Importing this package is cheap (no torch, no psutil until used).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "launch": "trainwiz.launchers.api",
+    "preflight": "trainwiz.launchers.api",
+    "stop_run": "trainwiz.launchers.api",
+    "RunHandle": "trainwiz.launchers.api",
+    "Preflight": "trainwiz.launchers.api",
+    "list_runs": "trainwiz.launchers.rundir",
+    "read_status": "trainwiz.launchers.rundir",
+    "resolve_run": "trainwiz.launchers.rundir",
+    "read_samples": "trainwiz.launchers.rundir",
+    "tail_log": "trainwiz.launchers.rundir",
+    "runs_root": "trainwiz.launchers.rundir",
+    "RunStatus": "trainwiz.launchers.rundir",
+    "RankStatus": "trainwiz.launchers.rundir",
+    "Failure": "trainwiz.launchers.rundir",
+    "build_command": "trainwiz.launchers.command",
+    "build_all_nodes": "trainwiz.launchers.command",
+    "accelerate_env": "trainwiz.launchers.command",
+    "LaunchCommand": "trainwiz.launchers.command",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trainwiz.launchers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,64 @@
+"""Plain torch DDP: a tiny MLP for a few steps, printing the loss of every step.
+
+    trainwiz launch --profile examples/profiles/cpu-ddp.yaml examples/train_ddp.py -- --steps 20
+
+Uses NCCL and one GPU per rank when CUDA is available, gloo on CPU otherwise. Works under
+``torchrun`` (or ``trainwiz launch``) and as a plain ``python train_ddp.py`` (one process).
+"""
+
+import argparse
+import os
+import time
+
+import torch
+import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import record
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+
+@record  # failures land in torchrun's error file, so `trainwiz runs` shows the message
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--sleep", type=float, default=0.0, help="seconds to wait per step")
+    parser.add_argument("--fail-rank", type=int, default=None, help="this rank raises (testing)")
+    parser.add_argument("--fail-step", type=int, default=2)
+    args = parser.parse_args()
+
+    use_cuda = torch.cuda.is_available()
+    distributed = "WORLD_SIZE" in os.environ
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if distributed:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, args.hidden), torch.nn.ReLU(),
+                                torch.nn.Linear(args.hidden, 1)).to(device)
+    if distributed:
+        model = DDP(model, device_ids=[local_rank] if use_cuda else None)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(rank)
+    for step in range(args.steps):
+        if args.fail_rank == rank and step == args.fail_step:
+            raise RuntimeError(f"rank {rank} failed on purpose at step {step}")
+        x = torch.randn(16, 32, generator=gen).to(device)
+        y = x.sum(dim=1, keepdim=True)
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        print(f"rank {rank} step {step} loss {loss.item():.4f}", flush=True)
+        if args.sleep:
+            time.sleep(args.sleep)
+    if distributed:
+        dist.destroy_process_group()
+    print(f"rank {rank} done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

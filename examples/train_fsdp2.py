@@ -1,0 +1,71 @@
+"""Plain torch FSDP2 (``fully_shard``): a tiny transformer-ish stack, printing the loss per step.
+
+    trainwiz launch --profile examples/profiles/cpu-fsdp.yaml examples/train_fsdp2.py
+
+NCCL with one GPU per rank when CUDA is available, gloo on CPU otherwise.
+"""
+
+import argparse
+import os
+import time
+
+import torch
+import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import record
+from torch.distributed.fsdp import fully_shard
+
+
+class Block(torch.nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(dim)
+        self.ff = torch.nn.Sequential(torch.nn.Linear(dim, 4 * dim), torch.nn.GELU(),
+                                      torch.nn.Linear(4 * dim, dim))
+
+    def forward(self, x):
+        return x + self.ff(self.norm(x))
+
+
+@record
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--sleep", type=float, default=0.0)
+    args = parser.parse_args()
+
+    use_cuda = torch.cuda.is_available()
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if "WORLD_SIZE" not in os.environ:  # plain `python train_fsdp2.py`: a world of one
+        os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29531")
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[Block(args.dim) for _ in range(args.layers)],
+                                torch.nn.Linear(args.dim, 1)).to(device)
+    for block in model[:-1]:
+        fully_shard(block)
+    fully_shard(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(rank)
+    for step in range(args.steps):
+        x = torch.randn(8, 16, args.dim, generator=gen).to(device)
+        y = x.mean(dim=-1, keepdim=True)
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        print(f"rank {rank} step {step} loss {loss.item():.4f}", flush=True)
+        if args.sleep:
+            time.sleep(args.sleep)
+    dist.destroy_process_group()
+    print(f"rank {rank} done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""``trainwiz launch --profile NAME|FILE [--detach] [--yes] [--print-commands] SCRIPT [-- ARGS]``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    from trainwiz.cli import add_simulate_option
+
+    p = subparsers.add_parser(
+        "launch", help="launch a training run from a profile (torchrun or accelerate)",
+        description="Check the profile against this machine, then start the run under a "
+        "detached supervisor that survives the terminal closing. Without --detach, watch it "
+        "live; Ctrl-C asks whether to stop it or leave it running.",
+    )
+    p.add_argument("--profile", "-p", required=True, metavar="NAME|FILE",
+                   help="a saved profile name or a profile YAML file")
+    p.add_argument("--detach", "-d", action="store_true",
+                   help="return as soon as the run has started")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="launch even if the estimate does not fit the GPUs' free memory")
+    p.add_argument("--print-commands", action="store_true",
+                   help="print the exact command for every machine and launch nothing")
+    p.add_argument("--plain", action="store_true", help="plain-line live view even on a terminal")
+    p.add_argument("-m", dest="module", metavar="MODULE", help="run a module, like python -m")
+    p.add_argument("script", nargs="?", metavar="SCRIPT", help="training script (default: the profile's)")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="-- ARGS",
+                   help="arguments for the training script")
+    add_simulate_option(p)
+    p.set_defaults(func=run)
+
+
+def _confirm(question: str) -> bool:
+    import sys
+
+    if not sys.stdin or not sys.stdin.isatty():
+        return False
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def run(args) -> int:
+    import sys
+
+    from trainwiz.cli import simulate_spec
+    from trainwiz.errors import TrainwizError
+    from trainwiz.launchers import api
+    from trainwiz.launchers.live import watch
+    from trainwiz.profiles import load_profile
+
+    rest = list(args.args or [])
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    script = args.script
+    module = False
+    if args.module:
+        if script is not None:
+            rest = [script, *rest]
+        script, module = args.module, True
+    profile = load_profile(args.profile)
+    simulate = simulate_spec(args)
+    if args.print_commands:
+        pre = api.preflight(profile, script, rest, module=module, simulate=simulate, yes=True,
+                            confirm=None)
+        cmds = api.plan_commands(profile, pre, run_dir="<run-dir>", run_id=f"trainwiz-{profile.name}",
+                                 module=module)
+        for note in pre.notes:
+            print(f"# {note}")
+        for cmd in cmds:
+            here = " (this machine)" if cmd.node_rank == profile.machine_rank else ""
+            print(f"# machine {cmd.node_rank}{here}")
+            print(cmd.shell())
+        return 0
+    handle = api.launch(profile, script, rest, module=module, simulate=simulate, yes=args.yes,
+                        confirm=_confirm)
+    for note in handle.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"launched run {handle.id} ({handle.run_dir})", flush=True)
+    if args.detach:
+        print(f"watch: trainwiz attach {handle.id}   stop: trainwiz stop {handle.id}   "
+              f"logs: trainwiz logs {handle.id} --rank 0")
+        return 0
+    try:
+        return watch(handle.run_dir, plain=True if args.plain else None)
+    except TrainwizError:
+        raise

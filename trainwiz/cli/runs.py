@@ -1,0 +1,155 @@
+"""``trainwiz runs``, ``attach``, ``stop`` and ``logs``: work on any run of this user."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    from trainwiz.cli import add_simulate_option
+
+    p = subparsers.add_parser("runs", help="list runs, newest first")
+    p.add_argument("--json", action="store_true", help="machine-readable list")
+    add_simulate_option(p)
+    p.set_defaults(func=cmd_runs)
+
+    p = subparsers.add_parser("attach", help="watch a run live again")
+    p.add_argument("run", nargs="?", default="last", metavar="RUN",
+                   help="run id, unique id prefix, or 'last' (default)")
+    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    add_simulate_option(p)
+    p.set_defaults(func=cmd_attach)
+
+    p = subparsers.add_parser("stop", help="stop a run: SIGTERM, a grace period, then SIGKILL")
+    p.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
+    p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds between SIGTERM and SIGKILL (default 10)")
+    add_simulate_option(p)
+    p.set_defaults(func=cmd_stop)
+
+    p = subparsers.add_parser("logs", help="print or follow a rank's log")
+    p.add_argument("run", nargs="?", default="last", metavar="RUN",
+                   help="run id, unique id prefix, or 'last' (default)")
+    p.add_argument("--rank", type=int, default=0, help="global rank (default 0)")
+    p.add_argument("--launcher", action="store_true",
+                   help="the launcher's and supervisor's logs instead of a rank's")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
+    p.add_argument("-n", "--lines", type=int, default=None, help="only the last N lines")
+    add_simulate_option(p)
+    p.set_defaults(func=cmd_logs)
+
+
+def cmd_runs(args) -> int:
+    import json
+
+    from trainwiz.launchers.rundir import list_runs, runs_root
+
+    runs = list_runs()
+    if args.json:
+        print(json.dumps([r.to_json() for r in runs], indent=1))
+        return 0
+    if not runs:
+        print(f"no runs yet ({runs_root()})")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("ID", "STATE", "PROFILE", "SCRIPT", "STARTED (UTC)", "RANKS"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("FAILURE", overflow="fold")
+    for r in runs:
+        fail = ""
+        if r.failure:
+            who = f"rank {r.failure.rank}" if r.failure.rank is not None else "launcher"
+            fail = f"{who}: {r.failure.message}" + (" [OOM]" if r.failure.oom else "")
+        script = (r.script or "").rsplit("/", 1)[-1]
+        table.add_row(r.id, r.state, r.profile or "", script, (r.started_at or "")[:19].replace("T", " "),
+                      str(len(r.ranks)), fail[:70])
+    Console().print(table)
+    return 0
+
+
+def cmd_attach(args) -> int:
+    from trainwiz.launchers.live import watch
+    from trainwiz.launchers.rundir import resolve_run
+
+    return watch(resolve_run(args.run), plain=True if args.plain else None)
+
+
+def cmd_stop(args) -> int:
+    from trainwiz.launchers.api import stop_run
+    from trainwiz.launchers.rundir import read_status, resolve_run
+
+    run_dir = resolve_run(args.run)
+    before = read_status(run_dir)
+    if before.finished:
+        print(f"run {before.id} already {before.state}")
+        return 0
+    print(f"stopping run {before.id} ...", flush=True)
+    final = stop_run(run_dir, grace=args.grace)
+    print(f"run {final.id} {final.state}")
+    return 0
+
+
+def _print_file(path, n, stream) -> int:
+    if path is None or not path.is_file():
+        return 0
+    data = path.read_text(errors="replace")
+    if n is not None:
+        data = "\n".join(data.splitlines()[-n:]) + ("\n" if data else "")
+    stream.write(data)
+    stream.flush()
+    return path.stat().st_size
+
+
+def cmd_logs(args) -> int:
+    import sys
+    import time
+
+    from trainwiz.errors import TrainwizError
+    from trainwiz.launchers.rundir import rank_log_paths, read_status, resolve_run
+
+    run_dir = resolve_run(args.run)
+    if args.launcher:
+        paths = [(run_dir / "launcher.log", sys.stdout), (run_dir / "supervisor.log", sys.stderr)]
+    else:
+        status = read_status(run_dir)
+        nranks = len(status.ranks) or (status.num_processes or 0) * max(1, status.num_machines)
+        out, err = rank_log_paths(run_dir, args.rank)
+        if out is None and not args.follow:
+            if status.ranks and args.rank not in {r.rank for r in status.ranks}:
+                raise TrainwizError(f"run {status.id} has no rank {args.rank} on this machine "
+                                    f"(ranks: {', '.join(str(r.rank) for r in status.ranks)})")
+            if nranks and args.rank >= nranks:
+                raise TrainwizError(f"run {status.id} has no rank {args.rank}")
+            print(f"rank {args.rank} has no log yet (state {status.state})", file=sys.stderr)
+            return 0
+        paths = [(out, sys.stdout), (err, sys.stderr)]
+    offsets = [_print_file(p, args.lines, s) for p, s in paths]
+    if not args.follow:
+        return 0
+    try:
+        while True:
+            if not args.launcher and paths[0][0] is None:
+                out, err = rank_log_paths(run_dir, args.rank)
+                if out is not None:
+                    paths = [(out, sys.stdout), (err, sys.stderr)]
+                    offsets = [0, 0]
+            for i, (path, stream) in enumerate(paths):
+                if path is None or not path.is_file():
+                    continue
+                with open(path, "rb") as fh:
+                    fh.seek(offsets[i])
+                    chunk = fh.read()
+                if chunk:
+                    stream.write(chunk.decode("utf-8", "replace"))
+                    stream.flush()
+                    offsets[i] += len(chunk)
+            if read_status(run_dir).finished and all(
+                    p is None or not p.is_file() or p.stat().st_size == o
+                    for (p, _), o in zip(paths, offsets)):
+                return 0
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0

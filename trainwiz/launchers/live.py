@@ -1,0 +1,134 @@
+"""The live view of a run for the CLI: plain lines, or the full-screen monitor on a terminal.
+
+Plain lines (stdout is not a terminal, or no monitor is available): state changes, rank starts
+and exits, the first failure, and memory per GPU (or per rank on CPU) every few seconds. It only
+reads the run directory, so it works from any terminal, for any run, at any time.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from trainwiz.launchers.rundir import read_samples, read_status, tail_log
+
+GIB = 1024 ** 3
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    if n >= GIB:
+        return f"{n / GIB:.1f}GiB"
+    return f"{n / 1024 ** 2:.0f}MiB"
+
+
+def _memory_line(sample: dict) -> str | None:
+    gpus = sample.get("gpus") or []
+    if gpus:
+        parts = [f"GPU{g['index']} {_fmt_bytes(g.get('memory_used'))}/{_fmt_bytes(g.get('memory_total'))}"
+                 for g in gpus]
+        return "memory: " + "  ".join(parts)
+    ranks = sample.get("ranks") or []
+    if ranks:
+        return "memory (host RSS): " + "  ".join(f"rank{r['rank']} {_fmt_bytes(r.get('rss'))}"
+                                                 for r in ranks)
+    return None
+
+
+def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: float = 5.0) -> int:
+    """Print the run's progress as plain lines until it ends. Returns 0 if it succeeded."""
+    out = out or sys.stdout
+    seen_state = None
+    seen_ranks: dict[int, tuple] = {}
+    last_mem = 0.0
+    status = read_status(run_dir)
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    while True:
+        status = read_status(run_dir)
+        if status.state != seen_state:
+            say(f"[{status.id}] {status.state}")
+            seen_state = status.state
+        for r in status.ranks:
+            key = (r.pid, r.exit_code)
+            if seen_ranks.get(r.rank) == key:
+                continue
+            prev = seen_ranks.get(r.rank)
+            if prev is None or prev[0] != r.pid:
+                say(f"rank {r.rank}: started (pid {r.pid})")
+            if r.exit_code is not None:
+                say(f"rank {r.rank}: exited with code {r.exit_code}")
+            seen_ranks[r.rank] = key
+        now = time.monotonic()
+        if now - last_mem >= memory_every and not status.finished:
+            samples = read_samples(run_dir, last=1)
+            line = _memory_line(samples[-1]) if samples else None
+            if line:
+                say(line)
+            last_mem = now
+        if status.finished:
+            break
+        time.sleep(interval)
+    if status.failure:
+        f = status.failure
+        who = f"rank {f.rank}" if f.rank is not None else "the launcher"
+        say(f"FAILED: {who} exited with code {f.exit_code}: {f.message}"
+            + ("  [out of memory]" if f.oom else ""))
+        if f.rank is not None:
+            tail = tail_log(run_dir, f.rank, 10, stream="stderr")
+            if tail:
+                say(f"--- last lines of rank {f.rank} stderr ---")
+                for line in tail:
+                    say("  " + line)
+    if status.message and status.state == "stopped":
+        say(status.message)
+    say(f"run {status.id} {status.state}; logs: trainwiz logs {status.id} --rank N; "
+        f"files: {status.run_dir}")
+    return 0 if status.state == "succeeded" else 1
+
+
+def _monitor():
+    try:
+        from trainwiz.tui.monitor_app import run_monitor
+    except ImportError:
+        return None
+    return run_monitor
+
+
+def watch(run_dir: Path, *, plain: bool | None = None) -> int:
+    """The live view; Ctrl-C asks whether to stop the run or leave it running."""
+    if plain is None:
+        plain = not sys.stdout.isatty()
+    if not plain:
+        run_monitor = _monitor()
+        if run_monitor is not None:
+            return int(run_monitor(run_dir) or 0)
+    try:
+        return follow_plain(run_dir)
+    except KeyboardInterrupt:
+        return on_interrupt(run_dir)
+
+
+def on_interrupt(run_dir: Path) -> int:
+    status = read_status(run_dir)
+    if status.finished:
+        return 0 if status.state == "succeeded" else 1
+    answer = ""
+    if sys.stdin is not None and sys.stdin.isatty():
+        try:
+            answer = input(f"\nStop run {status.id}? [y/N] (N leaves it running) ").strip().lower()
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+    if answer in ("y", "yes"):
+        from trainwiz.launchers.api import stop_run
+
+        final = stop_run(run_dir)
+        print(f"run {final.id} {final.state}", flush=True)
+        return 1
+    print(f"\nrun {status.id} is still running; `trainwiz attach {status.id}` to watch it again, "
+          f"`trainwiz stop {status.id}` to end it", flush=True)
+    return 0

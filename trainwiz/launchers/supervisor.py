@@ -1,0 +1,519 @@
+"""The supervisor: a detached process that owns one run.
+
+Started by :func:`trainwiz.launchers.api.launch` as ``python -c <boot> RUN_DIR`` in its own
+session (no controlling terminal, stdin /dev/null, output to ``supervisor.log``), so a closed
+terminal or a dropped SSH connection does not reach it. It
+
+* starts the launcher (torchrun / accelerate) in its own process group, with
+  ``PR_SET_PDEATHSIG=SIGTERM`` so the launcher (and through it, every rank) ends if the
+  supervisor dies, and marks itself a child subreaper so ranks orphaned by a dying launcher are
+  still its descendants;
+* starts a watchdog (own session, reads a pipe only the supervisor holds): when the supervisor
+  dies, even by SIGKILL, the pipe closes and the watchdog ends whatever is left of the run and
+  marks it failed;
+* records ranks (pid from the launcher's descendants, by their ``RANK`` variable), samples GPU
+  memory, and writes ``status.json`` atomically on every change;
+* on SIGTERM (``trainwiz stop``) runs the stop protocol: SIGTERM to the launcher's group, a grace
+  period, then SIGKILL of everything left; state ``stopped``;
+* when the launcher exits, names the first failure (rank, exit code, message, OOM) and sweeps
+  any process still carrying the run's ``TRAINWIZ_RUN_ID``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from trainwiz.launchers import failures as F
+from trainwiz.launchers.rundir import (
+    Failure,
+    RankStatus,
+    RunStatus,
+    append_sample,
+    now_iso,
+    rank_log_dir,
+    read_status,
+    save_status,
+)
+
+log = logging.getLogger("trainwiz.supervisor")
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+POLL_S = 0.5
+SAMPLE_S = 2.0
+DEFAULT_GRACE_S = 10.0
+
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+        "from trainwiz.launchers.{mod} import main; sys.exit(main(sys.argv[2:]))")
+
+
+def boot_argv(module: str, *args: str) -> list[str]:
+    """argv that runs ``trainwiz.launchers.<module>.main(args)`` with this trainwiz on the path."""
+    root = str(Path(__file__).resolve().parent.parent.parent)
+    return [sys.executable, "-c", BOOT.format(mod=module), root, *args]
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the watchdog still covers it
+        pass
+
+
+def _launcher_preexec(parent_pid: int):
+    def preexec() -> None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the supervisor died between fork and prctl
+            os._exit(1)
+
+    return preexec
+
+
+# ---- process sweeping (shared with stop and the watchdog) ----------------------------------
+
+def run_processes(run_id: str, extra_pids=()) -> list:
+    """Every live process of this user that belongs to the run (``TRAINWIZ_RUN_ID`` in its
+    environment), plus ``extra_pids`` when they are still alive."""
+    import psutil
+
+    me = os.getpid()
+    found = {}
+    for pid in extra_pids:
+        try:
+            if pid and pid != me:
+                found[pid] = psutil.Process(pid)
+        except psutil.Error:
+            pass
+    uid = os.getuid()
+    for proc in psutil.process_iter(["uids"]):
+        try:
+            if proc.pid == me or proc.info["uids"] is None or proc.info["uids"].real != uid:
+                continue
+            if proc.environ().get("TRAINWIZ_RUN_ID") == run_id:
+                found[proc.pid] = proc
+        except psutil.Error:
+            continue
+    return [p for p in found.values() if _alive(p)]
+
+
+def _alive(proc) -> bool:
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def terminate(procs, grace: float, first_signal_pgid: int | None = None) -> list:
+    """SIGTERM (to ``first_signal_pgid``'s group, else to each), wait ``grace``, SIGKILL the rest.
+    Returns the processes that were still alive at the end (should be none)."""
+    import psutil
+
+    procs = [p for p in procs if _alive(p)]
+    if first_signal_pgid:
+        try:
+            os.killpg(first_signal_pgid, signal.SIGTERM)
+        except OSError:
+            pass
+    else:
+        for p in procs:
+            try:
+                p.terminate()
+            except psutil.Error:
+                pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in procs):
+        time.sleep(0.1)
+    left = [p for p in procs if _alive(p)]
+    for p in left:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # ranks lead their own groups (torch's setsid)
+        except OSError:
+            pass
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(left, timeout=5)
+    return [p for p in left if _alive(p)]
+
+
+# ---- the supervisor -------------------------------------------------------------------------
+
+class Supervisor:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.command = json.loads((run_dir / "command.json").read_text())
+        self.status = read_status(run_dir, check_alive=False)
+        self.grace = float(self.command.get("grace_s", DEFAULT_GRACE_S))
+        self.stop_requested = False
+        self.launcher: subprocess.Popen | None = None
+        self.rank_gone_at: dict[int, float] = {}
+        self._env_cache: dict[int, dict | None] = {}
+        self._sampler = None
+        self._sampler_failed = False
+        self._last_sample = 0.0
+        self._last_written: str | None = None
+
+    # status helpers
+    def write(self) -> None:
+        data = json.dumps(self.status.to_file(), sort_keys=True)
+        if data != self._last_written:
+            save_status(self.run_dir, self.status)
+            self._last_written = data
+
+    def set_state(self, state: str) -> None:
+        if self.status.state != state:
+            log.info("state %s -> %s", self.status.state, state)
+            self.status.state = state
+        self.write()
+
+    def on_sigterm(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    def start(self) -> int:
+        import psutil
+
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self.on_sigterm)
+        me = psutil.Process()
+        self.status.supervisor_pid = me.pid
+        self.status.supervisor_started = me.create_time()
+        self.write()
+
+        watchdog_w = self._start_watchdog()
+        env = dict(os.environ)
+        env.update(self.command.get("env", {}))
+        env["TRAINWIZ_RUN_ID"] = self.status.id
+        env["TRAINWIZ_RUN_DIR"] = str(self.run_dir)
+        argv = self.command["argv"]
+        log.info("starting launcher: %s", " ".join(argv))
+        try:
+            with open(self.run_dir / "launcher.log", "ab") as out:
+                self.launcher = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    env=env, cwd=self.command.get("cwd") or None, start_new_session=True,
+                    preexec_fn=_launcher_preexec(os.getpid()),
+                )
+        except OSError as exc:
+            self.status.failure = Failure(rank=None, exit_code=None,
+                                          message=f"could not start {argv[0]}: {exc}")
+            self.status.ended_at = now_iso()
+            self.set_state("failed")
+            return 1
+        self.status.launcher_pid = self.launcher.pid
+        self.write()
+        try:
+            return self.loop()
+        finally:
+            os.close(watchdog_w)  # a clean end: the watchdog finds nothing left and exits
+
+    def _start_watchdog(self) -> int:
+        r, w = os.pipe()
+        os.set_inheritable(r, True)
+        with open(self.run_dir / "supervisor.log", "ab") as out:
+            subprocess.Popen(boot_argv("supervisor", "--watchdog", str(self.run_dir)),
+                             stdin=r, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True, close_fds=True)
+        os.close(r)
+        return w
+
+    def loop(self) -> int:
+        assert self.launcher is not None
+        while True:
+            rc = self.launcher.poll()
+            self.track_ranks()
+            if self.status.state == "starting" and self.status.ranks:
+                self.set_state("running")
+            self.sample()
+            if rc is not None:
+                return self.finish(rc)
+            if self.stop_requested:
+                return self.stop()
+            self.write()
+            time.sleep(POLL_S)
+
+    # ranks
+    def _environ(self, proc) -> dict | None:
+        import psutil
+
+        if proc.pid not in self._env_cache:
+            try:
+                env = proc.environ()
+                self._env_cache[proc.pid] = {k: env[k] for k in ("RANK", "LOCAL_RANK") if k in env}
+            except psutil.Error:
+                return None
+        return self._env_cache[proc.pid]
+
+    def track_ranks(self) -> None:
+        import psutil
+
+        now = time.time()
+        try:
+            root = psutil.Process(os.getpid())
+            procs = root.children(recursive=True)
+        except psutil.Error:
+            procs = []
+        by_pid = {p.pid: p for p in procs}
+        known = {r.rank: r for r in self.status.ranks}
+        for proc in procs:
+            env = self._environ(proc)
+            if not env or "RANK" not in env:
+                continue
+            parent_env = self._environ(by_pid[proc.ppid()]) if proc.ppid() in by_pid else None
+            if parent_env and parent_env.get("RANK") == env["RANK"]:
+                continue  # a rank's own child (data loader worker, compile worker)
+            rank = int(env["RANK"])
+            entry = known.get(rank)
+            if entry is None or entry.pid != proc.pid:
+                if not _alive(proc):
+                    continue
+                try:
+                    started = proc.create_time()
+                except psutil.Error:
+                    continue
+                entry = RankStatus(rank=rank, pid=proc.pid, local_rank=int(env.get("LOCAL_RANK", rank)),
+                                   started=started)
+                known[rank] = entry
+                self.rank_gone_at.pop(rank, None)
+                log.info("rank %d started: pid %d", rank, proc.pid)
+        for entry in known.values():
+            if entry.rank in self.rank_gone_at or entry.pid is None:
+                continue
+            proc = by_pid.get(entry.pid)
+            if proc is None or not _alive(proc):
+                self.rank_gone_at[entry.rank] = now
+                log.info("rank %d (pid %d) exited", entry.rank, entry.pid)
+        self.status.ranks = sorted(known.values(), key=lambda r: r.rank)
+
+    # memory samples
+    def sample(self, force: bool = False) -> None:
+        import psutil
+
+        now = time.time()
+        if not force and now - self._last_sample < SAMPLE_S:
+            return
+        self._last_sample = now
+        live = [r for r in self.status.ranks if r.rank not in self.rank_gone_at and r.pid]
+        ranks = []
+        for r in live:
+            try:
+                ranks.append({"rank": r.rank, "pid": r.pid, "rss": psutil.Process(r.pid).memory_info().rss})
+            except psutil.Error:
+                pass
+        sample: dict = {"t": round(now, 3), "gpus": [], "ranks": ranks}
+        sampler = self._get_sampler()
+        if sampler is not None:
+            try:
+                snap = sampler.sample(self._pids_by_gpu(live))
+                sample["gpus"] = [
+                    {"index": g.index, "name": g.name, "memory_used": g.memory_used,
+                     "memory_total": g.memory_total, "utilization": g.utilization}
+                    for g in snap.gpus
+                ]
+            except Exception as exc:  # a sampler error must never end the run
+                log.warning("GPU sampling failed: %s", exc)
+                self._sampler, self._sampler_failed = None, True
+        if ranks or sample["gpus"]:
+            append_sample(self.run_dir, sample)
+
+    def _get_sampler(self):
+        if self._sampler is not None or self._sampler_failed:
+            return self._sampler
+        if self.status.device == "cpu" and not self.status.simulate:
+            self._sampler_failed = True
+            return None
+        try:
+            from trainwiz.hardware import GpuSampler
+
+            self._sampler = GpuSampler(self.status.simulate)
+        except Exception as exc:
+            log.info("no GPU sampler: %s", exc)
+            self._sampler_failed = True
+        return self._sampler
+
+    def _pids_by_gpu(self, ranks) -> dict[int, list[int]]:
+        gpu_ids = self.status.gpu_ids
+        n = len(gpu_ids) if gpu_ids else None
+        out: dict[int, list[int]] = {}
+        for r in ranks:
+            local = r.local_rank if r.local_rank is not None else r.rank
+            if gpu_ids:
+                gpu = gpu_ids[local % n]
+            else:
+                gpu = local
+            out.setdefault(gpu, []).append(r.pid)
+        return out
+
+    # ending
+    def stop(self) -> int:
+        log.info("stop requested: SIGTERM to the launcher's group, %.0fs grace, then SIGKILL",
+                 self.grace)
+        self.status.message = "stopping: SIGTERM sent"
+        self.write()
+        procs = run_processes(self.status.id, [self.launcher.pid] + [r.pid for r in self.status.ranks])
+        left = terminate(procs, self.grace, first_signal_pgid=self.launcher.pid)
+        try:
+            rc = self.launcher.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.launcher.kill()
+            rc = self.launcher.wait()
+        self.track_ranks()
+        self.status.launcher_exit_code = rc
+        for entry in self.status.ranks:
+            if entry.exit_code is None:
+                entry.exit_code = -signal.SIGTERM
+        self.status.message = "stopped by request" + (
+            f"; {len(left)} process(es) could not be killed" if left else "")
+        self.status.ended_at = now_iso()
+        self.set_state("stopped")
+        return 0
+
+    def finish(self, rc: int) -> int:
+        log.info("launcher exited with %s", rc)
+        self.track_ranks()
+        self.sample(force=True)
+        self.status.launcher_exit_code = rc
+        leftovers = run_processes(self.status.id)
+        if leftovers:
+            log.warning("ending %d process(es) the launcher left behind", len(leftovers))
+            terminate(leftovers, min(self.grace, 5.0))
+        if self.stop_requested:
+            self.status.ended_at = now_iso()
+            self.status.message = "stopped by request"
+            self.set_state("stopped")
+            return 0
+        if rc == 0:
+            for entry in self.status.ranks:
+                entry.exit_code = 0
+            self.status.ended_at = now_iso()
+            self.set_state("succeeded")
+            return 0
+        self.status.failure = self.name_failure(rc)
+        self.status.ended_at = now_iso()
+        self.set_state("failed")
+        return 0
+
+    def name_failure(self, rc: int) -> Failure:
+        try:
+            launcher_text = (self.run_dir / "launcher.log").read_text(errors="replace")[-200_000:]
+        except OSError:
+            launcher_text = ""
+        table = F.parse_failure_table(launcher_text)
+        known = {r.rank: r for r in self.status.ranks}
+        if table:
+            listed = {e.rank for e in table}
+            for e in table:
+                entry = known.setdefault(e.rank, RankStatus(rank=e.rank, pid=e.pid,
+                                                            local_rank=e.local_rank))
+                entry.exit_code = e.exit_code
+                if e.pid:
+                    entry.pid = e.pid
+            for r, entry in known.items():
+                if r not in listed and entry.exit_code is None:
+                    entry.exit_code = 0  # torchrun lists every rank that did not exit 0
+            self.status.ranks = sorted(known.values(), key=lambda r: r.rank)
+
+            def key(e: F.TableEntry):
+                return (F.agent_signalled(e.exit_code), self.rank_gone_at.get(e.rank, float("inf")),
+                        not e.root, e.rank)
+
+            first = min(table, key=key)
+            local = first.local_rank if first.local_rank is not None else first.rank
+            folder = rank_log_dir(self.run_dir, local)
+            err_tail = _tail(folder / "stderr.log" if folder else None, 60)
+            msg, _ = F.read_error_file(first.error_file or (folder / "error.json" if folder else None))
+            if not msg and first.message and not first.message.startswith(
+                    ("To enable traceback", "Signal ")):
+                msg = first.message.splitlines()[-1].strip() if "\n" in first.message else first.message
+            if not msg:
+                msg = F.message_from_log(err_tail)
+            if not msg:
+                msg = F.signal_message(first.exit_code) or f"exited with code {first.exit_code}"
+            oom = F.is_oom(msg) or F.is_oom("\n".join(err_tail))
+            return Failure(rank=first.rank, exit_code=first.exit_code, message=msg, oom=oom)
+        # The launcher itself failed (bad arguments, rendezvous timeout, ...).
+        tail = launcher_text.splitlines()[-60:]
+        msg = F.message_from_log(tail) or F.signal_message(rc) or f"launcher exited with code {rc}"
+        return Failure(rank=None, exit_code=rc, message=msg, oom=F.is_oom("\n".join(tail)))
+
+
+def _tail(path: Path | None, n: int) -> list[str]:
+    if path is None or not path.is_file():
+        return []
+    try:
+        return path.read_text(errors="replace").splitlines()[-n:]
+    except OSError:
+        return []
+
+
+# ---- the watchdog ---------------------------------------------------------------------------
+
+def watchdog(run_dir: Path) -> int:
+    """Block until the supervisor's pipe closes; then end what is left of the run."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    try:
+        status = read_status(run_dir, check_alive=False)
+    except Exception:
+        return 0
+    pids = [status.launcher_pid] + [r.pid for r in status.ranks]
+    procs = run_processes(status.id, [p for p in pids if p])
+    if status.finished and not procs:
+        return 0
+    if procs:
+        log.warning("watchdog: supervisor gone; ending %d process(es) of run %s",
+                    len(procs), status.id)
+        terminate(procs, 5.0, first_signal_pgid=status.launcher_pid)
+    status = read_status(run_dir, check_alive=False)
+    if not status.finished:
+        status.state = "failed"
+        status.ended_at = now_iso()
+        status.message = "the supervisor was killed; the watchdog ended the run's processes"
+        if status.failure is None:
+            status.failure = Failure(rank=None, exit_code=None,
+                                     message="supervisor killed; run ended by its watchdog")
+        save_status(run_dir, status)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    if argv and argv[0] == "--watchdog":
+        return watchdog(Path(argv[1]))
+    run_dir = Path(argv[0])
+    sup = Supervisor(run_dir)
+    try:
+        return sup.start()
+    except Exception:
+        log.exception("supervisor crashed")
+        try:
+            if sup.launcher is not None:
+                terminate(run_processes(sup.status.id, [sup.launcher.pid]), 5.0,
+                          first_signal_pgid=sup.launcher.pid)
+            sup.status.failure = sup.status.failure or Failure(
+                rank=None, exit_code=None, message="trainwiz supervisor crashed; see supervisor.log")
+            sup.status.ended_at = now_iso()
+            sup.set_state("failed")
+        except Exception:
+            log.exception("could not record the crash")
+        return 1
