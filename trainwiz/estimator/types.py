@@ -38,6 +38,8 @@ class ModelSpec:
     hidden_dropout: float = 0.0
     embedding_dropout: float = 0.0
     final_logit_softcapping: float | None = None
+    embedding_params: int | None = None  # token (+ position) embeddings
+    layer_params: int | None = None  # one transformer block
     source: str = "catalog"  # catalog | config.json path | params
 
     @property

@@ -1,0 +1,172 @@
+"""`trainwiz estimate MODEL [options]`: will this training config fit, and what makes it fit."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    from trainwiz.cli import add_simulate_option
+
+    p = subparsers.add_parser(
+        "estimate",
+        help="estimate per-GPU memory of a training config",
+        description="Estimate the per-GPU memory of one training step (weights, gradients, "
+        "optimizer state, activations, temporaries, CUDA overhead), say whether it fits and what "
+        "change would make it fit. Torch is not needed.",
+    )
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help="catalog name (llama-3-8b, bert-base-cased, ...; see --list), a Hugging "
+                   "Face model folder or a config.json")
+    p.add_argument("--params", type=_count, metavar="N", help="a bare parameter count instead of MODEL (e.g. 7e9)")
+    p.add_argument("--list", action="store_true", help="list the catalog models and exit")
+    p.add_argument("--strategy", choices=("single", "ddp", "fsdp"), default=None,
+                   help="default: single on one GPU, fsdp on several")
+    p.add_argument("--sharding", choices=("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD"),
+                   default="FULL_SHARD", help="FSDP sharding strategy (default FULL_SHARD)")
+    p.add_argument("--num-gpus", type=int, default=None, metavar="N",
+                   help="GPUs in the run (default: all detected or simulated GPUs, else 1)")
+    p.add_argument("--num-nodes", type=int, default=1, metavar="N", help="machines (HYBRID_SHARD)")
+    p.add_argument("--gpu-memory", metavar="SIZE",
+                   help="memory per GPU, e.g. 80GiB (default: from the detected or simulated GPUs)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="bf16",
+                   help="fp16/bf16: autocast mixed precision with fp32 master weights (default bf16)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd", "adafactor", "adamw8bit"), default="adamw")
+    p.add_argument("--fused-optimizer", action="store_true", help="fused AdamW kernel (no foreach temporaries)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="B", help="per-GPU micro-batch (default 1)")
+    p.add_argument("--seq-len", type=int, default=2048, metavar="S", help="sequence length (default 2048)")
+    p.add_argument("--grad-accum", type=int, default=1, metavar="N", help="gradient accumulation steps")
+    p.add_argument("--activation-checkpointing", action="store_true")
+    p.add_argument("--offload-params", action="store_true", help="FSDP CPU offload")
+    p.add_argument("--attention", choices=("sdpa", "eager"), default="sdpa",
+                   help="sdpa: memory-efficient kernels (default); eager keeps the s×s scores")
+    p.add_argument("--gradient-as-bucket-view", action="store_true",
+                   help="DDP: gradients live in the reducer's buckets (no second copy)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="machine-readable output (bytes)")
+    out.add_argument("--table", action="store_true",
+                     help="accelerate estimate-memory's per-dtype table for the same model")
+    add_simulate_option(p)
+    p.set_defaults(func=run)
+
+
+def _count(text: str) -> int:
+    try:
+        value = float(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        suffix = text[-1:].upper()
+        mult = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}.get(suffix)
+        try:
+            value = float(text[:-1]) * mult if mult else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r} as a parameter count (e.g. 7e9, 8B, 124439808)")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"the parameter count must be positive, got {text!r}")
+    return int(value)
+
+
+def run(args) -> int:
+    from trainwiz.cli import simulate_spec
+    from trainwiz.errors import UsageError
+    from trainwiz.estimator import TrainConfig, estimate
+    from trainwiz.estimator.models import catalog_names, model_from_params, resolve_model
+    from trainwiz.estimator.units import parse_size
+
+    if args.list:
+        return _print_catalog(args)
+    if args.params is not None and args.model:
+        raise UsageError("give either MODEL or --params N, not both")
+    if args.params is None and not args.model:
+        raise UsageError("name a model (e.g. `trainwiz estimate llama-3-8b`), or use --params N; "
+                         f"catalog: {', '.join(catalog_names())}")
+    model = model_from_params(args.params) if args.params is not None else resolve_model(args.model)
+
+    gpu_memory = parse_size(args.gpu_memory) if args.gpu_memory else None
+    gpu_free = None
+    detected = 0
+    source_line = None
+    if gpu_memory is None or args.num_gpus is None:
+        from trainwiz.hardware import detect
+
+        detection = detect(simulate_spec(args))
+        detected = len(detection.gpus)
+        if detection.gpus:
+            n = args.num_gpus or detected
+            gpus = list(detection.gpus)[:n]
+            if gpu_memory is None:
+                totals = [g.memory_total for g in gpus if g.memory_total]
+                if totals:
+                    gpu_memory = min(totals)
+                    frees = [g.memory_free for g in gpus if g.memory_free is not None]
+                    if frees and min(frees) < gpu_memory * 0.98:
+                        gpu_free = min(frees)
+            kind = "simulated" if detection.source == "simulated" else "detected"
+            source_line = f"against {len(gpus)} {kind} {gpus[0].name}"
+    num_gpus = args.num_gpus or max(detected, 1)
+    strategy = args.strategy or ("single" if num_gpus == 1 else "fsdp")
+    config = TrainConfig(
+        strategy=strategy, num_gpus=num_gpus, sharding=args.sharding, num_nodes=args.num_nodes,
+        precision=args.precision, optimizer=args.optimizer, fused_optimizer=args.fused_optimizer,
+        batch_size=args.batch_size, seq_len=args.seq_len, grad_accum=args.grad_accum,
+        activation_checkpointing=args.activation_checkpointing,
+        offload_params=args.offload_params, attention=args.attention,
+        gradient_as_bucket_view=args.gradient_as_bucket_view,
+    )
+    if args.table:
+        return _print_accelerate_table(model)
+    est = estimate(model, config, gpu_memory=gpu_memory, gpu_free=gpu_free,
+                   available_gpus=detected or None)
+    if args.json:
+        import json
+
+        print(json.dumps(est.to_json(), indent=2))
+        return 0
+    from trainwiz.cli.render import print_estimate
+
+    print_estimate(est, source_line)
+    return 0
+
+
+def _print_catalog(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from trainwiz.estimator.models import catalog, resolve_model
+
+    table = Table(title="trainwiz model catalog", title_justify="left")
+    for col in ("name", "family", "parameters", "layers", "hidden", "heads (kv)", "vocab", "Hugging Face id"):
+        table.add_column(col, justify="right" if col in ("parameters", "layers", "hidden", "vocab") else "left")
+    for name, entry in sorted(catalog().items()):
+        m = resolve_model(name)
+        table.add_row(name, m.family, f"{m.params:,}", str(m.num_layers), str(m.hidden_size),
+                      f"{m.num_heads} ({m.num_kv_heads})", f"{m.vocab_size:,}", entry.get("hf", ""))
+    Console().print(table)
+    return 0
+
+
+def _print_accelerate_table(model) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from trainwiz.estimator.accelerate_rule import table_rows
+    from trainwiz.estimator.units import accelerate_bytes
+
+    def fmt(v):
+        return "N/A" if v is None or v == -1 else accelerate_bytes(v)
+
+    table = Table(title=f"Memory Usage for loading `{model.name}` (accelerate estimate-memory's rule)",
+                  title_justify="left")
+    for col in ("dtype", "Largest Layer", "Total Size", "Model", "Gradient calculation",
+                "Backward pass", "Optimizer step", "Training using Adam"):
+        table.add_column(col, justify="left" if col == "dtype" else "right")
+    for row in table_rows(model):
+        table.add_row(row["dtype"], fmt(row["largest_layer"]), fmt(row["total_size"]),
+                      fmt(row["model"]), fmt(row["gradients"]), fmt(row["optimizer"]),
+                      fmt(row["step"]), fmt(row["training_peak"]))
+    console = Console()
+    console.print(table)
+    console.print("This rule counts the bare model (no task head) at batch size 1 and no activations; "
+                  "`trainwiz estimate` without --table gives the full per-GPU estimate.")
+    return 0

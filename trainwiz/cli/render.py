@@ -1,0 +1,82 @@
+"""Rich renderings of estimator results for the command line (not used by the app)."""
+
+from __future__ import annotations
+
+from trainwiz.estimator.types import Estimate
+from trainwiz.estimator.units import format_bytes
+
+VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red",
+                 "unknown": "bold"}
+
+
+def describe_config(est: Estimate) -> str:
+    c = est.config
+    parts = [c.strategy if c.strategy != "fsdp" else f"fsdp {c.sharding}"]
+    parts.append(f"{c.num_gpus} GPU" + ("s" if c.num_gpus > 1 else ""))
+    parts.append(c.precision if c.precision == "fp32" else f"{c.precision} mixed")
+    parts.append(c.optimizer + (" (fused)" if c.fused_optimizer else ""))
+    parts.append(f"micro-batch {c.batch_size} × seq {c.seq_len}")
+    if c.grad_accum > 1:
+        parts.append(f"accumulate {c.grad_accum}")
+    if c.activation_checkpointing:
+        parts.append("activation checkpointing")
+    if c.offload_params:
+        parts.append("CPU offload")
+    if c.attention != "sdpa":
+        parts.append(f"{c.attention} attention")
+    return ", ".join(parts)
+
+
+def verdict_line(est: Estimate) -> str:
+    """One line, words not just colour: 'fits: 61.2 GiB of 80.0 GiB (77%)'."""
+    total = est.per_gpu.total
+    if est.gpu_memory is None:
+        return (f"needs {format_bytes(total)} per GPU (no GPU memory known: pass --gpu-memory "
+                "or --simulate to get a verdict)")
+    usable = est.gpu_memory if est.gpu_free is None else min(est.gpu_memory, est.gpu_free)
+    what = "free" if est.gpu_free is not None and est.gpu_free < est.gpu_memory else "per GPU"
+    pct = 100 * total / usable if usable else float("inf")
+    return f"{est.verdict}: needs {format_bytes(total)} of {format_bytes(usable)} {what} ({pct:.0f}%)"
+
+
+def print_estimate(est: Estimate, source_line: str | None = None, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or Console()
+    m = est.model
+    console.print(Text.assemble((f"{m.name}", "bold"), f"  {m.params:,} parameters",
+                                f"  ({m.family})" if m.family != "unknown" else ""))
+    console.print(describe_config(est) + (f"  —  {source_line}" if source_line else ""))
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("per GPU, at the peak")
+    table.add_column("memory", justify="right")
+    table.add_column("share", justify="right")
+    pg = est.per_gpu
+    rows = [("parameters", pg.params), ("gradients", pg.grads), ("optimizer state", pg.optimizer),
+            ("activations", pg.activations), ("temporaries", pg.temporary)]
+    for label, value in rows:
+        share = f"{100 * value / pg.total:.0f}%" if pg.total else ""
+        table.add_row(label, format_bytes(value), share)
+    table.add_row(Text("peak allocated", style="bold"), Text(format_bytes(pg.peak_allocated), style="bold"),
+                  "~ torch.cuda.max_memory_allocated")
+    table.add_row("CUDA context, NCCL, allocator", format_bytes(pg.overhead),
+                  f"{100 * pg.overhead / pg.total:.0f}%" if pg.total else "")
+    table.add_row(Text("total", style="bold"), Text(format_bytes(pg.total), style="bold"), "must fit")
+    console.print(table)
+    peak_at = est.terms.get("peak_at")
+    if peak_at:
+        console.print(f"peak during: {peak_at}")
+    console.print(Text(verdict_line(est), style=VERDICT_STYLE.get(est.verdict, "")))
+    if est.host_ram:
+        console.print(f"host RAM per machine: about {format_bytes(est.host_ram)}")
+    for note in est.notes:
+        console.print(Text(f"note: {note}", style="dim"))
+    if est.suggestions and est.verdict in ("does not fit", "tight"):
+        console.print(Text("What would make it fit:", style="bold"))
+        for i, s in enumerate(est.suggestions, 1):
+            mark = "fits" if s.fits else "still too big"
+            slow = ", much slower" if s.slower else ""
+            change = " ".join(f"{k}={v}" for k, v in s.change.items())
+            console.print(f"  {i}. {s.note}: {format_bytes(s.total)} ({mark}{slow})   [{change}]")

@@ -1,0 +1,252 @@
+"""What one training step keeps alive between forward and backward, per family, in bytes.
+
+Every number here is a tensor autograd saves (or one that is alive at a known moment), written
+out by reading the model code of each transformers family. Names follow the tensors, so the
+validation report can show where the memory goes.
+
+Notation: b micro-batch, s sequence length, T = b*s tokens, h hidden size, a heads, kv key/value
+heads, d head dim, f MLP intermediate size, V vocabulary.
+
+Dtypes: ``Precision.compute`` is the bytes of matmul outputs (2 under bf16/fp16, 4 in fp32);
+``Precision.residual`` the bytes of the residual stream (4 when the weights are fp32 — autocast
+keeps embeddings, norms and residual adds in fp32 — 2 when FSDP gathers bf16 weights);
+``Precision.autocast`` means each linear casts its fp32 input to a fresh low-precision copy,
+and saves that copy, not its input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainwiz.estimator.types import ModelSpec
+
+BOOL = 1  # dropout masks are bool tensors
+FP32 = 4
+
+
+@dataclass(frozen=True)
+class Precision:
+    compute: int
+    residual: int
+    autocast: bool
+
+
+@dataclass(frozen=True)
+class Dims:
+    b: int
+    s: int
+    h: int
+    a: int
+    kv: int
+    d: int
+    f: int
+    V: int
+    L: int
+
+    @property
+    def T(self) -> int:
+        return self.b * self.s
+
+
+def dims_of(model: ModelSpec, batch: int, seq: int) -> Dims:
+    return Dims(b=batch, s=seq, h=model.hidden_size, a=model.num_heads, kv=model.num_kv_heads,
+                d=model.head_dim, f=model.intermediate_size, V=model.vocab_size,
+                L=model.num_layers)
+
+
+@dataclass(frozen=True)
+class BlockMemory:
+    """One transformer block: what it saves for backward, and its short-lived peaks."""
+
+    saved: dict  # name -> bytes kept from forward to backward
+    forward_transient: int  # extra bytes alive for a moment inside the block's forward
+    backward_transient: int  # extra bytes alive for a moment inside the block's backward
+
+    @property
+    def saved_total(self) -> int:
+        return sum(self.saved.values())
+
+
+def _linear_inputs(saved: dict, name: str, consumers: int, elems: int, input_bytes: int,
+                   prec: Precision) -> None:
+    """The input of ``consumers`` linears reading one tensor of ``elems`` elements.
+
+    Under autocast an fp32 input is cast once per linear (autocast caches only leaf weights), and
+    each cast copy is saved; otherwise the one input tensor is saved and shared.
+    """
+    if prec.autocast and input_bytes == FP32:
+        saved[f"{name}.cast"] = consumers * elems * prec.compute
+    else:
+        saved[name] = elems * input_bytes
+
+
+def _rms_norm(saved: dict, name: str, T: int, h: int, prec: Precision, gemma: bool) -> int:
+    """Saves of an RMSNorm over the residual stream; returns the output's bytes per element."""
+    if prec.residual == FP32:
+        saved[f"{name}.input"] = T * h * FP32  # x (the residual itself), kept by pow and mul
+        saved[f"{name}.normalized"] = T * h * FP32  # x * rsqrt(var + eps), kept for the weight grad
+        return FP32
+    # bf16 residual stream: the norm upcasts, so the fp32 copy is what backward keeps
+    saved[f"{name}.input_fp32"] = T * h * FP32
+    if gemma:  # (x * rsqrt * (1 + w)) in fp32, then .type_as(x)
+        saved[f"{name}.normalized"] = T * h * FP32
+    else:  # weight * x_normalized.to(bf16)
+        saved[f"{name}.normalized"] = T * h * prec.residual
+    return prec.residual
+
+
+def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shared: bool = False) -> int:
+    """Attention core; returns its forward transient. q/k/v/out are (b, heads, s, d)."""
+    T, e = dims.T, prec.compute
+    if not q_elems_shared:
+        saved["attn.q"] = T * dims.a * dims.d * e
+        saved["attn.k"] = T * dims.kv * dims.d * e
+        saved["attn.v"] = T * dims.kv * dims.d * e
+    saved["attn.out"] = T * dims.a * dims.d * e  # also the o-projection's input
+    if attention == "eager":
+        scores = dims.b * dims.a * dims.s * dims.s
+        if dims.kv != dims.a and not q_elems_shared:  # repeat_kv materialises full-head k and v
+            saved["attn.k"] = saved["attn.v"] = T * dims.a * dims.d * e
+        saved["attn.probs_fp32"] = scores * FP32  # softmax(..., dtype=float32) keeps its output
+        if e != FP32:
+            saved["attn.probs"] = scores * e  # .to(q.dtype), kept by probs @ v
+        return 2 * scores * e  # q @ k^T and the masked scores before softmax
+    saved["attn.lse"] = dims.b * dims.a * dims.s * FP32  # logsumexp of the flash kernels
+    return 0
+
+
+def block_memory(model: ModelSpec, dims: Dims, prec: Precision, attention: str) -> BlockMemory:
+    family = model.family
+    if family in ("gpt2", "bert"):
+        return _block_layernorm_family(model, dims, prec, attention)
+    T, h, f, e = dims.T, dims.h, dims.f, prec.compute
+    gemma = family in ("gemma", "gemma2")
+    saved: dict = {}
+    out1 = _rms_norm(saved, "norm1", T, h, prec, gemma)
+    if family == "phi3":  # fused qkv_proj: q, k, v are views of one (T, q+2kv) output
+        _linear_inputs(saved, "qkv_proj.input", 1, T * h, out1, prec)
+    else:
+        _linear_inputs(saved, "qkv_proj.input", 3, T * h, out1, prec)
+    fwd_t = _sdpa(saved, dims, prec, attention)
+    # o_proj reads attn.out; its output is added to the fp32/bf16 residual
+    saved["residual"] = 0  # the block input is counted as norm1.input (or the checkpoint input)
+    if family == "gemma2":  # post-attention norm on the branch, then pre-feedforward norm
+        _rms_norm(saved, "norm_post_attn", T, h, prec, gemma)
+        out2 = _rms_norm(saved, "norm2", T, h, prec, gemma)
+    else:
+        out2 = _rms_norm(saved, "norm2", T, h, prec, gemma)
+    if family == "phi3":
+        _linear_inputs(saved, "gate_up.input", 1, T * h, out2, prec)
+    else:
+        _linear_inputs(saved, "gate_up.input", 2, T * h, out2, prec)
+    saved["mlp.gate"] = T * f * e  # kept by the activation
+    saved["mlp.act"] = T * f * e  # kept by the product
+    saved["mlp.up"] = T * f * e  # kept by the product
+    saved["mlp.product"] = T * f * e  # kept by down_proj
+    if family == "gemma2":
+        _rms_norm(saved, "norm_post_ffw", T, h, prec, gemma)
+    del saved["residual"]
+    # Backward of the MLP holds d(product), d(act) and d(up) at once, plus the block's output grad.
+    bwd_t = 3 * T * f * e + T * h * prec.residual
+    fwd_t = max(fwd_t, T * f * e)
+    return BlockMemory(saved=saved, forward_transient=fwd_t, backward_transient=bwd_t)
+
+
+def _dropout(saved: dict, name: str, elems: int, p: float, out_bytes: int) -> None:
+    if p > 0:
+        saved[f"{name}.mask"] = elems * BOOL
+
+
+def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, attention: str) -> BlockMemory:
+    T, h, f, e, r = dims.T, dims.h, dims.f, prec.compute, prec.residual
+    p = model.hidden_dropout
+    saved: dict = {}
+    if model.family == "gpt2":  # pre-LN
+        saved["ln_1.input"] = T * h * r
+        _linear_inputs(saved, "c_attn.input", 1, T * h, r, prec)
+        saved["attn.qkv"] = 3 * T * h * e  # q, k, v are views of c_attn's output
+        fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True)
+        _dropout(saved, "attn.resid_dropout", T * h, p, e)
+        saved["ln_2.input"] = T * h * r
+        _linear_inputs(saved, "c_fc.input", 1, T * h, r, prec)
+        # gelu_new, written out in Python: 0.5*x*(1+tanh(c*(x+0.044715*x**3)))
+        if prec.autocast:  # pow runs in fp32 under autocast, so the chain is fp32
+            saved["mlp.pow_input_fp32"] = T * f * FP32
+            saved["mlp.tanh"] = T * f * FP32
+            saved["mlp.one_plus_tanh"] = T * f * FP32
+            saved["mlp.half_x"] = T * f * e
+            saved["mlp.product.cast"] = T * f * e
+        else:
+            saved["mlp.x"] = T * f * e
+            saved["mlp.tanh"] = T * f * e
+            saved["mlp.one_plus_tanh"] = T * f * e
+            saved["mlp.half_x"] = T * f * e
+            saved["mlp.product"] = T * f * e
+        _dropout(saved, "mlp.dropout", T * h, p, e)
+        bwd_t = 3 * T * f * FP32 + T * h * r
+        return BlockMemory(saved=saved, forward_transient=max(fwd_t, 2 * T * f * FP32),
+                           backward_transient=bwd_t)
+    # bert: post-LN; the block input is the previous LayerNorm's output (counted by the caller)
+    _linear_inputs(saved, "qkv.input", 3, T * h, r, prec)
+    saved["attn.q"] = T * h * e
+    saved["attn.k"] = T * h * e
+    saved["attn.v"] = T * h * e
+    fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True)
+    _dropout(saved, "attn.out_dropout", T * h, p, e)
+    saved["attn.ln.input"] = T * h * r  # dropout(dense(x)) + x, kept by LayerNorm
+    saved["attn.ln.output"] = T * h * r  # input of the intermediate dense and of the next residual
+    if prec.autocast:
+        saved["intermediate.input.cast"] = T * h * e
+    saved["intermediate.gelu_input"] = T * f * e
+    _linear_inputs(saved, "output.input", 1, T * f, e, prec)  # gelu output, kept by the dense
+    _dropout(saved, "output.dropout", T * h, p, e)
+    saved["output.ln.input"] = T * h * r
+    bwd_t = 2 * T * f * e + T * h * r
+    return BlockMemory(saved=saved, forward_transient=max(fwd_t, T * f * e),
+                       backward_transient=bwd_t)
+
+
+@dataclass(frozen=True)
+class HeadMemory:
+    """Embeddings before the blocks, and norm + head + loss after them."""
+
+    embed_saved: dict  # kept from the embedding stage (the first block's input among them)
+    head_saved: dict  # kept by the final norm and the head for backward
+    logits: int  # the head's output (kept while the caller holds the model output)
+    loss_forward_transient: int  # alive only while the loss is computed
+    loss_backward_transient: int  # the loss's backward: d(log_softmax), d(logits) in fp32
+
+
+def head_memory(model: ModelSpec, dims: Dims, prec: Precision) -> HeadMemory:
+    T, h, V, e, r = dims.T, dims.h, dims.V, prec.compute, prec.residual
+    embed: dict = {"block_input": T * h * r}
+    if model.family in ("gpt2", "bert"):
+        _dropout(embed, "embed.dropout", T * h, model.embedding_dropout, r)
+    if model.family == "bert":
+        embed["embed.ln.input"] = T * h * r
+    head: dict = {}
+    if model.head == "base":
+        return HeadMemory(embed, {"final_norm.input": T * h * r}, T * h * r, 0, 0)
+    if model.family in ("gpt2",):
+        head["ln_f.input"] = T * h * r
+        _linear_inputs(head, "lm_head.input", 1, T * h, r, prec)
+    elif model.family == "bert":
+        if model.head == "masked_lm":  # transform: dense + gelu + LayerNorm, then the decoder
+            _linear_inputs(head, "transform.input", 1, T * h, r, prec)
+            head["transform.gelu_input"] = T * h * e
+            head["transform.ln.input"] = T * h * (FP32 if prec.autocast else e)
+            _linear_inputs(head, "decoder.input", 1, T * h, r, prec)
+    else:
+        out = _rms_norm(head, "final_norm", T, h, prec, model.family in ("gemma", "gemma2"))
+        _linear_inputs(head, "lm_head.input", 1, T * h, out, prec)
+    if model.head == "seq_cls":  # logits are (b, labels): the loss is negligible
+        return HeadMemory(embed, head, dims.b * model.num_labels * FP32, 0, 0)
+    logits = T * V * e
+    # loss: logits.float() (a copy unless already fp32), log_softmax's output (saved)
+    upcast = T * V * FP32 if e != FP32 else 0
+    if model.final_logit_softcapping:  # logits / cap, tanh (saved), * cap
+        head["softcap.tanh"] = T * V * e
+    head["loss.log_softmax"] = T * V * FP32
+    # backward: nll's grad (zeros + scatter) and log_softmax's grad, both fp32, alive together
+    return HeadMemory(embed, head, logits, loss_forward_transient=upcast,
+                      loss_backward_transient=2 * T * V * FP32 + (T * V * e if e != FP32 else 0))

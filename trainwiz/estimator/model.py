@@ -1,0 +1,354 @@
+"""The memory model: one training step, replayed as a timeline of allocations and frees.
+
+The step is the usual loop in steady state (the optimizer state exists):
+
+    optimizer.zero_grad(set_to_none=True); loss = model(**batch).loss; loss.backward(); optimizer.step()
+
+We walk it block by block — forward, loss, backward in reverse, optimizer step — adding and
+removing named tensors, and keep the moment where the sum peaks and what it was made of. That
+peak is ``peak_allocated`` (comparable with ``torch.cuda.max_memory_allocated()``); ``overhead``
+(CUDA context, NCCL buffers, allocator slack) comes on top to give ``total``, what must fit.
+
+Strategies: single GPU; DDP (a full replica plus the reducer's flat gradient buckets unless
+``gradient_as_bucket_view``); FSDP as FSDP2 ``fully_shard`` per transformer block plus the root
+(embeddings, final norm, head): sharded fp32 parameters, gradients and optimizer state; each block
+all-gathered in the compute dtype while it runs, with the next block prefetched; FULL_SHARD frees
+a block after its forward, SHARD_GRAD_OP keeps every block gathered from forward to backward;
+the root stays gathered for the whole step. Mixed precision is autocast over fp32 weights (the
+low-precision weight copies autocast makes are kept for backward), except under FSDP, where the
+weights are gathered in bf16/fp16 directly (MixedPrecisionPolicy, fp32 gradient reduction), as
+accelerate does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trainwiz.errors import UsageError
+from trainwiz.estimator import activations as acts
+from trainwiz.estimator.types import (
+    ATTENTIONS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SHARDINGS,
+    STRATEGIES,
+    Estimate,
+    MemoryBreakdown,
+    ModelSpec,
+    TrainConfig,
+)
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+# What CUDA takes outside the caching allocator, per process. A CUDA 12 context with cuBLAS
+# loaded is ~0.5 GiB on Hopper/Ampere; NCCL's buffers for one communicator a few hundred MiB.
+CUDA_CONTEXT = 512 * MiB
+NCCL_BUFFERS = 384 * MiB
+ALLOCATOR_SLACK = 0.08  # reserved beyond allocated at peak: fragmentation of the caching allocator
+TIGHT_MARGIN = 0.10  # "tight" when less than this fraction of the usable memory would be left
+
+CATEGORIES = ("params", "grads", "optimizer", "activations", "temporary")
+
+
+@dataclass
+class Timeline:
+    """Live tensors by category; remembers the largest total and what it was made of."""
+
+    live: dict = field(default_factory=dict)  # name -> (category, bytes)
+    peak: int = 0
+    peak_at: str = ""
+    peak_parts: dict = field(default_factory=dict)
+
+    def add(self, name: str, category: str, size: int) -> None:
+        if size:
+            old = self.live.get(name, (category, 0))[1]
+            self.live[name] = (category, old + int(size))
+
+    def free(self, *names: str) -> None:
+        for name in names:
+            self.live.pop(name, None)
+
+    def total(self) -> int:
+        return sum(size for _, size in self.live.values())
+
+    def mark(self, moment: str, extra: dict | None = None) -> None:
+        """Consider now (plus ``extra`` transient tensors) as a candidate peak."""
+        extra = extra or {}
+        now = self.total() + sum(size for _, size in extra.values())
+        if now > self.peak:
+            self.peak, self.peak_at = now, moment
+            parts = dict.fromkeys(CATEGORIES, 0)
+            for category, size in list(self.live.values()) + list(extra.values()):
+                parts[category] += size
+            self.peak_parts = parts
+            self.peak_tensors = {**{k: v for k, v in self.live.items()}, **extra}
+
+
+def _check(config: TrainConfig) -> None:
+    def allowed(field_name, value, choices):
+        if value not in choices:
+            raise UsageError(f"{field_name} must be one of {', '.join(choices)}, got {value!r}")
+
+    allowed("strategy", config.strategy, STRATEGIES)
+    allowed("sharding", config.sharding, SHARDINGS)
+    allowed("precision", config.precision, PRECISIONS)
+    allowed("optimizer", config.optimizer, OPTIMIZERS)
+    allowed("attention", config.attention, ATTENTIONS)
+    for name in ("num_gpus", "batch_size", "seq_len", "grad_accum", "num_nodes"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
+    if config.strategy == "single" and config.num_gpus != 1:
+        raise UsageError(f"strategy single runs on one GPU, got --num-gpus {config.num_gpus}; "
+                         "use --strategy ddp or fsdp for more")
+    if config.strategy == "fsdp" and config.num_gpus == 1 and config.sharding in ("SHARD_GRAD_OP", "HYBRID_SHARD"):
+        raise UsageError(f"sharding {config.sharding} needs at least 2 GPUs (--num-gpus); on one GPU "
+                         "there is nothing to shard: use --strategy single, or FULL_SHARD with offload")
+    if config.sharding == "HYBRID_SHARD" and config.strategy == "fsdp":
+        if config.num_nodes < 2 or config.num_gpus % config.num_nodes:
+            raise UsageError("HYBRID_SHARD shards within a node and replicates across nodes: it needs "
+                             "--num-nodes of at least 2 that divides --num-gpus")
+    if config.offload_params and config.strategy != "fsdp":
+        raise UsageError("--offload-params needs --strategy fsdp (FSDP's CPU offload)")
+
+
+def optimizer_state_bytes(optimizer: str, params: int, largest_matrix: int | None = None) -> int:
+    if optimizer == "adamw":
+        return 8 * params  # exp_avg + exp_avg_sq in fp32
+    if optimizer == "sgd":
+        return 4 * params  # momentum buffer
+    if optimizer == "adamw8bit":  # bitsandbytes: 1 byte per state + an fp32 absmax per 256-value block
+        return 2 * params + 2 * (params // 256 + 1) * 4
+    # adafactor: factored second moment (row + column statistics) for matrices; no first moment
+    return int(4 * params * 0.01) + 4 * 1024
+
+
+def optimizer_temporary_bytes(optimizer: str, params: int, fused: bool) -> int:
+    """Extra memory inside optimizer.step(). foreach AdamW holds sqrt(exp_avg_sq) for every
+    parameter at once (one fp32 copy of the parameters); fused kernels and SGD without weight
+    decay allocate nothing that size."""
+    if fused:
+        return 0
+    if optimizer == "adamw":
+        return 4 * params
+    if optimizer == "adafactor":
+        return 4 * params  # the per-parameter update before clipping
+    return 0
+
+
+def _layout(model: ModelSpec):
+    """(per-block params, root params, head linear params) — root = embeddings + final norm + head."""
+    if not model.has_architecture:
+        return 0, model.params, 0
+    block = model.layer_params or 0
+    root = model.params - model.num_layers * block
+    head_linear = model.vocab_size * model.hidden_size if model.head in ("causal_lm", "masked_lm") else 0
+    return block, root, head_linear
+
+
+def _block_norm_params(model: ModelSpec) -> int:
+    h = model.hidden_size or 0
+    return {"gemma2": 4 * h, "gpt2": 4 * h, "bert": 4 * h}.get(model.family, 2 * h)
+
+
+def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = None,
+             gpu_free: int | None = None, suggestions: bool = True,
+             available_gpus: int | None = None) -> Estimate:
+    """Per-GPU memory of one steady-state training step, the fit verdict and suggestions."""
+    _check(config)
+    if gpu_memory is not None and gpu_memory <= 0:
+        raise UsageError(f"--gpu-memory must be positive, got {gpu_memory}")
+    notes: list[str] = []
+    tl = Timeline()
+    P = model.params
+    fsdp = config.strategy == "fsdp" and config.sharding != "NO_SHARD"
+    low = config.precision in ("fp16", "bf16")
+    if fsdp:
+        shard = config.num_gpus // config.num_nodes if config.sharding == "HYBRID_SHARD" else config.num_gpus
+        gathered = 2 if low else 4  # FSDP gathers weights in the compute dtype
+        prec = acts.Precision(compute=gathered, residual=gathered, autocast=False)
+    else:
+        shard, gathered = 1, 4
+        prec = acts.Precision(compute=2 if low else 4, residual=4, autocast=low)
+    attention = config.attention
+    if model.family == "gemma2" and attention == "sdpa":
+        attention = "eager"
+        notes.append("gemma2 soft-caps attention logits, which SDPA cannot do: sized with eager attention")
+
+    block_p, root_p, head_linear = _layout(model)
+    L = model.num_layers or 0
+    linear_in_block = max(block_p - _block_norm_params(model), 0)
+
+    # ---- persistent state ------------------------------------------------------------------
+    on_gpu = not (fsdp and config.offload_params)
+    local_params = -(-P // shard)
+    opt_state = optimizer_state_bytes(config.optimizer, local_params)
+    if on_gpu:
+        tl.add("params", "params", 4 * local_params)
+        tl.add("optimizer.state", "optimizer", opt_state)
+    if config.strategy == "ddp" and not config.gradient_as_bucket_view:
+        tl.add("ddp.buckets", "grads", 4 * P)
+    if fsdp:
+        tl.add("root.gathered", "params", gathered * root_p)  # the root stays unsharded all step
+
+    if not model.has_architecture:
+        notes.append("activations, logits and temporaries not estimated: only the parameter count "
+                     "is known (give a catalog name or a config.json for those)")
+        tl.mark("forward")
+        grads_full = 4 * local_params
+        tl.add("grads", "grads", grads_full)
+        tl.mark("backward end")
+        tl.mark("optimizer step", {"optimizer.temp": ("temporary", optimizer_temporary_bytes(
+            config.optimizer, local_params, config.fused_optimizer))})
+        return _finish(model, config, tl, gpu_memory, gpu_free, notes, suggestions, available_gpus,
+                       shard)
+
+    dims = acts.dims_of(model, config.batch_size, config.seq_len)
+    block = acts.block_memory(model, dims, prec, attention)
+    head = acts.head_memory(model, dims, prec)
+    ckpt = config.activation_checkpointing
+    casts = prec.autocast  # autocast keeps a low-precision copy of each linear weight for backward
+
+    # ---- forward ---------------------------------------------------------------------------
+    for name, size in head.embed_saved.items():
+        tl.add(f"embed.{name}", "activations", size)
+    for i in range(L):
+        if fsdp:
+            tl.add(f"block{i}.gathered", "params", gathered * block_p)
+        prefetch = {"prefetch": ("params", gathered * block_p)} if fsdp and i + 1 < L else {}
+        if ckpt:  # only the block input is kept; it is the previous block's output
+            if i > 0:
+                tl.add(f"block{i}.ckpt_input", "activations", dims.T * dims.h * prec.residual)
+            tl.mark(f"forward block {i}", {**prefetch, "block.transient": (
+                "temporary", block.saved_total + block.forward_transient)})
+        else:
+            tl.add(f"block{i}.saved", "activations", block.saved_total)
+            if casts:
+                tl.add(f"block{i}.weight_casts", "params", 2 * linear_in_block)
+            tl.mark(f"forward block {i}", {**prefetch, "block.transient": ("temporary", block.forward_transient)})
+        if fsdp and config.sharding != "SHARD_GRAD_OP":
+            tl.free(f"block{i}.gathered")
+    for name, size in head.head_saved.items():
+        tl.add(f"head.{name}", "activations", size)
+    if casts and head_linear:
+        tl.add("head.weight_cast", "params", 2 * head_linear)
+    tl.add("logits", "activations", head.logits)
+    tl.mark("loss", {"loss.upcast": ("temporary", head.loss_forward_transient)})
+    tl.free("logits")  # the caller keeps only the loss
+
+    # ---- backward --------------------------------------------------------------------------
+    tl.mark("loss backward", {"loss.grads": ("temporary", head.loss_backward_transient)})
+    for name in head.head_saved:
+        tl.free(f"head.{name}")
+    tl.free("head.weight_cast")
+    if fsdp:
+        # the root's gradients stay unsharded until the root's backward ends (after embeddings)
+        tl.add("root.grads_unsharded", "grads", gathered * head_linear)
+    else:
+        tl.add("grads.head", "grads", 4 * head_linear if not model.tie_embeddings else 4 * head_linear)
+    for i in reversed(range(L)):
+        transient = {"block.grad_transient": ("temporary", block.backward_transient)}
+        if fsdp:
+            if config.sharding != "SHARD_GRAD_OP":
+                tl.add(f"block{i}.gathered", "params", gathered * block_p)
+            if i > 0 and config.sharding != "SHARD_GRAD_OP":
+                transient["prefetch"] = ("params", gathered * block_p)
+        if ckpt:  # recompute the block's forward, keeping its saved tensors for its backward
+            tl.add(f"block{i}.saved", "activations", block.saved_total)
+            if casts:
+                tl.add(f"block{i}.weight_casts", "params", 2 * linear_in_block)
+        if fsdp:
+            tl.add(f"block{i}.grads_unsharded", "grads", gathered * block_p)
+            if gathered != 4:  # reduce-scatter in fp32: an upcast copy of the block's gradients
+                transient["reduce_scatter.fp32"] = ("temporary", 4 * block_p)
+            tl.mark(f"backward block {i}", transient)
+            tl.free(f"block{i}.grads_unsharded", f"block{i}.gathered")
+            tl.add("grads.sharded", "grads", -(-4 * block_p // shard))
+        else:
+            tl.mark(f"backward block {i}", transient)
+            tl.add("grads.blocks", "grads", 4 * block_p)
+            tl.mark(f"backward block {i} grads")
+        tl.free(f"block{i}.saved", f"block{i}.weight_casts", f"block{i}.ckpt_input")
+    # embeddings: a dense gradient of the table; tied to the head, it is added into the head's
+    embed_grad = 4 * (root_p - head_linear if not model.tie_embeddings else root_p)
+    if fsdp:
+        tl.add("root.grads_unsharded", "grads", gathered * (root_p - head_linear))
+        tl.mark("backward embeddings", {"reduce_scatter.fp32": ("temporary", 4 * root_p if gathered != 4 else 0)})
+        tl.free("root.grads_unsharded")
+        tl.add("grads.sharded", "grads", -(-4 * root_p // shard))
+    elif model.tie_embeddings:
+        tl.mark("backward embeddings", {"embed.grad": ("temporary", 4 * (model.embedding_params or 0))})
+        tl.add("grads.embed", "grads", max(embed_grad - 4 * head_linear, 0))
+    else:
+        tl.add("grads.embed", "grads", embed_grad)
+        tl.mark("backward embeddings")
+    for name in head.embed_saved:
+        tl.free(f"embed.{name}")
+    if fsdp and config.offload_params:
+        tl.free("grads.sharded")  # offloaded to the host as they are reduced
+
+    # ---- optimizer step --------------------------------------------------------------------
+    temp = optimizer_temporary_bytes(config.optimizer, local_params, config.fused_optimizer)
+    if on_gpu:
+        tl.mark("optimizer step", {"optimizer.temp": ("temporary", temp)})
+    return _finish(model, config, tl, gpu_memory, gpu_free, notes, suggestions, available_gpus, shard)
+
+
+def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, want_suggestions,
+            available_gpus, shard) -> Estimate:
+    parts = tl.peak_parts or dict.fromkeys(CATEGORIES, 0)
+    peak = tl.peak
+    overhead = CUDA_CONTEXT + int(ALLOCATOR_SLACK * peak)
+    if config.num_gpus > 1:
+        overhead += NCCL_BUFFERS
+    total = peak + overhead
+    per_gpu = MemoryBreakdown(params=parts["params"], grads=parts["grads"],
+                              optimizer=parts["optimizer"], activations=parts["activations"],
+                              temporary=parts["temporary"], peak_allocated=peak,
+                              overhead=overhead, total=total)
+    host_ram = _host_ram(model, config, shard)
+    fits, verdict = _verdict(total, gpu_memory, gpu_free)
+    terms = {"peak_at": tl.peak_at, "tensors_at_peak": {
+        name: size for name, (_, size) in sorted(getattr(tl, "peak_tensors", {}).items(),
+                                                 key=lambda kv: -kv[1][1])}}
+    est = Estimate(model=model, config=config, per_gpu=per_gpu, host_ram=host_ram,
+                   gpu_memory=gpu_memory, gpu_free=gpu_free, fits=fits, verdict=verdict,
+                   notes=tuple(notes), terms=terms)
+    if want_suggestions and gpu_memory is not None:
+        from trainwiz.estimator.suggest import suggest
+
+        est = Estimate(**{**est.__dict__, "suggestions": tuple(
+            suggest(model, config, est, gpu_memory, gpu_free, available_gpus))})
+    return est
+
+
+def usable_memory(gpu_memory: int | None, gpu_free: int | None) -> int | None:
+    if gpu_memory is None:
+        return None
+    return min(gpu_memory, gpu_free) if gpu_free is not None else gpu_memory
+
+
+def _verdict(total: int, gpu_memory, gpu_free) -> tuple[bool | None, str]:
+    usable = usable_memory(gpu_memory, gpu_free)
+    if usable is None:
+        return None, "unknown"
+    if total > usable:
+        return False, "does not fit"
+    if total > usable * (1 - TIGHT_MARGIN):
+        return True, "tight"
+    return True, "fits"
+
+
+def _host_ram(model: ModelSpec, config: TrainConfig, shard: int) -> int:
+    """Host RAM per machine: loading the weights, plus what FSDP's CPU offload keeps there."""
+    P = model.params
+    ranks = max(config.num_gpus // max(config.num_nodes, 1), 1)
+    if config.strategy == "fsdp":
+        ram = 4 * P  # one full fp32 copy while loading (rank 0, cpu_ram_efficient_loading)
+        if config.offload_params:
+            local = -(-P // shard)
+            ram += ranks * (4 * local + 4 * local + optimizer_state_bytes(config.optimizer, local)
+                            + optimizer_temporary_bytes(config.optimizer, local, config.fused_optimizer))
+        return ram
+    return ranks * 4 * P  # every rank loads its own fp32 copy
