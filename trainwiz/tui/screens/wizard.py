@@ -62,6 +62,17 @@ def short_error(message: str, limit: int = 110) -> str:
     return message if len(message) <= limit else message[: limit - 1].rstrip() + "…"
 
 
+def resolve_spec(spec: str):
+    """A ModelSpec from what the model field holds: a catalog name, a path, or ``params:N``."""
+    from trainwiz.estimator import model_from_params, resolve_model
+    try:
+        from trainwiz.profiles.estimate_io import model_argument
+    except ImportError:
+        return resolve_model(spec)
+    name, params = model_argument(spec)
+    return model_from_params(params) if params is not None else resolve_model(name)
+
+
 class CatalogLoaded(Message):
     def __init__(self, names: list[str]) -> None:
         super().__init__()
@@ -235,8 +246,7 @@ class WizardScreen(Screen):
     def _resolve(self, spec: str) -> None:
         from trainwiz.errors import TrainwizError
         try:
-            from trainwiz.estimator import resolve_model
-            model, error = resolve_model(spec), None
+            model, error = resolve_spec(spec), None
         except TrainwizError as exc:
             model, error = None, str(exc)
         except (ImportError, AttributeError) as exc:
@@ -278,6 +288,7 @@ class WizardScreen(Screen):
             panel.message = f"The estimator is not available yet ({exc})."
             panel.fits = []
             return
+        panel.gpu_count = len(self.app.gpus)
         fits: list[GpuFit] = []
         cache: dict = {}
         gpus = self.selected_gpus() or [None] * cfg.num_gpus

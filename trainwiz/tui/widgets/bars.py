@@ -7,44 +7,48 @@ from collections.abc import Sequence
 from rich.text import Text
 
 Segment = tuple[int | float, str, str]  # (amount, glyph, style)
+SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def stacked_bar(segments: Sequence[Segment], capacity: int | float | None, width: int,
-                empty: str = "·", empty_style: str = "bright_black") -> Text:
+                empty: str = "·", empty_style: str = "bright_black",
+                marker: int | float | None = None, marker_glyph: str = "┃",
+                marker_style: str = "bold") -> Text:
     """A bar ``width`` cells wide: the segments in order, against ``capacity``.
 
-    What does not fit is cut at the right edge and the last cell becomes ``▶`` in red,
-    so an overflow is visible without colour.
+    When the segments add up to more than ``capacity`` the bar is scaled to hold them all and
+    the capacity is marked with a red ``┃``: how far past the edge you are stays visible.
+    ``marker`` draws a ``┃`` at another value (the monitor's estimated peak).
     """
     width = max(width, 1)
-    text = Text()
     total = sum(max(a, 0) for a, _, _ in segments)
-    cap = capacity if capacity and capacity > 0 else total
-    if not cap:
-        text.append(empty * width, style=empty_style)
-        return text
-    used_cells = 0
+    cap = capacity if capacity and capacity > 0 else None
+    scale = max(cap or 0, total, marker or 0) or 1
+    cells: list[tuple[str, str]] = []
     acc = 0.0
     for amount, glyph, style in segments:
         if amount <= 0:
             continue
         acc += amount
-        end = min(width, round(acc / cap * width))
-        cells = max(end - used_cells, 1 if used_cells < width else 0)
-        cells = min(cells, width - used_cells)
-        if cells > 0:
-            text.append(glyph * cells, style=style)
-            used_cells += cells
-    if used_cells < width:
-        text.append(empty * (width - used_cells), style=empty_style)
-    if total > cap:
-        text = text[: width - 1]
-        text.append("▶", style="bold red")
+        end = min(width, round(acc / scale * width))
+        n = max(end - len(cells), 1 if len(cells) < width else 0)
+        cells.extend([(glyph, style)] * min(n, width - len(cells)))
+    cells.extend([(empty, empty_style)] * (width - len(cells)))
+    if cap is not None and total > cap:
+        pos = min(width - 1, int(cap / scale * width))
+        cells[pos] = ("┃", "bold red")
+    if marker is not None and marker > 0:
+        pos = min(width - 1, int(marker / scale * width))
+        cells[pos] = (marker_glyph, marker_style)
+    text = Text()
+    for glyph, style in cells:
+        text.append(glyph, style=style)
     return text
 
 
-def usage_bar(used: int | None, total: int | None, width: int, style: str = "green") -> Text:
-    """A one-colour used/total bar; ``n/a`` shown as an empty dotted bar."""
+def usage_bar(used: int | None, total: int | None, width: int, style: str = "green",
+              marker: int | None = None) -> Text:
+    """A one-colour used/total bar; an unknown reading is a row of ``?``."""
     if used is None or not total:
         return Text("?" * max(width, 1), style="bright_black")
     frac = used / total
@@ -52,4 +56,19 @@ def usage_bar(used: int | None, total: int | None, width: int, style: str = "gre
         style = "red"
     elif frac >= 0.8:
         style = "yellow"
-    return stacked_bar([(used, "█", style)], total, width)
+    return stacked_bar([(used, "█", style)], total, width, marker=marker,
+                       marker_style="bold magenta")
+
+
+def sparkline(values: Sequence[float | None], width: int, maximum: float | None = None) -> Text:
+    """The last ``width`` values as ``▁▂▃▄▅▆▇█`` against ``maximum`` (or their own max)."""
+    values = list(values)[-width:]
+    top = maximum or max((v for v in values if v is not None), default=0) or 1
+    text = Text(" " * (width - len(values)))
+    for v in values:
+        if v is None:
+            text.append("?", style="bright_black")
+        else:
+            idx = min(len(SPARKS) - 1, max(0, int(v / top * (len(SPARKS) - 1) + 0.5)))
+            text.append(SPARKS[idx], style="cyan")
+    return text

@@ -65,9 +65,11 @@ def describe_change(change: dict) -> str:
     return ", ".join(parts)
 
 
-def render_panel(fits: list[GpuFit], width: int, title: str = "", message: str = "") -> Text:
-    text = Text(no_wrap=True, overflow="ellipsis")
-    text.append("Memory per GPU", style="bold")
+def render_panel(fits: list[GpuFit], width: int, title: str = "", message: str = "",
+                 gpu_count: int | None = None) -> Text:
+    """The panel's text. ``gpu_count``: GPUs on this box, to flag suggestions that need more."""
+    text = Text()
+    text.append("Memory per GPU (GiB)", style="bold")
     if title:
         text.append(f"  {title}", style="bright_black")
     text.append("\n")
@@ -105,7 +107,7 @@ def render_panel(fits: list[GpuFit], width: int, title: str = "", message: str =
     word, style = VERDICT_STYLE.get(worst.verdict, (worst.verdict.upper(), "bold"))
     text.append(f" {word} ", style=f"reverse {style}")
     cap = fits[0].capacity if fits else None
-    text.append(f"  {fmt.gib(worst.per_gpu.total)} GiB needed per GPU")
+    text.append(f" {fmt.gib(worst.per_gpu.total)} GiB needed per GPU")
     if cap:
         text.append(f" of {fmt.gib(cap)} GiB")
     text.append("\n")
@@ -123,6 +125,9 @@ def render_panel(fits: list[GpuFit], width: int, title: str = "", message: str =
             text.append(verdict, style=vstyle)
             if sug.slower:
                 text.append(" (slower)", style="yellow")
+            wanted = sug.change.get("num_gpus")
+            if gpu_count and wanted and wanted > gpu_count:
+                text.append(f" (needs {wanted} GPUs; this box has {gpu_count})", style="yellow")
             text.append("\n")
     elif worst.verdict in ("fits", "tight"):
         text.append("No change needed.", style="bright_black")
@@ -139,6 +144,8 @@ class MemoryPanel(Widget):
     fits = reactive(list, layout=True, always_update=True)
     title = reactive("", layout=True)
     message = reactive("", layout=True)
+    gpu_count = reactive(0, layout=True)
 
     def render(self) -> Text:
-        return render_panel(self.fits, self.content_size.width or 40, self.title, self.message)
+        return render_panel(self.fits, self.content_size.width or 40, self.title, self.message,
+                            self.gpu_count)
