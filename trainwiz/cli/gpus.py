@@ -66,7 +66,7 @@ def short_name(name: str) -> str:
     return name
 
 
-def _bar(used: int | None, total: int | None, width: int = 10):
+def _bar(used: int | None, total: int | None, width: int = 8):
     from rich.text import Text
 
     if used is None or not total:
@@ -85,7 +85,7 @@ def _processes(gpu) -> str:
     if not procs:
         return "-"
     shown = []
-    for p in sorted(procs, key=lambda p: -(p.memory_used or 0))[:2]:
+    for p in sorted(procs, key=lambda p: -(p.memory_used or 0))[:1]:
         label = f"{p.pid}"
         if p.name:
             label += f" {p.name[:12]}"
@@ -107,9 +107,9 @@ def gpu_table(gpus, visible_indices: set[int] | None = None):
 
     table = Table(box=None, pad_edge=False, collapse_padding=True, header_style="bold")
     table.add_column("#", justify="right")
-    table.add_column("GPU", no_wrap=True, overflow="ellipsis", max_width=22)
+    table.add_column("GPU", no_wrap=True, overflow="ellipsis", max_width=20)
     table.add_column("Memory", no_wrap=True)
-    table.add_column("GiB used/total", justify="right", no_wrap=True)
+    table.add_column("Mem GiB", justify="right", no_wrap=True)
     table.add_column("Util", justify="right", no_wrap=True)
     table.add_column("Temp", justify="right", no_wrap=True)
     table.add_column("Power W", justify="right", no_wrap=True)
@@ -118,15 +118,19 @@ def gpu_table(gpus, visible_indices: set[int] | None = None):
         name = Text(short_name(g.name))
         if g.mig:
             name.append(" [MIG]", style="cyan")
-        if g.error:
-            name.append(f" ({g.error})", style="bold red")
         power = NA
         if g.power_draw is not None:
             power = f"{g.power_draw:.0f}" + (f"/{g.power_limit:.0f}" if g.power_limit else "")
         dim = visible_indices is not None and g.index not in visible_indices
+        memory = _bar(g.memory_used, g.memory_total)
+        if g.error:
+            memory = Text(g.error, style="bold red")
+        if g.memory_used is None and g.memory_total is None:
+            amounts = NA
+        else:
+            amounts = f"{_gib(g.memory_used)}/{_gib(g.memory_total)}"
         table.add_row(
-            str(g.index), name, _bar(g.memory_used, g.memory_total),
-            f"{_gib(g.memory_used)}/{_gib(g.memory_total)}",
+            str(g.index), name, memory, amounts,
             _num(g.utilization, "{:.0f}%"), _num(g.temperature, "{:.0f}°C"), power,
             _processes(g), style="dim" if dim else None)
     return table
@@ -161,8 +165,15 @@ def header_lines(detection, gpus) -> list[str]:
             kinds[link["link"]] = kinds.get(link["link"], 0) + 1
         if set(kinds) == {"NVLINK"} and len(links) == len(gpus) * (len(gpus) - 1) // 2:
             lines.append("GPU links: NVLink between every pair")
+        elif len(links) <= 8:
+            by_kind: dict[str, list[str]] = {}
+            for link in links:
+                by_kind.setdefault(link["link"], []).append("-".join(map(str, link["gpus"])))
+            lines.append("GPU links: " + "; ".join(f"{k} {', '.join(v)}"
+                                                   for k, v in sorted(by_kind.items())))
         else:
-            lines.append("GPU links: " + ", ".join(f"{k} ×{v}" for k, v in sorted(kinds.items())))
+            lines.append("GPU links (pairs): " + ", ".join(f"{k} ×{v}"
+                                                           for k, v in sorted(kinds.items())))
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     if cvd is not None:
         seen = visible_gpus(gpus, cvd)

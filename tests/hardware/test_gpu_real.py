@@ -1,0 +1,63 @@
+"""On a real GPU box: what NVML tells trainwiz matches nvidia-smi. Skipped without a driver."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from trainwiz.hardware import GpuSampler, detect, visible_gpus
+
+
+def _nvml_works() -> bool:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        return True
+    except Exception:
+        return False
+
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not _nvml_works() or shutil.which("nvidia-smi") is None,
+                       reason="needs an NVIDIA driver (NVML) and nvidia-smi"),
+]
+
+
+def nvidia_smi() -> list[tuple[int, str, str, int]]:
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=index,uuid,name,memory.total", "--format=csv,noheader,nounits"],
+        capture_output=True, text=True, check=True, timeout=60).stdout
+    rows = []
+    for line in out.strip().splitlines():
+        index, uuid, name, total = (x.strip() for x in line.split(","))
+        rows.append((int(index), uuid, name, int(total)))
+    return rows
+
+
+def test_detection_matches_nvidia_smi():
+    det = detect()
+    assert det.source == "nvml", det.message
+    assert det.driver_version and det.cuda_driver_version
+    ours = [(g.index, g.uuid, g.name, g.memory_total) for g in det.gpus]
+    smi = nvidia_smi()
+    assert [o[:3] for o in ours] == [s[:3] for s in smi]
+    for (_, _, _, total), (_, _, _, total_mib) in zip(ours, smi):
+        assert abs(total / (1 << 20) - total_mib) <= 1, (total, total_mib)
+    for g in det.gpus:
+        assert g.compute_capability and g.memory_used is not None and g.memory_free is not None
+        assert g.error is None
+
+
+def test_sampler_and_visible_devices_on_the_real_box():
+    det = detect()
+    with GpuSampler() as sampler:
+        snap = sampler.sample()
+    assert [g.uuid for g in snap.gpus] == [g.uuid for g in det.gpus]
+    last = det.gpus[-1]
+    assert [g.uuid for g in visible_gpus(det.gpus, last.uuid)] == [last.uuid]
+    assert [g.index for g in visible_gpus(det.gpus, str(last.index), "PCI_BUS_ID")] == [last.index]

@@ -1,0 +1,158 @@
+"""The NVML backend against a stand-in pynvml that raises nvidia-ml-py's real exceptions."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+
+import pynvml as real
+import pytest
+
+from tests.hardware import fake_nvml
+from tests.hardware.fake_nvml import GiB, MiB, sample_box
+from trainwiz.hardware import GpuSampler, detect, visible_gpus
+
+
+@pytest.fixture
+def box(monkeypatch):
+    """Install a stand-in for ``pynvml`` describing ``sample_box()``; returns the module."""
+    nv = fake_nvml.build(sample_box())
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    return nv
+
+
+def test_stand_in_matches_the_real_module_surface():
+    nv = fake_nvml.build(sample_box())
+    for name in fake_nvml.SURFACE:
+        ours = inspect.signature(getattr(nv, name))
+        theirs = inspect.signature(getattr(real, name))
+        assert [p for p in ours.parameters] == [p for p in theirs.parameters], name
+    assert nv.NVMLError_NotSupported is real.NVMLError_NotSupported
+
+
+def test_healthy_gpu_is_read_in_the_units_of_the_contract(box):
+    det = detect()
+    assert det.source == "nvml" and det.message is None
+    assert det.driver_version == "550.54.15" and det.cuda_driver_version == "12.4"
+    g = det.gpus[0]
+    assert (g.index, g.name, g.uuid) == (0, "NVIDIA H100 80GB HBM3",
+                                         "GPU-aaaaaaaa-1111-2222-3333-000000000000")
+    assert g.memory_total == 81559 * MiB and g.memory_used == 30 * GiB
+    assert g.memory_free == 81559 * MiB - 30 * GiB
+    assert (g.utilization, g.temperature, g.power_draw, g.power_limit) == (87.0, 64.0, 512.345, 700.0)
+    assert g.compute_capability == "9.0" and g.supports_bf16
+    assert g.pci_bus_id == "00000000:18:00.0"
+    # compute and graphics lists are merged by pid; a process's larger figure wins
+    assert [(p.pid, p.memory_used) for p in g.processes] == [
+        (1111, 20 * GiB), (2222, 10 * GiB), (3333, None)]
+    assert g.error is None
+
+
+def test_unsupported_and_forbidden_fields_become_null(box):
+    g = detect().gpus[1]
+    assert g.temperature is None and g.power_draw is None and g.power_limit is None
+    assert g.utilization is None
+    assert g.processes == ()  # NoPermission on the process list: none shown, no exception
+    assert g.memory_total == 81559 * MiB and g.name == "NVIDIA H100 80GB HBM3"
+    record = g.to_json()
+    assert record["temperature"] is None and record["power_draw"] is None
+    assert g.error is None
+
+
+def test_lost_gpu_is_listed_and_flagged(box):
+    det = detect()
+    assert len(det.gpus) == 4
+    g = det.gpus[2]
+    assert g.error == "GPU is lost"
+    assert g.memory_total is None and g.memory_used is None and g.uuid is None
+    assert g.to_json()["error"] == "GPU is lost"
+
+
+def test_mig_gpu_reports_its_instances_and_survives_a_failing_process_list(box):
+    g = detect().gpus[3]
+    assert g.mig is True
+    assert [m.uuid for m in g.mig_devices] == ["MIG-11111111-2222-3333-4444-555555555555",
+                                               "MIG-66666666-2222-3333-4444-555555555555"]
+    assert g.mig_devices[0].memory_total == 40192 * MiB
+    assert g.processes == ()
+    assert g.utilization == 12.0
+    # what a run pinned to one MIG instance will see
+    seen = visible_gpus(detect().gpus, "MIG-11111111-2222-3333-4444-555555555555")
+    assert len(seen) == 1 and seen[0].index == 3
+    assert seen[0].memory_total == 40192 * MiB and "MIG 3g.40gb" in seen[0].name
+
+
+def test_topology_names_nvlink_and_pcie_pairs(box):
+    links = {tuple(x["gpus"]): x["link"] for x in detect().extra["topology"]}
+    assert links[(0, 1)] == "NVLINK"
+    assert links[(0, 3)] == "SYS"
+    assert (2, 3) not in links and (0, 2) not in links  # NVML can't tell about a lost GPU
+
+
+def test_detect_balances_init_and_shutdown(box):
+    detect()
+    assert box.calls["nvmlInit"] == box.calls["nvmlShutdown"] == 1
+
+
+@pytest.mark.parametrize("code, words", [
+    ("LIBRARY_NOT_FOUND", "No NVIDIA driver found"),
+    ("DRIVER_NOT_LOADED", "driver is not loaded"),
+    ("NO_PERMISSION", "No permission"),
+    ("UNKNOWN", "NVML could not start"),
+])
+def test_no_nvml_is_planning_mode_not_an_error(monkeypatch, code, words):
+    nv = fake_nvml.build({"init_error": code, "gpus": []})
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    det = detect()
+    assert det.source == "none" and det.gpus == ()
+    assert words in det.message and "\n" not in det.message
+    assert "--simulate" in det.message
+    sampler = GpuSampler()
+    assert sampler.source == "none" and sampler.sample().gpus == ()
+
+
+def test_missing_nvidia_ml_py_is_planning_mode(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
+    det = detect()
+    assert det.source == "none" and "not installed" in det.message
+
+
+def test_box_without_gpus(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml.build({"gpus": []}))
+    det = detect()
+    assert det.source == "nvml" and det.gpus == () and "no GPU" in det.message
+
+
+def test_a_gpu_whose_handle_cannot_be_opened_is_still_listed(monkeypatch):
+    b = sample_box()
+    b["gpus"][1]["errors"] = {"handle": "GPU_IS_LOST"}
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml.build(b))
+    det = detect()
+    assert [g.index for g in det.gpus] == [0, 1, 2, 3]
+    assert det.gpus[1].error == "GPU is lost" and det.gpus[1].memory_total is None
+    assert det.gpus[0].memory_used == 30 * GiB
+
+
+def test_sampler_caches_slow_fields_and_keeps_nvml_open(box):
+    with GpuSampler() as sampler:
+        snaps = [sampler.sample() for _ in range(5)]
+        assert box.calls["nvmlInit"] == 1
+    assert box.calls["nvmlShutdown"] == 1
+    assert all(len(s.gpus) == 4 for s in snaps)
+    assert snaps[0].timestamp <= snaps[-1].timestamp
+    # name/uuid/cc are read once per healthy GPU, not per sample; the lost one is retried
+    healthy = 3
+    assert box.calls["nvmlDeviceGetCudaComputeCapability"] <= healthy + 5
+    assert box.calls["nvmlDeviceGetMemoryInfo"] >= 4 * 5  # used/free move, so they are re-read
+
+
+def test_sampler_sees_memory_move(monkeypatch):
+    b = sample_box()
+    nv = fake_nvml.build(b)
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    with GpuSampler() as sampler:
+        first = sampler.sample().gpus[0].memory_used
+        b["gpus"][0]["used"] = 70 * GiB
+        second = sampler.sample().gpus[0]
+    assert first == 30 * GiB and second.memory_used == 70 * GiB
+    assert second.memory_free == 81559 * MiB - 70 * GiB
