@@ -61,14 +61,18 @@ def usage_bar(used: int | None, total: int | None, width: int, style: str = "gre
 
 
 def sparkline(values: Sequence[float | None], width: int, maximum: float | None = None) -> Text:
-    """The last ``width`` values as ``▁▂▃▄▅▆▇█`` against ``maximum`` (or their own max)."""
+    """The last ``width`` values as ``▁▂▃▄▅▆▇█``: from 0 to ``maximum`` when given, otherwise
+    from their own lowest to highest value, so small movements stay visible."""
     values = list(values)[-width:]
-    top = maximum or max((v for v in values if v is not None), default=0) or 1
+    known = [v for v in values if v is not None]
+    lo = 0.0 if maximum else min(known, default=0.0)
+    hi = maximum or max(known, default=0.0)
+    span = (hi - lo) or 1.0
     text = Text(" " * (width - len(values)))
     for v in values:
         if v is None:
             text.append("?", style="bright_black")
         else:
-            idx = min(len(SPARKS) - 1, max(0, int(v / top * (len(SPARKS) - 1) + 0.5)))
+            idx = min(len(SPARKS) - 1, max(0, int((v - lo) / span * (len(SPARKS) - 1) + 0.5)))
             text.append(SPARKS[idx], style="cyan")
     return text
