@@ -57,7 +57,8 @@ SURFACE = (
     "nvmlDeviceGetPowerManagementLimit", "nvmlDeviceGetMemoryInfo", "nvmlDeviceGetMigMode",
     "nvmlDeviceGetMaxMigDeviceCount", "nvmlDeviceGetMigDeviceHandleByIndex",
     "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetTemperature", "nvmlDeviceGetPowerUsage",
-    "nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses",
+    "nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses_v2",
+    "nvmlDeviceGetGraphicsRunningProcesses",
     "nvmlDeviceGetP2PStatus", "nvmlDeviceGetTopologyCommonAncestor",
 )
 
@@ -67,7 +68,7 @@ def build(box: dict) -> types.ModuleType:
     real = real_pynvml()
     nv = types.ModuleType("pynvml")
     for name in dir(real):  # the real exception classes and NVML_* constants
-        if name.startswith(("NVMLError", "NVML_")):
+        if name.startswith(("NVMLError", "NVML_", "NVMLLibraryMismatchError")):
             setattr(nv, name, getattr(real, name))
     calls: Counter = Counter()
     nv.calls = calls
@@ -75,6 +76,9 @@ def build(box: dict) -> types.ModuleType:
     gpus = box.get("gpus", [])
 
     def fail(code_name: str):
+        if code_name == "LIBRARY_MISMATCH":  # an unversioned call on an older driver
+            raise real.NVMLLibraryMismatchError("Unversioned function called and the pyNVML "
+                                                "version does not match the NVML lib version.")
         raise real.NVMLError(getattr(real, "NVML_ERROR_" + code_name))
 
     def check_init():
@@ -192,6 +196,10 @@ def build(box: dict) -> types.ModuleType:
 
     def nvmlDeviceGetComputeRunningProcesses(handle):
         g, _ = dev("nvmlDeviceGetComputeRunningProcesses", handle)
+        return _procs(g.get("procs", []))
+
+    def nvmlDeviceGetComputeRunningProcesses_v2(handle):
+        g, _ = dev("nvmlDeviceGetComputeRunningProcesses_v2", handle)
         return _procs(g.get("procs", []))
 
     def nvmlDeviceGetGraphicsRunningProcesses(handle):

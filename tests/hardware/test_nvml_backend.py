@@ -156,3 +156,24 @@ def test_sampler_sees_memory_move(monkeypatch):
         second = sampler.sample().gpus[0]
     assert first == 30 * GiB and second.memory_used == 70 * GiB
     assert second.memory_free == 81559 * MiB - 70 * GiB
+
+
+def test_process_list_falls_back_when_the_driver_is_older_than_nvidia_ml_py(monkeypatch):
+    b = sample_box()
+    b["gpus"][0]["errors"] = {"nvmlDeviceGetComputeRunningProcesses": "LIBRARY_MISMATCH"}
+    nv = fake_nvml.build(b)
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    with GpuSampler() as sampler:
+        for _ in range(3):
+            g = sampler.sample().gpus[0]
+            assert [p.pid for p in g.processes] == [1111, 2222, 3333]
+    # the driver's age is box-wide: the unversioned call is tried once, then _v2 for every GPU
+    assert nv.calls["nvmlDeviceGetComputeRunningProcesses"] == 1
+    assert nv.calls["nvmlDeviceGetComputeRunningProcesses_v2"] == 4 * 3
+
+
+def test_other_process_list_failures_do_not_switch_variants(box):
+    with GpuSampler() as sampler:
+        sampler.sample()
+        sampler.sample()
+    assert box.calls["nvmlDeviceGetComputeRunningProcesses_v2"] == 0

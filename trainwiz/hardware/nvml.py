@@ -21,6 +21,9 @@ _PLAN_HINT = "planning mode: use --simulate 8xH100-80GB (or TRAINWIZ_SIMULATE) t
 _TOPOLOGY = {0: "SELF", 10: "PIX", 20: "PXB", 30: "PHB", 40: "NODE", 50: "SYS"}
 
 
+_FAILED = object()
+
+
 class NvmlUnavailable(Exception):
     """NVML cannot be used on this box; ``str(exc)`` is one line for the user."""
 
@@ -66,6 +69,9 @@ class NvmlBackend:
         self._static: dict[int, GpuInfo] = {}
         self._names: dict[int, str | None] = {}  # pid -> process name (psutil), cached
         self._lost: set[int] = set()
+        self._proc_funcs: dict[str, str] = {}  # process-list function -> the variant that works
+        self._errors: tuple = ()
+        self.last_error: BaseException | None = None
 
     # -- session -------------------------------------------------------------------------------
     def open(self) -> NvmlBackend:
@@ -78,6 +84,11 @@ class NvmlBackend:
                     f"nvidia-ml-py (pynvml) is not installed, so GPUs cannot be read; {_PLAN_HINT}."
                 ) from None
         self.nv = nv
+        # NVMLError and its subclasses; NVMLLibraryMismatchError (not a subclass) is what an
+        # unversioned call raises when the driver lacks the function nvidia-ml-py maps it to.
+        self._errors = tuple(c for c in (getattr(nv, "NVMLError", None),
+                                         getattr(nv, "NVMLLibraryMismatchError", None))
+                             if isinstance(c, type))
         try:
             nv.nvmlInit()
         except Exception as exc:  # NVMLError subclasses, or OSError from a broken library
@@ -124,7 +135,8 @@ class NvmlBackend:
             return default
         try:
             return func(*args)
-        except nv.NVMLError as exc:
+        except self._errors as exc:
+            self.last_error = exc
             lost = getattr(nv, "NVMLError_GpuIsLost", None)
             if index is not None and lost is not None and isinstance(exc, lost):
                 self._lost.add(index)
@@ -191,6 +203,12 @@ class NvmlBackend:
             ))
         return tuple(out)
 
+    def _is_version_mismatch(self, exc) -> bool:
+        kinds = tuple(c for c in (getattr(self.nv, "NVMLLibraryMismatchError", None),
+                                  getattr(self.nv, "NVMLError_FunctionNotFound", None))
+                      if isinstance(c, type))
+        return bool(kinds) and isinstance(exc, kinds)
+
     def _process_name(self, pid: int) -> str | None:
         if pid in self._names:
             return self._names[pid]
@@ -208,9 +226,15 @@ class NvmlBackend:
 
     def _processes(self, h, i: int) -> tuple[GpuProcess, ...]:
         by_pid: dict[int, GpuProcess] = {}
-        for func in ("nvmlDeviceGetComputeRunningProcesses",
+        for base in ("nvmlDeviceGetComputeRunningProcesses",
                      "nvmlDeviceGetGraphicsRunningProcesses"):
-            for p in self.query(func, h, default=None, index=i) or ():
+            func = self._proc_funcs.get(base, base)
+            found = self.query(func, h, default=_FAILED, index=i)
+            if found is _FAILED and func == base and self._is_version_mismatch(self.last_error):
+                # the driver predates the struct nvidia-ml-py's unversioned call expects
+                self._proc_funcs[base] = base + "_v2"
+                found = self.query(base + "_v2", h, default=(), index=i)
+            for p in found if found is not _FAILED else ():
                 pid = getattr(p, "pid", None)
                 if pid is None:
                     continue
