@@ -111,6 +111,20 @@ def _summary(profile) -> str:
     return f"{strat}, {where}, {profile.mixed_precision}"
 
 
+def _short_error(error: str, path: str) -> str:
+    """The first problem of a damaged file, without the path and the list of allowed keys."""
+    lines = [ln.strip() for ln in error.splitlines() if ln.strip()]
+    more = ""
+    if len(lines) > 1 and lines[0].endswith("problems"):
+        more = f" (+{len(lines) - 2} more)" if len(lines) > 2 else ""
+        lines = lines[1:]
+    msg = lines[0] if lines else ""
+    if msg.startswith(path):
+        msg = msg[len(path):]
+        msg = ("line " + msg[1:]) if msg[:1] == ":" and msg[1:2].isdigit() else msg.lstrip(": ")
+    return msg.split("; allowed keys")[0] + more
+
+
 # --------------------------------------------------------------------------- commands
 
 def _list(args: argparse.Namespace) -> int:
@@ -145,8 +159,7 @@ def _list(args: argparse.Namespace) -> int:
     for e in entries:
         name = escape(e.name) + (" (shadowed)" if e.shadowed else "")
         if e.damaged:
-            first = (e.error or "").splitlines()
-            msg = first[1].strip() if len(first) > 1 else (first[0] if first else "")
+            msg = _short_error(e.error or "", str(e.path))
             table.add_row(f"[red]{name}[/]", e.scope, f"[red]DAMAGED[/]: {escape(msg)}", "", "",
                           escape(str(e.path)))
         else:
