@@ -68,7 +68,7 @@ def build(box: dict) -> types.ModuleType:
     real = real_pynvml()
     nv = types.ModuleType("pynvml")
     for name in dir(real):  # the real exception classes and NVML_* constants
-        if name.startswith(("NVMLError", "NVML_", "NVMLLibraryMismatchError")):
+        if name.startswith(("NVMLError", "NVML_", "NVMLLibraryMismatchError", "nvmlMemory_v")):
             setattr(nv, name, getattr(real, name))
     calls: Counter = Counter()
     nv.calls = calls
@@ -158,7 +158,14 @@ def build(box: dict) -> types.ModuleType:
     def nvmlDeviceGetMemoryInfo(handle, version=None):
         g, mig = dev("nvmlDeviceGetMemoryInfo", handle)
         src = g["mig"][mig] if mig is not None else g
-        return SimpleNamespace(total=src["total"], used=src["used"], free=src["total"] - src["used"])
+        reserved = src.get("reserved", 0)
+        free = src["total"] - src["used"] - reserved
+        if version is None:  # v1: the driver's reservation counts as used
+            return SimpleNamespace(total=src["total"], used=src["used"] + reserved, free=free)
+        if version != real.nvmlMemory_v2 or box.get("no_memory_v2"):
+            fail("FUNCTION_NOT_FOUND" if box.get("no_memory_v2") else "ARGUMENT_VERSION_MISMATCH")
+        return SimpleNamespace(version=version, total=src["total"], reserved=reserved,
+                               used=src["used"], free=free)
 
     def nvmlDeviceGetMigMode(device):
         g, _ = dev("nvmlDeviceGetMigMode", device)
@@ -255,7 +262,7 @@ def sample_box() -> dict:
         "nvlink": [[0, 1]],
         "gpus": [
             dict(h100, uuid="GPU-aaaaaaaa-1111-2222-3333-000000000000", bus="00000000:18:00.0",
-                 used=30 * GiB, util=87, temp=64, power_mw=512_345,
+                 used=30 * GiB, reserved=527 * MiB, util=87, temp=64, power_mw=512_345,
                  procs=[[1111, 20 * GiB], [2222, 10 * GiB]], gprocs=[[2222, 1 * GiB], [3333, None]]),
             dict(h100, uuid="GPU-bbbbbbbb-1111-2222-3333-000000000001", bus="00000000:2A:00.0",
                  used=0, util=0, temp=0, power_mw=0, procs=[],

@@ -37,8 +37,9 @@ def test_healthy_gpu_is_read_in_the_units_of_the_contract(box):
     g = det.gpus[0]
     assert (g.index, g.name, g.uuid) == (0, "NVIDIA H100 80GB HBM3",
                                          "GPU-aaaaaaaa-1111-2222-3333-000000000000")
+    # used as nvidia-smi shows it (without the driver's reservation); free is what can be had
     assert g.memory_total == 81559 * MiB and g.memory_used == 30 * GiB
-    assert g.memory_free == 81559 * MiB - 30 * GiB
+    assert g.memory_free == 81559 * MiB - 30 * GiB - 527 * MiB
     assert (g.utilization, g.temperature, g.power_draw, g.power_limit) == (87.0, 64.0, 512.345, 700.0)
     assert g.compute_capability == "9.0" and g.supports_bf16
     assert g.pci_bus_id == "00000000:18:00.0"
@@ -155,7 +156,7 @@ def test_sampler_sees_memory_move(monkeypatch):
         b["gpus"][0]["used"] = 70 * GiB
         second = sampler.sample().gpus[0]
     assert first == 30 * GiB and second.memory_used == 70 * GiB
-    assert second.memory_free == 81559 * MiB - 70 * GiB
+    assert second.memory_free == 81559 * MiB - 70 * GiB - 527 * MiB
 
 
 def test_process_list_falls_back_when_the_driver_is_older_than_nvidia_ml_py(monkeypatch):
@@ -177,3 +178,15 @@ def test_other_process_list_failures_do_not_switch_variants(box):
         sampler.sample()
         sampler.sample()
     assert box.calls["nvmlDeviceGetComputeRunningProcesses_v2"] == 0
+
+
+def test_older_driver_without_memory_v2_reports_v1(monkeypatch):
+    b = sample_box()
+    b["no_memory_v2"] = True
+    nv = fake_nvml.build(b)
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    with GpuSampler() as sampler:
+        for _ in range(3):
+            g = sampler.sample().gpus[0]
+    assert g.memory_used == 30 * GiB + 527 * MiB  # v1 counts the reservation as used
+    assert g.memory_free == 81559 * MiB - 30 * GiB - 527 * MiB

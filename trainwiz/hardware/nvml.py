@@ -71,6 +71,7 @@ class NvmlBackend:
         self._lost: set[int] = set()
         self._proc_funcs: dict[str, str] = {}  # process-list function -> the variant that works
         self._errors: tuple = ()
+        self._memory_v2: bool | None = None  # None: not tried yet
         self.last_error: BaseException | None = None
 
     # -- session -------------------------------------------------------------------------------
@@ -203,6 +204,21 @@ class NvmlBackend:
             ))
         return tuple(out)
 
+    def _memory(self, h, i: int):
+        """Memory info as nvidia-smi shows it: the v2 struct's ``used`` leaves out the memory the
+        driver reserves (v1 counts it as used); ``free`` is the same in both. Older drivers only
+        have v1, and then we stay on v1."""
+        version = getattr(self.nv, "nvmlMemory_v2", None)
+        if version is not None and self._memory_v2 is not False:
+            mem = self.query("nvmlDeviceGetMemoryInfo", h, version, index=i)
+            if mem is not None:
+                self._memory_v2 = True
+                return mem
+            if self._memory_v2 is None and not isinstance(
+                    self.last_error, getattr(self.nv, "NVMLError_GpuIsLost", ())):
+                self._memory_v2 = False  # unsupported here: use v1 from now on
+        return self.query("nvmlDeviceGetMemoryInfo", h, index=i)
+
     def _is_version_mismatch(self, exc) -> bool:
         kinds = tuple(c for c in (getattr(self.nv, "NVMLLibraryMismatchError", None),
                                   getattr(self.nv, "NVMLError_FunctionNotFound", None))
@@ -256,7 +272,7 @@ class NvmlBackend:
             return info
         q = self.query
         nv = self.nv
-        mem = q("nvmlDeviceGetMemoryInfo", h, index=i)
+        mem = self._memory(h, i)
         util = q("nvmlDeviceGetUtilizationRates", h, index=i)
         temp = q("nvmlDeviceGetTemperature", h, getattr(nv, "NVML_TEMPERATURE_GPU", 0), index=i)
         power = q("nvmlDeviceGetPowerUsage", h, index=i)
