@@ -1,24 +1,225 @@
-"""Launch: script, arguments, interpreter, the preflight results, then launch."""
+"""Launch: a profile, the training script (with path completion), its arguments and the
+interpreter; Check runs the launcher's preflight, Launch starts the run and opens the monitor.
+Both run in thread workers (the preflight starts the interpreter to look for torch)."""
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from trainwiz.tui.widgets.path_suggester import PathSuggester
+
+WIZARD = "__wizard__"
+
+
+class LaunchProfiles(Message):
+    def __init__(self, entries: list) -> None:
+        super().__init__()
+        self.entries = entries
+
+
+class PreflightDone(Message):
+    def __init__(self, notes: list[str] | None = None, error: str | None = None,
+                 handle=None, may_force: bool = False) -> None:
+        super().__init__()
+        self.notes = notes or []
+        self.error = error
+        self.handle = handle
+        self.may_force = may_force
+
+
+def _field(label: str, widget) -> Horizontal:
+    return Horizontal(Label(label, classes="field-label"), widget, classes="field")
 
 
 class LaunchScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+t", "check", "Check"),
+        Binding("ctrl+l", "launch", "Launch"),
+    ]
+
     def __init__(self) -> None:
         super().__init__()
         self.profile = None
+        self.profiles: dict[str, object] = {}
+        self._force = False  # the user saw the memory warning and pressed Launch again
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("Launching is not available yet.", id="launch-status")
+        with VerticalScroll(id="launch-form"):
+            yield _field("profile", Select([], prompt="choose a profile", id="launch-profile",
+                                           compact=True))
+            yield _field("script", Input(placeholder="train.py", id="launch-script",
+                                         suggester=PathSuggester(), compact=True))
+            yield _field("arguments", Input(placeholder="--lr 1e-4 --epochs 3",
+                                            id="launch-args", compact=True))
+            yield _field("python", Input(placeholder="python3 on PATH", id="launch-python",
+                                         suggester=PathSuggester(), compact=True))
+            with Horizontal(classes="buttons"):
+                yield Button("Check (^t)", id="check", compact=True)
+                yield Button("Launch (^l)", id="launch", variant="primary", compact=True)
+            yield Label("Preflight", classes="section")
+            yield Static("Choose a profile and a script, then Check or Launch.",
+                         id="launch-status")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "Launch"
 
+    def on_screen_resume(self) -> None:
+        self._load_profiles()
+
+    @work(thread=True, exclusive=True, group="launch-profiles", exit_on_error=False)
+    def _load_profiles(self) -> None:
+        try:
+            from trainwiz.profiles import ProfileStore
+            entries = [e for e in ProfileStore().list() if not e.damaged and not e.shadowed]
+        except Exception:
+            entries = []
+        self.post_message(LaunchProfiles(entries))
+
+    @on(LaunchProfiles)
+    def _profiles_loaded(self, message: LaunchProfiles) -> None:
+        self.profiles = {e.name: e.profile for e in message.entries}
+        if self.profile is not None and self.profile.name not in self.profiles:
+            self.profiles[self.profile.name] = self.profile
+        select = self.query_one("#launch-profile", Select)
+        options = [(name, name) for name in sorted(self.profiles)]
+        options.append(("the wizard's current settings (unsaved)", WIZARD))
+        select.set_options(options)
+        if self.profile is not None:
+            select.value = self.profile.name
+
     def use_profile(self, profile) -> None:
+        """Preselect ``profile`` (Profiles → Launch); its script and python fill the form."""
         self.profile = profile
+        self.profiles[profile.name] = profile
+        self._fill_from(profile)
+
+    def _fill_from(self, profile) -> None:
+        if profile.script:
+            self.query_one("#launch-script", Input).value = profile.script
+        if profile.script_args:
+            self.query_one("#launch-args", Input).value = shlex.join(profile.script_args)
+        if profile.python:
+            self.query_one("#launch-python", Input).value = profile.python
+
+    @on(Select.Changed, "#launch-profile")
+    def _profile_chosen(self, event: Select.Changed) -> None:
+        self._force = False
+        if event.value == WIZARD:
+            self.profile = None
+        elif event.value in self.profiles:
+            self.profile = self.profiles[event.value]
+            self._fill_from(self.profile)
+
+    @on(Input.Changed)
+    def _form_changed(self) -> None:
+        self._force = False
+
+    def _request(self):
+        """(profile, script, args) from the form, or None after saying what is missing."""
+        select = self.query_one("#launch-profile", Select)
+        if select.value == WIZARD:
+            profile = self.app.main_screen("wizard").build_profile("wizard")
+        elif self.profile is not None:
+            profile = self.profile
+        else:
+            self._show(error="Choose a profile first (or the wizard's current settings).")
+            return None
+        python = self.query_one("#launch-python", Input).value.strip()
+        if python:
+            profile = dataclasses.replace(profile, python=python)
+        script = self.query_one("#launch-script", Input).value.strip() or None
+        try:
+            args = shlex.split(self.query_one("#launch-args", Input).value)
+        except ValueError as exc:
+            self._show(error=f"arguments: {exc}")
+            return None
+        if script is None and not profile.script:
+            self._show(error="Give the training script to run.")
+            return None
+        if script is None:  # the profile's own script and arguments
+            args = []
+        return profile, script, args
+
+    def action_check(self) -> None:
+        request = self._request()
+        if request is not None:
+            self._show(busy="checking…")
+            self._run(*request, launch=False, force=False)
+
+    def action_launch(self) -> None:
+        request = self._request()
+        if request is not None:
+            self._show(busy="launching…")
+            self._run(*request, launch=True, force=self._force)
+
+    @on(Button.Pressed, "#check")
+    def _check_pressed(self) -> None:
+        self.action_check()
+
+    @on(Button.Pressed, "#launch")
+    def _launch_pressed(self) -> None:
+        self.action_launch()
+
+    @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
+    def _run(self, profile, script, args, *, launch: bool, force: bool) -> None:
+        from trainwiz.errors import TrainwizError
+        try:
+            from trainwiz.launchers import launch as start, preflight
+        except ImportError as exc:
+            self.post_message(PreflightDone(error=f"launching is not available ({exc})"))
+            return
+        simulate = getattr(self.app, "simulate", None)
+        try:
+            pre = preflight(profile, script, args, simulate=simulate, yes=force)
+            if not launch:
+                self.post_message(PreflightDone(notes=["all checks passed", *pre.notes,
+                                                       f"{pre.nproc} processes, port {pre.port}"]))
+                return
+            handle = start(profile, script, args, simulate=simulate, yes=force, pre=pre,
+                           cwd=str(Path.cwd()))
+        except TrainwizError as exc:
+            self.post_message(PreflightDone(error=str(exc), may_force="--yes" in str(exc)))
+            return
+        except Exception as exc:  # an unexpected failure is shown, the app carries on
+            self.post_message(PreflightDone(error=f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(PreflightDone(notes=list(handle.notes), handle=handle))
+
+    @on(PreflightDone)
+    def _done(self, message: PreflightDone) -> None:
+        if message.error:
+            self._force = message.may_force
+            extra = "\nPress Launch again to launch anyway." if message.may_force else ""
+            self._show(error=message.error + extra)
+            return
+        self._show(notes=message.notes)
+        if message.handle is not None:
+            self.notify(f"Launched run {message.handle.id}.", timeout=3)
+            self.app.open_monitor(message.handle.run_dir)
+
+    def _show(self, notes: list[str] | None = None, error: str | None = None,
+              busy: str | None = None) -> None:
+        text = Text()
+        if busy:
+            text.append(busy, style="italic")
+        if error:
+            text.append("✗ ", style="bold red")
+            text.append(error, style="red")
+        for note in notes or []:
+            text.append("✓ " if not note.startswith("warning") else "! ",
+                        style="green" if not note.startswith("warning") else "yellow")
+            text.append(note + "\n")
+        self.query_one("#launch-status", Static).update(text)

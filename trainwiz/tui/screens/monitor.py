@@ -114,6 +114,8 @@ class MonitorScreen(Screen):
         self.gone = False
         self._log_lines: list[str] = []
         self._rank_keys: list[int] = []
+        self._timer = None
+        self._final_read = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -172,7 +174,7 @@ class MonitorScreen(Screen):
             state = self.query_one("#run-state", Static)
             state.update(Text(message.error or "run not readable", style="bold red"))
             # keep the last readings on screen; try again later in case it comes back
-            self.set_timer(POLL_S * 5, self._poll)
+            self._schedule(POLL_S * 5)
             return
         self.gone = False
         self.status = message.status
@@ -181,10 +183,16 @@ class MonitorScreen(Screen):
         self._show_ranks(message.status)
         self._show_log(message.log)
         if not message.status.finished:
-            self.set_timer(POLL_S, self._poll)
-        elif message.status.finished and not getattr(self, "_final_read", False):
+            self._schedule(POLL_S)
+        elif not self._final_read:
             self._final_read = True  # one more read: the last log lines and samples
-            self.set_timer(POLL_S, self._poll)
+            self._schedule(POLL_S)
+
+    def _schedule(self, delay: float) -> None:
+        """The next read, once: a read asked for meanwhile (a new rank) replaces it."""
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(delay, self._poll)
 
     # -- panels ----------------------------------------------------------------------------
     def _show_state(self, status) -> None:

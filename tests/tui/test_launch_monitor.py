@@ -1,0 +1,72 @@
+"""Launch a real 2-rank CPU run from the app, watch it in the monitor, stop it.
+
+Real `torch.distributed.run` under the launcher's supervisor; GPUs are simulated, so the
+monitor's memory is the box baseline plus the ranks' real RSS (it moves as they work).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.tui.conftest import text_of, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+async def test_launch_watch_and_stop_a_cpu_run(make_app, isolated_env, monkeypatch, tmp_path):
+    folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
+    folder.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "examples" / "profiles" / "cpu-ddp.yaml", folder / "cpu-ddp.yaml")
+    monkeypatch.chdir(tmp_path)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("l")
+        await wait_for(pilot, lambda: app.current_mode == "launch")
+        launch = app.screen
+        select = launch.query_one("#launch-profile")
+        await wait_for(pilot, lambda: "cpu-ddp" in launch.profiles)
+        select.value = "cpu-ddp"
+        launch.query_one("#launch-script").value = str(REPO_ROOT / "examples" / "train_ddp.py")
+        launch.query_one("#launch-args").value = "--steps 400 --sleep 0.05"
+        launch.query_one("#launch-python").value = sys.executable
+        launch.set_focus(None)
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "MonitorScreen", timeout=60)
+        monitor = app.screen
+        await wait_for(pilot, lambda: monitor.status is not None
+                       and monitor.status.state == "running"
+                       and len(monitor.status.ranks) == 2
+                       and all(r.pid for r in monitor.status.ranks), timeout=60)
+        table = monitor.query_one("#rank-table")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        assert [str(table.get_row_at(i)[3]) for i in range(2)] == ["running", "running"]
+
+        # memory moves: the simulated GPUs carry the ranks' real, growing RSS
+        def panels_moving():
+            panels = list(monitor.query("GpuMonitorPanel"))
+            histories = [p.trace.history for p in panels if p.trace]
+            return len(panels) == 2 and all(len(set(h)) >= 2 for h in histories)
+
+        await wait_for(pilot, panels_moving, timeout=60)
+        assert "GPU 0" in text_of(monitor.query("GpuMonitorPanel").first())
+        await wait_for(pilot, lambda: any("step" in line for line in monitor._log_lines),
+                       timeout=60)
+
+        await pilot.press("s")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: monitor.status.state == "stopped", timeout=60)
+        assert "STOPPED" in text_of(monitor.query_one("#run-state"))
+
+        # leaving the monitor never stops a run; the run list shows this one
+        await pilot.press("escape")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.current_mode == "runs")
+        runs_table = app.screen.query_one("#runs-table")
+        await wait_for(pilot, lambda: runs_table.row_count == 1)
+        assert str(runs_table.get_row_at(0)[1]) == "stopped"
