@@ -126,3 +126,22 @@ def test_watch_with_no_gpu_does_not_spin(run_cli, tmp_path):
 def test_bad_watch_options(run_cli, args):
     res = run_cli("gpus", "--simulate", "2xL4", "--watch", *args)
     assert res.returncode == 2 and res.stderr.startswith("trainwiz: --")
+
+
+def test_watch_on_a_terminal_redraws_in_place_and_stops_on_ctrl_c(isolated_env, tmp_path):
+    import sys
+
+    import pexpect
+
+    env = dict(isolated_env, TERM="xterm-256color", COLUMNS="80", LINES="24")
+    child = pexpect.spawn(sys.executable, ["-m", "trainwiz", "gpus", "--simulate", "2xL4",
+                                           "--watch", "--interval", "0.1"],
+                          env=env, cwd=str(tmp_path), dimensions=(24, 80), encoding="utf-8",
+                          timeout=30)
+    child.expect("updated")
+    child.expect("updated")  # a second frame...
+    child.expect("\x1b\\[1A|\x1b\\[2K")  # ...drawn over the first (cursor up / erase line)
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

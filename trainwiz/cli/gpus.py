@@ -46,6 +46,20 @@ GiB = 1 << 30
 NA = "N/A"
 
 
+def _can_encode(text: str) -> bool:
+    import sys
+
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
+
+
+_UNICODE = _can_encode("█░°·…")  # else plain ASCII (PYTHONIOENCODING=ascii, old locales)
+_SEP = " · " if _UNICODE else " | "
+
+
 def _gib(n: int | None) -> str:
     return NA if n is None else f"{n / GiB:.1f}"
 
@@ -74,8 +88,9 @@ def _bar(used: int | None, total: int | None, width: int = 8):
     frac = max(0.0, min(1.0, used / total))
     filled = round(frac * width)
     style = "green" if frac < 0.7 else "yellow" if frac < 0.9 else "bold red"
-    bar = Text("█" * filled, style=style)
-    bar.append("░" * (width - filled), style="dim")
+    full, empty = ("█", "░") if _UNICODE else ("#", ".")
+    bar = Text(full * filled, style=style)
+    bar.append(empty * (width - filled), style="dim")
     bar.append(f" {frac * 100:3.0f}%")
     return bar
 
@@ -107,7 +122,8 @@ def gpu_table(gpus, visible_indices: set[int] | None = None):
 
     table = Table(box=None, pad_edge=False, collapse_padding=True, header_style="bold")
     table.add_column("#", justify="right")
-    table.add_column("GPU", no_wrap=True, overflow="ellipsis", max_width=20)
+    table.add_column("GPU", no_wrap=True, overflow="ellipsis" if _UNICODE else "crop",
+                     max_width=20)
     table.add_column("Memory", no_wrap=True)
     table.add_column("Mem GiB", justify="right", no_wrap=True)
     table.add_column("Util", justify="right", no_wrap=True)
@@ -131,7 +147,7 @@ def gpu_table(gpus, visible_indices: set[int] | None = None):
             amounts = f"{_gib(g.memory_used)}/{_gib(g.memory_total)}"
         table.add_row(
             str(g.index), name, memory, amounts,
-            _num(g.utilization, "{:.0f}%"), _num(g.temperature, "{:.0f}°C"), power,
+            _num(g.utilization, "{:.0f}%"), _num(g.temperature, "{:.0f}" + ("°C" if _UNICODE else "C")), power,
             _processes(g), style="dim" if dim else None)
     return table
 
@@ -152,11 +168,11 @@ def header_lines(detection, gpus) -> list[str]:
             parts.append(f"driver {detection.driver_version}")
         if detection.cuda_driver_version:
             parts.append(f"CUDA {detection.cuda_driver_version}")
-        lines.append(" · ".join(parts))
+        lines.append(_SEP.join(parts))
     h = detection.host
     host = f"Host: {h.cpu_count if h.cpu_count is not None else NA} CPUs"
     if h.ram_total is not None:
-        host += f" · RAM {_size(h.ram_available)} free of {_size(h.ram_total)}"
+        host += f"{_SEP}RAM {_size(h.ram_available)} free of {_size(h.ram_total)}"
     lines.append(host)
     links = detection.extra.get("topology") if detection.extra else None
     if links:
@@ -172,7 +188,7 @@ def header_lines(detection, gpus) -> list[str]:
             lines.append("GPU links: " + "; ".join(f"{k} {', '.join(v)}"
                                                    for k, v in sorted(by_kind.items())))
         else:
-            lines.append("GPU links (pairs): " + ", ".join(f"{k} ×{v}"
+            lines.append("GPU links (pairs): " + ", ".join(f"{k} x{v}"
                                                            for k, v in sorted(kinds.items())))
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     if cvd is not None:
@@ -244,41 +260,48 @@ def run(args) -> int:
 
 
 def _watch(args, spec, detection) -> int:
+    """Refresh until Ctrl-C (or --count): in place on a terminal, one block per refresh when
+    piped, one JSON list per line with --json."""
     import json
     import time
+    from dataclasses import replace
 
     from trainwiz.hardware import GpuSampler, host_info
 
-    n = 0
+    def frames():
+        nonlocal detection
+        n = 0
+        while True:
+            snap = sampler.sample()
+            if detection.source == "nvml":  # a simulated box may have its own host
+                fresh = host_info().ram_available
+                detection = replace(detection, host=replace(detection.host, ram_available=fresh))
+            yield snap
+            n += 1
+            if args.count is not None and n >= args.count:
+                return
+            time.sleep(args.interval)
+
     with GpuSampler(spec) as sampler:
         try:
             if args.json:
-                while True:
-                    snap = sampler.sample()
+                for snap in frames():
                     print(json.dumps([g.to_json() for g in snap.gpus]), flush=True)
-                    n += 1
-                    if args.count is not None and n >= args.count:
-                        return 0
-                    time.sleep(args.interval)
-            from dataclasses import replace
-
+                return 0
             from rich.console import Console
             from rich.live import Live
 
             console = Console()
-            snap = sampler.sample()
-            with Live(render(detection, snap.gpus, snap.timestamp), console=console,
-                      auto_refresh=False, transient=False) as live:
-                n = 1
-                while args.count is None or n < args.count:
-                    time.sleep(args.interval)
-                    snap = sampler.sample()
-                    if detection.source == "nvml":  # a simulated box may have its own host
-                        fresh = host_info().ram_available
-                        detection = replace(detection, host=replace(detection.host,
-                                                                    ram_available=fresh))
+            if not console.is_terminal:
+                for i, snap in enumerate(frames()):
+                    if i:
+                        console.print()
+                    console.print(render(detection, snap.gpus, snap.timestamp))
+                    console.file.flush()
+                return 0
+            with Live(console=console, auto_refresh=False, transient=False) as live:
+                for snap in frames():
                     live.update(render(detection, snap.gpus, snap.timestamp), refresh=True)
-                    n += 1
         except KeyboardInterrupt:
             return 0
     return 0

@@ -328,6 +328,8 @@ class SimulatedBackend:
             return tuple(self.gpus)
         import psutil
 
+        pids_by_gpu = {int(k): v for k, v in pids_by_gpu.items()}  # "0" from JSON is GPU 0
+
         out = []
         live: set[int] = set()
         for gpu in self.gpus:
