@@ -122,6 +122,9 @@ def test_box_without_gpus(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml.build({"gpus": []}))
     det = detect()
     assert det.source == "nvml" and det.gpus == () and "no GPU" in det.message
+    sampler = GpuSampler()
+    assert sampler.source == "nvml" and "no GPU" in sampler.message
+    assert sampler.sample().gpus == ()
 
 
 def test_a_gpu_whose_handle_cannot_be_opened_is_still_listed(monkeypatch):

@@ -7,6 +7,9 @@ import time
 from trainwiz.hardware.types import Detection, GpuSnapshot
 
 
+_NO_GPU = "NVML is working but reports no GPU on this box."
+
+
 def _planning_message(spec: str, n: int) -> str:
     return (f"Planning mode: simulated box {spec} ({n} GPU{'s' if n != 1 else ''}); "
             "no real GPU is used.")
@@ -46,7 +49,7 @@ def detect(simulate: str | None = None, *, topology: bool = True, nvml_module=No
             extra["topology"] = backend.topology()
     finally:
         backend.close()
-    message = None if gpus else "NVML is working but reports no GPU on this box."
+    message = None if gpus else _NO_GPU
     return Detection(gpus=gpus, host=host_info(), source="nvml", message=message,
                      driver_version=driver, cuda_driver_version=cuda, extra=extra)
 
@@ -77,6 +80,8 @@ class GpuSampler:
         try:
             self._nvml = NvmlBackend(nvml_module).open()
             self.source = "nvml"
+            if not self._nvml.count:
+                self.message = _NO_GPU
         except NvmlUnavailable as exc:
             self.source = "none"
             self.message = str(exc)
