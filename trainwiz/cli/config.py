@@ -122,6 +122,20 @@ class _Abort(Exception):
     pass
 
 
+def _select(message: str, choices, default):
+    """A select with one-key shortcuts (shown beside each choice); Enter takes the default."""
+    import questionary
+
+    used = {c.shortcut_key for c in choices if c.shortcut_key}
+    keys = iter(k for k in "123456789" if k not in used)
+    for c in choices:
+        if not c.shortcut_key:
+            c.shortcut_key = next(keys)
+    start = next((c for c in choices if c.value == default), choices[0])
+    return questionary.select(message, choices=choices, default=start, use_shortcuts=True,
+                              use_jk_keys=False)
+
+
 def _ask(question):
     answer = question.ask()
     if answer is None:  # Ctrl-C / Ctrl-D inside questionary
@@ -241,9 +255,14 @@ def _wizard(args: argparse.Namespace) -> int:
         return est
 
     precision_default = ("bf16" if bf16 else "fp16") if device == "cuda" else "no"
-    precision = _ask(questionary.select(
-        "Mixed precision:", choices=["bf16", "fp16", "no", "fp8"] if device == "cuda"
-        else ["no", "bf16"], default=precision_default))
+    precisions = [Choice("bf16", value="bf16", shortcut_key="b"),
+                  Choice("fp16", value="fp16", shortcut_key="f"),
+                  Choice("no (fp32)", value="no", shortcut_key="n"),
+                  Choice("fp8 (needs Transformer Engine, torchao or MS-AMP)", value="fp8",
+                         shortcut_key="8")]
+    if device == "cpu":
+        precisions = [precisions[2], precisions[0]]
+    precision = _ask(_select("Mixed precision:", precisions, precision_default))
 
     batch, seq_len, ac, optimizer, grad_accum = 1, 2048, False, "adamw", 1
     if spec is not None and getattr(spec, "max_position", None):
@@ -264,16 +283,14 @@ def _wizard(args: argparse.Namespace) -> int:
         est = run_estimate(spec, request(draft(strategy="ddp")), mem)
         if est is not None and est.fits is False:
             default_strategy = "fsdp"
-    choices = [Choice("ddp   — a full copy of the model on every GPU (fastest when it fits)",
-                      value="ddp"),
-               Choice("fsdp  — shard parameters, gradients and optimizer state across GPUs",
-                      value="fsdp"),
-               Choice("single — one process", value="single")]
+    choices = [Choice("ddp    — a full copy of the model on every GPU (fastest when it fits)",
+                      value="ddp", shortcut_key="d"),
+               Choice("fsdp   — shard parameters, gradients and optimizer state across GPUs",
+                      value="fsdp", shortcut_key="f"),
+               Choice("single — one process", value="single", shortcut_key="s")]
     if (n_local or 1) == 1:
         choices = [choices[2], choices[1]]
-    strategy = _ask(questionary.select("Strategy:", choices=choices,
-                                       default=next(c for c in choices
-                                                    if c.value == default_strategy)))
+    strategy = _ask(_select("Strategy:", choices, default_strategy))
     world = (n_local or 1)
     if strategy == "single":
         num_processes = 1 if device == "cpu" else None
@@ -286,14 +303,14 @@ def _wizard(args: argparse.Namespace) -> int:
     # 4. FSDP options, only what matters -----------------------------------------------------
     if strategy == "fsdp":
         shard_choices = [Choice("FULL_SHARD    — shard everything (least memory)",
-                                value="FULL_SHARD")]
+                                value="FULL_SHARD", shortcut_key="f")]
         if world > 1:
             shard_choices.append(Choice("SHARD_GRAD_OP — keep parameters gathered between "
                                         "forward and backward (faster, more memory)",
-                                        value="SHARD_GRAD_OP"))
-        shard_choices.append(Choice("NO_SHARD      — like DDP (FSDP version 1)", value="NO_SHARD"))
-        sharding = _ask(questionary.select("FSDP sharding:", choices=shard_choices,
-                                           default=shard_choices[0]))
+                                        value="SHARD_GRAD_OP", shortcut_key="s"))
+        shard_choices.append(Choice("NO_SHARD      — like DDP (FSDP version 1)", value="NO_SHARD",
+                                    shortcut_key="n"))
+        sharding = _ask(_select("FSDP sharding:", shard_choices, "FULL_SHARD"))
         fsdp = FsdpOptions(sharding_strategy=sharding,
                            version=1 if sharding == "NO_SHARD" else 2)
         est = show_estimate(draft())
@@ -311,10 +328,9 @@ def _wizard(args: argparse.Namespace) -> int:
             console.print(f"[dim]  outside the profile: {tip}[/]")
         if not options:
             break
-        options.append(Choice("keep these settings", value=None))
-        pick = _ask(questionary.select("It does not fit. Change:", choices=options,
-                                       default=options[0]))
-        if pick is None:
+        options.append(Choice("keep these settings", value="keep", shortcut_key="k"))
+        pick = _ask(_select("It does not fit. Change:", options, options[0].value))
+        if pick == "keep":
             break
         change = dict(pick.change)
         strategy = change.get("strategy", strategy)

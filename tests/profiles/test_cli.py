@@ -1,0 +1,133 @@
+"""`trainwiz profiles ...` and `trainwiz config` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.profiles.test_accelerate import DDP_TALK, FSDP_TALK
+
+
+def _user_dir(env) -> Path:
+    return Path(env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
+
+
+def test_import_list_show_export(run_cli, isolated_env, tmp_path):
+    (tmp_path / "fsdp_config.yaml").write_text(FSDP_TALK)
+    r = run_cli("profiles", "import", "fsdp_config.yaml", "--name", "fsdp-8gpu")
+    assert r.returncode == 0, r.stderr
+    saved = _user_dir(isolated_env) / "fsdp-8gpu.yaml"
+    assert f"as profile 'fsdp-8gpu': {saved}" in r.stdout
+    assert yaml.safe_load(saved.read_text())["strategy"] == "fsdp"
+
+    r = run_cli("profiles", "list")
+    assert r.returncode == 0 and "fsdp-8gpu" in r.stdout and "fsdp1 FULL_SHARD" in r.stdout
+
+    r = run_cli("profiles", "list", "--json")
+    (entry,) = json.loads(r.stdout)
+    assert entry["name"] == "fsdp-8gpu" and entry["scope"] == "user" and not entry["damaged"]
+    assert entry["profile"]["num_processes"] == 8
+
+    r = run_cli("profiles", "show", "fsdp-8gpu")
+    assert r.returncode == 0 and str(saved) in r.stdout and "use_orig_params: false" in r.stdout
+
+    r = run_cli("profiles", "export", "fsdp-8gpu", "--format", "accelerate")
+    exported = yaml.safe_load(r.stdout)
+    assert exported["distributed_type"] == "FSDP"
+    assert exported["fsdp_config"]["fsdp_sharding_strategy"] == "FULL_SHARD"
+
+    out = tmp_path / "acc.yaml"
+    assert run_cli("profiles", "export", "fsdp-8gpu", "--format", "accelerate",
+                   "-o", str(out)).returncode == 0
+    before = out.read_bytes()
+    r = run_cli("profiles", "export", "fsdp-8gpu", "--format", "trainwiz", "-o", str(out))
+    assert r.returncode == 2 and "--force" in r.stderr and out.read_bytes() == before
+    r = run_cli("profiles", "export", "fsdp-8gpu", "--format", "trainwiz", "-o", str(out),
+                "--force")
+    assert r.returncode == 0 and out.read_text() == saved.read_text()
+
+
+def test_import_refuses_to_overwrite_without_force(run_cli, isolated_env, tmp_path):
+    (tmp_path / "ddp.yaml").write_text(DDP_TALK)
+    assert run_cli("profiles", "import", "ddp.yaml", "--name", "p").returncode == 0
+    saved = _user_dir(isolated_env) / "p.yaml"
+    saved.write_text(saved.read_text() + "# my comment\n")
+    before = saved.read_bytes()
+    r = run_cli("profiles", "import", "ddp.yaml", "--name", "p")
+    assert r.returncode == 2 and "already exists" in r.stderr and saved.read_bytes() == before
+    assert run_cli("profiles", "import", "ddp.yaml", "--name", "p", "--force").returncode == 0
+    assert b"# my comment" not in saved.read_bytes()
+
+
+def test_bad_file_exit_2_with_file_line_key(run_cli, tmp_path):
+    (tmp_path / "bad.yaml").write_text("strategy: fsdp\nfsdp:\n  sharding_stratgy: FULL_SHARD\n")
+    r = run_cli("profiles", "import", "bad.yaml", "--name", "bad")
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"trainwiz: {Path('bad.yaml')}:3: unknown key "
+                               "'fsdp.sharding_stratgy' (did you mean 'sharding_strategy'?)")
+    (tmp_path / "ds.yaml").write_text("distributed_type: DEEPSPEED\ndeepspeed_config: {}\n")
+    r = run_cli("profiles", "import", "ds.yaml", "--name", "ds")
+    assert r.returncode == 2 and "ds.yaml:1:" in r.stderr and "not supported yet" in r.stderr
+
+
+def test_import_accelerate_default(run_cli, tmp_path):
+    hf = tmp_path / "hf"
+    r = run_cli("profiles", "import", "--from-accelerate-default", "--name", "acc",
+                env={"HF_HOME": str(hf)})
+    assert r.returncode == 2 and "default_config.yaml" in r.stderr
+    (hf / "accelerate").mkdir(parents=True)
+    (hf / "accelerate" / "default_config.yaml").write_text(DDP_TALK)
+    r = run_cli("profiles", "import", "--from-accelerate-default", "--name", "acc",
+                env={"HF_HOME": str(hf)})
+    assert r.returncode == 0, r.stderr
+    assert "num_processes: 8" in run_cli("profiles", "show", "acc").stdout
+
+
+def test_damaged_profile_listed_and_untouched(run_cli, isolated_env):
+    folder = _user_dir(isolated_env)
+    folder.mkdir(parents=True)
+    bad = folder / "broken.yaml"
+    bad.write_bytes(b"strategy: fsdp\nmixed_precison: bf16\n")
+    r = run_cli("profiles", "list")
+    assert r.returncode == 0
+    assert "broken" in r.stdout and "DAMAGED" in r.stdout and "mixed_precison" in r.stdout
+    r = run_cli("profiles", "show", "broken")
+    assert r.returncode == 2 and "did you mean 'mixed_precision'" in r.stderr
+    r = run_cli("profiles", "cp", "broken", "copy")
+    assert r.returncode == 2 and not (folder / "copy.yaml").exists()
+    assert bad.read_bytes() == b"strategy: fsdp\nmixed_precison: bf16\n"
+
+
+def test_cp_and_rm(run_cli, isolated_env, tmp_path):
+    (tmp_path / "ddp.yaml").write_text(DDP_TALK)
+    run_cli("profiles", "import", "ddp.yaml", "--name", "a")
+    assert run_cli("profiles", "cp", "a", "b").returncode == 0
+    b = _user_dir(isolated_env) / "b.yaml"
+    assert b.read_text() == (_user_dir(isolated_env) / "a.yaml").read_text()
+    r = run_cli("profiles", "rm", "b")  # no terminal, no --yes: nothing deleted
+    assert r.returncode == 2 and "--yes" in r.stderr and b.exists()
+    assert run_cli("profiles", "rm", "b", "--yes").returncode == 0 and not b.exists()
+    r = run_cli("profiles", "rm", "b", "--yes")
+    assert r.returncode == 2 and "no profile named 'b'" in r.stderr
+
+
+def test_project_profile_wins_from_a_subfolder(run_cli, isolated_env, tmp_path):
+    project = tmp_path / "repo"
+    (project / ".git").mkdir(parents=True)
+    (project / "src").mkdir()
+    (tmp_path / "ddp.yaml").write_text(DDP_TALK)
+    run_cli("profiles", "import", str(tmp_path / "ddp.yaml"), "--name", "p")
+    (project / ".trainwiz" / "profiles").mkdir(parents=True)
+    (project / ".trainwiz" / "profiles" / "p.yaml").write_text("strategy: single\n")
+    r = run_cli("profiles", "show", "p", "--json", cwd=project / "src")
+    assert json.loads(r.stdout)["profile"] == {"version": 1, "strategy": "single"}
+    r = run_cli("profiles", "list", "--json", cwd=project / "src")
+    assert [(e["scope"], e["shadowed"]) for e in json.loads(r.stdout)] == \
+        [("project", False), ("user", True)]
+
+
+def test_config_needs_a_terminal(run_cli):
+    r = run_cli("config", "--plain", "--simulate", "2xH100-80GB")
+    assert r.returncode == 2 and "needs a terminal" in r.stderr

@@ -1,0 +1,83 @@
+"""The plain wizard, driven through a pseudo-terminal as a user would type."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pexpect = pytest.importorskip("pexpect")
+
+ARROWS = r"[^\n]*\(Use (shortcuts or )?arrow keys"  # a select's first drawing, not its answer
+
+
+def spawn(isolated_env, cwd: Path, *args: str):
+    env = dict(isolated_env, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
+    child = pexpect.spawn(sys.executable, ["-m", "trainwiz", "config", *args], env=env,
+                          cwd=str(cwd), encoding="utf-8", timeout=30, dimensions=(40, 120))
+    return child
+
+
+def answer(child, question: str, keys: str) -> None:
+    child.expect(question)
+    child.send(keys)
+
+
+def test_plain_wizard_saves_the_profile_it_was_told(isolated_env, tmp_path):
+    child = spawn(isolated_env, tmp_path, "--plain", "--simulate", "2xH100-80GB")
+    child.expect("Found 2 GPU")
+    answer(child, "Model", "llama-3-8b\r")
+    answer(child, "GPUs to use", "\r")  # both, as proposed
+    answer(child, "Mixed precision" + ARROWS, "\r")  # bf16: H100s support it
+    answer(child, "Micro-batch size per GPU", "\x152\r")
+    answer(child, "Sequence length", "\x151024\r")
+    answer(child, "Strategy" + ARROWS, "f\r")
+    child.expect("Memory per GPU: [0-9.]+ GiB of 79.6 GiB")
+    answer(child, "FSDP sharding" + ARROWS, "s\r")
+    while child.expect([r"does not fit\. Change" + ARROWS, "several machines"]) == 0:
+        child.send("k\r")
+    child.send("n")
+    answer(child, "Profile name", "\x15big-fsdp\r")
+    child.expect("Saved profile")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    saved = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles" / "big-fsdp.yaml"
+    data = yaml.safe_load(saved.read_text())
+    assert data == {"version": 1, "strategy": "fsdp",
+                    "fsdp": {"sharding_strategy": "SHARD_GRAD_OP"},
+                    "mixed_precision": "bf16",
+                    "estimate": {"model": "llama-3-8b", "batch_size": 2, "seq_len": 1024}}
+
+
+def test_wizard_project_store_asks_before_replacing(isolated_env, tmp_path):
+    project = tmp_path / "repo"
+    (project / ".git").mkdir(parents=True)
+    folder = project / ".trainwiz" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "mine.yaml").write_text("# keep me\nstrategy: single\n")
+    child = spawn(isolated_env, project, "--plain", "--simulate", "1x4090", "--project",
+                  "--name", "mine")
+    answer(child, "Model", "\r")  # no model: no estimate questions
+    answer(child, "Mixed precision" + ARROWS, "f\r")
+    answer(child, "Strategy" + ARROWS, "\r")
+    answer(child, "exists. Replace it", "n")
+    answer(child, "Profile name", "\x15other\r")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert (folder / "mine.yaml").read_text() == "# keep me\nstrategy: single\n"
+    assert yaml.safe_load((folder / "other.yaml").read_text()) == {
+        "version": 1, "strategy": "single", "mixed_precision": "fp16"}
+
+
+def test_ctrl_c_saves_nothing(isolated_env, tmp_path):
+    child = spawn(isolated_env, tmp_path, "--plain", "--simulate", "2xH100-80GB")
+    answer(child, "Model", "\x03")
+    child.expect("nothing saved")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert not (Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz").exists()
