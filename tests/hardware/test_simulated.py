@@ -17,7 +17,8 @@ GiB = 1 << 30
 
 def test_presets_cover_the_cards_people_rent_with_real_figures():
     expected = {"H100-80GB", "H100-PCIE", "H200", "A100-40GB", "A100-80GB", "L40S", "A10G", "L4",
-                "4090", "3090", "V100-16GB", "V100-32GB", "T4"}
+                "4090", "3090", "V100-16GB", "V100-32GB", "T4", "B200", "H100-NVL",
+                "A100-80GB-PCIE", "A6000"}
     assert expected <= set(PRESETS)
     h100 = parse_simulate("1xH100-80GB")[0]
     assert h100.memory_total == 81559 * MiB  # what nvidia-smi shows on an 80GB H100
@@ -39,6 +40,8 @@ def test_presets_cover_the_cards_people_rent_with_real_figures():
     ("4X a100-80", 4, "NVIDIA A100-SXM4-80GB"),
     ("1xL4", 1, "NVIDIA L4"),
     ("2xL40S", 2, "NVIDIA L40S"),
+    ("8xB200", 8, "NVIDIA B200"),
+    ("2xa100-80gb-pcie", 2, "NVIDIA A100 80GB PCIe"),
 ])
 def test_forgiving_spelling_where_unambiguous(spec, count, name):
     gpus = parse_simulate(spec)
@@ -54,7 +57,8 @@ def test_mixed_groups():
 
 
 @pytest.mark.parametrize("spec, words", [
-    ("8xA100", "ambiguous, say which: A100-40GB, A100-80GB"),
+    ("8xA100", "ambiguous, say which: A100-40GB, A100-80GB, A100-80GB-PCIE"),
+    ("2xL40", "unknown GPU 'L40' (did you mean L40S?)"),  # the L40 is another card: no guess
     ("V100", "ambiguous"),
     ("8xH1OO", "unknown GPU 'H1OO'"),
     ("0xH100", "at least 1"),
@@ -109,6 +113,7 @@ def test_yaml_box_mixed_and_busy(tmp_path):
 @pytest.mark.parametrize("text, words", [
     ("gpus: [{preset: H100, colour: red}]", "gpus[0]: unknown key 'colour'; allowed: preset, count"),
     ("gpus: [{preset: A100}]", "gpus[0].preset: 'A100' is ambiguous"),
+    ("gpus: [{preset: Z9}]", "gpus[0].preset: unknown GPU 'Z9'; allowed: H100-80GB"),
     ("gpus: [{preset: H100, memory_used: lots}]", "gpus[0].memory_used: expected a size"),
     ("gpus: [{preset: H100, count: 0}]", "gpus[0].count"),
     ("gpus: [{name: X}]", "missing memory_total"),

@@ -15,8 +15,8 @@ busy box, e.g.
     - {name: My card, memory_total: 48GiB, compute_capability: "8.6"}
   host: {cpu_count: 96, ram_total: 1TiB}
 
-Presets: H100-80GB (SXM), H100-PCIE, H200, A100-40GB, A100-80GB, L40S, A10G, L4, 4090, 3090,
-V100-16GB, V100-32GB, T4.
+Presets: H100-80GB (SXM), H100-PCIE, H100-NVL, H200, B200, A100-40GB, A100-80GB (SXM),
+A100-80GB-PCIE, A6000, L40S, A10G, L4, 4090, 3090, V100-16GB, V100-32GB, T4.
 """
 
 

@@ -37,10 +37,15 @@ _ALL = (
        "H100-80GB-PCIE", "H100-PCIE-80GB"),
     _p("H200", "NVIDIA H200", 143771, "9.0", 700, 76, "nvlink",
        "H200-141GB", "H200-SXM", "H200-141GB-SXM"),
+    _p("H100-NVL", "NVIDIA H100 NVL", 95830, "9.0", 400, 60, "nvlink", "H100-NVL-94GB"),
+    _p("B200", "NVIDIA B200", 183359, "10.0", 1000, 140, "nvlink", "B200-180GB", "B200-SXM"),
     _p("A100-40GB", "NVIDIA A100-SXM4-40GB", 40960, "8.0", 400, 55, "nvlink",
-       "A100-SXM4-40GB", "A100-40GB-SXM"),
+       "A100-SXM4-40GB", "A100-40GB-SXM", "A100-40"),
     _p("A100-80GB", "NVIDIA A100-SXM4-80GB", 81920, "8.0", 400, 62, "nvlink",
-       "A100-SXM4-80GB", "A100-80GB-SXM"),
+       "A100-SXM4-80GB", "A100-80GB-SXM", "A100-80"),
+    _p("A100-80GB-PCIE", "NVIDIA A100 80GB PCIe", 81920, "8.0", 300, 45, "pcie",
+       "A100-PCIE-80GB", "A100-PCIE"),
+    _p("A6000", "NVIDIA RTX A6000", 49140, "8.6", 300, 25, "pcie", "RTX-A6000", "A6000-48GB"),
     _p("L40S", "NVIDIA L40S", 46068, "8.9", 350, 34, "pcie", "L40S-48GB"),
     _p("A10G", "NVIDIA A10G", 23028, "8.6", 300, 26, "pcie", "A10G-24GB"),
     _p("L4", "NVIDIA L4", 23034, "8.9", 72, 16, "pcie", "L4-24GB"),
@@ -78,10 +83,12 @@ def preset_names() -> str:
 
 
 def find_preset(name: str) -> GpuPreset | list[GpuPreset]:
-    """The preset ``name`` means, or the candidates when it is unknown (empty) or ambiguous.
+    """The preset ``name`` means, or the candidates it could be cut from when it is not one.
 
-    Exact spellings and known aliases win; otherwise a unique prefix (``A100-80`` → A100-80GB)
-    is accepted. ``A100`` or ``V100`` alone are ambiguous and return both sizes.
+    Case, spaces, dashes and vendor words (NVIDIA, GeForce, Tesla) don't matter, and known
+    aliases are accepted (``8xH100`` is the SXM H100-80GB). Nothing is guessed beyond that:
+    ``A100`` returns the three A100s to choose from, ``L40`` (a different card) returns L40S
+    as a suggestion, and a name like nothing we know returns an empty list.
     """
     key = _norm(name)
     if not key:
@@ -92,6 +99,13 @@ def find_preset(name: str) -> GpuPreset | list[GpuPreset]:
     for alias, preset in _LOOKUP.items():
         if alias.startswith(key) and preset not in matches:
             matches.append(preset)
-    if len(matches) == 1:
-        return matches[0]
     return matches
+
+
+def unknown_preset_message(name: str, candidates: list[GpuPreset]) -> str:
+    """Why ``name`` is not a preset, for an error message."""
+    if len(candidates) > 1:
+        return f"{name!r} is ambiguous, say which: {', '.join(p.key for p in candidates)}"
+    if candidates:
+        return f"unknown GPU {name!r} (did you mean {candidates[0].key}?)"
+    return f"unknown GPU {name!r}"

@@ -35,7 +35,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from trainwiz.errors import TrainwizError
-from trainwiz.hardware.presets import PRESETS, GpuPreset, find_preset, preset_names
+from trainwiz.hardware.presets import (
+    PRESETS,
+    GpuPreset,
+    find_preset,
+    preset_names,
+    unknown_preset_message,
+)
 from trainwiz.hardware.types import GpuInfo, GpuProcess, HostInfo
 
 MAX_GPUS = 256
@@ -126,12 +132,8 @@ def _parse_groups(spec: str) -> list[GpuInfo]:
         name = match.group(2)
         found = find_preset(name)
         if isinstance(found, list):
-            if found:
-                options = ", ".join(p.key for p in found)
-                raise TrainwizError(
-                    f"simulate spec {spec!r}: {name!r} is ambiguous, say which: {options}. "
-                    f"{_usage()}")
-            raise TrainwizError(f"simulate spec {spec!r}: unknown GPU {name!r}. {_usage()}")
+            raise TrainwizError(
+                f"simulate spec {spec!r}: {unknown_preset_message(name, found)}. {_usage()}")
         if count < 1:
             raise TrainwizError(f"simulate spec {spec!r}: the GPU count must be at least 1. "
                                 f"{_usage()}")
@@ -213,9 +215,9 @@ def _parse_yaml_box(path: Path) -> tuple[list[GpuInfo], dict]:
         if "preset" in entry:
             found = find_preset(str(entry["preset"]))
             if isinstance(found, list):
-                hint = (f"ambiguous, say which: {', '.join(p.key for p in found)}" if found
-                        else f"unknown preset; allowed: {preset_names()}")
-                raise TrainwizError(f"{where}.preset: {entry['preset']!r} is {hint}")
+                raise TrainwizError(f"{where}.preset: "
+                                    f"{unknown_preset_message(str(entry['preset']), found)}; "
+                                    f"allowed: {preset_names()}")
             preset = found
         else:
             missing = [k for k in ("name", "memory_total") if k not in entry]
