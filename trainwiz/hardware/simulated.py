@@ -42,7 +42,7 @@ from trainwiz.hardware.presets import (
     preset_names,
     unknown_preset_message,
 )
-from trainwiz.hardware.types import GpuInfo, GpuProcess, HostInfo
+from trainwiz.hardware.types import GpuInfo, GpuProcess
 
 MAX_GPUS = 256
 _UUID_NS = uuid.UUID("5d1e4a1c-9b0e-4c55-9a53-7f7a3b1f0a11")
@@ -371,13 +371,6 @@ class SimulatedBackend:
             if pid not in live:
                 self._procs.pop(pid, None)
         return tuple(out)
-
-
-def host_info_for(overrides: dict) -> HostInfo:
-    from trainwiz.hardware.host import host_info
-
-    real = host_info()
-    return replace(real, **overrides) if overrides else real
 
 
 __all__ = ["PRESETS", "parse_simulate", "parse_box", "parse_size", "SimulatedBackend"]
