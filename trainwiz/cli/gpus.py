@@ -56,8 +56,13 @@ def _can_encode(text: str) -> bool:
         return False
 
 
-_UNICODE = _can_encode("█░°·…")  # else plain ASCII (PYTHONIOENCODING=ascii, old locales)
-_SEP = " · " if _UNICODE else " | "
+def _unicode() -> bool:
+    """Whether stdout takes block and degree glyphs; else plain ASCII (PYTHONIOENCODING=ascii)."""
+    return _can_encode("█░°·…")
+
+
+def _sep() -> str:
+    return " · " if _unicode() else " | "
 
 
 def _gib(n: int | None) -> str:
@@ -88,7 +93,7 @@ def _bar(used: int | None, total: int | None, width: int = 8):
     frac = max(0.0, min(1.0, used / total))
     filled = round(frac * width)
     style = "green" if frac < 0.7 else "yellow" if frac < 0.9 else "bold red"
-    full, empty = ("█", "░") if _UNICODE else ("#", ".")
+    full, empty = ("█", "░") if _unicode() else ("#", ".")
     bar = Text(full * filled, style=style)
     bar.append(empty * (width - filled), style="dim")
     bar.append(f" {frac * 100:3.0f}%")
@@ -122,7 +127,7 @@ def gpu_table(gpus, visible_indices: set[int] | None = None):
 
     table = Table(box=None, pad_edge=False, collapse_padding=True, header_style="bold")
     table.add_column("#", justify="right")
-    table.add_column("GPU", no_wrap=True, overflow="ellipsis" if _UNICODE else "crop",
+    table.add_column("GPU", no_wrap=True, overflow="ellipsis" if _unicode() else "crop",
                      max_width=20)
     table.add_column("Memory", no_wrap=True)
     table.add_column("Mem GiB", justify="right", no_wrap=True)
@@ -130,6 +135,7 @@ def gpu_table(gpus, visible_indices: set[int] | None = None):
     table.add_column("Temp", justify="right", no_wrap=True)
     table.add_column("Power W", justify="right", no_wrap=True)
     table.add_column("Processes", overflow="fold", min_width=10)
+    degrees = "°C" if _unicode() else "C"
     for g in gpus:
         name = Text(short_name(g.name))
         if g.mig:
@@ -147,7 +153,7 @@ def gpu_table(gpus, visible_indices: set[int] | None = None):
             amounts = f"{_gib(g.memory_used)}/{_gib(g.memory_total)}"
         table.add_row(
             str(g.index), name, memory, amounts,
-            _num(g.utilization, "{:.0f}%"), _num(g.temperature, "{:.0f}" + ("°C" if _UNICODE else "C")), power,
+            _num(g.utilization, "{:.0f}%"), _num(g.temperature, "{:.0f}" + degrees), power,
             _processes(g), style="dim" if dim else None)
     return table
 
@@ -168,11 +174,11 @@ def header_lines(detection, gpus) -> list[str]:
             parts.append(f"driver {detection.driver_version}")
         if detection.cuda_driver_version:
             parts.append(f"CUDA {detection.cuda_driver_version}")
-        lines.append(_SEP.join(parts))
+        lines.append(_sep().join(parts))
     h = detection.host
     host = f"Host: {h.cpu_count if h.cpu_count is not None else NA} CPUs"
     if h.ram_total is not None:
-        host += f"{_SEP}RAM {_size(h.ram_available)} free of {_size(h.ram_total)}"
+        host += f"{_sep()}RAM {_size(h.ram_available)} free of {_size(h.ram_total)}"
     lines.append(host)
     links = detection.extra.get("topology") if detection.extra else None
     if links:
