@@ -131,3 +131,11 @@ def test_project_profile_wins_from_a_subfolder(run_cli, isolated_env, tmp_path):
 def test_config_needs_a_terminal(run_cli):
     r = run_cli("config", "--plain", "--simulate", "2xH100-80GB")
     assert r.returncode == 2 and "needs a terminal" in r.stderr
+
+
+def test_importing_a_trainwiz_profile_keeps_its_comments(run_cli, isolated_env, tmp_path):
+    text = "# for the 8-GPU box\nstrategy: fsdp  # sharded\nnum_processes: 8\n"
+    (tmp_path / "mine.yaml").write_text(text)
+    r = run_cli("profiles", "import", "mine.yaml", "--name", "mine", "--project")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / ".trainwiz" / "profiles" / "mine.yaml").read_text() == text

@@ -150,8 +150,17 @@ def _list(args: argparse.Namespace) -> int:
         console.print(f"Looked in: {', '.join(map(str, project_profile_dirs()))}, "
                       f"{user_profiles_dir()}")
         return 0
+    from pathlib import Path
+
     from rich.markup import escape
     from rich.table import Table
+
+    home = str(Path.home())
+
+    def shown(path) -> str:
+        text = str(path)
+        return "~" + text[len(home):] if home not in ("", "/") and text.startswith(home + "/") \
+            else text
 
     table = Table(box=None, pad_edge=False)
     for col in ("NAME", "SCOPE", "SETUP", "LAUNCHER", "MODEL", "PATH"):
@@ -161,12 +170,12 @@ def _list(args: argparse.Namespace) -> int:
         if e.damaged:
             msg = _short_error(e.error or "", str(e.path))
             table.add_row(f"[red]{name}[/]", e.scope, f"[red]DAMAGED[/]: {escape(msg)}", "", "",
-                          escape(str(e.path)))
+                          escape(shown(e.path)))
         else:
             p = e.profile
             model = p.estimate.model if p.estimate else ""
             table.add_row(name if not e.shadowed else f"[dim]{name}[/]", e.scope,
-                          escape(_summary(p)), p.launcher, escape(model), escape(str(e.path)))
+                          escape(_summary(p)), p.launcher, escape(model), escape(shown(e.path)))
     console.print(table)
     damaged = [e for e in entries if e.damaged]
     if damaged:
@@ -301,11 +310,17 @@ def _import(args: argparse.Namespace) -> int:
         kind = "accelerate config"
         profile = from_accelerate_config(data, name=args.name, source=str(path), lines=lines,
                                          warnings=warnings)
+        target = save_profile(profile, scope="project" if args.project else "user",
+                              force=args.force)
     else:
+        # A trainwiz profile is copied byte for byte once it validates: comments stay.
+        from trainwiz.profiles import project_save_dir, user_profiles_dir
+        from trainwiz.profiles.store import atomic_write_text
+
         kind = "trainwiz profile"
-        profile = profile_from_dict(data, source=str(path), name=args.name, lines=lines)
-    target = save_profile(profile, scope="project" if args.project else "user",
-                          force=args.force)
+        profile_from_dict(data, source=str(path), name=args.name, lines=lines)
+        folder = project_save_dir() if args.project else user_profiles_dir()
+        target = atomic_write_text(folder / f"{args.name}.yaml", text, force=args.force)
     for w in warnings:
         print(f"trainwiz: warning: {w}", file=sys.stderr)
     print(f"Imported {kind} {path} as profile '{args.name}': {target}")

@@ -91,19 +91,21 @@ def _world(profile: Profile, num_gpus: int | None) -> tuple[int, int]:
     """(processes per machine, total) as accelerate needs them."""
     per = profile.processes_per_machine
     if per is None:
-        if profile.device == "cuda" and num_gpus:
+        if num_gpus:
             per = num_gpus
         else:
             raise ProfileError(
                 f"profile '{profile.name}': accelerate needs a process count; set num_processes "
-                "or gpu_ids in the profile (it uses every GPU found at launch)")
+                "or gpu_ids in the profile (it uses every GPU found at launch), or export on "
+                "the GPU machine or with --simulate")
     return per, per * profile.num_machines
 
 
 def to_accelerate_config(profile: Profile, num_gpus: int | None = None) -> dict[str, Any]:
     """The accelerate config (a dict for ``yaml.safe_dump``) with the same meaning as ``profile``.
 
-    ``num_gpus``: GPUs on this machine, used when the profile leaves the count open.
+    ``num_gpus``: ranks on this machine (its GPUs, or the CPU ranks the launcher picked), used
+    when the profile leaves the count open.
     Settings accelerate configs cannot hold (interpreter, env, script, estimate inputs, launcher)
     are listed by :func:`accelerate_export_notes`.
     """
@@ -171,8 +173,6 @@ def _fsdp_to_accelerate(f: FsdpOptions) -> dict[str, Any]:
 def accelerate_export_notes(profile: Profile) -> list[str]:
     """What an accelerate config cannot carry from this profile (said to the user on export)."""
     notes = []
-    if profile.launcher != "accelerate":
-        notes.append(f"launcher {profile.launcher} (the file is for `accelerate launch`)")
     if profile.python:
         notes.append(f"python {profile.python}")
     if profile.env:
