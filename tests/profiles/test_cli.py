@@ -139,3 +139,10 @@ def test_importing_a_trainwiz_profile_keeps_its_comments(run_cli, isolated_env, 
     r = run_cli("profiles", "import", "mine.yaml", "--name", "mine", "--project")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / ".trainwiz" / "profiles" / "mine.yaml").read_text() == text
+
+
+def test_show_warns_about_gpus_this_box_does_not_have(run_cli, tmp_path):
+    (tmp_path / "p.yaml").write_text("strategy: ddp\ngpu_ids: [0, 5]\n")
+    r = run_cli("profiles", "show", "p.yaml", "--simulate", "2xH100-80GB")
+    assert r.returncode == 0
+    assert "GPU 5 does not exist on this machine; allowed: 0 to 1" in r.stdout

@@ -210,7 +210,15 @@ def _show(args: argparse.Namespace) -> int:
     console.print(f"[bold]{escape(profile.name)}[/]  {escape(str(path))}")
     console.print(escape(_summary(profile)))
     console.print(Syntax(dump_yaml(data), "yaml", theme="ansi_dark", background_color="default"))
-    req = estimate_request(profile, _gpu_count(args))
+    count = _gpu_count(args)
+    if count:
+        from trainwiz.profiles import ProfileError, check_profile_gpus
+
+        try:
+            check_profile_gpus(profile, count)
+        except ProfileError as exc:
+            console.print(f"[yellow]warning: on this machine: {escape(str(exc))}[/]")
+    req = estimate_request(profile, count)
     if req is not None:
         line = _estimate_line(req, args)
         if line:
