@@ -65,7 +65,7 @@ def run(args) -> int:
     if args.print_commands:
         pre = api.preflight(profile, script, rest, module=module, simulate=simulate, yes=True,
                             confirm=None)
-        cmds = api.plan_commands(profile, pre, run_dir="<run-dir>", run_id=f"trainwiz-{profile.name}",
+        cmds = api.plan_commands(profile, pre, run_dir=f"trainwiz-run-{profile.name}", run_id=f"trainwiz-{profile.name}",
                                  module=module)
         for note in pre.notes:
             print(f"# {note}")

@@ -59,6 +59,7 @@ class Preflight:
     port: int
     gpu_count: int
     notes: list[str] = field(default_factory=list)
+    python: str | None = None  # the interpreter, resolved to a path
 
 
 # ---- checks ---------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _check_interpreter(profile, modules: list[str]) -> dict[str, bool]:
+def _check_interpreter(profile, modules: list[str]) -> tuple[str, dict[str, bool]]:
     python = C.interpreter(profile)
     exe = python if os.sep in python else shutil.which(python)
     where = f"profile '{profile.name}': key 'python'"
@@ -94,7 +95,7 @@ def _check_interpreter(profile, modules: list[str]) -> dict[str, bool]:
         found = json.loads(out.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
         raise TrainwizError(f"{where}: could not run {exe!r} ({exc})") from None
-    return found
+    return exe, found
 
 
 def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
@@ -165,7 +166,7 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
         needed.append("accelerate")
     if module:
         needed.append(script)
-    found = _check_interpreter(profile, needed)
+    exe, found = _check_interpreter(profile, needed)
     python = C.interpreter(profile)
     if not found.get("torch"):
         raise TrainwizError(f"profile '{profile.name}': interpreter {python!r} has no torch; "
@@ -208,7 +209,7 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
             notes.append(f"port {port} is in use; using free port {new}")
             port = new
     return Preflight(script=script, args=list(args), nproc=nproc, port=int(port),
-                     gpu_count=len(gpus), notes=notes)
+                     gpu_count=len(gpus), notes=notes, python=exe)
 
 
 # ---- launch ----------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ def plan_commands(profile, pre: Preflight, *, run_dir: str, run_id: str,
                   module: bool = False) -> list[C.LaunchCommand]:
     """The command for every machine of the profile (this machine's is ``[machine_rank]``)."""
     return C.build_all_nodes(profile, pre.script, pre.args, run_dir=run_dir, run_id=run_id,
-                             port=pre.port, module=module, nproc=pre.nproc)
+                             port=pre.port, module=module, nproc=pre.nproc, python=pre.python)
 
 
 def launch(profile, script: str | None = None, args: list[str] | None = None, *,
@@ -272,7 +273,7 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
     run_dir = create_run_dir(run_id)
     try:
         cmd = C.build_command(profile, pre.script, pre.args, run_dir=str(run_dir), run_id=run_id,
-                              port=pre.port, module=module, nproc=pre.nproc)
+                              port=pre.port, module=module, nproc=pre.nproc, python=pre.python)
         (run_dir / "profile.yaml").write_text(_profile_yaml(profile))
         if profile.launcher == "accelerate":
             cfg = _accelerate_config(profile, pre.nproc)

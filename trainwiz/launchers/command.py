@@ -70,20 +70,27 @@ def accelerate_env(profile) -> dict[str, str]:
     Mirrors accelerate 1.15 ``accelerate/utils/launch.py:prepare_multi_gpu_env`` so that a script
     calling ``Accelerator()`` under plain torchrun gets the profile's settings:
 
-    * always: ``ACCELERATE_MIXED_PRECISION`` (no|fp16|bf16|fp8), and ``ACCELERATE_USE_CPU=true``
-      for a cpu profile;
+    * always: ``ACCELERATE_MIXED_PRECISION`` (no|fp16|bf16|fp8), ``ACCELERATE_DYNAMO_BACKEND=NO``
+      and the other ``ACCELERATE_DYNAMO_*`` defaults, and ``ACCELERATE_USE_CPU=true`` for a cpu
+      profile (so ``Accelerator()`` picks gloo/MULTI_CPU under torchrun);
     * FSDP profiles: ``ACCELERATE_USE_FSDP=true``, ``FSDP_VERSION``, ``FSDP_SHARDING_STRATEGY``
-      (FSDP1 name), ``FSDP_RESHARD_AFTER_FORWARD`` (FSDP2: true for FULL_SHARD/HYBRID_SHARD; FSDP1:
-      the strategy name), ``FSDP_OFFLOAD_PARAMS``, ``FSDP_MIN_NUM_PARAMS`` (SIZE_BASED_WRAP only),
-      ``FSDP_AUTO_WRAP_POLICY``, ``FSDP_TRANSFORMER_CLS_TO_WRAP`` (comma list, when set),
-      ``FSDP_BACKWARD_PREFETCH`` (FSDP1 only), ``FSDP_STATE_DICT_TYPE``, ``FSDP_FORWARD_PREFETCH``,
-      ``FSDP_USE_ORIG_PARAMS``, ``FSDP_CPU_RAM_EFFICIENT_LOADING``, ``FSDP_SYNC_MODULE_STATES``,
-      ``FSDP_ACTIVATION_CHECKPOINTING``.
+      (FSDP1 only; FSDP2 reads the next one),
+      ``FSDP_RESHARD_AFTER_FORWARD`` (FSDP2: true for FULL_SHARD/HYBRID_SHARD, false otherwise;
+      FSDP1: the strategy name), ``FSDP_BACKWARD_PREFETCH`` (FSDP1 only), ``FSDP_FORWARD_PREFETCH``,
+      ``FSDP_USE_ORIG_PARAMS``, ``FSDP_SYNC_MODULE_STATES``, ``FSDP_OFFLOAD_PARAMS``,
+      ``FSDP_AUTO_WRAP_POLICY``, ``FSDP_MIN_NUM_PARAMS`` (SIZE_BASED_WRAP only),
+      ``FSDP_TRANSFORMER_CLS_TO_WRAP`` (comma list, when set), ``FSDP_STATE_DICT_TYPE``,
+      ``FSDP_CPU_RAM_EFFICIENT_LOADING``, ``FSDP_ACTIVATION_CHECKPOINTING`` and
+      ``FSDP_ACTIVATION_CHECKPOINTING_OFFLOAD=false``.
 
-    FSDP2 rejects a few FSDP1-only knobs when they are set (accelerate raises for
-    ``forward_prefetch``); those are left out for version 2 rather than passed as ``false``.
+    The test suite checks these against what accelerate's own launcher builds for the profile's
+    exported config. Not covered: fp8 recipes (``ACCELERATE_FP8_*``), DeepSpeed, Megatron.
     """
-    env = {"ACCELERATE_MIXED_PRECISION": str(profile.mixed_precision or "no")}
+    env = {"ACCELERATE_MIXED_PRECISION": str(profile.mixed_precision or "no"),
+           # accelerate's defaults for torch.compile: off
+           "ACCELERATE_DYNAMO_BACKEND": "NO", "ACCELERATE_DYNAMO_MODE": "default",
+           "ACCELERATE_DYNAMO_USE_FULLGRAPH": "False", "ACCELERATE_DYNAMO_USE_DYNAMIC": "False",
+           "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION": "False"}
     if profile.device == "cpu":
         env["ACCELERATE_USE_CPU"] = "true"
     if profile.strategy != "fsdp":
@@ -93,15 +100,15 @@ def accelerate_env(profile) -> dict[str, str]:
     strategy = fsdp.sharding_strategy
     env["ACCELERATE_USE_FSDP"] = "true"
     env["FSDP_VERSION"] = str(version)
-    if version == 2:
+    if version == 2:  # FSDP2 takes a bool: reshard after forward (FULL_SHARD) or not
         env["FSDP_RESHARD_AFTER_FORWARD"] = _bool(strategy in ("FULL_SHARD", "HYBRID_SHARD"))
     else:
         env["FSDP_SHARDING_STRATEGY"] = strategy
         env["FSDP_RESHARD_AFTER_FORWARD"] = strategy
         env["FSDP_BACKWARD_PREFETCH"] = fsdp.backward_prefetch
-        env["FSDP_FORWARD_PREFETCH"] = _bool(fsdp.forward_prefetch)
-        env["FSDP_USE_ORIG_PARAMS"] = _bool(fsdp.use_orig_params)
-        env["FSDP_SYNC_MODULE_STATES"] = _bool(fsdp.sync_module_states)
+    env["FSDP_FORWARD_PREFETCH"] = _bool(fsdp.forward_prefetch)
+    env["FSDP_USE_ORIG_PARAMS"] = _bool(fsdp.use_orig_params)
+    env["FSDP_SYNC_MODULE_STATES"] = _bool(fsdp.sync_module_states)
     env["FSDP_OFFLOAD_PARAMS"] = _bool(fsdp.offload_params)
     env["FSDP_AUTO_WRAP_POLICY"] = fsdp.auto_wrap_policy
     if fsdp.auto_wrap_policy == "SIZE_BASED_WRAP":
@@ -111,6 +118,7 @@ def accelerate_env(profile) -> dict[str, str]:
     env["FSDP_STATE_DICT_TYPE"] = fsdp.state_dict_type
     env["FSDP_CPU_RAM_EFFICIENT_LOADING"] = _bool(fsdp.cpu_ram_efficient_loading)
     env["FSDP_ACTIVATION_CHECKPOINTING"] = _bool(fsdp.activation_checkpointing)
+    env["FSDP_ACTIVATION_CHECKPOINTING_OFFLOAD"] = "false"
     return env
 
 
@@ -130,6 +138,12 @@ def launch_env(profile) -> dict[str, str]:
     return env
 
 
+def rdzv_id(host: str, port: int) -> str:
+    """The rendezvous id every machine of a job must share: derived from the endpoint, so each
+    machine's own ``trainwiz launch`` (or the printed command) finds the others."""
+    return f"trainwiz-{host}-{port}".replace(":", "-")
+
+
 def _target(script: str, args: list[str], module: bool, dash_module: str) -> list[str]:
     return ([dash_module, script] if module else [script]) + list(args)
 
@@ -137,13 +151,13 @@ def _target(script: str, args: list[str], module: bool, dash_module: str) -> lis
 def build_command(profile, script: str, args: list[str] | None = None, *, run_dir: str,
                   run_id: str, port: int, node_rank: int | None = None, module: bool = False,
                   nproc: int | None = None, accelerate_config: str | None = None,
-                  ) -> LaunchCommand:
+                  python: str | None = None) -> LaunchCommand:
     """The launcher argv and env changes for machine ``node_rank`` (default: the profile's)."""
     args = list(args or [])
     node_rank = profile.machine_rank if node_rank is None else node_rank
     nproc = nproc or nproc_per_node(profile)
     nnodes = int(profile.num_machines or 1)
-    python = interpreter(profile)
+    python = python or interpreter(profile)
     log_dir = f"{run_dir}/torchrun"
     env = launch_env(profile)
     if nnodes > 1 and not profile.main_address:
@@ -171,11 +185,11 @@ def build_command(profile, script: str, args: list[str] | None = None, *, run_di
             "--nproc-per-node", str(nproc)]
     if nnodes > 1 and profile.rdzv_backend == "c10d":
         argv += ["--node-rank", str(node_rank), "--rdzv-backend", "c10d",
-                 "--rdzv-endpoint", f"{host}:{port}", "--rdzv-id", run_id]
+                 "--rdzv-endpoint", f"{host}:{port}", "--rdzv-id", rdzv_id(host, port)]
     else:
         argv += ["--node-rank", str(node_rank), "--master-addr", host, "--master-port", str(port)]
         if nnodes > 1:
-            argv += ["--rdzv-id", run_id]
+            argv += ["--rdzv-id", rdzv_id(host, port)]
     argv += ["--max-restarts", str(int(profile.max_restarts or 0)),
              "--log-dir", log_dir, "--redirects", "3"]
     argv += _target(script, args, module, "-m")

@@ -249,13 +249,19 @@ class Supervisor:
     def _environ(self, proc) -> dict | None:
         import psutil
 
-        if proc.pid not in self._env_cache:
-            try:
-                env = proc.environ()
-                self._env_cache[proc.pid] = {k: env[k] for k in ("RANK", "LOCAL_RANK") if k in env}
-            except psutil.Error:
-                return None
-        return self._env_cache[proc.pid]
+        cached = self._env_cache.get(proc.pid)
+        if cached is not None:
+            return cached
+        try:
+            env = proc.environ()
+        except psutil.Error:
+            return None
+        found = {k: env[k] for k in ("RANK", "LOCAL_RANK") if k in env}
+        # Only a rank's environment is cached: between fork and exec a new rank still shows
+        # the agent's environment, so a miss is read again on the next poll.
+        if "RANK" in found:
+            self._env_cache[proc.pid] = found
+        return found
 
     def track_ranks(self) -> None:
         import psutil
