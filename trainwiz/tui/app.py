@@ -40,6 +40,7 @@ class TrainwizApp(App):
         Binding("l", "show('launch')", "Launch"),
         Binding("r", "show('runs')", "Runs"),
         Binding("q", "quit", "Quit"),
+        Binding("escape", "leave_field", "Leave field"),
     ]
 
     # Latest readings of every GPU (a tuple of GpuInfo); screens watch it.
@@ -90,6 +91,16 @@ class TrainwizApp(App):
         self.switch_mode(self.start_mode)
         self._detect()
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "leave_field":  # only offered while typing in a field
+            from textual.widgets import Input
+            return isinstance(self.screen.focused, Input)
+        return True
+
+    def action_leave_field(self) -> None:
+        """Escape leaves a text field, so the one-letter keys work again (Ctrl+Q always quits)."""
+        self.screen.set_focus(None)
+
     def action_show(self, mode: str) -> None:
         if self.current_mode != mode:
             self.switch_mode(mode)
@@ -110,6 +121,8 @@ class TrainwizApp(App):
         from trainwiz.tui.screens.monitor import MonitorScreen
         if self.current_mode not in ("runs", "launch"):
             self.switch_mode("runs")
+        # coming back, keys should navigate rather than type into the form left behind
+        self.screen.set_focus(None)
         self.push_screen(MonitorScreen(run_dir))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -43,6 +43,7 @@ def _field(label: str, widget) -> Horizontal:
 
 
 class LaunchScreen(Screen):
+    AUTO_FOCUS = None  # the first field once; later visits keep their own focus
     BINDINGS = [
         Binding("ctrl+t", "check", "Check"),
         Binding("ctrl+l", "launch", "Launch"),
@@ -56,7 +57,7 @@ class LaunchScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll(id="launch-form"):
+        with VerticalScroll(id="launch-form", can_focus=False):
             yield _field("profile", Select([], prompt="choose a profile", id="launch-profile",
                                            compact=True))
             yield _field("script", Input(placeholder="train.py", id="launch-script",
@@ -74,6 +75,7 @@ class LaunchScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#launch-script").focus()
         self.sub_title = "Launch"
 
     def on_screen_resume(self) -> None:

@@ -121,7 +121,8 @@ class ProfilesScreen(Screen):
             status.update("No profiles yet. Make one in the wizard (w) and save it with Ctrl+S.")
         else:
             damaged = sum(1 for e in message.entries if e.damaged)
-            text = f"{len(message.entries)} profile{'s' if len(message.entries) != 1 else ''}"
+            text = (f"{len(message.entries)} profile{'s' if len(message.entries) != 1 else ''}"
+                    " — Enter opens one in the wizard")
             if damaged:
                 text += f" — {damaged} damaged (left as they are; fix or delete the file)"
             status.update(text)

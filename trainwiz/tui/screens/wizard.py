@@ -101,13 +101,12 @@ def _row(label: str, widget, row_id: str | None = None) -> Horizontal:
 class WizardScreen(Screen):
     """Model and training settings with a live memory estimate per GPU."""
 
-    AUTO_FOCUS = "#model"
+    AUTO_FOCUS = None  # the first field once; later visits keep their own focus
 
     BINDINGS = [
         Binding("ctrl+s", "save", "Save profile"),
         Binding("1", "apply(1)", "Apply suggestion", key_display="1-9"),
         *[Binding(str(i), f"apply({i})", show=False) for i in range(2, 10)],
-        Binding("escape", "leave_field", "Leave field", show=False),
     ]
 
     def __init__(self) -> None:
@@ -130,7 +129,7 @@ class WizardScreen(Screen):
         cfg = self.config
         yield Header()
         with Horizontal(id="wizard-body"):
-            with VerticalScroll(id="wizard-form"):
+            with VerticalScroll(id="wizard-form", can_focus=False):
                 yield Label("Model", classes="section")
                 yield Input(placeholder="catalog name or path to config.json", id="model",
                             compact=True)
@@ -172,6 +171,7 @@ class WizardScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#model").focus()
         self.sub_title = "Wizard"
         self.query_one("#fsdp-options").display = self.config.strategy == "fsdp"
         self.watch(self.app, "gpus", self._gpus_changed)
@@ -238,9 +238,6 @@ class WizardScreen(Screen):
     @on(Input.Submitted, "#model")
     def _model_submitted(self) -> None:
         self.focus_next()
-
-    def action_leave_field(self) -> None:
-        self.set_focus(None)
 
     @work(thread=True, exclusive=True, group="model", exit_on_error=False)
     def _resolve(self, spec: str) -> None:
