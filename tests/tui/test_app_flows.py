@@ -131,3 +131,44 @@ async def test_damaged_profile_is_listed_as_such_and_delete_asks_first(make_app,
         await wait_for(pilot, lambda: not (folder / "broken.yaml").exists())
         await wait_for(pilot, lambda: table.row_count == 1)
         assert (folder / "good.yaml").exists()
+
+
+async def test_wizard_estimate_follows_the_form_and_a_suggestion_applies_with_one_key(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: app.screen.focused and app.screen.focused.id == "model")
+        wizard = app.screen
+        await pilot.press(*"llama-3-8b")
+        await wait_for(pilot, lambda: wizard.fits)
+        panel = wizard.query_one("#memory")
+        ddp = wizard.current_estimate()
+        assert len(wizard.fits) == 2  # one bar per GPU
+        text = text_of(panel)
+        assert "GPU0" in text and "GPU1" in text and "params" in text and "optim" in text
+        words = {"fits": "FITS", "tight": "TIGHT", "does not fit": "DOES NOT FIT"}
+        assert words[ddp.verdict] in text  # the verdict is spelled out, not only coloured
+
+        await _choose(pilot, "strategy", "fsdp")
+        await wait_for(pilot, lambda: wizard.current_estimate().config.strategy == "fsdp")
+        fsdp = wizard.current_estimate()
+        assert fsdp.per_gpu.total < ddp.per_gpu.total  # sharding shows at once
+        assert f"{fsdp.per_gpu.total / 2**30:.1f}" in text_of(panel)
+
+        # the ranked suggestions are numbered; one key applies the first
+        assert fsdp.suggestions, "an 8B model on 2 GPUs should come with suggestions"
+        first = fsdp.suggestions[0]
+        assert "1 " in text_of(panel) and first.note in " ".join(text_of(panel).split())
+        wizard.set_focus(None)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: all(getattr(wizard.config, k) == v
+                                          for k, v in first.change.items()))
+        after = wizard.current_estimate()
+        assert after.per_gpu.total == first.total
+        from trainwiz.tui.screens.wizard import SELECT_FIELDS
+
+        select_for = {field: select_id for select_id, field in SELECT_FIELDS.items()}
+        for key, value in first.change.items():  # the form shows the applied values
+            if key in select_for:
+                assert wizard.query_one(f"#{select_for[key]}").value == value
