@@ -55,8 +55,10 @@ def cmd_runs(args) -> int:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for col in ("ID", "STATE", "PROFILE", "SCRIPT", "STARTED (UTC)", "RANKS"):
-        table.add_column(col, no_wrap=True)
+    table.add_column("ID (UTC start)", no_wrap=True, min_width=20)
+    table.add_column("STATE", no_wrap=True, min_width=9)
+    for col in ("PROFILE", "SCRIPT", "RANKS"):
+        table.add_column(col, no_wrap=True, overflow="ellipsis")
     table.add_column("FAILURE", overflow="fold")
     for r in runs:
         fail = ""
@@ -64,8 +66,7 @@ def cmd_runs(args) -> int:
             who = f"rank {r.failure.rank}" if r.failure.rank is not None else "launcher"
             fail = f"{who}: {r.failure.message}" + (" [OOM]" if r.failure.oom else "")
         script = (r.script or "").rsplit("/", 1)[-1]
-        table.add_row(r.id, r.state, r.profile or "", script, (r.started_at or "")[:19].replace("T", " "),
-                      str(len(r.ranks)), fail[:70])
+        table.add_row(r.id, r.state, r.profile or "", script, str(len(r.ranks)), fail[:120])
     Console().print(table)
     return 0
 

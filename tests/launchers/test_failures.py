@@ -1,0 +1,37 @@
+"""Reading torchrun's failure report and rank logs (pure text; torch only builds the input)."""
+
+from __future__ import annotations
+
+import json
+
+from trainwiz.launchers.failures import is_oom, message_from_log, parse_failure_table, read_error_file
+
+
+def test_parses_torchrun_child_failed_report(tmp_path):
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    err = tmp_path / "error.json"
+    err.write_text(json.dumps({"message": {"message": "RuntimeError: boom", "extraInfo": {
+        "py_callstack": "Traceback ...\nRuntimeError: boom", "timestamp": "1700000000"}}}))
+    failures = {
+        0: ProcessFailure(local_rank=0, pid=111, exitcode=-15, error_file=str(tmp_path / "none")),
+        3: ProcessFailure(local_rank=1, pid=222, exitcode=1, error_file=str(err)),
+    }
+    text = "noise\n" + str(ChildFailedError("train.py", failures)) + "\n"
+    entries = {e.rank: e for e in parse_failure_table(text)}
+    assert set(entries) == {0, 3}
+    assert (entries[3].exit_code, entries[3].pid, entries[3].local_rank) == (1, 222, 1)
+    assert entries[3].error_file == str(err) and entries[3].root
+    assert entries[0].exit_code == -15 and entries[0].error_file is None
+    assert read_error_file(entries[3].error_file)[0] == "RuntimeError: boom"
+
+
+def test_message_and_oom_from_a_log_tail():
+    tail = ["[rank1]: Traceback (most recent call last):",
+            '[rank1]:   File "t.py", line 3, in <module>',
+            "[rank1]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+            "W1127 agent noise"]
+    msg = message_from_log(tail)
+    assert msg.startswith("torch.OutOfMemoryError: CUDA out of memory")
+    assert is_oom(msg) and not is_oom("RuntimeError: boom")
+    assert message_from_log(["", "just a line", ""]) == "just a line"
