@@ -16,7 +16,7 @@ ARROWS = r"[^\n]*\(Use (shortcuts or )?arrow keys"  # a select's first drawing, 
 def spawn(isolated_env, cwd: Path, *args: str):
     env = dict(isolated_env, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
     child = pexpect.spawn(sys.executable, ["-m", "trainwiz", "config", *args], env=env,
-                          cwd=str(cwd), encoding="utf-8", timeout=30, dimensions=(40, 120))
+                          cwd=str(cwd), encoding="utf-8", timeout=30, dimensions=(50, 200))
     return child
 
 
@@ -63,7 +63,7 @@ def test_wizard_project_store_asks_before_replacing(isolated_env, tmp_path):
     answer(child, "Model", "\r")  # no model: no estimate questions
     answer(child, "Mixed precision" + ARROWS, "f\r")
     answer(child, "Strategy" + ARROWS, "\r")
-    answer(child, "exists. Replace it", "n")
+    answer(child, "Replace profile 'mine'", "n")
     answer(child, "Profile name", "\x15other\r")
     child.expect(pexpect.EOF)
     child.close()

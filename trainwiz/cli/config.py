@@ -394,7 +394,8 @@ def _wizard(args: argparse.Namespace) -> int:
         force = False
         existing = find_profile(name)
         if existing is not None and (existing[1] == scope):
-            force = _ask(questionary.confirm(f"{existing[0]} exists. Replace it?", default=False))
+            console.print(f"{existing[0]} already exists.")
+            force = _ask(questionary.confirm(f"Replace profile '{name}'?", default=False))
             if not force:
                 name = None
                 continue
