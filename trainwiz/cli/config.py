@@ -74,8 +74,9 @@ def format_estimate(est) -> str:
     per = est.per_gpu.total
     line = f"Memory per GPU: {_gib(per)}"
     if est.gpu_memory:
-        line += f" of {_gib(est.gpu_memory)}"
-    line += f" — {est.verdict}"
+        line += f" of {_gib(est.gpu_memory)} — {est.verdict}"
+    else:
+        line += " (no GPU here to compare with; --simulate SPEC plans for one)"
     if est.fits is False and est.suggestions:
         s = est.suggestions[0]
         line += f"; try {s.note} ({_gib(s.total)})"
