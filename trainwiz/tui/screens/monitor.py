@@ -83,8 +83,15 @@ def load_plan(run_dir: Path, num_gpus: int | None, gpus: list, name: str | None 
         est = estimate(model, config, gpu_memory=min(caps) if caps else None)
     except Exception as exc:  # a profile the estimator cannot read: the monitor still works
         return Plan(error=f"no estimate: {exc}")
-    fix = next((s for s in est.suggestions if s.fits), None)
+    have = len(gpus) or None
+    fix = next((s for s in est.suggestions if s.fits and not (
+        have and s.change.get("num_gpus", 0) > have)), None)
     return Plan(profile=profile, estimate=est, fix=fix)
+
+
+def short_name(name: str | None) -> str:
+    """"NVIDIA H100 80GB HBM3" -> "H100 80GB HBM3": the panel's first line is short."""
+    return (name or "").removeprefix("NVIDIA ").removeprefix("GeForce ")
 
 
 def rank_state(rank, run_state: str) -> str:
@@ -245,7 +252,7 @@ class MonitorScreen(Screen):
             history = tuple(next((g.get("memory_used") for g in s.get("gpus", [])
                                   if g.get("index") == index), None) for s in samples)
             traces.append(GpuTrace(
-                label=f"GPU {index} {gpu.get('name') or ''}".rstrip(),
+                label=f"GPU {index} {short_name(gpu.get('name'))}".rstrip(),
                 used=gpu.get("memory_used"), total=gpu.get("memory_total"), history=history,
                 utilization=gpu.get("utilization"), temperature=gpu.get("temperature"),
                 power=gpu.get("power_draw"), estimate=est_total))

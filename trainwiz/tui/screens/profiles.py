@@ -6,6 +6,7 @@ never rewritten.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rich.text import Text
@@ -31,6 +32,17 @@ class ProfileActionDone(Message):
         super().__init__()
         self.text = text
         self.error = error
+
+
+def short_error(message: str, path) -> str:
+    """The error without the file's path (the row already names the profile)."""
+    rest = message.removeprefix(str(path))
+    if rest == message:
+        return message
+    match = re.match(r"^:(\d+):\s*", rest)
+    if match:
+        return f"line {match.group(1)}: {rest[match.end():]}"
+    return rest.lstrip(": ")
 
 
 def summary(profile) -> str:
@@ -106,6 +118,7 @@ class ProfilesScreen(Screen):
         for entry in message.entries:
             if entry.damaged:
                 first = (entry.error or "").splitlines()[0] if entry.error else ""
+                first = short_error(first, entry.path)
                 line = Text(f"DAMAGED: {first}", style="red")
             else:
                 line = Text(summary(entry.profile))

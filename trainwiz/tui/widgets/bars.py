@@ -12,13 +12,13 @@ SPARKS = "▁▂▃▄▅▆▇█"
 
 def stacked_bar(segments: Sequence[Segment], capacity: int | float | None, width: int,
                 empty: str = "·", empty_style: str = "bright_black",
-                marker: int | float | None = None, marker_glyph: str = "┃",
+                marker: int | float | None = None, marker_glyph: str = "◆",
                 marker_style: str = "bold") -> Text:
     """A bar ``width`` cells wide: the segments in order, against ``capacity``.
 
     When the segments add up to more than ``capacity`` the bar is scaled to hold them all and
     the capacity is marked with a red ``┃``: how far past the edge you are stays visible.
-    ``marker`` draws a ``┃`` at another value (the monitor's estimated peak).
+    ``marker`` draws a ``◆`` at another value (the monitor's estimated peak).
     """
     width = max(width, 1)
     total = sum(max(a, 0) for a, _, _ in segments)
@@ -33,10 +33,11 @@ def stacked_bar(segments: Sequence[Segment], capacity: int | float | None, width
         end = min(width, round(acc / scale * width))
         n = max(end - len(cells), 1 if len(cells) < width else 0)
         cells.extend([(glyph, style)] * min(n, width - len(cells)))
-    cells.extend([(empty, empty_style)] * (width - len(cells)))
-    if cap is not None and total > cap:
-        pos = min(width - 1, int(cap / scale * width))
-        cells[pos] = ("┃", "bold red")
+    cap_pos = min(width - 1, int(cap / scale * width)) if cap is not None else width
+    while len(cells) < width:  # free memory up to capacity; nothing drawn past it
+        cells.append((empty, empty_style) if len(cells) < cap_pos else (" ", ""))
+    if cap is not None and scale > cap:  # the bar runs past capacity: mark where it ends
+        cells[cap_pos] = ("┃", "bold red")
     if marker is not None and marker > 0:
         pos = min(width - 1, int(marker / scale * width))
         cells[pos] = (marker_glyph, marker_style)
@@ -76,3 +77,16 @@ def sparkline(values: Sequence[float | None], width: int, maximum: float | None 
             idx = min(len(SPARKS) - 1, max(0, int((v - lo) / span * (len(SPARKS) - 1) + 0.5)))
             text.append(SPARKS[idx], style="cyan")
     return text
+
+
+def clip_lines(text: Text, width: int) -> Text:
+    """Each line cut to ``width`` cells with an ellipsis: panels with a fixed height stay
+    readable in a narrow terminal instead of wrapping into the next row."""
+    lines = text.split("\n", allow_blank=True)
+    out = Text()
+    for i, line in enumerate(lines):
+        line.truncate(max(width, 1), overflow="ellipsis")
+        if i:
+            out.append("\n")
+        out.append_text(line)
+    return out

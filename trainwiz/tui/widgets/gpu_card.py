@@ -7,7 +7,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from trainwiz.tui import fmt
-from trainwiz.tui.widgets.bars import usage_bar
+from trainwiz.tui.widgets.bars import clip_lines, usage_bar
 
 
 def render_gpu(gpu, width: int, stale: bool = False) -> Text:
@@ -21,6 +21,9 @@ def render_gpu(gpu, width: int, stale: bool = False) -> Text:
         text.append(f"  cc {gpu.compute_capability}", style="bright_black")
     if stale:
         text.append("  not answering (last reading shown)", style="bold red")
+    error = getattr(gpu, "error", None)
+    if error:
+        text.append(f"  error: {error}", style="bold red")
     text.append("\n")
     numbers = (f" {fmt.gib(gpu.memory_used)}/{fmt.gib(gpu.memory_total)} GiB"
                f"  util {fmt.pct(gpu.utilization):>4}  {fmt.temp(gpu.temperature):>5}"
@@ -59,4 +62,5 @@ class GpuCard(Widget):
     def render(self) -> Text:
         if self.gpu is None:
             return Text("no reading", style="bright_black")
-        return render_gpu(self.gpu, self.content_size.width or 78, self.stale)
+        width = self.content_size.width or 78
+        return clip_lines(render_gpu(self.gpu, width, self.stale), width)

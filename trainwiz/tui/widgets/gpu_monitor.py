@@ -10,7 +10,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from trainwiz.tui import fmt
-from trainwiz.tui.widgets.bars import sparkline, usage_bar
+from trainwiz.tui.widgets.bars import clip_lines, sparkline, usage_bar
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,9 @@ def render_trace(trace: GpuTrace, width: int) -> Text:
                 f"{fmt.watts(trace.power)}")
     if trace.estimate is not None:
         peak = max((v for v in trace.history if v is not None), default=None)
-        text.append("  est ", style="magenta")
+        text.append("  ◆ est ", style="magenta")
         text.append(f"{fmt.gib(trace.estimate)}", style="magenta")
-        text.append(f" / actual peak {fmt.gib(peak)} GiB")
+        text.append(f" peak {fmt.gib(peak)}")
     text.append("\n")
     numbers = f" {fmt.gib(trace.used)}/{fmt.gib(trace.total)} GiB"
     half = max((width - len(numbers)) // 2, 8)
@@ -64,4 +64,5 @@ class GpuMonitorPanel(Widget):
     def render(self) -> Text:
         if self.trace is None:
             return Text("waiting for the first sample…", style="bright_black")
-        return render_trace(self.trace, self.content_size.width or 78)
+        width = self.content_size.width or 78
+        return clip_lines(render_trace(self.trace, width), width)
