@@ -24,6 +24,8 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to wait per step")
     parser.add_argument("--fail-rank", type=int, default=None, help="this rank raises (testing)")
     parser.add_argument("--fail-step", type=int, default=2)
+    parser.add_argument("--fail-oom", action="store_true",
+                        help="the failing rank raises torch's out-of-memory error instead")
     args = parser.parse_args()
 
     use_cuda = torch.cuda.is_available()
@@ -45,6 +47,9 @@ def main() -> None:
     gen = torch.Generator().manual_seed(rank)
     for step in range(args.steps):
         if args.fail_rank == rank and step == args.fail_step:
+            if args.fail_oom:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB "
+                                             f"(simulated on rank {rank})")
             raise RuntimeError(f"rank {rank} failed on purpose at step {step}")
         x = torch.randn(16, 32, generator=gen).to(device)
         y = x.sum(dim=1, keepdim=True)

@@ -74,14 +74,15 @@ def test_failing_rank_is_named_and_the_other_rank_ended(run_cli, tmp_path):
     prof = write_profile(tmp_path, device="cuda", gpu_ids=[0, 1], num_processes=None)
     out = run_cli("launch", "--detach", "--simulate", "2xH100-80GB", "--profile", str(prof),
                   TRAIN_DDP, "--", "--steps", "200", "--sleep", "0.2", "--fail-rank", "1",
-                  "--fail-step", "8")
+                  "--fail-step", "8", "--fail-oom")
     assert out.returncode == 0, out.stderr
     run_dir = launched_dir(out.stdout)
     st = wait_state(run_dir, ("failed", "succeeded"))
     assert st["state"] == "failed"
     fail = st["failure"]
-    assert fail["rank"] == 1 and fail["exit_code"] == 1 and fail["oom"] is False
-    assert "RuntimeError: rank 1 failed on purpose at step 8" in fail["message"]
+    assert fail["rank"] == 1 and fail["exit_code"] == 1 and fail["oom"] is True
+    assert "OutOfMemoryError: CUDA out of memory" in fail["message"]
+    assert "simulated on rank 1" in fail["message"]
     codes = {r["rank"]: r["exit_code"] for r in st["ranks"]}
     assert codes[1] == 1 and codes[0] not in (0, None)  # rank 0 was ended by the launcher
     wait_all_gone(run_pids(st))
@@ -95,7 +96,8 @@ def test_failing_rank_is_named_and_the_other_rank_ended(run_cli, tmp_path):
     assert [g["index"] for g in gpus] == [0, 1]
     assert all(g["memory_used"] >= r["rss"] for g, r in zip(gpus, during[-1]["ranks"]))
     listing = run_cli("runs")
-    assert "rank 1: RuntimeError: rank 1 failed on purpose" in " ".join(listing.stdout.split())
+    assert "rank 1: OutOfMemoryError: CUDA out of memory" in " ".join(listing.stdout.split())
+    assert "[OOM]" in listing.stdout
 
 
 def test_supervisor_sigkill_leaves_no_rank_alive(run_cli, tmp_path):
