@@ -26,8 +26,9 @@ def write_profiles(config_home: Path) -> Path:
     return folder
 
 
-def write_failed_run(state_home: Path) -> Path:
-    """A 2-rank run on the simulated box whose rank 1 ran out of memory."""
+def write_failed_run(state_home: Path, running: bool = False) -> Path:
+    """A 2-rank run on the simulated box whose rank 1 ran out of memory (or, with
+    ``running``, the same run before it failed: both ranks still going)."""
     from trainwiz.launchers.rundir import (
         Failure,
         RankStatus,
@@ -54,6 +55,14 @@ def write_failed_run(state_home: Path) -> Path:
         folder.mkdir(parents=True)
         (folder / "stdout.log").write_text("\n".join(lines) + "\n")
         (folder / "stderr.log").write_text("")
+    if running:
+        save_status(run_dir, RunStatus(
+            id=RUN_ID, state="running", profile="llama-ddp", script="/work/train.py",
+            started_at="2026-01-01T12:00:00+00:00", run_dir=str(run_dir), device="cuda",
+            num_processes=2, simulate="2xH100-80GB",
+            ranks=[RankStatus(rank=0, pid=5000, local_rank=0),
+                   RankStatus(rank=1, pid=5001, local_rank=1)]))
+        return run_dir
     save_status(run_dir, RunStatus(
         id=RUN_ID, state="failed", profile="llama-ddp", script="/work/train.py",
         args=["--epochs", "1"], started_at="2026-01-01T12:00:00+00:00",

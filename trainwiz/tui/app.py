@@ -50,6 +50,8 @@ class TrainwizApp(App):
     # one line about the hardware for the user (no GPU, NVML failed, GPU not answering)
     hardware_message: reactive[str | None] = reactive(None)
     host = reactive(None)
+    # True while the GPUs do not answer: screens keep the last readings and say so
+    gpus_stale: reactive[bool] = reactive(False)
 
     def __init__(self, simulate: str | None = None, *, poll_interval: float | None = 2.0,
                  start_mode: str = "gpus") -> None:
@@ -178,10 +180,12 @@ class TrainwizApp(App):
     @on(GpusSampled)
     def _on_sampled(self, message: GpusSampled) -> None:
         if message.snapshot is not None:
+            self.gpus_stale = False
             self.gpus = tuple(message.snapshot.gpus)
             if self.detection is not None:
                 self.hardware_message = self.detection.message
         else:
+            self.gpus_stale = True
             self.hardware_message = message.error
         if self.poll_interval:
             self.set_timer(self.poll_interval, self._sample)

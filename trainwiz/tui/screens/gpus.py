@@ -37,6 +37,12 @@ class GpusScreen(Screen):
         self.watch(self.app, "gpus", self._show_gpus)
         self.watch(self.app, "hardware_message", self._show_banner)
         self.watch(self.app, "source", self._show_banner)
+        self.watch(self.app, "gpus_stale", self._show_stale)
+
+    def _show_stale(self, stale: bool) -> None:
+        for card in self.query(GpuCard):
+            card.stale = stale
+        self._show_banner()
 
     def _show_banner(self, _value=None) -> None:
         banner = self.query_one("#mode-banner", Static)
@@ -44,8 +50,11 @@ class GpusScreen(Screen):
         message = self.app.hardware_message
         banner.remove_class("planning", "warning")
         if source == "simulated":
-            banner.update(f"PLANNING MODE (simulated GPUs: {self.app.simulate}) — "
-                          "readings are not from this machine")
+            text = (f"PLANNING MODE (simulated GPUs: {self.app.simulate}) — "
+                    "readings are not from this machine")
+            if self.app.gpus_stale and message:
+                text += f"\n{message}"
+            banner.update(text)
             banner.add_class("planning")
         elif source in ("none", "unavailable"):
             banner.update(f"PLANNING MODE — {message or 'no GPU found'}")
@@ -62,15 +71,20 @@ class GpusScreen(Screen):
             return
         self.query_one("#host-line", Static).update(
             host_line(self.app.host, self.app.source, len(gpus)))
-        stale = bool(self.app.hardware_message and "answering" in self.app.hardware_message)
+        stale = self.app.gpus_stale
         container = self.query_one("#gpu-list", VerticalScroll)
         cards = list(container.query(GpuCard))
+        if not gpus:
+            if not container.query(".hint"):
+                container.remove_children()
+                container.mount(Static("No GPUs to show. The wizard still works: it plans "
+                                       "against unknown memory, or start with --simulate "
+                                       "8xH100-80GB to plan for a box you do not have.",
+                                       classes="hint"))
+            return
         if len(cards) != len(gpus):
             container.remove_children()
             container.mount_all([GpuCard(gpu, id=f"gpu-{gpu.index}") for gpu in gpus])
-            if not gpus:
-                container.mount(Static("No GPUs to show. Use --simulate 8xH100-80GB to plan "
-                                       "for a box you do not have.", classes="hint"))
             return
         for card, gpu in zip(cards, gpus):
             card.gpu = gpu

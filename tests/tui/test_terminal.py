@@ -1,0 +1,83 @@
+"""The real app in a real terminal: tmux at 80x24, keys sent, the pane read back as text."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Tmux:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.socket = f"trainwiz-test-{uuid.uuid4().hex[:8]}"
+        self.env = env
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], env=self.env, check=True,
+                              capture_output=True, text=True, timeout=20).stdout
+
+    def start(self, command: str, width: int = 80, height: int = 24) -> None:
+        self.run("new-session", "-d", "-s", "app", "-x", str(width), "-y", str(height), command)
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        self.run("send-keys", "-t", "app", *(["-l"] if literal else []), *keys)
+        time.sleep(0.2)
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "app")
+
+    def wait_for(self, *texts: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if all(t in screen for t in texts):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{texts} not on screen after {timeout}s:\n{screen}")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], env=self.env,
+                       capture_output=True, timeout=20)
+
+
+@pytest.fixture
+def tmux(isolated_env, tmp_path):
+    env = dict(isolated_env)
+    env.pop("NO_COLOR", None)
+    env.pop("COLUMNS", None)
+    env["TMUX_TMPDIR"] = str(tmp_path)
+    session = Tmux(env)
+    yield session
+    session.kill()
+
+
+def test_app_in_tmux_at_80x24(tmux, tmp_path):
+    cmd = (f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m trainwiz "
+           "--simulate 2xH100-80GB; echo EXITED $?; sleep 30")
+    tmux.start(cmd)
+    screen = tmux.wait_for("PLANNING MODE", "GPU 1", "79.6 GiB")
+    assert "GPU 0" in screen and "util" in screen
+    lines = screen.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+
+    tmux.keys("w")
+    tmux.wait_for("Memory per GPU", "strategy")
+    tmux.keys("llama-3-8b", literal=True)
+    screen = tmux.wait_for("8.03B parameters", "needed per GPU")
+    assert any(word in screen for word in ("FITS", "TIGHT", "DOES NOT FIT"))
+    assert "Suggestions" in screen
+
+    tmux.keys("Escape")  # leave the text field: one-letter keys navigate again
+    tmux.keys("p")
+    tmux.wait_for("No profiles yet")
+    tmux.keys("q")
+    tmux.wait_for("EXITED 0")
