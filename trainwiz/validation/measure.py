@@ -42,7 +42,11 @@ def _build_model(case: Case):
     model = auto.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
     model.train()
     if case.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     del transformers
     return model
 
@@ -186,6 +190,8 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
     n_params, param_bytes = _param_bytes(model)
     batch = _batch(case, rank)
     extra: dict = {"params": n_params, "param_bytes": param_bytes}
+    # Before wrapping: an FSDP forward on one rank only would wait for collectives forever.
+    extra["sdpa_ops"] = _sdpa_ops(model, case, batch) if rank == 0 else []
 
     if case.strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -210,11 +216,11 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
         fully_shard(model, **kw)
 
     opt = _optimizer(case, model.parameters())
-    inner = model.module if case.strategy == "ddp" else model
-    extra["sdpa_ops"] = _sdpa_ops(inner, case, batch) if rank == 0 else []
 
-    for _ in range(2):  # warm-up: optimizer state exists, DDP buckets rebuilt
-        _step(model, opt, batch, case)
+    _step(model, opt, batch, case)  # warm-up 1: optimizer state exists; DDP rebuilds buckets
+    buckets: list = []
+    with _CaptureCollectives(buckets) if case.strategy == "ddp" else contextlib.nullcontext():
+        _step(model, opt, batch, case)  # warm-up 2: DDP's final buckets are all-reduced
     t1 = time.perf_counter()
 
     if case.strategy == "fsdp":
@@ -224,7 +230,11 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
         tracker.track_inputs((batch,))
     else:
         tracker = MemTracker()
-        tracker.track_external(model, opt, batch["input_ids"], batch["labels"])
+        # DDP's flat gradient buckets live for the whole run (CUDA's max_memory_allocated sees
+        # them) but are allocated in C++ before the tracker starts; left alone, MemTracker
+        # only meets them when the all-reduce returns them mid-backward and books them as Temp.
+        # Register them up front so they are counted all step long, as "Other".
+        tracker.track_external(model, opt, batch["input_ids"], batch["labels"], *buckets)
     with tracker:
         record = _step(model, opt, batch, case, tracker)
     t2 = time.perf_counter()
@@ -232,17 +242,52 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
     res = _result_from_record(record, tracker)
     if case.strategy == "ddp":
         res["ddp_buckets"] = _ddp_bucket_info(model)
+        res["ddp_buckets"]["tracked_as_other_bytes"] = _storage_bytes(buckets)
     res.update(extra)
     res["rank"] = rank
     res["seconds"] = {"build_and_warmup": round(t1 - t0, 2), "measured_step": round(t2 - t1, 2)}
     return res
 
 
+class _CaptureCollectives:
+    """Dispatch mode that keeps the tensors all-reduce ops return (DDP's bucket buffers)."""
+
+    def __init__(self, out: list) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                res = func(*args, **(kwargs or {}))
+                if "allreduce" in str(func):
+                    import torch
+                    from torch.utils._pytree import tree_flatten
+
+                    out.extend(t for t in tree_flatten(res)[0] if isinstance(t, torch.Tensor))
+                return res
+
+        self._mode = _Mode()
+
+    def __enter__(self):
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._mode.__exit__(*exc)
+
+
+def _storage_bytes(tensors: list) -> int:
+    seen: dict[int, int] = {}
+    for t in tensors:
+        st = t.untyped_storage()
+        seen[st.data_ptr()] = st.nbytes()
+    return sum(seen.values())
+
+
 def _ddp_bucket_info(ddp_model) -> dict:
     """DDP's flat gradient buckets are allocated in C++ at construction (and on the rebuild after
-    the first step), outside any Python dispatch mode: MemTracker does not see them. Report
-    their size: from DDP's logging data and by summing the trainable parameters' bytes."""
-    info: dict = {"visible_to_memtracker": False}
+    the first step), before the tracker starts: MemTracker only meets them when an all-reduce
+    returns them. Report their size from DDP's logging data and by summing trainable bytes."""
+    info: dict = {}
     computed = 0
     for p in ddp_model.module.parameters():
         if p.requires_grad:
@@ -270,8 +315,14 @@ def _free_port() -> int:
 
 
 def _dist_worker(rank: int, world: int, port: int, case_json: str, out_dir: str) -> None:
+    import faulthandler
+    import sys
+
     import torch.distributed as dist
 
+    # A hung collective must not hang the suite: dump every thread's stack and exit.
+    faulthandler.dump_traceback_later(float(os.environ.get("TRAINWIZ_VALIDATION_TIMEOUT", "600")),
+                                      exit=True, file=sys.stderr)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     dist.init_process_group("gloo", rank=rank, world_size=world)
