@@ -66,12 +66,12 @@ class MonitorApp(App):
             return 1
         if status.state == "succeeded" or not status.finished:
             return 0
-        return 130 if self.outcome == "stopped" else 1
+        return 1
 
 
 def run_monitor(run_dir: Path) -> int:
     """Show the monitor of ``run_dir`` until the user leaves; returns an exit code: 0 when the
-    run succeeded or was left running, 1 when it failed, 130 when the user stopped it."""
+    run succeeded or was left running, 1 when it failed or was stopped (as the plain view)."""
     app = MonitorApp(Path(run_dir))
     app.run()
     if app.return_code is None:

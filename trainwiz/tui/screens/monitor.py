@@ -329,6 +329,15 @@ class MonitorScreen(Screen):
         table.move_cursor(row=(table.cursor_row + step) % len(self._rank_keys))
 
     # -- actions ---------------------------------------------------------------------------
+    def palette_commands(self):
+        from textual.app import SystemCommand
+
+        yield SystemCommand("Stop the run", "Stop this run (asks first)", self.action_stop)
+        yield SystemCommand("Leave the monitor", "The run keeps going", self.action_leave)
+        if not self.standalone and self.plan is not None and self.plan.fix is not None:
+            yield SystemCommand("Open the fitting change in the wizard", self.plan.fix.note,
+                                self.action_fix)
+
     def action_stop(self) -> None:
         from trainwiz.tui.screens.confirm import ConfirmScreen
 

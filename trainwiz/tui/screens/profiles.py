@@ -140,6 +140,16 @@ class ProfilesScreen(Screen):
                 text += f" — {damaged} damaged (left as they are; fix or delete the file)"
             status.update(text)
 
+    def palette_commands(self):
+        from textual.app import SystemCommand
+
+        yield SystemCommand("Open profile in the wizard", "The selected profile", self.action_open)
+        yield SystemCommand("Duplicate profile", "Copy the selected profile", self.action_duplicate)
+        yield SystemCommand("Delete profile", "Delete the selected profile (asks first)",
+                            self.action_delete)
+        yield SystemCommand("Export profile for accelerate", "Write an accelerate config file",
+                            self.action_export)
+
     def selected(self):
         table = self.query_one(DataTable)
         if not self.entries or table.cursor_row is None or table.cursor_row >= len(self.entries):

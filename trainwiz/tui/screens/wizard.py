@@ -166,6 +166,7 @@ class WizardScreen(Screen):
                 yield _row("act. ckpt", Select(_options((False, True), ON_OFF),
                                                value=cfg.activation_checkpointing,
                                                allow_blank=False, compact=True, id="ckpt"))
+                yield Static("", id="config-extras", classes="hint")
             with VerticalScroll(id="memory-scroll"):
                 yield MemoryPanel(id="memory")
         yield Footer()
@@ -271,6 +272,7 @@ class WizardScreen(Screen):
     def recompute(self) -> None:
         panel = self.query_one("#memory", MemoryPanel)
         cfg = self.config
+        self._show_extras()
         panel.title = f"{STRATEGY_LABELS.get(cfg.strategy, cfg.strategy)} · {cfg.num_gpus} GPU" \
                       f"{'s' if cfg.num_gpus != 1 else ''}"
         if self.model is None:
@@ -306,6 +308,29 @@ class WizardScreen(Screen):
         self.fits = fits
         panel.message = ""
         panel.fits = fits
+
+    def _show_extras(self) -> None:
+        """Settings a suggestion changed that have no field in the form: say they are on."""
+        defaults = TrainConfig()
+        shown = set(SELECT_FIELDS.values())
+        extras = [f"{f.name.replace('_', ' ')}: {getattr(self.config, f.name)}"
+                  for f in dataclasses.fields(TrainConfig)
+                  if f.name not in shown and f.name != "num_gpus"
+                  and getattr(self.config, f.name) != getattr(defaults, f.name)]
+        extras_line = self.query_one("#config-extras", Static)
+        extras_line.update(("also: " + ", ".join(extras) + " (not saved in the profile)")
+                           if extras else "")
+        extras_line.display = bool(extras)
+
+    def palette_commands(self):
+        from textual.app import SystemCommand
+
+        yield SystemCommand("Save profile", "Save the wizard's settings as a profile",
+                            self.action_save)
+        est = self.current_estimate()
+        for i, sug in enumerate(est.suggestions[:9] if est else (), 1):
+            yield SystemCommand(f"Apply suggestion {i}", sug.note,
+                                lambda i=i: self.action_apply(i))
 
     def current_estimate(self):
         return overall(self.fits)
