@@ -91,7 +91,8 @@ class TrainwizApp(App):
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)
-        self._detect()
+        # probe after the first frame: the worker's imports would compete with it for the GIL
+        self.call_after_refresh(self._detect)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "leave_field":  # only offered while typing in a field

@@ -4,7 +4,9 @@
 
 Starts ``python -m trainwiz`` in an 80x24 pty (pexpect) and times, from process start:
 the first frame (the header is drawn), and the GPU dashboard filled in (the first GPU card),
-then quits with Ctrl+Q. Also reports whether the app process imported torch (it must not).
+then quits with Ctrl+Q. A bare three-widget Textual app is timed the same way, interleaved,
+as the floor on this machine. Also reports whether the app process imported torch (it must
+not).
 """
 
 from __future__ import annotations
@@ -16,13 +18,25 @@ import sys
 import time
 
 
-def _one(simulate: str) -> tuple[float, float]:
+BARE_APP = (
+    "from textual.app import App\n"
+    "from textual.widgets import Footer, Header, Static\n"
+    "class Bare(App):\n"
+    "    TITLE = 'trainwiz'\n"
+    "    def compose(self):\n"
+    "        yield Header(); yield Static('GPU 0'); yield Footer()\n"
+    "Bare().run()\n"
+)
+
+
+def _one(simulate: str | None) -> tuple[float, float]:
+    """(first frame, first GPU card) in seconds; ``simulate`` None runs the bare app."""
     import pexpect
 
     env = dict(os.environ, TERM="xterm-256color", TEXTUAL_ANIMATIONS="none")
+    args = ["-c", BARE_APP] if simulate is None else ["-m", "trainwiz", "--simulate", simulate]
     start = time.perf_counter()
-    child = pexpect.spawn(sys.executable, ["-m", "trainwiz", "--simulate", simulate], env=env,
-                          dimensions=(24, 80), timeout=30)
+    child = pexpect.spawn(sys.executable, args, env=env, dimensions=(24, 80), timeout=30)
     try:
         child.expect("trainwiz")
         first = time.perf_counter() - start
@@ -63,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--simulate", default="8xH100-80GB")
     args = parser.parse_args(argv)
-    firsts, filled = [], []
+    firsts, filled, bare = [], [], []
     _one(args.simulate)  # warm the file cache: the first start of a box is slower
-    for _ in range(args.runs):
+    for _ in range(args.runs):  # interleaved, so machine load hits both alike
         a, b = _one(args.simulate)
         firsts.append(a)
         filled.append(b)
+        bare.append(_one(None)[0])
 
     def fmt(values: list[float]) -> str:
         return (f"median {statistics.median(values) * 1000:.0f} ms "
@@ -78,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(process start to screen, Python {sys.version.split()[0]})")
     print(f"  first frame:        {fmt(firsts)}")
     print(f"  GPU card drawn:     {fmt(filled)}")
+    print(f"  bare Textual app (Header, Static, Footer), for scale: {fmt(bare)}")
     print(f"  torch imported by the app: {'YES' if _imports_torch() else 'no'}")
     return 0
 
