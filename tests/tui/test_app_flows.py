@@ -172,3 +172,19 @@ async def test_wizard_estimate_follows_the_form_and_a_suggestion_applies_with_on
         for key, value in first.change.items():  # the form shows the applied values
             if key in select_for:
                 assert wizard.query_one(f"#{select_for[key]}").value == value
+
+
+async def test_without_gpus_the_app_plans_with_unknown_capacity(make_app):
+    app = make_app(None)  # this machine: no NVIDIA driver
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.source in ("none", "nvml"))
+        if app.source == "nvml":
+            return  # a real GPU box: covered by the other tests' simulated boxes
+        banner = text_of(app.screen.query_one("#mode-banner"))
+        assert "PLANNING MODE" in banner and "--simulate" in banner
+        assert "No GPUs to show" in text_of(app.screen.query_one(".hint"))
+        await pilot.press("w")
+        await wait_for(pilot, lambda: app.current_mode == "wizard")
+        app.screen.set_model("gpt2")
+        await wait_for(pilot, lambda: app.screen.fits)
+        assert "UNKNOWN" in text_of(app.screen.query_one("#memory"))
