@@ -53,6 +53,7 @@ def gpt2_config(*, tie: bool = True, vocab: int = 16000, hidden: int = 384, laye
         "n_positions": 1024, "n_inner": None, "activation_function": "gelu_new",
         "resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.0,
         "layer_norm_epsilon": 1e-5, "tie_word_embeddings": tie, "use_cache": False,
+        "bos_token_id": 0, "eos_token_id": 0,
     }
 
 
