@@ -249,4 +249,4 @@ def head_memory(model: ModelSpec, dims: Dims, prec: Precision) -> HeadMemory:
     head["loss.log_softmax"] = T * V * FP32
     # backward: nll's grad (zeros + scatter) and log_softmax's grad, both fp32, alive together
     return HeadMemory(embed, head, logits, loss_forward_transient=upcast,
-                      loss_backward_transient=2 * T * V * FP32 + (T * V * e if e != FP32 else 0))
+                      loss_backward_transient=2 * T * V * FP32)

@@ -16,8 +16,8 @@ all-gathered in the compute dtype while it runs, with the next block prefetched;
 a block after its forward, SHARD_GRAD_OP keeps every block gathered from forward to backward;
 the root stays gathered for the whole step. Mixed precision is autocast over fp32 weights (the
 low-precision weight copies autocast makes are kept for backward), except under FSDP, where the
-weights are gathered in bf16/fp16 directly (MixedPrecisionPolicy, fp32 gradient reduction), as
-accelerate does.
+weights are gathered in bf16/fp16 directly and gradients reduced in that dtype
+(MixedPrecisionPolicy with param_dtype = reduce_dtype), as accelerate 1.x sets up FSDP2.
 """
 
 from __future__ import annotations
@@ -56,33 +56,51 @@ class Timeline:
     """Live tensors by category; remembers the largest total and what it was made of."""
 
     live: dict = field(default_factory=dict)  # name -> (category, bytes)
+    current: int = 0
     peak: int = 0
     peak_at: str = ""
-    peak_parts: dict = field(default_factory=dict)
+    peak_tensors: dict = field(default_factory=dict)
 
     def add(self, name: str, category: str, size: int) -> None:
+        """Grow (or, with a negative size, shrink) the tensor group ``name``."""
         if size:
-            old = self.live.get(name, (category, 0))[1]
-            self.live[name] = (category, old + int(size))
+            old = self.live.get(name)
+            self.live[name] = (category, (old[1] if old else 0) + size)
+            self.current += size
 
     def free(self, *names: str) -> None:
         for name in names:
-            self.live.pop(name, None)
-
-    def total(self) -> int:
-        return sum(size for _, size in self.live.values())
+            old = self.live.pop(name, None)
+            if old:
+                self.current -= old[1]
 
     def mark(self, moment: str, extra: dict | None = None) -> None:
         """Consider now (plus ``extra`` transient tensors) as a candidate peak."""
-        extra = extra or {}
-        now = self.total() + sum(size for _, size in extra.values())
+        now = self.current + (sum(size for _, size in extra.values()) if extra else 0)
         if now > self.peak:
             self.peak, self.peak_at = now, moment
-            parts = dict.fromkeys(CATEGORIES, 0)
-            for category, size in list(self.live.values()) + list(extra.values()):
-                parts[category] += size
-            self.peak_parts = parts
-            self.peak_tensors = {**{k: v for k, v in self.live.items()}, **extra}
+            self.peak_tensors = {**self.live, **extra} if extra else dict(self.live)
+
+    @property
+    def peak_parts(self) -> dict:
+        parts = dict.fromkeys(CATEGORIES, 0)
+        for category, size in self.peak_tensors.values():
+            parts[category] += size
+        return parts
+
+
+def _segments(layers: int, backward: bool = False):
+    """Blocks as (index, count): the two first and two last one at a time, the middle in bulk.
+
+    Every block adds the same amounts, so within a phase the running total moves one way and its
+    peak is at the first or last blocks; the middle ones only need adding up. This keeps an
+    estimate of an 80-layer model as cheap as a 4-layer one.
+    """
+    if layers <= 4:
+        order = [(i, 1) for i in range(layers)]
+    else:
+        order = [(0, 1), (1, 1), (2, layers - 4), (layers - 2, 1), (layers - 1, 1)]
+    return list(reversed(order)) if backward else order
 
 
 def _check(config: TrainConfig) -> None:
@@ -210,25 +228,31 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     ckpt = config.activation_checkpointing
     casts = prec.autocast  # autocast keeps a low-precision copy of each linear weight for backward
 
-    # ---- forward ---------------------------------------------------------------------------
+    # ---- forward ----------------------------------------------------------------------------
+    # Blocks are alike, so their tensors are kept under shared names ("blocks.saved" grows by one
+    # block at a time).
     for name, size in head.embed_saved.items():
         tl.add(f"embed.{name}", "activations", size)
-    for i in range(L):
-        if fsdp:
-            tl.add(f"block{i}.gathered", "params", gathered * block_p)
-        prefetch = {"prefetch": ("params", gathered * block_p)} if fsdp and i + 1 < L else {}
-        if ckpt:  # only the block input is kept; it is the previous block's output
-            if i > 0:
-                tl.add(f"block{i}.ckpt_input", "activations", dims.T * dims.h * prec.residual)
-            tl.mark(f"forward block {i}", {**prefetch, "block.transient": (
-                "temporary", block.saved_total + block.forward_transient)})
+    gather = gathered * block_p if fsdp else 0
+    keep_gathered = fsdp and config.sharding == "SHARD_GRAD_OP"
+    saved_per_block = dims.T * dims.h * prec.residual if ckpt else block.saved_total
+    for i, n in _segments(L):
+        tl.add("blocks.gathered", "params", n * gather)
+        marked = n == 1
+        prefetch = {"prefetch": ("params", gather)} if fsdp and i + 1 < L else {}
+        if ckpt:  # only the block input is kept (the first block's is the embedding output)
+            tl.add("blocks.saved", "activations", n * saved_per_block if i > 0 else 0)
+            if marked:
+                tl.mark(f"forward block {i}", {**prefetch, "block.transient": (
+                    "temporary", block.saved_total + block.forward_transient)})
         else:
-            tl.add(f"block{i}.saved", "activations", block.saved_total)
+            tl.add("blocks.saved", "activations", n * block.saved_total)
             if casts:
-                tl.add(f"block{i}.weight_casts", "params", 2 * linear_in_block)
-            tl.mark(f"forward block {i}", {**prefetch, "block.transient": ("temporary", block.forward_transient)})
-        if fsdp and config.sharding != "SHARD_GRAD_OP":
-            tl.free(f"block{i}.gathered")
+                tl.add("blocks.weight_casts", "params", n * 2 * linear_in_block)
+            if marked:
+                tl.mark(f"forward block {i}", {**prefetch, "block.transient": ("temporary", block.forward_transient)})
+        if not keep_gathered:
+            tl.add("blocks.gathered", "params", -n * gather)
     for name, size in head.head_saved.items():
         tl.add(f"head.{name}", "activations", size)
     if casts and head_linear:
@@ -237,7 +261,9 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     tl.mark("loss", {"loss.upcast": ("temporary", head.loss_forward_transient)})
     tl.free("logits")  # the caller keeps only the loss
 
-    # ---- backward --------------------------------------------------------------------------
+    # ---- backward ---------------------------------------------------------------------------
+    if fsdp and not keep_gathered and L:  # the root's pre-backward gathers the last block
+        tl.add("blocks.gathered", "params", gather)
     tl.mark("loss backward", {"loss.grads": ("temporary", head.loss_backward_transient)})
     for name in head.head_saved:
         tl.free(f"head.{name}")
@@ -246,35 +272,41 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         # the root's gradients stay unsharded until the root's backward ends (after embeddings)
         tl.add("root.grads_unsharded", "grads", gathered * head_linear)
     else:
-        tl.add("grads.head", "grads", 4 * head_linear if not model.tie_embeddings else 4 * head_linear)
-    for i in reversed(range(L)):
+        tl.add("grads.head", "grads", 4 * head_linear)
+    for i, n in _segments(L, backward=True):
+        marked = n == 1
         transient = {"block.grad_transient": ("temporary", block.backward_transient)}
-        if fsdp:
-            if config.sharding != "SHARD_GRAD_OP":
-                tl.add(f"block{i}.gathered", "params", gathered * block_p)
-            if i > 0 and config.sharding != "SHARD_GRAD_OP":
-                transient["prefetch"] = ("params", gathered * block_p)
+        if fsdp and not keep_gathered:
+            if i != L - 1:
+                tl.add("blocks.gathered", "params", n * gather)
+            if i > 0:
+                transient["prefetch"] = ("params", gather)
         if ckpt:  # recompute the block's forward, keeping its saved tensors for its backward
-            tl.add(f"block{i}.saved", "activations", block.saved_total)
+            tl.add("block.recomputed", "activations", block.saved_total)
             if casts:
-                tl.add(f"block{i}.weight_casts", "params", 2 * linear_in_block)
+                tl.add("blocks.weight_casts", "params", 2 * linear_in_block)
         if fsdp:
-            tl.add(f"block{i}.grads_unsharded", "grads", gathered * block_p)
-            if gathered != 4:  # reduce-scatter in fp32: an upcast copy of the block's gradients
-                transient["reduce_scatter.fp32"] = ("temporary", 4 * block_p)
-            tl.mark(f"backward block {i}", transient)
-            tl.free(f"block{i}.grads_unsharded", f"block{i}.gathered")
-            tl.add("grads.sharded", "grads", -(-4 * block_p // shard))
+            tl.add("block.grads_unsharded", "grads", gathered * block_p)
+            if marked:
+                tl.mark(f"backward block {i}", transient)
+            tl.free("block.grads_unsharded")
+            tl.add("blocks.gathered", "params", -n * gather)
+            tl.add("grads.sharded", "grads", n * -(-4 * block_p // shard))
         else:
-            tl.mark(f"backward block {i}", transient)
-            tl.add("grads.blocks", "grads", 4 * block_p)
-            tl.mark(f"backward block {i} grads")
-        tl.free(f"block{i}.saved", f"block{i}.weight_casts", f"block{i}.ckpt_input")
+            if marked:
+                tl.mark(f"backward block {i}", transient)
+            tl.add("grads.blocks", "grads", n * 4 * block_p)
+            if marked:
+                tl.mark(f"backward block {i} grads")
+        tl.free("block.recomputed")
+        tl.add("blocks.saved", "activations", -n * (saved_per_block if (i > 0 or not ckpt) else 0))
+        if casts:
+            tl.add("blocks.weight_casts", "params", -(n if not ckpt else 1) * 2 * linear_in_block)
     # embeddings: a dense gradient of the table; tied to the head, it is added into the head's
     embed_grad = 4 * (root_p - head_linear if not model.tie_embeddings else root_p)
     if fsdp:
         tl.add("root.grads_unsharded", "grads", gathered * (root_p - head_linear))
-        tl.mark("backward embeddings", {"reduce_scatter.fp32": ("temporary", 4 * root_p if gathered != 4 else 0)})
+        tl.mark("backward embeddings")
         tl.free("root.grads_unsharded")
         tl.add("grads.sharded", "grads", -(-4 * root_p // shard))
     elif model.tie_embeddings:
@@ -297,7 +329,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
 
 def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, want_suggestions,
             available_gpus, shard) -> Estimate:
-    parts = tl.peak_parts or dict.fromkeys(CATEGORIES, 0)
+    parts = tl.peak_parts
     peak = tl.peak
     overhead = CUDA_CONTEXT + int(ALLOCATOR_SLACK * peak)
     if config.num_gpus > 1:
@@ -310,12 +342,12 @@ def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, want_sugge
     host_ram = _host_ram(model, config, shard)
     fits, verdict = _verdict(total, gpu_memory, gpu_free)
     terms = {"peak_at": tl.peak_at, "tensors_at_peak": {
-        name: size for name, (_, size) in sorted(getattr(tl, "peak_tensors", {}).items(),
-                                                 key=lambda kv: -kv[1][1])}}
+        name: size for name, (_, size) in sorted(tl.peak_tensors.items(), key=lambda kv: -kv[1][1])
+        if size}}
     est = Estimate(model=model, config=config, per_gpu=per_gpu, host_ram=host_ram,
                    gpu_memory=gpu_memory, gpu_free=gpu_free, fits=fits, verdict=verdict,
                    notes=tuple(notes), terms=terms)
-    if want_suggestions and gpu_memory is not None:
+    if want_suggestions and verdict in ("does not fit", "tight"):
         from trainwiz.estimator.suggest import suggest
 
         est = Estimate(**{**est.__dict__, "suggestions": tuple(

@@ -28,19 +28,19 @@ def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | Non
         yield {"activation_checkpointing": True}, "activation checkpointing: recompute each block in backward (~30% slower)"
     if model.has_architecture and c.attention == "eager":
         yield {"attention": "sdpa"}, "SDPA attention: no s×s score matrices kept"
-    if c.batch_size > 1:
-        for b in _smaller_batches(c.batch_size):
-            ga = c.grad_accum * c.batch_size // b
-            yield ({"batch_size": b, "grad_accum": ga},
-                   f"micro-batch {b} × {ga} accumulation steps: same global batch")
+    if c.batch_size > 1:  # largest micro-batch first: the first that fits is the one to take
+        yield [({"batch_size": b, "grad_accum": c.grad_accum * c.batch_size // b},
+                f"micro-batch {b} × {c.grad_accum * c.batch_size // b} accumulation steps: same global batch")
+               for b in _smaller_batches(c.batch_size)]
     if c.strategy in ("single", "ddp") and c.num_gpus > 1:
         yield {"strategy": "fsdp", "sharding": "FULL_SHARD"}, "FSDP FULL_SHARD: shard weights, gradients and optimizer state"
     if c.strategy == "fsdp" and c.sharding in ("SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD") and c.num_gpus > 1:
         yield {"sharding": "FULL_SHARD", "num_nodes": 1}, "FULL_SHARD instead of " + c.sharding + ": free each block after its forward"
     if c.optimizer in ("adamw", "adafactor"):
         yield {"optimizer": "adamw8bit"}, "8-bit AdamW (bitsandbytes): 2 bytes of state per parameter instead of 8"
+    more_gpus = []  # fewest GPUs first
     for n in (2, 4, 8, 16, 32, 64):
-        if n > c.num_gpus and (available_gpus is None or n <= max(available_gpus, c.num_gpus) or n <= 64):
+        if n > c.num_gpus:
             change = {"num_gpus": n}
             if c.strategy == "single":
                 change.update(strategy="fsdp", sharding="FULL_SHARD")
@@ -49,7 +49,9 @@ def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | Non
             note = f"{n} GPUs with FSDP FULL_SHARD" if change.get("strategy") == "fsdp" or c.strategy == "fsdp" else f"{n} GPUs"
             if available_gpus is not None and n > available_gpus:
                 note += f" (this box has {available_gpus})"
-            yield change, note
+            more_gpus.append((change, note))
+    if more_gpus:
+        yield more_gpus
     if c.strategy == "fsdp" and not c.offload_params:
         yield {"offload_params": True}, "CPU offload of parameters, gradients and optimizer state (much slower)"
     elif c.strategy in ("single", "ddp"):
@@ -82,18 +84,26 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
             return None
 
     singles = []
-    for change, note in _candidates(model, config, available_gpus):
-        est = price(change)
-        if est is None or est.per_gpu.total >= base_total:
-            continue
-        singles.append((change, note, est))
-    # more GPUs / smaller batches: keep only the smallest step that fits (or the best that doesn't)
-    singles = _keep_smallest_fitting(singles, usable, "num_gpus")
-    singles = _keep_smallest_fitting(singles, usable, "batch_size", prefer_larger=True)
+    for candidate in _candidates(model, config, available_gpus):
+        # a list is a ladder of alternatives (smaller batches, more GPUs), mildest first: keep
+        # the first rung that fits, or the lowest total if none does
+        ladder = candidate if isinstance(candidate, list) else [candidate]
+        best = None
+        for change, note in ladder:
+            est = price(change)
+            if est is None or est.per_gpu.total >= base_total:
+                continue
+            if best is None or est.per_gpu.total < best[2].per_gpu.total:
+                best = (change, note, est)
+            if usable is not None and est.per_gpu.total <= usable:
+                best = (change, note, est)
+                break
+        if best is not None:
+            singles.append(best)
     for change, note, est in singles:
         results[_key(change)] = (change, note, est)
     if usable is not None and not any(e.per_gpu.total <= usable for _, _, e in singles):
-        ranked = sorted(singles, key=lambda t: t[2].per_gpu.total)[:5]
+        ranked = sorted(singles, key=lambda t: t[2].per_gpu.total)[:4]
         for i, (c1, n1, _) in enumerate(ranked):
             for c2, n2, _ in ranked[i + 1:]:
                 if set(c1) & set(c2):
@@ -122,16 +132,3 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
 
 def _key(change: dict) -> tuple:
     return tuple(sorted(change.items()))
-
-
-def _keep_smallest_fitting(items, usable, field_name, prefer_larger=False):
-    group = [t for t in items if field_name in t[0]]
-    if len(group) <= 1 or usable is None:
-        return items
-    fitting = [t for t in group if t[2].per_gpu.total <= usable]
-    if fitting:
-        pick = max(fitting, key=lambda t: t[0][field_name]) if prefer_larger else min(
-            fitting, key=lambda t: t[0][field_name])
-    else:
-        pick = min(group, key=lambda t: t[2].per_gpu.total)
-    return [t for t in items if field_name not in t[0] or t is pick]
