@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the results")
     m.add_argument("-j", "--jobs", type=int, default=2, help="CPU cores to use (default 2)")
     sub.add_parser("list", help="list the case names")
+    det = sub.add_parser("detail", help="activation storages after forward (single cases)")
+    det.add_argument("name")
     one = sub.add_parser("_one")
     one.add_argument("name")
     one.add_argument("--out", required=True)
@@ -136,6 +138,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "_one":
         _run_one(args.name, args.out)
+        return 0
+    if args.cmd == "detail":
+        from trainwiz.validation.cases import get_case
+        from trainwiz.validation.measure import activation_histogram
+
+        hist = activation_histogram(get_case(args.name))
+        total = 0
+        for size, n in sorted(hist.items(), key=lambda kv: -kv[0] * kv[1]):
+            total += size * n
+            print(f"{size:>14,} B x {n:3d} = {size * n / 2**20:9.2f} MiB")
+        print(f"total activations after forward: {total / 2**20:.2f} MiB")
         return 0
     if args.cmd == "list":
         for c in CASES:

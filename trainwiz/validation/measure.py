@@ -364,3 +364,32 @@ def measure(case: Case) -> dict:
     res["torch"] = torch.__version__
     res["wall_seconds"] = round(time.perf_counter() - t0, 2)
     return res
+
+
+def activation_histogram(case: Case) -> dict[int, int]:
+    """Diagnostic for single-process cases: the storages MemTracker books as activations at the
+    end of the measured step's forward, as {bytes per storage: count}. Uses the tracker's
+    private storage table (``_WINFO``), so it is a debugging aid, not part of ``measure``."""
+    from collections import Counter
+
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    if case.strategy != "single":
+        raise ValueError("activation_histogram runs single-process cases only")
+    _set_threads()
+    model = _build_model(case)
+    batch = _batch(case)
+    opt = _optimizer(case, model.parameters())
+    for _ in range(2):
+        _step(model, opt, batch, case)
+    tracker = MemTracker()
+    tracker.track_external(model, opt, batch["input_ids"], batch["labels"])
+    hist: Counter = Counter()
+    with tracker:
+        with _autocast(case):
+            loss = model(**batch).loss
+        for winfo, _ in list(tracker._WINFO.values()):
+            if getattr(winfo.reftype, "value", winfo.reftype) == "Activation":
+                hist[int(winfo.mem_consumed)] += 1
+        loss.backward()
+    return dict(hist)
