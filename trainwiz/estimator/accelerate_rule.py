@@ -31,7 +31,7 @@ def bare_model(model: ModelSpec) -> ModelSpec:
     params = model.params
     if model.family == "bert":
         if model.head == "masked_lm":
-            params -= (h * h + h) + 2 * h + V + (0 if model.tie_embeddings else V * h)
+            params -= (h * h + h) + 2 * h + V + (0 if model.tie_embeddings else V * h + V)
         elif model.head == "seq_cls":
             params -= h * model.num_labels + model.num_labels
             return replace(model, params=params, head="base")
@@ -50,8 +50,10 @@ def model_size(model: ModelSpec) -> tuple[int, int]:
     if not bare.has_architecture:
         return total, total
     embed = 4 * (bare.embedding_params or 0)
-    if bare.family == "bert":  # the embeddings module: tables, LayerNorm, buffers
-        embed += 4 * 2 * bare.hidden_size + _buffer_bytes(bare)
+    if bare.family == "bert":  # the embeddings module also holds the id buffers
+        embed += _buffer_bytes(bare)
+    elif bare.family == "gpt2":  # wte and wpe are separate top-level modules
+        embed = 4 * bare.vocab_size * bare.hidden_size
     elif bare.family in ("gemma", "gemma2"):
         embed += 4
     return total, max(embed, 4 * (bare.layer_params or 0))

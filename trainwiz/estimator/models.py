@@ -201,7 +201,7 @@ def model_from_hf_config(cfg: dict, *, name: str = "model", source: str = "confi
     embed = vocab * h + positions * h + types * h + 2 * h
     total = embed + layers * per_layer
     if head == "masked_lm":  # transform (dense + LayerNorm) + decoder bias; decoder weight tied
-        total += (h * h + h) + 2 * h + vocab + (0 if tie else vocab * h)
+        total += (h * h + h) + 2 * h + vocab + (0 if tie else vocab * h + vocab)  # untied: own bias too
     elif head == "seq_cls":  # pooler + classifier
         total += (h * h + h) + (h * num_labels + num_labels)
     elif head == "base":  # BertModel keeps its pooler

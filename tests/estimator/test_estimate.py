@@ -1,0 +1,133 @@
+"""The memory model's behaviour as a user would check it: what each option changes."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainwiz.errors import UsageError
+from trainwiz.estimator import TrainConfig, estimate, model_from_params, resolve_model
+
+GiB = 1 << 30
+LLAMA = resolve_model("llama-3-8b")
+
+
+def est(model=LLAMA, gpu=80 * GiB, free=None, **kw):
+    return estimate(model, TrainConfig(**kw), gpu_memory=gpu, gpu_free=free)
+
+
+def test_breakdown_adds_up_to_the_peak():
+    e = est(strategy="fsdp", num_gpus=8, precision="bf16", batch_size=2, seq_len=4096)
+    pg = e.per_gpu
+    assert pg.params + pg.grads + pg.optimizer + pg.activations + pg.temporary == pg.peak_allocated
+    assert pg.total == pg.peak_allocated + pg.overhead
+    assert pg.overhead > 512 << 20  # CUDA context + NCCL at least
+
+
+def test_single_gpu_adamw_fp32_is_at_least_16_bytes_per_parameter():
+    e = est(strategy="single", precision="fp32", batch_size=1, seq_len=128)
+    assert e.per_gpu.peak_allocated >= 16 * LLAMA.params
+    assert e.verdict == "does not fit" and e.fits is False
+
+
+def test_fsdp_shards_states_across_gpus():
+    two = est(strategy="fsdp", num_gpus=2, batch_size=1, seq_len=512)
+    eight = est(strategy="fsdp", num_gpus=8, batch_size=1, seq_len=512)
+    assert eight.per_gpu.optimizer * 4 == pytest.approx(two.per_gpu.optimizer, rel=1e-3)
+    assert eight.per_gpu.total < two.per_gpu.total
+
+
+def test_shard_grad_op_keeps_more_than_full_shard():
+    full = est(strategy="fsdp", num_gpus=8, sharding="FULL_SHARD", batch_size=1, seq_len=1024)
+    grad_op = est(strategy="fsdp", num_gpus=8, sharding="SHARD_GRAD_OP", batch_size=1, seq_len=1024)
+    # every block stays gathered (bf16) from forward to backward: ~2 bytes per parameter
+    assert grad_op.per_gpu.peak_allocated - full.per_gpu.peak_allocated > 1.5 * LLAMA.params
+
+
+def test_ddp_buckets_are_a_second_gradient_copy_unless_bucket_view():
+    m = resolve_model("gpt2")
+    plain = est(m, strategy="ddp", num_gpus=2, batch_size=1, seq_len=64)
+    view = est(m, strategy="ddp", num_gpus=2, batch_size=1, seq_len=64, gradient_as_bucket_view=True)
+    assert plain.per_gpu.peak_allocated - view.per_gpu.peak_allocated == 4 * m.params
+
+
+def test_activation_checkpointing_and_batch_move_activations():
+    base = est(strategy="fsdp", num_gpus=8, precision="bf16", batch_size=4, seq_len=4096)
+    ckpt = est(strategy="fsdp", num_gpus=8, precision="bf16", batch_size=4, seq_len=4096,
+               activation_checkpointing=True)
+    small = est(strategy="fsdp", num_gpus=8, precision="bf16", batch_size=1, seq_len=4096)
+    assert ckpt.per_gpu.total < base.per_gpu.total / 2
+    assert small.per_gpu.activations < base.per_gpu.activations / 3
+
+
+def test_eager_attention_keeps_the_score_matrices():
+    m = resolve_model("llama-3.2-1b")
+    sdpa = est(m, batch_size=1, seq_len=4096, precision="bf16")
+    eager = est(m, batch_size=1, seq_len=4096, precision="bf16", attention="eager")
+    scores = m.num_heads * 4096 * 4096
+    assert eager.per_gpu.peak_allocated - sdpa.per_gpu.peak_allocated > m.num_layers * scores * 4
+
+
+def test_big_vocabulary_logits_are_counted():
+    # llama-3's 128k vocabulary: fp32 log-softmax and its gradients dominate at long sequences
+    e = est(strategy="fsdp", num_gpus=8, precision="bf16", batch_size=1, seq_len=8192,
+            activation_checkpointing=True)
+    tokens_x_vocab = 8192 * LLAMA.vocab_size
+    assert e.terms["peak_at"] == "loss backward"
+    assert e.per_gpu.temporary >= 2 * 4 * tokens_x_vocab
+
+
+def test_offload_moves_states_to_the_host():
+    on = est(strategy="fsdp", num_gpus=2, batch_size=1, seq_len=512)
+    off = est(strategy="fsdp", num_gpus=2, batch_size=1, seq_len=512, offload_params=True)
+    assert off.per_gpu.optimizer == 0 and off.per_gpu.total < on.per_gpu.total / 3
+    assert off.host_ram > on.host_ram + 16 * LLAMA.params * 0.9
+
+
+def test_fused_and_8bit_optimizers():
+    base = est(strategy="fsdp", num_gpus=2, batch_size=1, seq_len=128)
+    fused = est(strategy="fsdp", num_gpus=2, batch_size=1, seq_len=128, fused_optimizer=True)
+    eight = est(strategy="fsdp", num_gpus=2, batch_size=1, seq_len=128, optimizer="adamw8bit")
+    assert base.terms["peak_at"] == "optimizer step"
+    assert fused.per_gpu.total < base.per_gpu.total
+    assert eight.per_gpu.optimizer < base.per_gpu.optimizer / 3
+
+
+def test_busy_gpu_is_judged_against_free_memory():
+    fits = est(strategy="fsdp", num_gpus=8, batch_size=1, seq_len=1024)
+    busy = est(strategy="fsdp", num_gpus=8, batch_size=1, seq_len=1024, free=10 * GiB)
+    assert fits.verdict in ("fits", "tight") and busy.verdict == "does not fit"
+
+
+def test_suggestions_make_it_fit_and_say_by_how_much():
+    e = est(strategy="fsdp", num_gpus=8, precision="bf16", batch_size=8, seq_len=4096)
+    assert e.verdict == "does not fit"
+    assert e.suggestions and all(s.fits for s in e.suggestions)
+    for s in e.suggestions:  # applying a suggestion gives the total it announced
+        applied = estimate(LLAMA, e.config.with_changes(**s.change), gpu_memory=80 * GiB)
+        assert applied.per_gpu.total == s.total <= 80 * GiB
+        if "batch_size" in s.change:  # the global batch is kept
+            assert s.change["batch_size"] * s.change["grad_accum"] == 8
+
+
+def test_slow_suggestions_are_marked():
+    e = est(strategy="single", precision="bf16", batch_size=1, seq_len=512, gpu=24 * GiB)
+    offload = [s for s in e.suggestions if s.change.get("offload_params")]
+    assert all(s.slower for s in offload)
+
+
+def test_bare_parameter_count_says_what_it_cannot_estimate():
+    e = est(model_from_params(7_000_000_000), batch_size=1)
+    assert e.per_gpu.activations == 0
+    assert any("activations" in n for n in e.notes)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"batch_size": 0}, "batch-size must be a whole number of at least 1"),
+    ({"strategy": "fsdp", "num_gpus": 1, "sharding": "SHARD_GRAD_OP"}, "needs at least 2 GPUs"),
+    ({"strategy": "single", "num_gpus": 2}, "strategy single runs on one GPU"),
+    ({"offload_params": True}, "needs --strategy fsdp"),
+    ({"precision": "fp8"}, "precision must be one of fp32, fp16, bf16"),
+])
+def test_impossible_configs_are_refused(bad, match):
+    with pytest.raises(UsageError, match=match):
+        est(**bad)

@@ -1,0 +1,118 @@
+"""`trainwiz estimate` as scripts and users call it: the JSON contract, the tables, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+GiB = 1 << 30
+
+
+def test_json_contract(run_cli):
+    proc = run_cli("estimate", "llama-3-8b", "--strategy", "fsdp", "--num-gpus", "2",
+                   "--gpu-memory", "80GiB", "--precision", "bf16", "--batch-size", "2",
+                   "--seq-len", "2048", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["model"] == {"name": "llama-3-8b", "params": 8030261248, "family": "llama",
+                             "source": "catalog"}
+    assert data["config"]["strategy"] == "fsdp" and data["config"]["num_gpus"] == 2
+    per_gpu = data["per_gpu"]
+    assert set(per_gpu) == {"params", "grads", "optimizer", "activations", "temporary",
+                            "peak_allocated", "overhead", "total"}
+    assert all(isinstance(v, int) for v in per_gpu.values())
+    assert per_gpu["total"] == per_gpu["peak_allocated"] + per_gpu["overhead"]
+    assert data["gpu_memory"] == 80 * GiB
+    assert isinstance(data["host"]["ram"], int)
+    assert data["fits"] is (per_gpu["total"] <= 80 * GiB)
+    for s in data["suggestions"]:
+        assert set(s) >= {"change", "total", "note"} and isinstance(s["total"], int)
+
+
+def test_gpu_memory_defaults_to_the_simulated_box(run_cli):
+    proc = run_cli("estimate", "llama-3-8b", "--simulate", "8xH100-80GB", "--json")
+    data = json.loads(proc.stdout)
+    assert data["config"]["num_gpus"] == 8 and data["config"]["strategy"] == "fsdp"
+    assert 79 * GiB < data["gpu_memory"] <= 80 * GiB
+    env_proc = run_cli("estimate", "llama-3-8b", "--json", env={"TRAINWIZ_SIMULATE": "2x4090"})
+    assert json.loads(env_proc.stdout)["config"]["num_gpus"] == 2
+
+
+def test_human_output_says_the_verdict_and_what_makes_it_fit(run_cli):
+    proc = run_cli("estimate", "llama-3-8b", "--num-gpus", "2", "--gpu-memory", "24GiB",
+                   "--batch-size", "4", "--seq-len", "4096")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "does not fit" in out and "What would make it fit" in out
+    assert "peak allocated" in out and "8,030,261,248 parameters" in out
+
+
+def test_params_only_says_what_is_missing(run_cli):
+    proc = run_cli("estimate", "--params", "7e9", "--gpu-memory", "80GiB", "--json")
+    data = json.loads(proc.stdout)
+    assert data["model"]["params"] == 7_000_000_000
+    assert data["per_gpu"]["activations"] == 0
+    assert any("activations" in note for note in data["notes"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["lama-3-8b"], "Did you mean llama-3-8b"),
+    (["llama-3-8b", "--batch-size", "0"], "batch-size must be a whole number of at least 1"),
+    (["llama-3-8b", "--gpu-memory", "-5GiB"], "--gpu-memory"),
+    (["llama-3-8b", "--gpu-memory", "lots"], "cannot read 'lots' as a size"),
+    (["llama-3-8b", "--strategy", "fsdp", "--num-gpus", "1", "--sharding", "SHARD_GRAD_OP"],
+     "needs at least 2 GPUs"),
+    (["--params", "-3"], "must be positive"),
+    ([], "name a model"),
+])
+def test_bad_input_exits_2_with_a_clear_message(run_cli, args, message):
+    proc = run_cli("estimate", *args, "--gpu-memory", "80GiB") if "--gpu-memory" not in args \
+        else run_cli("estimate", *args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_malformed_config_json_exits_2(run_cli, tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    proc = run_cli("estimate", str(tmp_path / "config.json"))
+    assert proc.returncode == 2 and "not valid JSON" in proc.stderr
+
+
+def test_accelerate_table_matches_the_published_numbers(run_cli):
+    proc = run_cli("estimate", "bert-base-cased", "--table", env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in proc.stdout.splitlines() if line.startswith("│")}
+    # accelerate estimate-memory / the Model Memory Calculator for bert-base-cased
+    assert rows["float32"][1:] == ["413.18 MB", "413.18 MB", "413.18 MB", "826.36 MB",
+                                   "1.61 GB", "1.61 GB"]
+    assert rows["float16"][2:5] == ["413.18 MB", "619.77 MB", "826.36 MB"]
+
+
+@pytest.mark.parametrize("name", ["bert-base-cased", "gpt2", "llama-3-8b", "qwen2.5-0.5b",
+                                  "gemma-2-2b", "phi-3-mini"])
+def test_accelerate_table_equals_accelerates_own_functions(name):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from accelerate.commands.estimate import estimate_training_usage
+    from accelerate.utils import calculate_maximum_sizes
+
+    from trainwiz.estimator.accelerate_rule import model_size, training_usage
+    from trainwiz.estimator.models import catalog, resolve_model
+
+    cfg = transformers.AutoConfig.for_model(**catalog()[name]["config"])
+    with torch.device("meta"):
+        bare = transformers.AutoModel.from_config(cfg)  # what accelerate sizes
+    total, largest = calculate_maximum_sizes(bare)
+    ours_total, ours_largest = model_size(resolve_model(name))
+    assert (ours_total, ours_largest) == (total, largest[0])
+    for dtype in ("float32", "float16"):
+        assert training_usage(ours_total, dtype) == estimate_training_usage(total, dtype)
+
+
+def test_list_shows_the_catalog(run_cli):
+    proc = run_cli("estimate", "--list", env={"COLUMNS": "200"})
+    assert proc.returncode == 0
+    assert "llama-3-8b" in proc.stdout and "8,030,261,248" in proc.stdout
