@@ -248,7 +248,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         else:
             tl.add("blocks.saved", "activations", n * block.saved_total)
             if casts:
-                tl.add("blocks.weight_casts", "params", n * 2 * linear_in_block)
+                tl.add("blocks.weight_casts", "activations", n * 2 * linear_in_block)
             if marked:
                 tl.mark(f"forward block {i}", {**prefetch, "block.transient": ("temporary", block.forward_transient)})
         if not keep_gathered:
@@ -256,7 +256,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     for name, size in head.head_saved.items():
         tl.add(f"head.{name}", "activations", size)
     if casts and head_linear:
-        tl.add("head.weight_cast", "params", 2 * head_linear)
+        tl.add("head.weight_cast", "activations", 2 * head_linear)
     tl.add("logits", "activations", head.logits)
     tl.mark("loss", {"loss.upcast": ("temporary", head.loss_forward_transient)})
     tl.free("logits")  # the caller keeps only the loss
@@ -284,7 +284,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         if ckpt:  # recompute the block's forward, keeping its saved tensors for its backward
             tl.add("block.recomputed", "activations", block.saved_total)
             if casts:
-                tl.add("blocks.weight_casts", "params", 2 * linear_in_block)
+                tl.add("blocks.weight_casts", "activations", 2 * linear_in_block)
         if fsdp:
             tl.add("block.grads_unsharded", "grads", gathered * block_p)
             if marked:
@@ -301,7 +301,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         tl.free("block.recomputed")
         tl.add("blocks.saved", "activations", -n * (saved_per_block if (i > 0 or not ckpt) else 0))
         if casts:
-            tl.add("blocks.weight_casts", "params", -(n if not ckpt else 1) * 2 * linear_in_block)
+            tl.add("blocks.weight_casts", "activations", -(n if not ckpt else 1) * 2 * linear_in_block)
     # embeddings: a dense gradient of the table; tied to the head, it is added into the head's
     embed_grad = 4 * (root_p - head_linear if not model.tie_embeddings else root_p)
     if fsdp:

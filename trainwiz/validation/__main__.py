@@ -1,4 +1,5 @@
-"""``python -m trainwiz.validation measure [--case NAME ...] [--json FILE] [-j N]``.
+"""``python -m trainwiz.validation measure [--case NAME ...] [--json FILE] [-j N]`` and
+``python -m trainwiz.validation report [--markdown FILE]`` (estimate vs measured).
 
 Runs each case in its own subprocess (clean memory, parallel with ``-j``), prints a table of the
 measured peak and its breakdown, and writes the results (default
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the results")
     m.add_argument("-j", "--jobs", type=int, default=2, help="CPU cores to use (default 2)")
     sub.add_parser("list", help="list the case names")
+    rep = sub.add_parser("report", help="estimated vs measured, per case and per term")
+    rep.add_argument("--measured", default=str(DEFAULT_JSON), help="measurements to compare with")
+    rep.add_argument("--markdown", metavar="FILE", help="also write the report as Markdown")
     det = sub.add_parser("detail", help="activation storages after forward (single cases)")
     det.add_argument("name")
     one = sub.add_parser("_one")
@@ -150,6 +154,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{size:>14,} B x {n:3d} = {size * n / 2**20:9.2f} MiB")
         print(f"total activations after forward: {total / 2**20:.2f} MiB")
         return 0
+    if args.cmd == "report":
+        from trainwiz.validation.report import TOLERANCE, markdown, print_report, rows_from
+
+        doc = json.loads(Path(args.measured).read_text())
+        rows = rows_from(doc["cases"])
+        print_report(rows)
+        if args.markdown:
+            Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.markdown).write_text(markdown(rows, doc))
+            print(f"wrote {args.markdown}")
+        return 0 if all(abs(r.error) <= TOLERANCE for r in rows) else 1
     if args.cmd == "list":
         for c in CASES:
             print(c.name)
