@@ -26,7 +26,8 @@ async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05):
         except Exception:
             pass
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {getattr(predicate, '__name__', predicate)}")
+            name = getattr(predicate, "__name__", predicate)
+            raise AssertionError(f"timed out waiting for {name}")
 
 
 @pytest.fixture

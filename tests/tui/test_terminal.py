@@ -81,3 +81,33 @@ def test_app_in_tmux_at_80x24(tmux, tmp_path):
     tmux.wait_for("No profiles yet")
     tmux.keys("q")
     tmux.wait_for("EXITED 0")
+
+
+@pytest.mark.slow
+def test_launch_shows_the_monitor_and_leaving_keeps_the_run(tmux, tmp_path):
+    """`trainwiz launch` on a terminal opens the monitor; q asks; leaving keeps the run;
+    `trainwiz attach` brings it back and stop ends it."""
+    from tests.conftest import REPO_ROOT
+
+    bindir = shlex.quote(os.path.dirname(sys.executable))
+    py = shlex.quote(sys.executable)
+    profile = shlex.quote(str(REPO_ROOT / "examples" / "profiles" / "cpu-ddp.yaml"))
+    script = shlex.quote(str(REPO_ROOT / "examples" / "train_ddp.py"))
+    cmd = (f"cd {shlex.quote(str(tmp_path))} && export PATH={bindir}:$PATH && "
+           f"{py} -m trainwiz launch --profile {profile} {script} -- --steps 2000 --sleep 0.05; "
+           f"echo LAUNCH EXITED $?; {py} -m trainwiz attach last; echo ATTACH EXITED $?; "
+           "sleep 60")
+    tmux.start(cmd)
+    screen = tmux.wait_for("RUNNING", "rank", "running", timeout=60)
+    assert "cpu-ddp" in screen
+    tmux.wait_for("step", timeout=60)  # the selected rank's log follows
+    tmux.keys("q")
+    tmux.wait_for("Stop the run", "Leave it running")
+    tmux.keys("l")
+    tmux.wait_for("LAUNCH EXITED 0")
+    # `trainwiz attach last` runs next: the same run, still going
+    tmux.wait_for("RUNNING", "running", timeout=30)
+    tmux.keys("q")
+    tmux.wait_for("Stop the run")
+    tmux.keys("s")
+    tmux.wait_for("ATTACH EXITED 1", timeout=60)  # stopped: not a success, as the plain view

@@ -34,7 +34,7 @@ class MonitorApp(App):
 
         status = self.monitor.status
         if status is None or status.finished or self.monitor.gone:
-            self.exit(self._code())
+            self.exit(return_code=self._code())
             return
         if isinstance(self.screen, ChoiceScreen):
             return
@@ -56,7 +56,7 @@ class MonitorApp(App):
     def _exit_when_finished(self) -> None:
         status = self.monitor.status
         if status is not None and status.finished:
-            self.exit(self._code())
+            self.exit(return_code=self._code())
         else:
             self.set_timer(0.5, self._exit_when_finished)
 
@@ -74,6 +74,4 @@ def run_monitor(run_dir: Path) -> int:
     run succeeded or was left running, 1 when it failed or was stopped (as the plain view)."""
     app = MonitorApp(Path(run_dir))
     app.run()
-    if app.return_code is None:
-        return 0
-    return int(app.return_code)
+    return int(app.return_code or 0)

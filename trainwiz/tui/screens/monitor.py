@@ -204,7 +204,8 @@ class MonitorScreen(Screen):
     # -- panels ----------------------------------------------------------------------------
     def _show_state(self, status) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f" {status.state.upper()} ", style=f"reverse {STATE_STYLE.get(status.state, '')}")
+        style = STATE_STYLE.get(status.state, "")
+        text.append(f" {status.state.upper()} ", style=f"reverse {style}")
         text.append(f"  run {status.id}")
         if status.profile:
             text.append(f"  profile {status.profile}")
@@ -370,8 +371,8 @@ class MonitorScreen(Screen):
 
     def action_leave(self) -> None:
         if self.standalone:
-            self.app.exit(0, message=f"The run keeps going; `trainwiz attach {self.run_dir.name}`"
-                          " brings this monitor back.")
+            self.app.exit(return_code=0, message=f"The run keeps going; `trainwiz attach "
+                          f"{self.run_dir.name}` brings this monitor back.")
             return
         self.app.pop_screen()
         self.notify("The run keeps going; attach again from Runs.", timeout=3)

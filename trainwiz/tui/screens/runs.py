@@ -111,7 +111,8 @@ class RunsScreen(Screen):
             status.update("No runs yet. Launch one from a profile (l) or with `trainwiz launch`.")
         else:
             count = len(message.runs)
-            status.update(f"{count} run{'s' if count != 1 else ''}, {active} active — Enter attaches; "
+            status.update(f"{count} run{'s' if count != 1 else ''}, {active} active — "
+                          "Enter attaches; "
                           "leaving the monitor or quitting never stops a run")
 
     def _poll_again(self) -> None:
