@@ -87,6 +87,7 @@ def run(args) -> int:
     gpu_free = None
     detected = 0
     source_line = None
+    run_gpus = []
     if gpu_memory is None or args.num_gpus is None:
         from trainwiz.hardware import detect
 
@@ -95,6 +96,7 @@ def run(args) -> int:
         if detection.gpus:
             n = args.num_gpus or detected
             gpus = list(detection.gpus)[:n]
+            run_gpus = gpus if args.gpu_memory is None else []
             if gpu_memory is None:
                 totals = [g.memory_total for g in gpus if g.memory_total]
                 if totals:
@@ -118,15 +120,32 @@ def run(args) -> int:
         return _print_accelerate_table(model)
     est = estimate(model, config, gpu_memory=gpu_memory, gpu_free=gpu_free,
                    available_gpus=detected or None)
+    per_gpu = _per_gpu_fit(est, run_gpus)
     if args.json:
         import json
 
-        print(json.dumps(est.to_json(), indent=2))
+        data = est.to_json()
+        if per_gpu:
+            data["gpus"] = per_gpu
+        print(json.dumps(data, indent=2))
         return 0
     from trainwiz.cli.render import print_estimate
 
-    print_estimate(est, source_line)
+    print_estimate(est, source_line, per_gpu=per_gpu)
     return 0
+
+
+def _per_gpu_fit(est, gpus) -> list[dict]:
+    """The verdict on each GPU of the run (they differ on mixed or busy boxes)."""
+    from trainwiz.estimator.model import fit_on
+
+    out = []
+    for g in gpus:
+        busy = g.memory_free is not None and g.memory_total and g.memory_free < 0.98 * g.memory_total
+        fits, verdict = fit_on(est.per_gpu.total, g.memory_total, g.memory_free if busy else None)
+        out.append({"index": g.index, "name": g.name, "memory_total": g.memory_total,
+                    "memory_free": g.memory_free, "fits": fits, "verdict": verdict})
+    return out
 
 
 def _print_catalog(args) -> int:

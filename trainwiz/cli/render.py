@@ -39,7 +39,8 @@ def verdict_line(est: Estimate) -> str:
     return f"{est.verdict}: needs {format_bytes(total)} of {format_bytes(usable)} {what} ({pct:.0f}%)"
 
 
-def print_estimate(est: Estimate, source_line: str | None = None, console=None) -> None:
+def print_estimate(est: Estimate, source_line: str | None = None, console=None,
+                   per_gpu: list[dict] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -69,6 +70,11 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None) 
     if peak_at:
         console.print(f"peak during: {peak_at}")
     console.print(Text(verdict_line(est), style=VERDICT_STYLE.get(est.verdict, "")))
+    if per_gpu and len({g["verdict"] for g in per_gpu}) > 1:  # a mixed or partly busy box
+        for g in per_gpu:
+            free = f", {format_bytes(g['memory_free'])} free" if g["memory_free"] is not None else ""
+            console.print(Text(f"  GPU {g['index']} {g['name']} ({format_bytes(g['memory_total'])}{free}): "
+                               f"{g['verdict']}", style=VERDICT_STYLE.get(g["verdict"], "")))
     if est.host_ram:
         console.print(f"host RAM per machine: about {format_bytes(est.host_ram)}")
     for note in est.notes:

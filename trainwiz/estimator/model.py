@@ -361,6 +361,11 @@ def usable_memory(gpu_memory: int | None, gpu_free: int | None) -> int | None:
     return min(gpu_memory, gpu_free) if gpu_free is not None else gpu_memory
 
 
+def fit_on(total: int, gpu_memory: int | None, gpu_free: int | None = None) -> tuple[bool | None, str]:
+    """The verdict for one GPU: against its capacity, or its free memory when it is busy."""
+    return _verdict(total, gpu_memory, gpu_free)
+
+
 def _verdict(total: int, gpu_memory, gpu_free) -> tuple[bool | None, str]:
     usable = usable_memory(gpu_memory, gpu_free)
     if usable is None:

@@ -38,18 +38,18 @@ def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | Non
         yield {"sharding": "FULL_SHARD", "num_nodes": 1}, "FULL_SHARD instead of " + c.sharding + ": free each block after its forward"
     if c.optimizer in ("adamw", "adafactor"):
         yield {"optimizer": "adamw8bit"}, "8-bit AdamW (bitsandbytes): 2 bytes of state per parameter instead of 8"
-    more_gpus = []  # fewest GPUs first
+    more_gpus = []  # fewest GPUs first; on a known box, at most one step beyond it
     for n in (2, 4, 8, 16, 32, 64):
-        if n > c.num_gpus:
-            change = {"num_gpus": n}
-            if c.strategy == "single":
-                change.update(strategy="fsdp", sharding="FULL_SHARD")
-            elif c.strategy == "ddp":
-                change.update(strategy="fsdp", sharding="FULL_SHARD")
-            note = f"{n} GPUs with FSDP FULL_SHARD" if change.get("strategy") == "fsdp" or c.strategy == "fsdp" else f"{n} GPUs"
-            if available_gpus is not None and n > available_gpus:
-                note += f" (this box has {available_gpus})"
-            more_gpus.append((change, note))
+        if n <= c.num_gpus:
+            continue
+        change = {"num_gpus": n}
+        if c.strategy in ("single", "ddp"):
+            change.update(strategy="fsdp", sharding="FULL_SHARD")
+        note = f"{n} GPUs with FSDP FULL_SHARD"
+        if available_gpus is not None and n > available_gpus:
+            more_gpus.append((change, note + f" (this box has {available_gpus})"))
+            break
+        more_gpus.append((change, note))
     if more_gpus:
         yield more_gpus
     if c.strategy == "fsdp" and not c.offload_params:
@@ -83,40 +83,56 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
         except UsageError:
             return None
 
-    singles = []
-    for candidate in _candidates(model, config, available_gpus):
-        # a list is a ladder of alternatives (smaller batches, more GPUs), mildest first: keep
-        # the first rung that fits, or the lowest total if none does
-        ladder = candidate if isinstance(candidate, list) else [candidate]
+    def climb(ladder, base: dict | None = None):
+        """Walk a ladder of alternatives (mildest first) on top of ``base``: the first rung
+        that fits, else the rung with the lowest total; None when nothing helps."""
         best = None
         for change, note in ladder:
-            est = price(change)
+            if base and set(change) & set(base[0]):
+                return None
+            full = {**base[0], **change} if base else change
+            est = price(full)
             if est is None or est.per_gpu.total >= base_total:
                 continue
+            label = f"{base[1]}; and {note}" if base else note
             if best is None or est.per_gpu.total < best[2].per_gpu.total:
-                best = (change, note, est)
+                best = (full, label, est)
             if usable is not None and est.per_gpu.total <= usable:
-                best = (change, note, est)
-                break
-        if best is not None:
-            singles.append(best)
+                return (full, label, est)
+        return best
+
+    ladders, singles = [], []
+    for candidate in _candidates(model, config, available_gpus):
+        ladder = candidate if isinstance(candidate, list) else [candidate]
+        found = climb(ladder)
+        if found is not None:  # only changes that help on their own are combined below
+            ladders.append(ladder)
+            singles.append(found)
     for change, note, est in singles:
         results[_key(change)] = (change, note, est)
     if usable is not None and not any(e.per_gpu.total <= usable for _, _, e in singles):
-        ranked = sorted(singles, key=lambda t: t[2].per_gpu.total)[:4]
-        for i, (c1, n1, _) in enumerate(ranked):
-            for c2, n2, _ in ranked[i + 1:]:
-                if set(c1) & set(c2):
-                    continue
-                change = {**c1, **c2}
-                est = price(change)
-                if est is not None and est.per_gpu.total < base_total:
-                    results[_key(change)] = (change, f"{n1}; and {n2}", est)
+        # nothing fits alone: add a second change to each of the two most effective ones (the
+        # second one's ladder is walked again, so it takes the mildest rung that fits there)
+        fitting = 0
+        for first in sorted(singles, key=lambda t: t[2].per_gpu.total)[:2]:
+            for ladder in ladders:
+                found = climb(ladder, base=(first[0], first[1]))
+                if found is not None and _key(found[0]) not in results:
+                    results[_key(found[0])] = found
+                    fitting += found[2].per_gpu.total <= usable
+            if fitting >= 3:
+                break
 
     def rank(item):
         change, _, est = item
         fits = usable is not None and est.per_gpu.total <= usable
         cost = sum(_COST.get(k, 5) for k in change if k != "grad_accum")
+        if "num_gpus" in change:  # each doubling of the GPU count costs more; beyond the box, more
+            cost += change["num_gpus"] / config.num_gpus
+            if available_gpus is not None and change["num_gpus"] > available_gpus:
+                cost += 10
+        if "batch_size" in change:
+            cost += config.batch_size / change["batch_size"] / 2
         return (not fits, cost, est.per_gpu.total)
 
     ranked = sorted(results.values(), key=rank)
