@@ -188,3 +188,80 @@ async def test_without_gpus_the_app_plans_with_unknown_capacity(make_app):
         app.screen.set_model("gpt2")
         await wait_for(pilot, lambda: app.screen.fits)
         assert "UNKNOWN" in text_of(app.screen.query_one("#memory"))
+
+
+async def test_duplicate_and_export_a_profile(make_app, isolated_env, monkeypatch, tmp_path):
+    import yaml
+
+    from tests.tui.fixtures import write_profiles
+
+    folder = write_profiles(Path(isolated_env["XDG_CONFIG_HOME"]))
+    monkeypatch.chdir(tmp_path)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        table = app.screen.query_one("DataTable")
+        await wait_for(pilot, lambda: table.row_count == 3)
+        names = [str(table.get_row_at(i)[0]) for i in range(3)]
+        table.focus()
+        table.move_cursor(row=names.index("llama-fsdp"))
+        await pilot.press("d")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+        assert app.screen.query_one("#prompt-input").value == "llama-fsdp-copy"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: table.row_count == 4)
+        copy = folder / "llama-fsdp-copy.yaml"
+        assert copy.read_text() == (folder / "llama-fsdp.yaml").read_text()
+
+        table.move_cursor(row=[str(table.get_row_at(i)[0]) for i in range(4)].index("llama-fsdp"))
+        await pilot.press("e")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+        await pilot.press("enter")
+        exported = tmp_path / "llama-fsdp.accelerate.yaml"
+        await wait_for(pilot, exported.exists)
+        config = yaml.safe_load(exported.read_text())
+        assert config["distributed_type"] == "FSDP" and config["mixed_precision"] == "bf16"
+
+
+async def test_launch_preflight_names_what_is_wrong(make_app, isolated_env):
+    from tests.tui.fixtures import write_profiles
+
+    write_profiles(Path(isolated_env["XDG_CONFIG_HOME"]))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("l")
+        launch = app.screen
+        await wait_for(pilot, lambda: "cpu-ddp" in launch.profiles)
+        await pilot.press("ctrl+t")
+        status = lambda: text_of(launch.query_one("#launch-status"))  # noqa: E731
+        await wait_for(pilot, lambda: "Choose a profile" in status())
+        launch.query_one("#launch-profile").value = "cpu-ddp"
+        launch.query_one("#launch-script").value = "no-such-train.py"
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: "no such training script" in status(), timeout=30)
+        assert app.current_mode == "launch"  # nothing was launched
+
+
+async def test_an_oom_run_offers_the_change_that_fits_in_the_wizard(make_app, isolated_env):
+    from tests.tui.fixtures import write_failed_run
+
+    run_dir = write_failed_run(Path(isolated_env["XDG_STATE_HOME"]))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        app.open_monitor(run_dir)
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "MonitorScreen")
+        monitor = app.screen
+        await wait_for(pilot, lambda: monitor.plan is not None and monitor.status is not None)
+        failure = text_of(monitor.query_one("#run-failure"))
+        assert "rank 1" in failure and "out of memory: YES" in failure
+        fix = monitor.plan.fix
+        assert fix is not None and fix.fits and "press f" in failure
+        await pilot.press("f")
+        await wait_for(pilot, lambda: app.current_mode == "wizard")
+        wizard = app.screen
+        await wait_for(pilot, lambda: all(getattr(wizard.config, k) == v
+                                          for k, v in fix.change.items()))
+        assert wizard.query_one("#model").value == "llama-3-8b"
+        await wait_for(pilot, lambda: wizard.current_estimate() is not None)
+        assert wizard.current_estimate().fits

@@ -111,7 +111,7 @@ class TrainwizApp(App):
     async def open_in_wizard(self, profile=None, changes: dict | None = None,
                              model: str | None = None) -> None:
         """Show the wizard, loaded with ``profile`` and/or config ``changes``."""
-        self.switch_mode("wizard")
+        await self.switch_mode("wizard")  # composed before it is filled in
         wizard = self._screens["wizard"]
         if profile is not None:
             wizard.load_profile(profile)

@@ -236,27 +236,38 @@ class ProfilesScreen(Screen):
             return
 
         def chosen(target: str | None) -> None:
-            if target:
-                self._export(entry.profile, target)
+            if not target:
+                return
+            count = len(self.app.gpus) or None
+            if not Path(target).expanduser().exists():
+                self._export(entry.profile, target, count)
+                return
+            from trainwiz.tui.screens.confirm import ConfirmScreen
+
+            self.app.push_screen(
+                ConfirmScreen(f"{target} exists. Replace it?", yes="Replace", no="Keep it"),
+                lambda yes: self._export(entry.profile, target, count, force=True) if yes
+                else None)
 
         self.app.push_screen(PromptScreen(
             f"Export {entry.name} for `accelerate launch --config_file` to:",
             f"{entry.name}.accelerate.yaml"), chosen)
 
     @work(thread=True, group="profile-files", exit_on_error=False)
-    def _export(self, profile, target: str) -> None:
+    def _export(self, profile, target: str, num_gpus: int | None, force: bool = False) -> None:
+        """Write the accelerate config; ``num_gpus`` fills a process count the profile leaves
+        open (this box's GPUs, real or simulated)."""
         try:
-            import yaml
-
-            from trainwiz.profiles import to_accelerate_config
+            from trainwiz.profiles import accelerate_config_text, accelerate_export_notes
             from trainwiz.profiles.store import atomic_write_text
-            data = to_accelerate_config(profile)
-            path = Path(target).expanduser().resolve()
-            atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+            text = accelerate_config_text(profile, num_gpus)
+            notes = accelerate_export_notes(profile)
+            path = atomic_write_text(Path(target).expanduser().resolve(), text, force=force)
         except Exception as exc:
             self.post_message(ProfileActionDone("", str(exc)))
             return
-        self.post_message(ProfileActionDone(f"Wrote {path}."))
+        extra = f"\nNot in the accelerate file: {'; '.join(notes)}" if notes else ""
+        self.post_message(ProfileActionDone(f"Wrote {path}.{extra}"))
 
     @on(ProfileActionDone)
     def _action_done(self, message: ProfileActionDone) -> None:
