@@ -116,9 +116,17 @@ def render_panel(fits: list[GpuFit], width: int, title: str = "", message: str =
     suggestions = worst.suggestions[:9]
     if suggestions:
         text.append("Suggestions (press the number to apply)\n", style="bold")
+        # the estimator judges a change against capacity; a GPU others already use may have
+        # less room: say so rather than promise a fit
+        busy = [(f.free, f.label) for f in fits if f.free is not None and f.capacity
+                and f.free < f.capacity]
+        tightest = min(busy) if busy else None
         for i, sug in enumerate(suggestions, 1):
             verdict = "fits" if sug.fits else "still too big"
             vstyle = "green" if sug.fits else "red"
+            if sug.fits and tightest is not None and sug.total > tightest[0]:
+                verdict = f"fits an idle GPU, not {tightest[1]} ({fmt.gib(tightest[0])} free)"
+                vstyle = "yellow"
             text.append(f"{i} ", style="bold reverse")
             text.append(f" {sug.note or describe_change(sug.change)} ")
             text.append(f"→ {fmt.gib(sug.total)} GiB ")
