@@ -265,3 +265,24 @@ async def test_an_oom_run_offers_the_change_that_fits_in_the_wizard(make_app, is
         assert wizard.query_one("#model").value == "llama-3-8b"
         await wait_for(pilot, lambda: wizard.current_estimate() is not None)
         assert wizard.current_estimate().fits
+
+
+async def test_model_field_completes_catalog_names_and_paths(make_app, tmp_path):
+    from trainwiz.tui.widgets.model_suggester import ModelSuggester
+
+    (tmp_path / "my-model").mkdir()
+    (tmp_path / "my-model" / "config.json").write_text("{}")
+    suggester = ModelSuggester(["llama-3-8b", "mistral-7b"])
+    assert await suggester.get_suggestion("mist") == "mistral-7b"
+    assert await suggester.get_suggestion("MIST") == "mistral-7b"
+    assert await suggester.get_suggestion(f"{tmp_path}/my") == f"{tmp_path}/my-model/"
+    assert await suggester.get_suggestion(f"{tmp_path}/my-model/c") == \
+        f"{tmp_path}/my-model/config.json"
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("w")
+        await wait_for(pilot, lambda: app.screen.focused and app.screen.focused.id == "model")
+        await wait_for(pilot, lambda: app.screen.catalog)
+        await pilot.press(*"llama-3-8", "right")  # Right accepts the completion
+        await wait_for(pilot, lambda: app.screen.query_one("#model").value == "llama-3-8b")

@@ -89,6 +89,17 @@ def load_plan(run_dir: Path, num_gpus: int | None, gpus: list, name: str | None 
     return Plan(profile=profile, estimate=est, fix=fix)
 
 
+def appended(old: list[str], new: list[str]) -> list[str] | None:
+    """The lines ``new`` (a later tail of the same log) adds after ``old``; None when the two
+    do not line up (another rank, a rotated log) and the view must be redrawn."""
+    if not old:
+        return None
+    for k in range(min(len(old), len(new)), 0, -1):  # the longest overlap first
+        if old[-k:] == new[:k]:
+            return new[k:]
+    return None
+
+
 def short_name(name: str | None) -> str:
     """"NVIDIA H100 80GB HBM3" -> "H100 80GB HBM3": the panel's first line is short."""
     return (name or "").removeprefix("NVIDIA ").removeprefix("GeForce ")
@@ -306,9 +317,13 @@ class MonitorScreen(Screen):
         if lines == self._log_lines:
             return
         log = self.query_one("#rank-log", Log)
+        new = appended(self._log_lines, lines)
+        if new is not None and self._log_lines:
+            log.write_lines(new)  # the usual case: only what the rank wrote since
+        else:
+            log.clear()
+            log.write_lines(lines or ["(no output yet)"])
         self._log_lines = list(lines)
-        log.clear()
-        log.write_lines(lines or ["(no output yet)"])
         self.query_one("#log-title", Static).update(
             f"log of rank {self.selected_rank} (following; select a rank above, or [ ])")
 

@@ -16,13 +16,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from trainwiz.estimator.types import OPTIMIZERS, SHARDINGS, TrainConfig
 from trainwiz.tui import fmt
 from trainwiz.tui.widgets.memory_panel import GpuFit, MemoryPanel, overall
+from trainwiz.tui.widgets.model_suggester import ModelSuggester
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 SEQ_LENS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -189,8 +189,7 @@ class WizardScreen(Screen):
     @on(CatalogLoaded)
     def _catalog_loaded(self, message: CatalogLoaded) -> None:
         self.catalog = message.names
-        self.query_one("#model", Input).suggester = SuggestFromList(message.names,
-                                                                    case_sensitive=False)
+        self.query_one("#model", Input).suggester = ModelSuggester(message.names)
 
     # -- hardware ------------------------------------------------------------------------
     def _gpus_changed(self, gpus: tuple) -> None:
