@@ -77,11 +77,17 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
     base_total = current.per_gpu.total
     results: dict = {}
 
+    priced: dict = {}
+
     def price(change: dict) -> Estimate | None:
-        try:
-            return estimate(model, config.with_changes(**change), gpu_memory, gpu_free, suggestions=False)
-        except UsageError:
-            return None
+        key = _key(change)
+        if key not in priced:
+            try:
+                priced[key] = estimate(model, config.with_changes(**change), gpu_memory, gpu_free,
+                                       suggestions=False)
+            except UsageError:
+                priced[key] = None
+        return priced[key]
 
     def climb(ladder, base: dict | None = None):
         """Walk a ladder of alternatives (mildest first) on top of ``base``: the first rung
@@ -110,14 +116,21 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
             singles.append(found)
     for change, note, est in singles:
         results[_key(change)] = (change, note, est)
-    if usable is not None and not any(e.per_gpu.total <= usable for _, _, e in singles):
+    def practical(change: dict) -> bool:  # no CPU offload, no more GPUs than the box has
+        too_many = available_gpus is not None and change.get("num_gpus", 0) > available_gpus
+        return not change.get("offload_params") and not too_many
+
+    if usable is not None and not any(e.per_gpu.total <= usable and practical(c) for c, _, e in singles):
         # nothing fits alone: add a second change to each of the two most effective ones (the
         # second one's ladder is walked again, so it takes the mildest rung that fits there)
         fitting = 0
-        for first in sorted(singles, key=lambda t: t[2].per_gpu.total)[:2]:
+        firsts = [t for t in singles if practical(t[0]) and t[2].per_gpu.total > usable]
+        for first in sorted(firsts, key=lambda t: t[2].per_gpu.total)[:2]:
             for ladder in ladders:
-                found = climb(ladder, base=(first[0], first[1]))
-                if found is not None and _key(found[0]) not in results:
+                ladder = [(c, n) for c, n in ladder if practical(c)]
+                found = climb(ladder, base=(first[0], first[1])) if ladder else None
+                if found is not None and found[2].per_gpu.total < first[2].per_gpu.total \
+                        and _key(found[0]) not in results:
                     results[_key(found[0])] = found
                     fitting += found[2].per_gpu.total <= usable
             if fitting >= 3:
