@@ -80,11 +80,12 @@ def test_failing_rank_is_named_and_the_other_rank_ended(run_cli, tmp_path):
     st = wait_state(run_dir, ("failed", "succeeded"))
     assert st["state"] == "failed"
     fail = st["failure"]
-    assert fail["rank"] == 1 and fail["exit_code"] == 1 and fail["oom"] is True
+    # 1, or -15 when the launcher ends rank 1 while it is still exiting (slow under load)
+    assert fail["rank"] == 1 and fail["exit_code"] in (1, -15) and fail["oom"] is True
     assert "OutOfMemoryError: CUDA out of memory" in fail["message"]
     assert "simulated on rank 1" in fail["message"]
     codes = {r["rank"]: r["exit_code"] for r in st["ranks"]}
-    assert codes[1] == 1 and codes[0] not in (0, None)  # rank 0 was ended by the launcher
+    assert codes[1] == fail["exit_code"] and codes[0] not in (0, None)  # rank 0 was ended
     wait_all_gone(run_pids(st))
     samples = [line for line in (run_dir / "samples.jsonl").read_text().splitlines() if line]
     import json
@@ -187,6 +188,8 @@ def test_multi_node_on_loopback(run_cli, tmp_path):
     a = run_cli("launch", "-d", "--profile", str(node0), TRAIN_DDP, "--", "--steps", "3")
     b = run_cli("launch", "-d", "--profile", str(node1), TRAIN_DDP, "--", "--steps", "3")
     assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
-    sts = [wait_state(launched_dir(x.stdout), ("succeeded", "failed")) for x in (a, b)]
-    assert [s["state"] for s in sts] == ["succeeded", "succeeded"]
+    dirs = [launched_dir(x.stdout) for x in (a, b)]
+    sts = [wait_state(d, ("succeeded", "failed")) for d in dirs]
+    assert [s["state"] for s in sts] == ["succeeded", "succeeded"], [
+        (s["failure"], (d / "launcher.log").read_text()[-3000:]) for s, d in zip(sts, dirs)]
     assert sorted(r["rank"] for s in sts for r in s["ranks"]) == [0, 1]

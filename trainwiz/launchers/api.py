@@ -60,6 +60,7 @@ class Preflight:
     gpu_count: int
     notes: list[str] = field(default_factory=list)
     python: str | None = None  # the interpreter, resolved to a path
+    gpu_indices: list[int] | None = None  # NVML indices of the GPUs the ranks see, in order
 
 
 # ---- checks ---------------------------------------------------------------------------------
@@ -111,8 +112,7 @@ def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
 
         name, params = model_argument(model_str)
         model = model_from_params(params) if params is not None else resolve_model(name)
-        selected = [g for g in gpus if profile.gpu_ids is None or g.index in profile.gpu_ids]
-        selected = selected[:nproc] or list(gpus)
+        selected = list(gpus)[:nproc] or list(gpus)
         totals = [g.memory_total for g in selected if g.memory_total]
         frees = [(g.memory_free if g.memory_free is not None else g.memory_total, g.index)
                  for g in selected if g.memory_total]
@@ -183,10 +183,22 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
         from trainwiz.hardware import detect
 
         det = detect(simulate)
-        gpus = det.gpus
+        gpus = tuple(det.gpus)
         from trainwiz.profiles import check_profile_gpus
 
         check_profile_gpus(profile, len(gpus))
+        inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if profile.gpu_ids is not None:
+            by_index = {g.index: g for g in gpus}
+            gpus = tuple(by_index[i] for i in profile.gpu_ids if i in by_index)
+        elif inherited is not None and "CUDA_VISIBLE_DEVICES" not in profile.env:
+            from trainwiz.hardware import visible_gpus
+
+            gpus = tuple(visible_gpus(gpus, inherited))
+            if not gpus:
+                raise TrainwizError(f"CUDA_VISIBLE_DEVICES={inherited!r} in this shell hides "
+                                    f"every GPU; unset it or set gpu_ids in profile "
+                                    f"'{profile.name}'")
     nproc = C.nproc_per_node(profile, len(gpus))
     if profile.device == "cuda":
         notes += _check_fit(profile, gpus, nproc, yes, confirm)
@@ -209,7 +221,8 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
             notes.append(f"port {port} is in use; using free port {new}")
             port = new
     return Preflight(script=script, args=list(args), nproc=nproc, port=int(port),
-                     gpu_count=len(gpus), notes=notes, python=exe)
+                     gpu_count=len(gpus), notes=notes, python=exe,
+                     gpu_indices=[g.index for g in gpus] if profile.device == "cuda" else None)
 
 
 # ---- launch ----------------------------------------------------------------------------------
@@ -285,7 +298,7 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
         status = RunStatus(
             id=run_id, state="starting", profile=profile.name,
             script=pre.script, args=pre.args, started_at=now_iso(), run_dir=str(run_dir),
-            device=profile.device, gpu_ids=profile.gpu_ids, num_processes=pre.nproc,
+            device=profile.device, gpu_ids=pre.gpu_indices, num_processes=pre.nproc,
             num_machines=int(profile.num_machines or 1), machine_rank=int(profile.machine_rank),
             port=pre.port, simulate=simulate,
         )

@@ -128,6 +128,9 @@ def launch_env(profile) -> dict[str, str]:
     if profile.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     elif profile.gpu_ids is not None:
+        # gpu_ids are nvidia-smi's (NVML's, PCI bus order) numbers, as `trainwiz gpus` shows;
+        # CUDA numbers "fastest first" unless told otherwise.
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in profile.gpu_ids)
     if profile.launcher == "torchrun":
         env.update(accelerate_env(profile))

@@ -433,8 +433,18 @@ class Supervisor:
             self.status.ranks = sorted(known.values(), key=lambda r: r.rank)
 
             def key(e: F.TableEntry):
-                return (F.agent_signalled(e.exit_code), self.rank_gone_at.get(e.rank, float("inf")),
-                        not e.root, e.rank)
+                # When did each failed rank fail? A rank that recorded its exception (error
+                # file) or wrote a crash to stderr has that file's mtime (the error's own
+                # timestamp is whole seconds); a peer's "connection closed" error comes later.
+                # Ranks the launcher ended (SIGTERM/SIGKILL, nothing recorded) come last.
+                local = e.local_rank if e.local_rank is not None else e.rank
+                folder = rank_log_dir(self.run_dir, local)
+                when = _mtime(e.error_file)
+                signalled = F.agent_signalled(e.exit_code) and when is None
+                if when is None and not signalled and folder is not None:
+                    when = _mtime(str(folder / "stderr.log"))
+                gone = self.rank_gone_at.get(e.rank, float("inf"))
+                return (signalled, when if when is not None else gone, gone, not e.root, e.rank)
 
             first = min(table, key=key)
             local = first.local_rank if first.local_rank is not None else first.rank
@@ -454,6 +464,15 @@ class Supervisor:
         tail = launcher_text.splitlines()[-60:]
         msg = F.message_from_log(tail) or F.signal_message(rc) or f"launcher exited with code {rc}"
         return Failure(rank=None, exit_code=rc, message=msg, oom=F.is_oom("\n".join(tail)))
+
+
+def _mtime(path: str | None) -> float | None:
+    if not path:
+        return None
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
 
 
 def _tail(path: Path | None, n: int) -> list[str]:
