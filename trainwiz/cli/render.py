@@ -83,6 +83,18 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
         console.print(Text("What would make it fit:", style="bold"))
         for i, s in enumerate(est.suggestions, 1):
             mark = "fits" if s.fits else "still too big"
-            slow = ", much slower" if s.slower else ""
-            change = " ".join(f"{k}={v}" for k, v in s.change.items())
-            console.print(f"  {i}. {s.note}: {format_bytes(s.total)} ({mark}{slow})   [{change}]")
+            console.print(Text.assemble(f"  {i}. {s.note} → {format_bytes(s.total)}, ",
+                                        (mark, "green" if s.fits else "red")))
+            console.print(Text(f"     {as_flags(s.change)}", style="dim"))
+
+
+def as_flags(change: dict) -> str:
+    """A suggestion as the `trainwiz estimate` options that apply it."""
+    flags = []
+    for key, value in change.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is not False:
+            flags.append(f"{flag} {value}")
+    return " ".join(flags)

@@ -21,23 +21,23 @@ _COST = {
 def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | None):
     c = config
     if c.optimizer == "adamw" and not c.fused_optimizer:
-        yield {"fused_optimizer": True}, "fused AdamW (torch.optim.AdamW(fused=True)): no foreach temporaries"
+        yield {"fused_optimizer": True}, "fused AdamW (no foreach temporaries)"
     if c.precision == "fp32":
-        yield {"precision": "bf16"}, "bf16 mixed precision (fp32 master weights kept)"
+        yield {"precision": "bf16"}, "bf16 mixed precision"
     if model.has_architecture and not c.activation_checkpointing:
-        yield {"activation_checkpointing": True}, "activation checkpointing: recompute each block in backward (~30% slower)"
+        yield {"activation_checkpointing": True}, "activation checkpointing (~30% slower)"
     if model.has_architecture and c.attention == "eager":
-        yield {"attention": "sdpa"}, "SDPA attention: no s×s score matrices kept"
+        yield {"attention": "sdpa"}, "SDPA attention (no s×s scores kept)"
     if c.batch_size > 1:  # largest micro-batch first: the first that fits is the one to take
         yield [({"batch_size": b, "grad_accum": c.grad_accum * c.batch_size // b},
-                f"micro-batch {b} × {c.grad_accum * c.batch_size // b} accumulation steps: same global batch")
+                f"micro-batch {b} × {c.grad_accum * c.batch_size // b} accumulation steps (same global batch)")
                for b in _smaller_batches(c.batch_size)]
     if c.strategy in ("single", "ddp") and c.num_gpus > 1:
-        yield {"strategy": "fsdp", "sharding": "FULL_SHARD"}, "FSDP FULL_SHARD: shard weights, gradients and optimizer state"
+        yield {"strategy": "fsdp", "sharding": "FULL_SHARD"}, "FSDP FULL_SHARD"
     if c.strategy == "fsdp" and c.sharding in ("SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD") and c.num_gpus > 1:
-        yield {"sharding": "FULL_SHARD", "num_nodes": 1}, "FULL_SHARD instead of " + c.sharding + ": free each block after its forward"
+        yield {"sharding": "FULL_SHARD", "num_nodes": 1}, "FULL_SHARD instead of " + c.sharding
     if c.optimizer in ("adamw", "adafactor"):
-        yield {"optimizer": "adamw8bit"}, "8-bit AdamW (bitsandbytes): 2 bytes of state per parameter instead of 8"
+        yield {"optimizer": "adamw8bit"}, "8-bit AdamW (bitsandbytes)"
     more_gpus = []  # fewest GPUs first; on a known box, at most one step beyond it
     for n in (2, 4, 8, 16, 32, 64):
         if n <= c.num_gpus:
@@ -53,7 +53,7 @@ def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | Non
     if more_gpus:
         yield more_gpus
     if c.strategy == "fsdp" and not c.offload_params:
-        yield {"offload_params": True}, "CPU offload of parameters, gradients and optimizer state (much slower)"
+        yield {"offload_params": True}, "CPU offload (much slower)"
     elif c.strategy in ("single", "ddp"):
         yield ({"strategy": "fsdp", "sharding": "FULL_SHARD", "offload_params": True},
                "FSDP with CPU offload (much slower)")
@@ -100,7 +100,7 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
             est = price(full)
             if est is None or est.per_gpu.total >= base_total:
                 continue
-            label = f"{base[1]}; and {note}" if base else note
+            label = f"{base[1]} + {note}" if base else note
             if best is None or est.per_gpu.total < best[2].per_gpu.total:
                 best = (full, label, est)
             if usable is not None and est.per_gpu.total <= usable:
