@@ -23,6 +23,11 @@ PURE = {
     "trainwiz.estimator.suggest": HEAVY,
     "trainwiz.profiles": HEAVY,
     "trainwiz.cli": HEAVY,
+    "trainwiz.launchers": HEAVY,
+    "trainwiz.launchers.command": HEAVY,
+    "trainwiz.hardware": HEAVY,  # pynvml only when NVML is actually probed
+    # the app: Textual of course, but never torch, and NVML only from its workers
+    "trainwiz.tui.app": ("torch", "pynvml", "transformers", "accelerate"),
 }
 
 
