@@ -41,6 +41,7 @@ def test_gpu_ids_become_cuda_visible_devices_and_nproc():
     p = Profile(name="g", gpu_ids=[2, 3, 5], env={"NCCL_DEBUG": "INFO"})
     cmd = _cmd(p)
     assert cmd.env["CUDA_VISIBLE_DEVICES"] == "2,3,5"
+    assert cmd.env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # ids as nvidia-smi / trainwiz gpus number them
     assert cmd.env["NCCL_DEBUG"] == "INFO"
     assert _opt(cmd.argv, "--nproc-per-node") == "3"
     assert cmd.argv[0] == "python3"  # no interpreter in the profile: python3 on PATH

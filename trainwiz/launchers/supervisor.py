@@ -81,28 +81,34 @@ def _launcher_preexec(parent_pid: int):
 # ---- process sweeping (shared with stop and the watchdog) ----------------------------------
 
 def run_processes(run_id: str, extra_pids=()) -> list:
-    """Every live process of this user that belongs to the run (``TRAINWIZ_RUN_ID`` in its
-    environment), plus ``extra_pids`` when they are still alive."""
+    """Every live process of this user that belongs to the run: ``TRAINWIZ_RUN_ID`` is in its
+    environment (the launcher and everything it starts inherit it). ``extra_pids`` are looked
+    at first but only count when they carry the same mark, so a recorded pid that the system
+    has since given to another process is never touched."""
     import psutil
 
     me = os.getpid()
-    found = {}
-    for pid in extra_pids:
-        try:
-            if pid and pid != me:
-                found[pid] = psutil.Process(pid)
-        except psutil.Error:
-            pass
     uid = os.getuid()
-    for proc in psutil.process_iter(["uids"]):
+    found = {}
+
+    def check(proc) -> None:
         try:
-            if proc.pid == me or proc.info["uids"] is None or proc.info["uids"].real != uid:
-                continue
-            if proc.environ().get("TRAINWIZ_RUN_ID") == run_id:
+            if proc.pid == me or proc.pid in found or proc.uids().real != uid:
+                return
+            if proc.environ().get("TRAINWIZ_RUN_ID") == run_id and _alive(proc):
                 found[proc.pid] = proc
         except psutil.Error:
-            continue
-    return [p for p in found.values() if _alive(p)]
+            pass
+
+    for pid in extra_pids:
+        if pid:
+            try:
+                check(psutil.Process(pid))
+            except psutil.Error:
+                pass
+    for proc in psutil.process_iter():
+        check(proc)
+    return list(found.values())
 
 
 def _alive(proc) -> bool:
@@ -120,6 +126,8 @@ def terminate(procs, grace: float, first_signal_pgid: int | None = None) -> list
     import psutil
 
     procs = [p for p in procs if _alive(p)]
+    if first_signal_pgid and first_signal_pgid not in {p.pid for p in procs}:
+        first_signal_pgid = None  # the launcher is gone: never signal a group we cannot vouch for
     if first_signal_pgid:
         try:
             os.killpg(first_signal_pgid, signal.SIGTERM)
