@@ -19,7 +19,6 @@ from tests.launchers.helpers import (
     run_pids,
     runs_json,
     status_of,
-    wait_for,
     wait_running,
     wait_all_gone,
     wait_state,

@@ -35,7 +35,6 @@ from trainwiz.launchers import failures as F
 from trainwiz.launchers.rundir import (
     Failure,
     RankStatus,
-    RunStatus,
     append_sample,
     now_iso,
     rank_log_dir,
