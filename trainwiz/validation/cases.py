@@ -142,6 +142,19 @@ CASES: list[Case] = [
        optimizer="sgd", activation_checkpointing=True),
 ]
 
+# Small vocabulary, wide MLP: the loss no longer dominates, so the peak moves to the optimizer
+# step (weights + gradients + AdamW state + its foreach temporary) and the backward.
+_WIDE = {"vocab": 2048, "hidden": 512, "layers": 4, "heads": 8, "kv_heads": 4, "intermediate": 2048}
+CASES += [
+    _c("llama-wide-fp32-adamw", llama_config(**_WIDE), batch_size=1, seq_len=128),
+    _c("ddp-llama-wide-bf16-adamw", llama_config(**_WIDE), strategy="ddp", num_gpus=2,
+       precision="bf16", batch_size=1, seq_len=128),
+    _c("fsdp-full-llama-wide-fp32-adamw", llama_config(**_WIDE), strategy="fsdp", num_gpus=2,
+       batch_size=1, seq_len=128),
+    _c("fsdp-gradop-llama-wide-bf16-sgd", llama_config(**_WIDE), strategy="fsdp", num_gpus=2,
+       precision="bf16", optimizer="sgd", reshard_after_forward=False, batch_size=2, seq_len=256),
+]
+
 CASES_BY_NAME: dict[str, Case] = {c.name: c for c in CASES}
 
 
