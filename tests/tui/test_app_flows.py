@@ -286,3 +286,47 @@ async def test_model_field_completes_catalog_names_and_paths(make_app, tmp_path)
         await wait_for(pilot, lambda: app.screen.catalog)
         await pilot.press(*"llama-3-8", "right")  # Right accepts the completion
         await wait_for(pilot, lambda: app.screen.query_one("#model").value == "llama-3-8b")
+
+
+async def test_editing_a_profile_keeps_what_the_form_does_not_show(make_app, isolated_env):
+    from trainwiz.profiles import load_profile
+
+    folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "pinned.yaml").write_text(
+        "version: 1\nstrategy: fsdp\nmixed_precision: fp8\ngpu_ids: [1]\n"
+        "python: /opt/venv/bin/python\nenv: {NCCL_DEBUG: INFO}\nscript: train.py\n"
+        "estimate:\n  model: gpt2\n  seq_len: 1024\n")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        table = app.screen.query_one("DataTable")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.current_mode == "wizard")
+        wizard = app.screen
+        await wait_for(pilot, lambda: wizard.fits and wizard.config.num_gpus == 1)
+        assert wizard.config.seq_len == 1024 and wizard.query_one("#seq-len").value == 1024
+        wizard.apply_changes({"batch_size": 8})
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+        assert app.screen.query_one("#prompt-input").value == "pinned"
+        await pilot.press("enter")  # its own name: saved back without a question
+        await wait_for(pilot, lambda: load_profile("pinned").estimate.batch_size == 8)
+        saved = load_profile("pinned")
+        assert saved.gpu_ids == [1] and saved.mixed_precision == "fp8"
+        assert saved.python == "/opt/venv/bin/python" and saved.env == {"NCCL_DEBUG": "INFO"}
+        assert saved.script == "train.py" and saved.estimate.seq_len == 1024
+
+        # another name that exists: asked first, and "no" leaves the file alone
+        before = (folder / "pinned.yaml").read_text()
+        wizard.base_profile = None
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+        app.screen.query_one("#prompt-input").value = "pinned"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert (folder / "pinned.yaml").read_text() == before

@@ -219,8 +219,15 @@ class WizardScreen(Screen):
         field = SELECT_FIELDS.get(event.select.id or "")
         if field is None or event.value == Select.NULL:
             return
+        if event.value != event.select.value:
+            return  # stale: the select was set again since (a suggestion, a profile)
         if getattr(self.config, field) != event.value:
+            before = self.config
             self.config = self.config.with_changes(**{field: event.value})
+            if field == "strategy" and (event.value == "single") != (before.strategy == "single"):
+                # one GPU for single; all of them when moving to DDP or FSDP
+                count = 1 if event.value == "single" else max(len(self.app.gpus), 2)
+                self.apply_changes({"num_gpus": count})
         if field == "strategy":
             self.query_one("#fsdp-options").display = event.value == "fsdp"
         self.recompute()
@@ -410,19 +417,31 @@ class WizardScreen(Screen):
 
         cfg = self.config
         base = self.base_profile or Profile(name=name)
-        fsdp = dataclasses.replace(base.fsdp or FsdpOptions(), sharding_strategy=cfg.sharding,
-                                   offload_params=cfg.offload_params,
-                                   activation_checkpointing=cfg.activation_checkpointing)
+        fsdp = base.fsdp or FsdpOptions()
+        if cfg.strategy == "fsdp":
+            fsdp = dataclasses.replace(fsdp, sharding_strategy=cfg.sharding,
+                                       offload_params=cfg.offload_params,
+                                       activation_checkpointing=cfg.activation_checkpointing)
+        # what the form cannot show is kept as the profile had it: which GPUs, fp8
         total = len(self.app.gpus)
-        gpu_ids = None if total and cfg.num_gpus == total else list(range(cfg.num_gpus))
+        if base.gpu_ids is not None and len(base.gpu_ids) == cfg.num_gpus:
+            gpu_ids = base.gpu_ids
+        elif base.gpu_ids is None and (base.num_processes or total) == cfg.num_gpus:
+            gpu_ids = None
+        else:
+            gpu_ids = None if total and cfg.num_gpus == total else list(range(cfg.num_gpus))
+        num_processes = cfg.num_gpus if base.num_processes is not None else None
+        precision = PROFILE_PRECISION[cfg.precision]
+        if base.mixed_precision == "fp8" and cfg.precision == "bf16":
+            precision = "fp8"  # estimated as bf16; the profile keeps fp8
         model = self.query_one("#model", Input).value.strip()
         estimate = EstimateInputs(model=model, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
                                   optimizer=cfg.optimizer, grad_accum=cfg.grad_accum,
                                   activation_checkpointing=cfg.activation_checkpointing,
                                   attention=cfg.attention) if model else base.estimate
         return dataclasses.replace(base, name=name, strategy=cfg.strategy, fsdp=fsdp,
-                                   mixed_precision=PROFILE_PRECISION[cfg.precision],
-                                   gpu_ids=gpu_ids, estimate=estimate)
+                                   mixed_precision=precision, gpu_ids=gpu_ids,
+                                   num_processes=num_processes, estimate=estimate)
 
     def action_save(self) -> None:
         from trainwiz.tui.screens.prompt import PromptScreen
