@@ -85,28 +85,24 @@ def run(args) -> int:
 
     gpu_memory = parse_size(args.gpu_memory) if args.gpu_memory else None
     gpu_free = None
-    detected = 0
-    source_line = None
-    run_gpus = []
+    detected = []
     if gpu_memory is None or args.num_gpus is None:
         from trainwiz.hardware import detect
 
         detection = detect(simulate_spec(args))
-        detected = len(detection.gpus)
-        if detection.gpus:
-            n = args.num_gpus or detected
-            gpus = list(detection.gpus)[:n]
-            run_gpus = gpus if args.gpu_memory is None else []
-            if gpu_memory is None:
-                totals = [g.memory_total for g in gpus if g.memory_total]
-                if totals:
-                    gpu_memory = min(totals)
-                    frees = [g.memory_free for g in gpus if g.memory_free is not None]
-                    if frees and min(frees) < gpu_memory * 0.98:
-                        gpu_free = min(frees)
-            kind = "simulated" if detection.source == "simulated" else "detected"
-            source_line = f"against {len(gpus)} {kind} {gpus[0].name}"
-    num_gpus = args.num_gpus or max(detected, 1)
+        detected = list(detection.gpus)
+    num_gpus = args.num_gpus or (1 if args.strategy == "single" else max(len(detected), 1))
+    run_gpus = detected[:num_gpus] if gpu_memory is None else []  # the GPUs the run would use
+    source_line = None
+    if run_gpus:
+        totals = [g.memory_total for g in run_gpus if g.memory_total]
+        if totals:
+            gpu_memory = min(totals)
+            frees = [g.memory_free for g in run_gpus if g.memory_free is not None]
+            if frees and min(frees) < gpu_memory * 0.98:  # busy: judge against what is free
+                gpu_free = min(frees)
+        kind = "simulated" if detection.source == "simulated" else "detected"
+        source_line = f"against {len(run_gpus)} {kind} {run_gpus[0].name}"
     strategy = args.strategy or ("single" if num_gpus == 1 else "fsdp")
     config = TrainConfig(
         strategy=strategy, num_gpus=num_gpus, sharding=args.sharding, num_nodes=args.num_nodes,
@@ -119,7 +115,7 @@ def run(args) -> int:
     if args.table:
         return _print_accelerate_table(model)
     est = estimate(model, config, gpu_memory=gpu_memory, gpu_free=gpu_free,
-                   available_gpus=detected or None)
+                   available_gpus=len(detected) or None)
     per_gpu = _per_gpu_fit(est, run_gpus)
     if args.json:
         import json
