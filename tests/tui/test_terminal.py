@@ -111,3 +111,9 @@ def test_launch_shows_the_monitor_and_leaving_keeps_the_run(tmux, tmp_path):
     tmux.wait_for("Stop the run")
     tmux.keys("s")
     tmux.wait_for("ATTACH EXITED 1", timeout=60)  # stopped: not a success, as the plain view
+
+
+def test_bad_simulation_spec_is_an_input_error_before_the_screen(run_cli):
+    result = run_cli("--simulate", "3xNOPE")
+    assert result.returncode == 2
+    assert result.stderr.startswith("trainwiz: ") and "NOPE" in result.stderr

@@ -193,7 +193,15 @@ class TrainwizApp(App):
 
 
 def run_app(simulate: str | None = None) -> int:
-    """Run the full-screen app until the user quits; quitting never stops a run."""
+    """Run the full-screen app until the user quits; quitting never stops a run.
+
+    A bad ``--simulate`` spec is bad input: ``TrainwizError`` (the CLI prints it, exit 2)
+    before the screen is taken over.
+    """
+    if simulate is not None:
+        from trainwiz.hardware import parse_simulate
+
+        parse_simulate(simulate)
     app = TrainwizApp(simulate=simulate)
     app.run()
     return int(app.return_code or 0)
