@@ -162,6 +162,7 @@ def _print_catalog(args) -> int:
 
 
 def _print_accelerate_table(model) -> int:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -171,16 +172,26 @@ def _print_accelerate_table(model) -> int:
     def fmt(v):
         return "N/A" if v is None or v == -1 else accelerate_bytes(v)
 
-    table = Table(title=f"Memory Usage for loading `{model.name}` (accelerate estimate-memory's rule)",
-                  title_justify="left")
-    for col in ("dtype", "Largest Layer", "Total Size", "Model", "Gradient calculation",
-                "Backward pass", "Optimizer step", "Training using Adam"):
-        table.add_column(col, justify="left" if col == "dtype" else "right")
-    for row in table_rows(model):
-        table.add_row(row["dtype"], fmt(row["largest_layer"]), fmt(row["total_size"]),
-                      fmt(row["model"]), fmt(row["gradients"]), fmt(row["optimizer"]),
-                      fmt(row["step"]), fmt(row["training_peak"]))
+    columns = ("Largest Layer", "Total Size", "Model", "Gradient calculation", "Backward pass",
+               "Optimizer step", "Training using Adam")
+    keys = ("largest_layer", "total_size", "model", "gradients", "optimizer", "step", "training_peak")
+    rows = table_rows(model)
+    title = f"Memory Usage for loading `{model.name}` (accelerate estimate-memory's rule)"
     console = Console()
+    if console.width >= 110:  # accelerate's layout: one row per dtype
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("dtype")
+        for col in columns:
+            table.add_column(col, justify="right", no_wrap=True)
+        for row in rows:
+            table.add_row(row["dtype"], *[fmt(row[k]) for k in keys])
+    else:  # narrow terminal: one row per quantity, one column per dtype
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("")
+        for row in rows:
+            table.add_column(row["dtype"], justify="right", no_wrap=True)
+        for col, key in zip(columns, keys):
+            table.add_row(col, *[fmt(row[key]) for row in rows])
     console.print(table)
     console.print("This rule counts the bare model (no task head) at batch size 1 and no activations; "
                   "`trainwiz estimate` without --table gives the full per-GPU estimate.")
