@@ -188,6 +188,14 @@ async def test_without_gpus_the_app_plans_with_unknown_capacity(make_app):
         app.screen.set_model("gpt2")
         await wait_for(pilot, lambda: app.screen.fits)
         assert "UNKNOWN" in text_of(app.screen.query_one("#memory"))
+        # plan for a card this laptop does not have
+        wizard = app.screen
+        await wait_for(pilot, lambda: wizard.presets)
+        await _choose(pilot, "plan-for", "A100-40GB")
+        await wait_for(pilot, lambda: wizard.current_estimate().gpu_memory is not None)
+        text = text_of(wizard.query_one("#memory"))
+        assert "planning for A100-40GB" in text and "/40.0" in text
+        assert any(w in text for w in ("FITS", "TIGHT", "DOES NOT FIT"))
 
 
 async def test_duplicate_and_export_a_profile(make_app, isolated_env, monkeypatch, tmp_path):

@@ -30,7 +30,8 @@ ACCUMS = (1, 2, 4, 8, 16, 32, 64)
 STRATEGY_LABELS = {"single": "single GPU", "ddp": "DDP", "fsdp": "FSDP"}
 PRECISION_LABELS = {"bf16": "bf16 mixed", "fp16": "fp16 mixed", "fp32": "fp32 (no mixed)"}
 PROFILE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-PLANNING_GPUS = 8  # GPU counts offered when no GPU is known
+PLANNING_GPUS = 8  # GPU counts offered when no GPU is known (or planning for a preset)
+THIS_BOX = "this box"
 
 # Select id -> TrainConfig field
 SELECT_FIELDS = {
@@ -74,9 +75,10 @@ def resolve_spec(spec: str):
 
 
 class CatalogLoaded(Message):
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], presets: dict | None = None) -> None:
         super().__init__()
         self.names = names
+        self.presets = presets or {}
 
 
 class ModelResolved(Message):
@@ -117,6 +119,9 @@ class WizardScreen(Screen):
         self.base_profile = None  # the profile opened, so saving keeps its launch settings
         self.fits: list[GpuFit] = []
         self.catalog: list[str] = []
+        self.presets: dict = {}
+        self._box_size = 0
+        self.plan_preset = None  # a hardware preset to plan for instead of this box's GPUs
         self._config_from_hardware = False
         self._choices: dict[str, list] = {
             "strategy": list(STRATEGY_LABELS), "sharding": list(SHARDINGS),
@@ -135,6 +140,8 @@ class WizardScreen(Screen):
                             compact=True)
                 yield Static("", id="model-status")
                 yield Label("Training", classes="section")
+                yield _row("plan for", Select([(THIS_BOX, THIS_BOX)], value=THIS_BOX,
+                                              allow_blank=False, compact=True, id="plan-for"))
                 yield _row("strategy", Select(_options(STRATEGY_LABELS, STRATEGY_LABELS),
                                               value=cfg.strategy, allow_blank=False,
                                               compact=True, id="strategy"))
@@ -184,21 +191,54 @@ class WizardScreen(Screen):
             names = catalog_names()
         except Exception:  # completion is a convenience; the field still takes any name
             names = []
-        self.post_message(CatalogLoaded(names))
+        try:
+            from trainwiz.hardware import PRESETS
+            presets = dict(PRESETS)
+        except Exception:
+            presets = {}
+        self.post_message(CatalogLoaded(names, presets))
 
     @on(CatalogLoaded)
     def _catalog_loaded(self, message: CatalogLoaded) -> None:
         self.catalog = message.names
         self.query_one("#model", Input).suggester = ModelSuggester(message.names)
+        self.presets = message.presets
+        self._plan_options()
+
+    def _plan_options(self) -> None:
+        # the value names the box size, so a new label shows (an equal value would not redraw)
+        this_box = f"{THIS_BOX}:{len(self.app.gpus)}"
+        select = self.query_one("#plan-for", Select)
+        current = select.value
+        select.set_options([(self._this_box_label(), this_box)]
+                           + [(key, key) for key in self.presets])
+        select.value = current if current in self.presets else this_box
+
+    def _this_box_label(self) -> str:
+        gpus = self.app.gpus
+        if not gpus:
+            return "this box (no GPU: unknown memory)"
+        return f"this box ({len(gpus)}× {gpus[0].name.removeprefix('NVIDIA ')})"
+
+    @on(Select.Changed, "#plan-for")
+    def _plan_for_changed(self, event: Select.Changed) -> None:
+        if event.value != event.select.value or event.value == Select.NULL:
+            return
+        self.plan_preset = self.presets.get(event.value)  # None: this box
+        self._gpus_changed(self.app.gpus)
 
     # -- hardware ------------------------------------------------------------------------
     def _gpus_changed(self, gpus: tuple) -> None:
-        count = len(gpus) or PLANNING_GPUS
+        if self.presets and len(gpus) != self._box_size:
+            self._box_size = len(gpus)
+            self._plan_options()  # "this box (2× H100 …)"
+        count = PLANNING_GPUS if self.plan_preset is not None else (len(gpus) or PLANNING_GPUS)
         current = min(self.config.num_gpus, count)
         self._set_choices("num-gpus", range(1, count + 1), current)
         if current != self.config.num_gpus:
             self.config = self.config.with_changes(num_gpus=current)
-        if gpus and not self._config_from_hardware and self.base_profile is None:
+        if gpus and not self._config_from_hardware and self.base_profile is None \
+                and self.plan_preset is None:
             # a sensible start for this box: all its GPUs, DDP when there are several, bf16
             # where the GPUs support it
             self._config_from_hardware = True
@@ -209,9 +249,17 @@ class WizardScreen(Screen):
             return
         self.recompute()
 
-    def selected_gpus(self) -> list:
-        gpus = list(self.app.gpus)
-        return gpus[: self.config.num_gpus]
+    def targets(self) -> list[tuple[str, int | None, int | None]]:
+        """(label, capacity, free) of each GPU the estimate is for: this box's first GPUs,
+        a preset planned for (idle), or GPUs of unknown memory when there are none."""
+        n = self.config.num_gpus
+        if self.plan_preset is not None:
+            cap = self.plan_preset.memory_total
+            return [(f"GPU{i}", cap, None) for i in range(n)]
+        gpus = list(self.app.gpus)[:n]
+        if gpus:
+            return [(f"GPU{g.index}", g.memory_total, g.memory_free) for g in gpus]
+        return [(f"GPU{i}", None, None) for i in range(n)]
 
     # -- form events ---------------------------------------------------------------------
     @on(Select.Changed)
@@ -293,18 +341,16 @@ class WizardScreen(Screen):
             panel.message = f"The estimator is not available yet ({exc})."
             panel.fits = []
             return
-        panel.gpu_count = len(self.app.gpus)
+        panel.gpu_count = 0 if self.plan_preset is not None else len(self.app.gpus)
+        if self.plan_preset is not None:
+            panel.title += f" · planning for {self.plan_preset.key}"
         fits: list[GpuFit] = []
         cache: dict = {}
-        gpus = self.selected_gpus() or [None] * cfg.num_gpus
         try:
-            for i, gpu in enumerate(gpus):
-                cap = gpu.memory_total if gpu else None
-                free = gpu.memory_free if gpu else None
+            for label, cap, free in self.targets():
                 key = (cap, free)
                 if key not in cache:
                     cache[key] = estimate(self.model, cfg, gpu_memory=cap, gpu_free=free)
-                label = f"GPU{gpu.index}" if gpu else f"GPU{i}"
                 fits.append(GpuFit(label, cache[key], cap, free))
         except Exception as exc:  # an impossible combination: the estimator says why
             panel.message = f"Cannot estimate: {exc}"
@@ -423,7 +469,7 @@ class WizardScreen(Screen):
                                        offload_params=cfg.offload_params,
                                        activation_checkpointing=cfg.activation_checkpointing)
         # what the form cannot show is kept as the profile had it: which GPUs, fp8
-        total = len(self.app.gpus)
+        total = len(self.app.gpus) if self.plan_preset is None else 0
         if base.gpu_ids is not None and len(base.gpu_ids) == cfg.num_gpus:
             gpu_ids = base.gpu_ids
         elif base.gpu_ids is None and (base.num_processes or total) == cfg.num_gpus:
