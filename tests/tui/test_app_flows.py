@@ -338,3 +338,21 @@ async def test_editing_a_profile_keeps_what_the_form_does_not_show(make_app, iso
         await pilot.press("n")
         await pilot.pause(0.2)
         assert (folder / "pinned.yaml").read_text() == before
+
+
+async def test_launch_a_profile_from_the_profiles_screen(make_app, isolated_env):
+    folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "scripted.yaml").write_text("version: 1\nstrategy: ddp\ndevice: cpu\n"
+                                          "script: train.py\nscript_args: [--lr, '1e-4']\n")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        table = app.screen.query_one("DataTable")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("L")
+        await wait_for(pilot, lambda: app.current_mode == "launch")
+        launch = app.screen
+        await wait_for(pilot, lambda: launch.query_one("#launch-profile").value == "scripted")
+        assert launch.query_one("#launch-script").value == "train.py"
+        assert launch.query_one("#launch-args").value == "--lr 1e-4"

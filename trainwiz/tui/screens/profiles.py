@@ -175,10 +175,10 @@ class ProfilesScreen(Screen):
         if entry is not None:
             await self.app.open_in_wizard(profile=entry.profile)
 
-    def action_launch(self) -> None:
+    async def action_launch(self) -> None:
         entry = self._usable()
         if entry is not None:
-            self.app.switch_mode("launch")
+            await self.app.switch_mode("launch")  # composed before it is filled in
             self.app.main_screen("launch").use_profile(entry.profile)
 
     def action_duplicate(self) -> None:
