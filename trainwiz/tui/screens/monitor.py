@@ -267,7 +267,8 @@ class MonitorScreen(Screen):
                 label=f"GPU {index} {short_name(gpu.get('name'))}".rstrip(),
                 used=gpu.get("memory_used"), total=gpu.get("memory_total"), history=history,
                 utilization=gpu.get("utilization"), temperature=gpu.get("temperature"),
-                power=gpu.get("power_draw"), estimate=est_total))
+                power=gpu.get("power_draw"), power_limit=gpu.get("power_limit"),
+                estimate=est_total))
         if not traces:  # a CPU run: the ranks' host memory is what there is to watch
             for rank in latest.get("ranks", []) or []:
                 r = rank.get("rank")

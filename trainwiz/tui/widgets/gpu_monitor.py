@@ -24,6 +24,7 @@ class GpuTrace:
     utilization: float | None = None
     temperature: float | None = None
     power: float | None = None
+    power_limit: float | None = None
     estimate: int | None = None  # the estimate's per-GPU total
 
 
@@ -37,7 +38,7 @@ def render_trace(trace: GpuTrace, width: int) -> Text:
         text.append_text(sparkline(trace.history, max(width - len(numbers), 4)))
         return text
     text.append(f"  util {fmt.pct(trace.utilization)}  {fmt.temp(trace.temperature)}  "
-                f"{fmt.watts(trace.power)}")
+                f"{fmt.watts(trace.power, trace.power_limit)}")
     if trace.estimate is not None:
         peak = max((v for v in trace.history if v is not None), default=None)
         text.append("  ◆ est ", style="magenta")
