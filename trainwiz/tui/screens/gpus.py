@@ -50,8 +50,7 @@ class GpusScreen(Screen):
         message = self.app.hardware_message
         banner.remove_class("planning", "warning")
         if source == "simulated":
-            text = (f"PLANNING MODE (simulated GPUs: {self.app.simulate}) — "
-                    "readings are not from this machine")
+            text = f"PLANNING MODE — simulated {self.app.simulate}, not this machine's GPUs"
             if self.app.gpus_stale and message:
                 text += f"\n{message}"
             banner.update(text)

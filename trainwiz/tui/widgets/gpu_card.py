@@ -24,6 +24,8 @@ def render_gpu(gpu, width: int, stale: bool = False) -> Text:
     error = getattr(gpu, "error", None)
     if error:
         text.append(f"  error: {error}", style="bold red")
+    if not gpu.processes:
+        text.append("  no processes", style="bright_black")
     text.append("\n")
     numbers = (f" {fmt.gib(gpu.memory_used)}/{fmt.gib(gpu.memory_total)} GiB"
                f"  util {fmt.pct(gpu.utilization):>4}  {fmt.temp(gpu.temperature):>5}"
@@ -31,7 +33,6 @@ def render_gpu(gpu, width: int, stale: bool = False) -> Text:
     bar_width = max(width - len(numbers), 10)
     text.append_text(usage_bar(gpu.memory_used, gpu.memory_total, bar_width))
     text.append(numbers)
-    text.append("\n")
     if gpu.processes:
         parts = []
         for proc in gpu.processes[:4]:
@@ -39,9 +40,7 @@ def render_gpu(gpu, width: int, stale: bool = False) -> Text:
             parts.append(f"{proc.pid}{name} {fmt.size(proc.memory_used)}")
         more = len(gpu.processes) - 4
         line = "  ".join(parts) + (f"  +{more} more" if more > 0 else "")
-        text.append(f"  processes: {line}", style="cyan")
-    else:
-        text.append("  no processes", style="bright_black")
+        text.append(f"\n  processes: {line}", style="cyan")
     return text
 
 
@@ -49,7 +48,7 @@ class GpuCard(Widget):
     """Shows one ``GpuInfo``; the screen sets ``gpu`` when a new snapshot arrives."""
 
     DEFAULT_CSS = """
-    GpuCard { height: auto; padding: 0 1; margin-bottom: 1; }
+    GpuCard { height: auto; padding: 0 1; }
     """
 
     gpu = reactive(None, layout=True)
