@@ -117,3 +117,9 @@ def test_bad_simulation_spec_is_an_input_error_before_the_screen(run_cli):
     result = run_cli("--simulate", "3xNOPE")
     assert result.returncode == 2
     assert result.stderr.startswith("trainwiz: ") and "NOPE" in result.stderr
+
+
+def test_without_a_terminal_the_app_says_so(run_cli):
+    result = run_cli()  # stdin and stdout are pipes here
+    assert result.returncode == 2
+    assert "needs a terminal" in result.stderr and result.stdout == ""

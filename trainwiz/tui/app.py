@@ -198,10 +198,17 @@ def run_app(simulate: str | None = None) -> int:
     A bad ``--simulate`` spec is bad input: ``TrainwizError`` (the CLI prints it, exit 2)
     before the screen is taken over.
     """
+    import sys
+
+    from trainwiz.errors import TrainwizError
+
     if simulate is not None:
         from trainwiz.hardware import parse_simulate
 
         parse_simulate(simulate)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise TrainwizError("the full-screen app needs a terminal (stdin and stdout are not "
+                            "one here); in scripts use the commands, see `trainwiz --help`")
     app = TrainwizApp(simulate=simulate)
     app.run()
     return int(app.return_code or 0)
