@@ -316,6 +316,7 @@ async def test_editing_a_profile_keeps_what_the_form_does_not_show(make_app, iso
         wizard = app.screen
         await wait_for(pilot, lambda: wizard.fits and wizard.config.num_gpus == 1)
         assert wizard.config.seq_len == 1024 and wizard.query_one("#seq-len").value == 1024
+        assert [f.label for f in wizard.fits] == ["GPU1"]  # the GPU the profile names
         wizard.apply_changes({"batch_size": 8})
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.screen.query("#prompt-input"))

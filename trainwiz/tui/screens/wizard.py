@@ -257,6 +257,11 @@ class WizardScreen(Screen):
             cap = self.plan_preset.memory_total
             return [(f"GPU{i}", cap, None) for i in range(n)]
         gpus = list(self.app.gpus)[:n]
+        ids = self.base_profile.gpu_ids if self.base_profile is not None else None
+        if ids and len(ids) == n:  # the GPUs the opened profile names
+            by_index = {g.index: g for g in self.app.gpus}
+            if all(i in by_index for i in ids):
+                gpus = [by_index[i] for i in ids]
         if gpus:
             return [(f"GPU{g.index}", g.memory_total, g.memory_free) for g in gpus]
         return [(f"GPU{i}", None, None) for i in range(n)]
