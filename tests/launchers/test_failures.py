@@ -34,4 +34,4 @@ def test_message_and_oom_from_a_log_tail():
     msg = message_from_log(tail)
     assert msg.startswith("torch.OutOfMemoryError: CUDA out of memory")
     assert is_oom(msg) and not is_oom("RuntimeError: boom")
-    assert message_from_log(["", "just a line", ""]) == "just a line"
+    assert message_from_log(["", "just a line", "*" * 40, ""]) == "just a line"

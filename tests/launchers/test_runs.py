@@ -114,6 +114,19 @@ def test_supervisor_sigkill_leaves_no_rank_alive(run_cli, tmp_path):
     assert run["state"] == "failed"
 
 
+def test_killed_launcher_leaves_no_orphaned_rank(run_cli, tmp_path):
+    prof = write_profile(tmp_path)
+    out = run_cli("launch", "-d", "--profile", str(prof), TRAIN_DDP, "--", "--steps", "1000",
+                  "--sleep", "0.2")
+    run_dir = launched_dir(out.stdout)
+    st = wait_running(run_dir)
+    os.kill(st["launcher_pid"], signal.SIGKILL)  # torchrun dies without ending its ranks
+    final = wait_state(run_dir, ("failed",), timeout=30)
+    assert final["failure"]["rank"] is None
+    assert final["failure"]["message"].startswith("the launcher was killed by SIGKILL")
+    wait_all_gone(run_pids(st))
+
+
 def test_stop_leaves_nothing_alive(run_cli, tmp_path):
     prof = write_profile(tmp_path)
     out = run_cli("launch", "-d", "--profile", str(prof), TRAIN_DDP, "--", "--steps", "1000",

@@ -108,7 +108,7 @@ def message_from_log(lines: list[str]) -> str | None:
         if _EXC_LINE.match(s):
             return s
     for line in reversed(lines):
-        if line.strip():
+        if any(ch.isalnum() for ch in line):  # not a "*****" banner
             return line.strip()
     return None
 
@@ -120,7 +120,8 @@ def signal_message(exit_code: int | None) -> str | None:
         name = signal.Signals(-exit_code).name
     except ValueError:
         name = f"signal {-exit_code}"
-    extra = " (killed: out of host memory?)" if -exit_code == signal.SIGKILL else ""
+    extra = (" (by a user, or by the kernel when the host ran out of memory)"
+             if -exit_code == signal.SIGKILL else "")
     return f"killed by {name}{extra}"
 
 

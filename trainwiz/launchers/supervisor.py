@@ -469,7 +469,10 @@ class Supervisor:
             return Failure(rank=first.rank, exit_code=first.exit_code, message=msg, oom=oom)
         # The launcher itself failed (bad arguments, rendezvous timeout, ...).
         tail = launcher_text.splitlines()[-60:]
-        msg = F.message_from_log(tail) or F.signal_message(rc) or f"launcher exited with code {rc}"
+        if rc < 0:
+            msg = f"the launcher was {F.signal_message(rc)}"
+        else:
+            msg = F.message_from_log(tail) or f"launcher exited with code {rc}"
         return Failure(rank=None, exit_code=rc, message=msg, oom=F.is_oom("\n".join(tail)))
 
 
