@@ -18,6 +18,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Log, Static
+from textual.worker import Worker, WorkerState
 
 from trainwiz.tui import fmt
 from trainwiz.tui.widgets.gpu_monitor import GpuMonitorPanel, GpuTrace
@@ -205,6 +206,14 @@ class MonitorScreen(Screen):
         elif not self._final_read:
             self._final_read = True  # one more read: the last log lines and samples
             self._schedule(POLL_S)
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """A read that failed in a way nobody foresaw: said, and tried again later."""
+        if event.worker.group == "monitor" and event.state == WorkerState.ERROR:
+            self.notify(f"Reading the run failed: {event.worker.error}", severity="error",
+                        timeout=5)
+            self._schedule(POLL_S * 5)
 
     def _schedule(self, delay: float) -> None:
         """The next read, once: a read asked for meanwhile (a new rank) replaces it."""
