@@ -357,3 +357,26 @@ async def test_launch_a_profile_from_the_profiles_screen(make_app, isolated_env)
         await wait_for(pilot, lambda: launch.query_one("#launch-profile").value == "scripted")
         assert launch.query_one("#launch-script").value == "train.py"
         assert launch.query_one("#launch-args").value == "--lr 1e-4"
+
+
+async def test_launch_warns_when_the_estimate_does_not_fit(make_app, isolated_env, tmp_path):
+    import sys
+
+    folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "too-big.yaml").write_text(
+        f"version: 1\nstrategy: ddp\npython: {sys.executable}\n"
+        "estimate:\n  model: llama-3-8b\n  seq_len: 4096\n")
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("l")
+        launch = app.screen
+        await wait_for(pilot, lambda: "too-big" in launch.profiles)
+        launch.query_one("#launch-profile").value = "too-big"
+        launch.query_one("#launch-script").value = str(tmp_path / "train.py")
+        await pilot.press("ctrl+t")
+        status = lambda: text_of(launch.query_one("#launch-status"))  # noqa: E731
+        await wait_for(pilot, lambda: "GiB per GPU" in status(), timeout=30)
+        assert "Press Launch again to launch anyway" in status()
+        assert app.current_mode == "launch"  # nothing launched
