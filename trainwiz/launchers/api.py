@@ -17,9 +17,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from trainwiz.errors import TrainwizError
@@ -167,6 +168,14 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
         needed.append(script)
     exe, found = _check_interpreter(profile, needed)
     python = C.interpreter(profile)
+    if not found.get("torch") and profile.python is None and os.path.realpath(exe) != os.path.realpath(sys.executable):
+        # No interpreter named and `python3` on PATH has no torch (a venv not activated): the
+        # environment trainwiz itself runs in is the next best guess, when it has torch.
+        own, own_found = _check_interpreter(replace(profile, python=sys.executable), needed)
+        if own_found.get("torch"):
+            notes.append(f"python3 on PATH ({exe}) has no torch; using trainwiz's own "
+                         f"interpreter {own} (set python: in the profile to choose)")
+            exe, found, python = own, own_found, own
     if not found.get("torch"):
         raise TrainwizError(f"profile '{profile.name}': interpreter {python!r} has no torch; "
                             "set python: to the training environment's interpreter")
