@@ -208,7 +208,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     if config.strategy == "ddp" and not config.gradient_as_bucket_view:
         tl.add("ddp.buckets", "grads", 4 * P)
     if fsdp:
-        tl.add("root.gathered", "params", gathered * root_p)  # the root stays unsharded all step
+        tl.add("root.gathered", "params", gathered * root_p)  # unsharded from forward to its backward
 
     if not model.has_architecture:
         notes.append("activations, logits and temporaries not estimated: only the parameter count "
@@ -307,7 +307,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     if fsdp:
         tl.add("root.grads_unsharded", "grads", gathered * (root_p - head_linear))
         tl.mark("backward embeddings")
-        tl.free("root.grads_unsharded")
+        tl.free("root.grads_unsharded", "root.gathered")  # the root reshards after its backward
         tl.add("grads.sharded", "grads", -(-4 * root_p // shard))
     elif model.tie_embeddings:
         tl.mark("backward embeddings", {"embed.grad": ("temporary", 4 * (model.embedding_params or 0))})
