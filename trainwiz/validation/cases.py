@@ -86,6 +86,7 @@ class Case:
     activation_checkpointing: bool = False
     reshard_after_forward: bool = True  # fsdp: True = FULL_SHARD, False = SHARD_GRAD_OP
     gradient_as_bucket_view: bool = False  # ddp
+    attention: str = "sdpa"  # sdpa | eager (transformers' attn_implementation)
     notes: str = field(default="", compare=False)
 
     @property
@@ -155,6 +156,41 @@ CASES += [
        precision="bf16", optimizer="sgd", reshard_after_forward=False, batch_size=2, seq_len=256),
 ]
 
+
+
+def phi3_config(*, vocab: int = 8000, hidden: int = 384, layers: int = 3, heads: int = 6,
+                intermediate: int = 1024) -> dict:
+    return {
+        "model_type": "phi3", "architectures": ["Phi3ForCausalLM"],
+        "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": intermediate,
+        "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": heads,
+        "max_position_embeddings": 1024, "original_max_position_embeddings": 1024,
+        "rms_norm_eps": 1e-5, "hidden_act": "silu", "attention_dropout": 0.0,
+        "resid_pdrop": 0.0, "embd_pdrop": 0.0, "tie_word_embeddings": False, "use_cache": False,
+        "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+    }
+
+
+def gemma_config(*, vocab: int = 8000, hidden: int = 384, layers: int = 3, heads: int = 4,
+                 kv_heads: int = 1, head_dim: int = 96, intermediate: int = 1536) -> dict:
+    return {
+        "model_type": "gemma", "architectures": ["GemmaForCausalLM"],
+        "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": intermediate,
+        "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+        "head_dim": head_dim, "max_position_embeddings": 1024, "rms_norm_eps": 1e-6,
+        "hidden_activation": "gelu_pytorch_tanh", "attention_dropout": 0.0,
+        "tie_word_embeddings": True, "use_cache": False,
+        "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+    }
+
+
+# More families and the eager attention path (s×s scores kept: the same kernels on CPU and CUDA).
+CASES += [
+    _c("llama-eager-fp32-adamw", llama_config(vocab=4000), attention="eager", batch_size=2, seq_len=512),
+    _c("phi3-fp32-adamw", phi3_config(), batch_size=2, seq_len=256),
+    _c("gemma-bf16-sgd", gemma_config(), precision="bf16", optimizer="sgd", batch_size=2, seq_len=256),
+]
+
 CASES_BY_NAME: dict[str, Case] = {c.name: c for c in CASES}
 
 
@@ -180,7 +216,7 @@ def case_to_estimate_inputs(case: Case) -> tuple[dict, dict]:
         "batch_size": case.batch_size,
         "seq_len": case.seq_len,
         "activation_checkpointing": case.activation_checkpointing,
-        "attention": "sdpa",
+        "attention": case.attention,
         "gradient_as_bucket_view": case.gradient_as_bucket_view,
     }
     if case.sharding is not None:

@@ -39,7 +39,7 @@ def _build_model(case: Case):
     config = AutoConfig.for_model(model_type, **cfg)
     torch.manual_seed(0)
     auto = AutoModelForMaskedLM if case.head == "masked_lm" else AutoModelForCausalLM
-    model = auto.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+    model = auto.from_config(config, attn_implementation=case.attention, dtype=torch.float32)
     model.train()
     if case.activation_checkpointing:
         kwargs = {"use_reentrant": False}
