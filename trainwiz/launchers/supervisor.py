@@ -333,7 +333,9 @@ class Supervisor:
                 snap = sampler.sample(self._pids_by_gpu(live))
                 sample["gpus"] = [
                     {"index": g.index, "name": g.name, "memory_used": g.memory_used,
-                     "memory_total": g.memory_total, "utilization": g.utilization}
+                     "memory_total": g.memory_total, "utilization": g.utilization,
+                     "temperature": g.temperature, "power_draw": g.power_draw,
+                     "power_limit": g.power_limit}
                     for g in snap.gpus
                 ]
             except Exception as exc:  # a sampler error must never end the run

@@ -355,7 +355,8 @@ class WizardScreen(Screen):
             for label, cap, free in self.targets():
                 key = (cap, free)
                 if key not in cache:
-                    cache[key] = estimate(self.model, cfg, gpu_memory=cap, gpu_free=free)
+                    cache[key] = estimate(self.model, cfg, gpu_memory=cap, gpu_free=free,
+                                          available_gpus=panel.gpu_count or None)
                 fits.append(GpuFit(label, cache[key], cap, free))
         except Exception as exc:  # an impossible combination: the estimator says why
             panel.message = f"Cannot estimate: {exc}"
