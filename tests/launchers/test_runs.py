@@ -182,14 +182,33 @@ def test_accelerate_launcher(run_cli, tmp_path):
     assert "rank 1 step 2 loss" in logs.stdout and "2 processes" in logs.stdout
 
 
-def test_multi_node_on_loopback(run_cli, tmp_path):
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def _two_nodes(run_cli, tmp_path, port: int):
+    """Launch machine 0 and machine 1 of a 2-machine profile on loopback; wait for both."""
+    common = dict(num_processes=1, num_machines=2, main_address="127.0.0.1", main_port=port)
+    node0 = write_profile(tmp_path, f"node0-{port}", machine_rank=0, **common)
+    node1 = write_profile(tmp_path, f"node1-{port}", machine_rank=1, **common)
+    a = run_cli("launch", "-d", "--profile", str(node0), TRAIN_DDP, "--", "--steps", "3")
+    b = run_cli("launch", "-d", "--profile", str(node1), TRAIN_DDP, "--", "--steps", "3")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    dirs = [launched_dir(x.stdout) for x in (a, b)]
+    try:
+        return dirs, [wait_state(d, ("succeeded", "failed"), timeout=120) for d in dirs]
+    except AssertionError:
+        for d in dirs:  # leave nothing behind before the caller decides
+            run_cli("stop", d.name)
+        return dirs, None
+
+
+def test_multi_node_on_loopback(run_cli, tmp_path):
+    port = _free_port()
     common = dict(num_processes=1, num_machines=2, main_address="127.0.0.1", main_port=port)
     node0 = write_profile(tmp_path, "node0", machine_rank=0, **common)
-    node1 = write_profile(tmp_path, "node1", machine_rank=1, **common)
-
     printed = run_cli("launch", "--print-commands", "--profile", str(node0), TRAIN_DDP)
     assert printed.returncode == 0, printed.stderr
     lines = [ln for ln in printed.stdout.splitlines() if not ln.startswith("#")]
@@ -197,11 +216,14 @@ def test_multi_node_on_loopback(run_cli, tmp_path):
     assert "--node-rank 1" in lines[1]
     assert runs_json(run_cli) == []  # printing launches nothing
 
-    a = run_cli("launch", "-d", "--profile", str(node0), TRAIN_DDP, "--", "--steps", "3")
-    b = run_cli("launch", "-d", "--profile", str(node1), TRAIN_DDP, "--", "--steps", "3")
-    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
-    dirs = [launched_dir(x.stdout) for x in (a, b)]
-    sts = [wait_state(d, ("succeeded", "failed")) for d in dirs]
+    # The rendezvous port is chosen here, before the agents bind it; on a busy CI machine a
+    # parallel test can take it in between and the agents then wait on a stranger. That race
+    # belongs to the test, not to trainwiz, so a hung attempt is retried once on a new port.
+    dirs, sts = _two_nodes(run_cli, tmp_path, _free_port())
+    if sts is None:
+        logs = [(d / "launcher.log").read_text()[-2000:] for d in dirs if (d / "launcher.log").exists()]
+        dirs, sts = _two_nodes(run_cli, tmp_path, _free_port())
+        assert sts is not None, ("both attempts hung; first attempt's launcher logs:", logs)
     assert [s["state"] for s in sts] == ["succeeded", "succeeded"], [
         (s["failure"], (d / "launcher.log").read_text()[-3000:]) for s, d in zip(sts, dirs)]
     assert sorted(r["rank"] for s in sts for r in s["ranks"]) == [0, 1]
