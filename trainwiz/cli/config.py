@@ -241,7 +241,8 @@ def _wizard(args: argparse.Namespace) -> int:
                     num_processes=num_processes, mixed_precision=precision, fsdp=fsdp,
                     estimate=EstimateInputs(model=model or "params:1", batch_size=batch,
                                             seq_len=seq_len, optimizer=optimizer,
-                                            grad_accum=grad_accum, activation_checkpointing=ac))
+                                            fused_optimizer=fused, grad_accum=grad_accum,
+                                            activation_checkpointing=ac))
         base.update(kw)
         return Profile(**base)
 
@@ -266,6 +267,7 @@ def _wizard(args: argparse.Namespace) -> int:
     precision = _ask(_select("Mixed precision:", precisions, precision_default))
 
     batch, seq_len, ac, optimizer, grad_accum = 1, 2048, False, "adamw", 1
+    fused = False
     if spec is not None and getattr(spec, "max_position", None):
         seq_len = min(seq_len, spec.max_position)
     fsdp = FsdpOptions()
@@ -349,6 +351,7 @@ def _wizard(args: argparse.Namespace) -> int:
         if "precision" in change:
             precision = {"fp32": "no"}.get(change["precision"], change["precision"])
         optimizer = change.get("optimizer", optimizer)
+        fused = bool(change.get("fused_optimizer", fused))
         batch = change.get("batch_size", batch)
         seq_len = change.get("seq_len", seq_len)
         grad_accum = change.get("grad_accum", grad_accum)
@@ -376,7 +379,8 @@ def _wizard(args: argparse.Namespace) -> int:
     profile = draft(num_machines=num_machines, machine_rank=machine_rank,
                     main_address=main_address, main_port=main_port,
                     estimate=(EstimateInputs(model=model, batch_size=batch, seq_len=seq_len,
-                                             optimizer=optimizer, grad_accum=grad_accum,
+                                             optimizer=optimizer, fused_optimizer=fused,
+                                             grad_accum=grad_accum,
                                              activation_checkpointing=ac and strategy != "fsdp")
                               if model else None))
 
@@ -413,8 +417,9 @@ def _wizard(args: argparse.Namespace) -> int:
 
 # TrainConfig fields a profile can hold (the rest, e.g. a fused optimizer or more GPUs, are
 # changes to the script or the machine, shown as tips).
-_PROFILE_CHANGES = {"strategy", "sharding", "precision", "optimizer", "batch_size", "seq_len",
-                    "grad_accum", "activation_checkpointing", "offload_params"}
+_PROFILE_CHANGES = {"strategy", "sharding", "precision", "optimizer", "fused_optimizer",
+                    "batch_size", "seq_len", "grad_accum", "activation_checkpointing",
+                    "offload_params"}
 
 
 def _applicable(change: dict, strategy: str) -> bool:

@@ -29,8 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--num-nodes", type=int, default=1, metavar="N", help="machines (HYBRID_SHARD)")
     p.add_argument("--gpu-memory", metavar="SIZE",
                    help="memory per GPU, e.g. 80GiB (default: from the detected or simulated GPUs)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="bf16",
-                   help="fp16/bf16: autocast mixed precision with fp32 master weights (default bf16)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
+                   help="fp16/bf16: autocast mixed precision with fp32 master weights (default "
+                   "bf16, or fp16 on GPUs without bf16 such as V100 and T4)")
     p.add_argument("--optimizer", choices=("adamw", "sgd", "adafactor", "adamw8bit"), default="adamw")
     p.add_argument("--fused-optimizer", action="store_true", help="fused AdamW kernel (no foreach temporaries)")
     p.add_argument("--batch-size", type=int, default=1, metavar="B", help="per-GPU micro-batch (default 1)")
@@ -91,6 +92,8 @@ def run(args) -> int:
 
         detection = detect(simulate_spec(args))
         detected = list(detection.gpus)
+    if args.num_gpus is not None and args.num_gpus < 1:
+        raise UsageError(f"--num-gpus must be a whole number of at least 1, got {args.num_gpus}")
     num_gpus = args.num_gpus or (1 if args.strategy == "single" else max(len(detected), 1))
     run_gpus = detected[:num_gpus] if gpu_memory is None else []  # the GPUs the run would use
     source_line = None
@@ -102,11 +105,18 @@ def run(args) -> int:
             if frees and min(frees) < gpu_memory * 0.98:  # busy: judge against what is free
                 gpu_free = min(frees)
         kind = "simulated" if detection.source == "simulated" else "detected"
-        source_line = f"against {len(run_gpus)} {kind} {run_gpus[0].name}"
+        names = list(dict.fromkeys(g.name for g in run_gpus))
+        if len(names) == 1:
+            source_line = f"against {len(run_gpus)} {kind} {names[0]}"
+        else:  # a mixed box: the verdict is for the smallest
+            counts = ", ".join(f"{sum(g.name == n for g in run_gpus)}× {n}" for n in names)
+            source_line = f"against {len(run_gpus)} {kind} GPUs ({counts}; sized for the smallest)"
+    no_bf16 = [g for g in run_gpus if g.supports_bf16 is False]
+    precision = args.precision or ("fp16" if no_bf16 else "bf16")
     strategy = args.strategy or ("single" if num_gpus == 1 else "fsdp")
     config = TrainConfig(
         strategy=strategy, num_gpus=num_gpus, sharding=args.sharding, num_nodes=args.num_nodes,
-        precision=args.precision, optimizer=args.optimizer, fused_optimizer=args.fused_optimizer,
+        precision=precision, optimizer=args.optimizer, fused_optimizer=args.fused_optimizer,
         batch_size=args.batch_size, seq_len=args.seq_len, grad_accum=args.grad_accum,
         activation_checkpointing=args.activation_checkpointing,
         offload_params=args.offload_params, attention=args.attention,
@@ -116,6 +126,13 @@ def run(args) -> int:
         return _print_accelerate_table(model)
     est = estimate(model, config, gpu_memory=gpu_memory, gpu_free=gpu_free,
                    available_gpus=len(detected) or None)
+    if precision == "bf16" and no_bf16:
+        import dataclasses
+
+        g = no_bf16[0]
+        est = dataclasses.replace(est, notes=est.notes + (
+            f"GPU {g.index} ({g.name}, compute capability {g.compute_capability}) has no bf16: "
+            "use --precision fp16",))
     per_gpu = _per_gpu_fit(est, run_gpus)
     if args.json:
         import json
@@ -150,14 +167,28 @@ def _print_catalog(args) -> int:
 
     from trainwiz.estimator.models import catalog, resolve_model
 
-    table = Table(title="trainwiz model catalog", title_justify="left")
-    for col in ("name", "family", "parameters", "layers", "hidden", "heads (kv)", "vocab", "Hugging Face id"):
-        table.add_column(col, justify="right" if col in ("parameters", "layers", "hidden", "vocab") else "left")
+    console = Console()
+    wide = console.width >= 110  # the Hugging Face id column only where it fits
+    from rich import box
+
+    cols = ["name", "family", "parameters", "layers", "hidden", "heads(kv)", "vocab"]
+    rows = []
     for name, entry in sorted(catalog().items()):
         m = resolve_model(name)
-        table.add_row(name, m.family, f"{m.params:,}", str(m.num_layers), str(m.hidden_size),
-                      f"{m.num_heads} ({m.num_kv_heads})", f"{m.vocab_size:,}", entry.get("hf", ""))
-    Console().print(table)
+        rows.append([name, m.family, f"{m.params:,}", str(m.num_layers), str(m.hidden_size),
+                     f"{m.num_heads} ({m.num_kv_heads})", f"{m.vocab_size:,}", entry.get("hf", "")])
+    cols.append("Hugging Face id")
+    keep = [c for c in cols if wide or c not in ("hidden", "heads(kv)", "Hugging Face id")]
+    rows = [[r[cols.index(c)] for c in keep] for r in rows]
+    cols = keep
+    table = Table(title="trainwiz model catalog", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False, padding=(0, 1))
+    for i, col in enumerate(cols):  # every cell whole: a name must be readable to be typed
+        table.add_column(col, no_wrap=True, min_width=max(len(col), *(len(r[i]) for r in rows)),
+                         justify="right" if col in ("parameters", "layers", "hidden", "vocab") else "left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
     return 0
 
 

@@ -31,6 +31,37 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+_FLAGS = {"--detach": "detach", "-d": "detach", "--yes": "yes", "-y": "yes",
+          "--print-commands": "print_commands", "--plain": "plain"}
+
+
+def _own_flags_after_script(args, rest: list[str]) -> list[str]:
+    """Arguments after SCRIPT: trainwiz's own switches (and --simulate) are trainwiz's wherever
+    they stand before ``--``; everything else, and all after ``--``, goes to the script.
+
+    So ``trainwiz launch -p P train.py --print-commands`` prints, and never starts a run with
+    ``--print-commands`` handed to the script.
+    """
+    script_args: list[str] = []
+    i = 0
+    while i < len(rest):
+        tok = rest[i]
+        if tok == "--":
+            script_args += rest[i + 1:]
+            break
+        if tok in _FLAGS:
+            setattr(args, _FLAGS[tok], True)
+        elif tok == "--simulate" and i + 1 < len(rest):
+            args.simulate = rest[i + 1]
+            i += 1
+        elif tok.startswith("--simulate="):
+            args.simulate = tok.split("=", 1)[1]
+        else:
+            script_args.append(tok)
+        i += 1
+    return script_args
+
+
 def _confirm(question: str) -> bool:
     import sys
 
@@ -51,9 +82,7 @@ def run(args) -> int:
     from trainwiz.launchers.live import watch
     from trainwiz.profiles import load_profile
 
-    rest = list(args.args or [])
-    if rest and rest[0] == "--":
-        rest = rest[1:]
+    rest = _own_flags_after_script(args, list(args.args or []))
     script = args.script
     module = False
     if args.module:

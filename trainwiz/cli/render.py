@@ -80,7 +80,8 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
     for note in est.notes:
         console.print(Text(f"note: {note}", style="dim"))
     if est.suggestions and est.verdict in ("does not fit", "tight"):
-        console.print(Text("What would make it fit:", style="bold"))
+        console.print(Text("What would make it fit:" if est.verdict == "does not fit"
+                           else "What would leave more room:", style="bold"))
         for i, s in enumerate(est.suggestions, 1):
             mark = "fits" if s.fits else "still too big"
             console.print(Text.assemble(f"  {i}. {s.note} → {format_bytes(s.total)}, ",

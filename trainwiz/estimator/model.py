@@ -207,12 +207,14 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         tl.add("optimizer.state", "optimizer", opt_state)
     if config.strategy == "ddp" and not config.gradient_as_bucket_view:
         tl.add("ddp.buckets", "grads", 4 * P)
-    if fsdp:
+    if fsdp and model.has_architecture:
         tl.add("root.gathered", "params", gathered * root_p)  # unsharded from forward to its backward
 
     if not model.has_architecture:
         notes.append("activations, logits and temporaries not estimated: only the parameter count "
                      "is known (give a catalog name or a config.json for those)")
+        if fsdp:
+            notes.append("FSDP's gathered blocks not estimated either: the layer sizes are unknown")
         tl.mark("forward")
         grads_full = 4 * local_params
         tl.add("grads", "grads", grads_full)

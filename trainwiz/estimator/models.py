@@ -64,7 +64,7 @@ def resolve_model(spec: str) -> ModelSpec:
 def model_from_params(params: int, name: str | None = None) -> ModelSpec:
     if params <= 0:
         raise UsageError(f"--params must be a positive number of parameters, got {params}")
-    return ModelSpec(name=name or f"{_human_count(params)} parameters", params=int(params),
+    return ModelSpec(name=name or f"{_human_count(params)}-parameter model", params=int(params),
                      source="params")
 
 
@@ -136,6 +136,12 @@ def model_from_hf_config(cfg: dict, *, name: str = "model", source: str = "confi
         layers = _int(cfg, where, "num_hidden_layers")
         heads = _int(cfg, where, "num_attention_heads")
         kv = _int(cfg, where, "num_key_value_heads", default=heads)
+        if "head_dim" not in cfg and h % heads:
+            raise UsageError(f"{where}: hidden_size {h} is not a multiple of num_attention_heads "
+                             f"{heads} (and no head_dim is given)")
+        if heads % kv:
+            raise UsageError(f"{where}: num_attention_heads {heads} is not a multiple of "
+                             f"num_key_value_heads {kv}")
         head_dim = _int(cfg, where, "head_dim", default=h // heads)
         f = _int(cfg, where, "intermediate_size")
         vocab = _int(cfg, where, "vocab_size")

@@ -24,11 +24,13 @@ def _fmt_bytes(n: int | None) -> str:
     return f"{n / 1024 ** 2:.0f}MiB"
 
 
-def _memory_line(sample: dict) -> str | None:
+def _memory_line(sample: dict, simulated: bool = False) -> str | None:
     gpus = sample.get("gpus") or []
     if gpus:
         parts = [f"GPU{g['index']} {_fmt_bytes(g.get('memory_used'))}/{_fmt_bytes(g.get('memory_total'))}"
                  for g in gpus]
+        if simulated:  # CPU ranks' real memory, shown on the simulated box's GPUs
+            return "memory (simulated GPUs, ranks' host memory): " + "  ".join(parts)
         return "memory: " + "  ".join(parts)
     ranks = sample.get("ranks") or []
     if ranks:
@@ -66,7 +68,7 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
         now = time.monotonic()
         if now - last_mem >= memory_every and not status.finished:
             samples = read_samples(run_dir, last=1)
-            line = _memory_line(samples[-1]) if samples else None
+            line = _memory_line(samples[-1], bool(status.simulate)) if samples else None
             if line:
                 say(line)
             last_mem = now

@@ -35,6 +35,7 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
         num_nodes=profile.num_machines,
         precision=_PRECISION[profile.mixed_precision],
         optimizer=est.optimizer,
+        fused_optimizer=bool(est.fused_optimizer and est.optimizer == "adamw"),
         batch_size=est.batch_size,
         seq_len=est.seq_len,
         grad_accum=est.grad_accum,

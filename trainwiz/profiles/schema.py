@@ -48,6 +48,7 @@ class EstimateInputs:
     batch_size: int = 1  # per GPU micro-batch
     seq_len: int = 2048
     optimizer: str = "adamw"
+    fused_optimizer: bool = False  # the script uses a fused optimizer kernel (no foreach temporaries)
     grad_accum: int = 1
     activation_checkpointing: bool = False
     attention: str = "sdpa"

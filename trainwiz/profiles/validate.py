@@ -159,6 +159,7 @@ ESTIMATE_SPECS: dict[str, _Spec] = {
     "batch_size": _Spec("int", minimum=1),
     "seq_len": _Spec("int", minimum=1),
     "optimizer": _Spec("enum", schema.OPTIMIZERS),
+    "fused_optimizer": _Spec("bool"),
     "grad_accum": _Spec("int", minimum=1),
     "activation_checkpointing": _Spec("bool"),
     "attention": _Spec("enum", schema.ATTENTION),

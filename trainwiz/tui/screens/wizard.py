@@ -34,6 +34,9 @@ PLANNING_GPUS = 8  # GPU counts offered when no GPU is known (or planning for a 
 THIS_BOX = "this box"
 
 # Select id -> TrainConfig field
+# TrainConfig fields the profile keeps although the form has no field for them
+SAVED_WITHOUT_FIELD = {"fused_optimizer"}
+
 SELECT_FIELDS = {
     "strategy": "strategy", "sharding": "sharding", "precision": "precision",
     "num-gpus": "num_gpus", "batch": "batch_size", "seq-len": "seq_len",
@@ -368,17 +371,25 @@ class WizardScreen(Screen):
         panel.fits = fits
 
     def _show_extras(self) -> None:
-        """Settings a suggestion changed that have no field in the form: say they are on."""
+        """Settings a suggestion changed that have no field in the form: say they are on, and
+        whether the profile keeps them."""
         defaults = TrainConfig()
         shown = set(SELECT_FIELDS.values())
-        extras = [f"{f.name.replace('_', ' ')}: {getattr(self.config, f.name)}"
-                  for f in dataclasses.fields(TrainConfig)
-                  if f.name not in shown and f.name != "num_gpus"
-                  and getattr(self.config, f.name) != getattr(defaults, f.name)]
+        changed = [f.name for f in dataclasses.fields(TrainConfig)
+                   if f.name not in shown and f.name != "num_gpus"
+                   and getattr(self.config, f.name) != getattr(defaults, f.name)]
+        kept = [n for n in changed if n in SAVED_WITHOUT_FIELD]
+        lost = [n for n in changed if n not in SAVED_WITHOUT_FIELD]
+        parts = []
+        if kept:
+            parts.append("also: " + ", ".join(f"{n.replace('_', ' ')}: {getattr(self.config, n)}"
+                                              for n in kept) + " (saved)")
+        if lost:
+            parts.append("also: " + ", ".join(f"{n.replace('_', ' ')}: {getattr(self.config, n)}"
+                                              for n in lost) + " (not saved in the profile)")
         extras_line = self.query_one("#config-extras", Static)
-        extras_line.update(("also: " + ", ".join(extras) + " (not saved in the profile)")
-                           if extras else "")
-        extras_line.display = bool(extras)
+        extras_line.update("; ".join(parts))
+        extras_line.display = bool(parts)
 
     def palette_commands(self):
         from textual.app import SystemCommand
@@ -439,6 +450,13 @@ class WizardScreen(Screen):
             self.notify(f"No suggestion {number}.", severity="warning", timeout=2)
             return
         suggestion = est.suggestions[number - 1]
+        box = 0 if self.plan_preset is not None else len(self.app.gpus)
+        wanted = suggestion.change.get("num_gpus", 0)
+        if box and wanted > box:  # the form cannot pick GPUs this machine does not have
+            self.notify(f"Suggestion {number} needs {wanted} GPUs; this box has {box}. "
+                        "Plan for a bigger box with 'plan for', or pick another suggestion.",
+                        severity="warning", timeout=5)
+            return
         self.apply_changes(dict(suggestion.change))
         self.notify(f"Applied: {suggestion.note}", timeout=3)
 
@@ -488,7 +506,8 @@ class WizardScreen(Screen):
             precision = "fp8"  # estimated as bf16; the profile keeps fp8
         model = self.query_one("#model", Input).value.strip()
         estimate = EstimateInputs(model=model, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
-                                  optimizer=cfg.optimizer, grad_accum=cfg.grad_accum,
+                                  optimizer=cfg.optimizer, fused_optimizer=cfg.fused_optimizer,
+                                  grad_accum=cfg.grad_accum,
                                   activation_checkpointing=cfg.activation_checkpointing,
                                   attention=cfg.attention) if model else base.estimate
         return dataclasses.replace(base, name=name, strategy=cfg.strategy, fsdp=fsdp,
