@@ -131,3 +131,11 @@ def test_bare_parameter_count_says_what_it_cannot_estimate():
 def test_impossible_configs_are_refused(bad, match):
     with pytest.raises(UsageError, match=match):
         est(**bad)
+
+
+def test_bare_count_under_fsdp_shards_its_weights():
+    bare = model_from_params(70_000_000_000)
+    eight = est(bare, strategy="fsdp", num_gpus=8, batch_size=1)
+    sixty_four = est(bare, strategy="fsdp", num_gpus=64, batch_size=1)
+    assert sixty_four.per_gpu.params == pytest.approx(eight.per_gpu.params / 8, rel=1e-6)
+    assert any("gathered blocks" in n for n in eight.notes)

@@ -64,6 +64,7 @@ def test_params_only_says_what_is_missing(run_cli):
     (["llama-3-8b", "--strategy", "fsdp", "--num-gpus", "1", "--sharding", "SHARD_GRAD_OP"],
      "needs at least 2 GPUs"),
     (["--params", "-3"], "must be positive"),
+    (["gpt2", "--num-gpus", "0"], "--num-gpus must be a whole number of at least 1"),
     ([], "name a model"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(run_cli, args, message):
@@ -130,3 +131,22 @@ def test_list_shows_the_catalog(run_cli):
     proc = run_cli("estimate", "--list", env={"COLUMNS": "200"})
     assert proc.returncode == 0
     assert "llama-3-8b" in proc.stdout and "8,030,261,248" in proc.stdout
+
+
+def test_gpus_without_bf16_default_to_fp16(run_cli):
+    v100 = json.loads(run_cli("estimate", "gpt2", "--simulate", "2xV100-32GB", "--json").stdout)
+    assert v100["config"]["precision"] == "fp16" and not v100["notes"]
+    forced = json.loads(run_cli("estimate", "gpt2", "--simulate", "2xV100-32GB", "--precision",
+                                "bf16", "--json").stdout)
+    assert any("has no bf16" in note for note in forced["notes"])
+    h100 = json.loads(run_cli("estimate", "gpt2", "--simulate", "2xH100-80GB", "--json").stdout)
+    assert h100["config"]["precision"] == "bf16"
+
+
+def test_a_mixed_box_is_named_and_sized_for_its_smallest_gpu(run_cli):
+    proc = run_cli("estimate", "llama-3.2-3b", "--simulate", "4xA100-80GB+4xL4",
+                   env={"COLUMNS": "200"})
+    assert "4× NVIDIA A100-SXM4-80GB, 4× NVIDIA L4; sized for the smallest" in proc.stdout
+    data = json.loads(run_cli("estimate", "llama-3.2-3b", "--simulate", "4xA100-80GB+4xL4",
+                              "--json").stdout)
+    assert data["gpu_memory"] == min(g["memory_total"] for g in data["gpus"])

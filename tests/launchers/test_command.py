@@ -141,3 +141,20 @@ def test_command_building_imports_no_torch():
     from tests.conftest import REPO_ROOT
 
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+def test_trainwiz_flags_after_the_script_are_trainwizs(run_cli, tmp_path):
+    """`launch -p P train.py --print-commands` prints the commands; it never starts a run with
+    --print-commands handed to the script. Arguments after `--` stay the script's."""
+    import json
+
+    from tests.launchers.helpers import TRAIN_DDP, write_profile
+
+    prof = write_profile(tmp_path, "two")
+    out = run_cli("launch", "--profile", str(prof), TRAIN_DDP, "--print-commands",
+                  "--steps", "3", "--", "--plain")
+    assert out.returncode == 0, out.stderr
+    command = [ln for ln in out.stdout.splitlines() if not ln.startswith("#")][0]
+    assert command.endswith("--steps 3 --plain")  # script args kept, in order
+    assert "--print-commands" not in command
+    assert json.loads(run_cli("runs", "--json").stdout) == []

@@ -41,3 +41,14 @@ def test_fp8_is_estimated_as_bf16_with_a_note():
                 estimate=EstimateInputs(model="x"))
     assert estimate_request(p)[1].precision == "bf16"
     assert any("fp8" in n for n in estimate_notes(p))
+
+
+def test_a_fused_optimizer_is_kept_in_the_file_and_reaches_the_estimate(tmp_path):
+    from trainwiz.profiles import load_profile, save_profile
+
+    p = Profile(name="fused", strategy="fsdp", num_processes=2,
+                estimate=EstimateInputs(model="llama-3-8b", fused_optimizer=True))
+    path = save_profile(p, path=tmp_path / "fused.yaml")
+    assert "fused_optimizer: true" in path.read_text()
+    _, cfg = estimate_request(load_profile(str(path)))
+    assert cfg.fused_optimizer is True
