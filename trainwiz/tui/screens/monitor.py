@@ -135,6 +135,7 @@ class MonitorScreen(Screen):
         self._rank_keys: list[int] = []
         self._timer = None
         self._final_read = False
+        self._failure_shown = False  # the failing rank's log is opened once, then the user leads
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -322,6 +323,10 @@ class MonitorScreen(Screen):
                 for col, value in zip(table.ordered_columns, row):
                     table.update_cell(str(key), col.key, value)
         table.styles.height = min(len(rows) + 1, 6)
+        failure = getattr(status, "failure", None)
+        if failure is not None and not self._failure_shown and failure.rank in keys:
+            self._failure_shown = True  # show the rank that failed, not rank 0
+            table.move_cursor(row=keys.index(failure.rank))
 
     def _show_log(self, lines: list[str]) -> None:
         if lines == self._log_lines:
@@ -334,6 +339,8 @@ class MonitorScreen(Screen):
             log.clear()
             log.write_lines(lines or ["(no output yet)"])
         self._log_lines = list(lines)
+        # the rank table and panels may resize after this write: follow the end once laid out
+        self.call_after_refresh(log.scroll_end, animate=False)
         self.query_one("#log-title", Static).update(
             f"log of rank {self.selected_rank} (following; select a rank above, or [ ])")
 
