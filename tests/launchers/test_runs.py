@@ -97,7 +97,7 @@ def test_failing_rank_is_named_and_the_other_rank_ended(run_cli, tmp_path):
     assert all(g["memory_used"] >= r["rss"] for g, r in zip(gpus, during[-1]["ranks"]))
     listing = run_cli("runs")
     assert "rank 1: OutOfMemoryError: CUDA out of memory" in " ".join(listing.stdout.split())
-    assert "[OOM]" in listing.stdout
+    assert "failed OOM" in listing.stdout  # the OOM flag, in the state column
 
 
 def test_supervisor_sigkill_leaves_no_rank_alive(run_cli, tmp_path):

@@ -47,25 +47,38 @@ def cmd_runs(args) -> int:
         print(json.dumps([r.to_json() for r in runs], indent=1))
         return 0
     if not runs:
-        print(f"no runs yet ({runs_root()})")
+        print(f"no runs yet ({runs_root()}); start one with "
+              "`trainwiz launch --profile NAME train.py`")
         return 0
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
-    table = Table(box=None, pad_edge=False)
-    table.add_column("ID (UTC start)", no_wrap=True, min_width=20)
-    table.add_column("STATE", no_wrap=True, min_width=9)
-    for col in ("PROFILE", "SCRIPT", "RANKS"):
-        table.add_column(col, no_wrap=True, overflow="ellipsis")
-    table.add_column("FAILURE", overflow="fold")
+    rows = []
     for r in runs:
         fail = ""
         if r.failure:
             who = f"rank {r.failure.rank}" if r.failure.rank is not None else "launcher"
-            fail = f"{who}: {r.failure.message}" + (" [OOM]" if r.failure.oom else "")
+            message = " ".join((r.failure.message or "").split())  # one line a run
+            fail = f"{who}: {message}"
         script = (r.script or "").rsplit("/", 1)[-1]
-        table.add_row(r.id, r.state, r.profile or "", script, str(len(r.ranks)), fail[:120])
-    Console().print(table)
+        state = r.state + (" OOM" if r.failure and r.failure.oom else "")
+        rows.append((r.id, state, r.profile or "", script, str(len(r.ranks)), fail))
+    console = Console()
+    head = ("ID (UTC start)", "STATE", "PROFILE", "SCRIPT", "RANKS", "FAILURE")
+    # every column as wide as its widest cell (profile and script capped), the failure cut to
+    # what is left of the line: one line a run, at 80 columns too
+    caps = (20, 12, 16, 20, 5)
+    widths = [min(cap, max(len(head[i]), *(len(row[i]) for row in rows))) for i, cap in enumerate(caps)]
+    room = max(console.width - sum(widths) - 2 * len(widths), 12)
+
+    def cut(text: str, width: int) -> str:
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    for row in [head, *rows]:
+        cells = [cut(c, w).ljust(w) for c, w in zip(row, widths)]
+        line = "  ".join(cells) + "  " + cut(row[5], room)
+        console.print(escape(line.rstrip()), style="bold" if row is head else None,
+                      highlight=False, soft_wrap=True)
     return 0
 
 
