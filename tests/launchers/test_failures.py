@@ -35,3 +35,11 @@ def test_message_and_oom_from_a_log_tail():
     assert msg.startswith("torch.OutOfMemoryError: CUDA out of memory")
     assert is_oom(msg) and not is_oom("RuntimeError: boom")
     assert message_from_log(["", "just a line", "*" * 40, ""]) == "just a line"
+
+
+def test_an_interpreter_crash_is_named_not_its_module_list():
+    tail = ["rank 0 done", "terminate called without an active exception",
+            "Fatal Python error: Aborted", "", "Thread 0x00007f (most recent call first):",
+            '  File "train.py", line 9 in <module>',
+            "Extension modules: numpy._core._multiarray_umath, torch._C (total: 22)"]
+    assert message_from_log(tail) == "Fatal Python error: Aborted"

@@ -107,6 +107,10 @@ def message_from_log(lines: list[str]) -> str | None:
             s = s.split("]:", 1)[1].strip()
         if _EXC_LINE.match(s):
             return s
+    for line in reversed(lines):  # a crash of the interpreter itself (SIGABRT, SIGSEGV)
+        s = line.strip()
+        if s.startswith("Fatal Python error:") or s.startswith("terminate called"):
+            return s
     for line in reversed(lines):
         if any(ch.isalnum() for ch in line):  # not a "*****" banner
             return line.strip()
