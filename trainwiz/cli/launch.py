@@ -92,7 +92,7 @@ def run(args) -> int:
     profile = load_profile(args.profile)
     simulate = simulate_spec(args)
     if args.print_commands:
-        pre = api.preflight(profile, script, rest, module=module, simulate=simulate, yes=True,
+        pre = api.preflight(profile, script, rest, module=module, simulate=simulate, yes=None,
                             confirm=None)
         cmds = api.plan_commands(profile, pre, run_dir=f"trainwiz-run-{profile.name}", run_id=f"trainwiz-{profile.name}",
                                  module=module)

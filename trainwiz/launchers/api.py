@@ -111,7 +111,11 @@ def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
         from trainwiz.estimator import estimate, model_from_params, resolve_model
 
         name, params = model_argument(model_str)
-        model = model_from_params(params) if params is not None else resolve_model(name)
+        try:
+            model = model_from_params(params) if params is not None else resolve_model(name)
+        except TrainwizError as exc:  # say which file and key hold the bad model
+            where = getattr(profile, "source", None) or f"profile '{profile.name}'"
+            raise TrainwizError(f"{where}: key 'estimate.model': {exc}") from None
         selected = list(gpus)[:nproc] or list(gpus)
         totals = [g.memory_total for g in selected if g.memory_total]
         frees = [(g.memory_free if g.memory_free is not None else g.memory_total, g.index)
@@ -132,6 +136,8 @@ def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
                 f"{free / gib:.1f} GiB free on the fullest GPU"]
     msg = (f"the estimate for {model_str} needs {need / gib:.1f} GiB per GPU but GPU {gpu} has "
            f"only {free / gib:.1f} GiB free now")
+    if yes is None:  # only reporting (--print-commands): nothing is launched
+        return [f"warning: {msg}"]
     if yes:
         return [f"warning: {msg} (launching anyway: --yes)"]
     if confirm is not None and confirm(f"{msg}. Launch anyway?"):
