@@ -72,11 +72,13 @@ def run_estimate(model, cfg, gpu_memory: int | None):
 
 def format_estimate(est) -> str:
     per = est.per_gpu.total
+    n = est.config.num_gpus
     line = f"Memory per GPU: {_gib(per)}"
     if est.gpu_memory:
         line += f" of {_gib(est.gpu_memory)} — {est.verdict}"
     else:
-        line += " (no GPU here to compare with; --simulate SPEC plans for one)"
+        line += (f" on {n} GPU{'s' if n != 1 else ''} (no GPU here to compare with; "
+                 "--simulate SPEC plans for a box)")
     if est.fits is False and est.suggestions:
         s = est.suggestions[0]
         line += f"; try {s.note} ({_gib(s.total)})"
