@@ -241,7 +241,10 @@ class Supervisor:
         assert self.launcher is not None
         while True:
             rc = self.launcher.poll()
-            self.track_ranks()
+            try:
+                self.track_ranks()
+            except Exception:  # noqa: BLE001 - a bookkeeping hiccup must not end a healthy run
+                log.exception("tracking ranks failed this poll; trying again")
             if self.status.state == "starting" and self.status.ranks:
                 self.set_state("running")
             self.sample()
@@ -285,7 +288,11 @@ class Supervisor:
             env = self._environ(proc)
             if not env or "RANK" not in env:
                 continue
-            parent_env = self._environ(by_pid[proc.ppid()]) if proc.ppid() in by_pid else None
+            try:
+                ppid = proc.ppid()
+            except psutil.Error:  # it exited between the listing and now
+                continue
+            parent_env = self._environ(by_pid[ppid]) if ppid in by_pid else None
             if parent_env and parent_env.get("RANK") == env["RANK"]:
                 continue  # a rank's own child (data loader worker, compile worker)
             rank = int(env["RANK"])
