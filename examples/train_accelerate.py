@@ -7,6 +7,7 @@
 """
 
 import argparse
+import gc
 import time
 
 import torch
@@ -40,8 +41,12 @@ def main() -> None:
               f"mixed_precision={accelerator.mixed_precision})", flush=True)
         if args.sleep:
             time.sleep(args.sleep)
+    accelerator.wait_for_everyone()
     accelerator.end_training()
-    if torch.distributed.is_initialized():  # a clean exit: gloo aborts at exit otherwise
+    del model, opt
+    accelerator.free_memory()
+    gc.collect()
+    if torch.distributed.is_initialized():  # a clean exit: gloo may abort at exit otherwise
         torch.distributed.destroy_process_group()
     print(f"rank {rank} done", flush=True)
 

@@ -7,6 +7,7 @@ Uses NCCL and one GPU per rank when CUDA is available, gloo on CPU otherwise. Wo
 """
 
 import argparse
+import gc
 import os
 import time
 
@@ -61,6 +62,12 @@ def main() -> None:
         if args.sleep:
             time.sleep(args.sleep)
     if distributed:
+        # A clean gloo exit: wait for every rank, drop what still holds the process group (the
+        # DDP reducer), then destroy it while the interpreter is fully alive. Otherwise gloo's
+        # threads can outlive it and abort the process at exit (SIGABRT) after a good run.
+        dist.barrier()
+        del model, opt
+        gc.collect()
         dist.destroy_process_group()
     print(f"rank {rank} done", flush=True)
 

@@ -6,6 +6,7 @@ NCCL with one GPU per rank when CUDA is available, gloo on CPU otherwise.
 """
 
 import argparse
+import gc
 import os
 import time
 
@@ -63,6 +64,9 @@ def main() -> None:
         print(f"rank {rank} step {step} loss {loss.item():.4f}", flush=True)
         if args.sleep:
             time.sleep(args.sleep)
+    dist.barrier()  # a clean gloo exit: all ranks done, nothing holding the group, then destroy
+    del model, opt
+    gc.collect()
     dist.destroy_process_group()
     print(f"rank {rank} done", flush=True)
 
