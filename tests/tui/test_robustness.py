@@ -95,3 +95,14 @@ def test_app_process_never_imports_torch():
     from trainwiz.tui.bench import _imports_torch
 
     assert not _imports_torch()
+
+
+def test_ranks_ended_by_a_stop_read_stopped_not_failed():
+    from types import SimpleNamespace
+
+    from trainwiz.tui.screens.monitor import rank_state
+
+    killed = SimpleNamespace(exit_code=-15, pid=10)
+    assert rank_state(killed, "stopped") == "stopped"
+    assert rank_state(killed, "failed") == "failed"  # ended by torchrun after a peer failed
+    assert rank_state(SimpleNamespace(exit_code=0, pid=10), "stopped") == "done"

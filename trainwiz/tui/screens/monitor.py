@@ -111,7 +111,11 @@ def rank_state(rank, run_state: str) -> str:
         if run_state in ("failed", "stopped", "succeeded"):
             return "ended"
         return "running" if rank.pid else "starting"
-    return "done" if rank.exit_code == 0 else "failed"
+    if rank.exit_code == 0:
+        return "done"
+    if run_state == "stopped" and rank.exit_code in (-15, -9):  # ended by the user's stop
+        return "stopped"
+    return "failed"
 
 
 class MonitorScreen(Screen):
@@ -310,7 +314,8 @@ class MonitorScreen(Screen):
             else:
                 gpu = str(r.local_rank if r.local_rank is not None else r.rank)
             state = rank_state(r, status.state)
-            style = {"failed": "bold red", "running": "green", "done": ""}.get(state, "yellow")
+            style = {"failed": "bold red", "running": "green", "done": "",
+                     "stopped": ""}.get(state, "yellow")
             rows.append((str(r.rank), str(r.pid or "-"), gpu, Text(state, style=style),
                          "-" if r.exit_code is None else str(r.exit_code)))
         if keys != self._rank_keys:
