@@ -3,7 +3,7 @@ its peak must be within 10% of torch's own accounting.
 
 Each case is one steady-state training step of a transformers model (random weights, built from
 a config) on CPU, under MemTracker / FSDPMemTracker, in its own subprocess (2 gloo ranks for DDP
-and FSDP). `python -m trainwiz.validation report` prints the same comparison per term.
+and FSDP). `python -m validation report` prints the same comparison per term.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT
-from trainwiz.validation.cases import CASES
-from trainwiz.validation.report import TOLERANCE, compare
+from validation.cases import CASES
+from validation.report import TOLERANCE, compare
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -29,7 +29,7 @@ def test_estimate_within_tolerance_of_measured_peak(case, tmp_path):
     out = tmp_path / "measured.json"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "trainwiz.validation", "measure", "--case", case.name,
+        [sys.executable, "-m", "validation", "measure", "--case", case.name,
          "--json", str(out), "-j", str(case.num_gpus)],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

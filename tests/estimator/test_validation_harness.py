@@ -1,6 +1,6 @@
 """The measurement harness behind the estimator's proof of accuracy.
 
-These check the ground truth itself: that ``python -m trainwiz.validation measure`` really runs
+These check the ground truth itself: that ``python -m validation measure`` really runs
 a training step and books its memory the way the estimate-vs-measured report relies on.
 """
 
@@ -14,13 +14,13 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from trainwiz.estimator.types import TrainConfig
-from trainwiz.validation.cases import CASES, CASES_BY_NAME, case_to_estimate_inputs
+from validation.cases import CASES, CASES_BY_NAME, case_to_estimate_inputs
 
 MEASURED = REPO_ROOT / "trainwiz" / "validation" / "measured.json"
 
 
 def _measure(names: list[str], out, env) -> dict:
-    args = [sys.executable, "-m", "trainwiz.validation", "measure", "--json", str(out)]
+    args = [sys.executable, "-m", "validation", "measure", "--json", str(out)]
     for n in names:
         args += ["--case", n]
     proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True,

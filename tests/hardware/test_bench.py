@@ -10,7 +10,7 @@ from tests.conftest import REPO_ROOT
 
 
 def test_bench_reports_cost_per_sample():
-    out = subprocess.run([sys.executable, "-m", "trainwiz.hardware.bench", "--samples", "5",
+    out = subprocess.run([sys.executable, "-m", "benchmarks.hardware", "--samples", "5",
                           "--simulate", "2xL4", "--json"], cwd=REPO_ROOT, capture_output=True,
                          text=True, check=True, timeout=120).stdout
     results = json.loads(out)

@@ -92,7 +92,7 @@ async def test_monitor_alone_leaves_a_running_run_when_asked(isolated_env):
 
 
 def test_app_process_never_imports_torch():
-    from trainwiz.tui.bench import _imports_torch
+    from benchmarks.tui import _imports_torch
 
     assert not _imports_torch()
 

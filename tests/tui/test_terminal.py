@@ -128,7 +128,7 @@ def test_without_a_terminal_the_app_says_so(run_cli):
 @pytest.mark.slow
 def test_first_frame_benchmark_runs(isolated_env):
     """The benchmark stays runnable (its figures are read by people, not asserted)."""
-    result = subprocess.run([sys.executable, "-m", "trainwiz.tui.bench", "--runs", "1",
+    result = subprocess.run([sys.executable, "-m", "benchmarks.tui", "--runs", "1",
                              "--simulate", "2xH100-80GB"], env=isolated_env, capture_output=True,
                             text=True, timeout=180)
     assert result.returncode == 0, result.stderr

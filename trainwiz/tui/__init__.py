@@ -9,6 +9,6 @@ Entry points (imported lazily by the CLI; importing this package costs nothing):
 Layout: ``app.py`` (modes, hardware polling), ``screens/`` one screen per file, ``widgets/``
 one widget per file (each renders from plain values), ``styles/app.tcss``. Blocking work (NVML,
 file reads, the launcher) runs in thread workers that post messages; the next poll is
-scheduled only after the last one was shown. ``python -m trainwiz.tui.bench`` times the first
+scheduled only after the last one was shown. ``python -m benchmarks.tui`` times the first
 frame.
 """

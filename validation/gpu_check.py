@@ -1,4 +1,4 @@
-"""``python -m trainwiz.validation.gpu_check [--out FILE]``: the estimate against a real GPU.
+"""``python -m validation.gpu_check [--out FILE]``: the estimate against a real GPU.
 
 For sessions that have a GPU: real-size single-GPU configs (a 1B Llama-3.2-style model in bf16
 autocast at sequence 2048, with and without activation checkpointing; GPT-2 in fp32) run three
@@ -73,7 +73,7 @@ def _measure(model_name: str, batch: int, seq: int, precision: str, ckpt: bool) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainwiz.validation.gpu_check")
+    parser = argparse.ArgumentParser(prog="python -m validation.gpu_check")
     parser.add_argument("--out", default="docs/gpu-validation.json")
     args = parser.parse_args(argv)
     import torch

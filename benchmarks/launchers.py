@@ -1,4 +1,4 @@
-"""Measure what launching costs: ``python -m trainwiz.launchers.bench [--python PY] [--seconds N]``.
+"""Measure what launching costs: ``python -m benchmarks.launchers [--python PY] [--seconds N]``.
 
 Runs the CPU DDP example (2 gloo ranks) under a real supervisor in a private state dir and
 prints: time for ``launch`` to return (preflight included), time until both ranks run, the
@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainwiz.launchers.bench")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.launchers")
     parser.add_argument("--python", default=sys.executable, help="training interpreter")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to watch the supervisor")
     args = parser.parse_args(argv)
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainwiz.launchers.rundir import read_status
     from trainwiz.profiles import Profile
 
-    example = Path(__file__).resolve().parent.parent.parent / "examples" / "train_ddp.py"
+    example = Path(__file__).resolve().parent.parent / "examples" / "train_ddp.py"
     profile = Profile(name="bench", device="cpu", num_processes=2, python=args.python)
     t0 = time.perf_counter()
     handle = launch(profile, str(example), ["--steps", "100000", "--sleep", "0.2"])

@@ -1,7 +1,7 @@
 """Validation cases: small real training configs whose memory is measured on CPU.
 
 Each :class:`Case` is one training step of a transformers model built from a config dict with
-random weights. :func:`trainwiz.validation.measure.measure` runs it under torch's MemTracker
+random weights. :func:`validation.measure.measure` runs it under torch's MemTracker
 (FSDPMemTracker for FSDP2); :func:`case_to_estimate_inputs` turns it into what the estimator
 takes. This module imports neither torch nor transformers, so the case list is cheap to import.
 

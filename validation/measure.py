@@ -18,7 +18,7 @@ import socket
 import tempfile
 import time
 
-from trainwiz.validation.cases import Case
+from validation.cases import Case
 
 PHASES = ("forward", "backward", "optimizer")
 

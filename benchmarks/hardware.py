@@ -1,4 +1,4 @@
-"""How much the GPU sampler costs per sample: ``python -m trainwiz.hardware.bench``.
+"""How much the GPU sampler costs per sample: ``python -m benchmarks.hardware``.
 
 The monitor samples twice a second; this prints the wall and CPU time of one ``sample()`` and
 what that is as a share of one CPU core at 2 Hz, for a simulated box (alone, and with one live
@@ -62,7 +62,7 @@ def run(spec: str, samples: int) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainwiz.hardware.bench",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.hardware",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--simulate", default="8xH100-80GB", metavar="SPEC",
                         help="simulated box to sample (default 8xH100-80GB)")

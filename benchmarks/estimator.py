@@ -1,4 +1,4 @@
-"""``python -m trainwiz.estimator.bench``: how long an estimate plus its suggestions takes.
+"""``python -m benchmarks.estimator``: how long an estimate plus its suggestions takes.
 
 The app re-estimates on every keystroke of the wizard, so one estimate with suggestions must stay
 well under the 5 ms budget a live form can afford. Prints the median and the worst over repeated

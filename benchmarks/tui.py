@@ -1,6 +1,6 @@
 """Time to first frame of the app, measured in a real pseudo-terminal.
 
-    python -m trainwiz.tui.bench [--runs 5] [--simulate 8xH100-80GB]
+    python -m benchmarks.tui [--runs 5] [--simulate 8xH100-80GB]
 
 Starts ``python -m trainwiz`` in an 80x24 pty (pexpect) and times, from process start:
 the first frame (the header is drawn), and the GPU dashboard filled in (the first GPU card),
@@ -72,7 +72,7 @@ def _imports_torch() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainwiz.tui.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tui", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--simulate", default="8xH100-80GB")

@@ -1,9 +1,9 @@
-"""``python -m trainwiz.validation measure [--case NAME ...] [--json FILE] [-j N]`` and
-``python -m trainwiz.validation report [--markdown FILE]`` (estimate vs measured).
+"""``python -m validation measure [--case NAME ...] [--json FILE] [-j N]`` and
+``python -m validation report [--markdown FILE]`` (estimate vs measured).
 
 Runs each case in its own subprocess (clean memory, parallel with ``-j``), prints a table of the
 measured peak and its breakdown, and writes the results (default
-``trainwiz/validation/measured.json``).
+``validation/measured.json``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def _mib(b: int) -> str:
 
 
 def _run_one(name: str, out: str) -> None:
-    from trainwiz.validation.cases import get_case
-    from trainwiz.validation.measure import measure
+    from validation.cases import get_case
+    from validation.measure import measure
 
     res = measure(get_case(name))
     with open(out, "w") as f:
@@ -42,10 +42,10 @@ def _run_one(name: str, out: str) -> None:
 
 def _run_all(names: list[str], jobs: int) -> dict:
     """Run cases in subprocesses; a case with N ranks takes N of the ``jobs`` slots."""
-    from trainwiz.validation.cases import get_case
+    from validation.cases import get_case
 
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("OMP_NUM_THREADS", "1")
     pending = list(names)
@@ -60,7 +60,7 @@ def _run_all(names: list[str], jobs: int) -> dict:
                 break
             name = pending.pop(0)
             out = os.path.join(tmp, f"{name}.json")
-            p = subprocess.Popen([sys.executable, "-m", "trainwiz.validation", "_one", name,
+            p = subprocess.Popen([sys.executable, "-m", "validation", "_one", name,
                                   "--out", out], env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             running.append((name, need, p, out, time.perf_counter()))
@@ -121,7 +121,7 @@ def _print_table(results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainwiz.validation")
+    parser = argparse.ArgumentParser(prog="python -m validation")
     sub = parser.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("measure", help="measure validation cases on CPU")
     m.add_argument("--case", action="append", default=None, help="case name (repeatable)")
@@ -138,14 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    from trainwiz.validation.cases import CASES, CASES_BY_NAME
+    from validation.cases import CASES, CASES_BY_NAME
 
     if args.cmd == "_one":
         _run_one(args.name, args.out)
         return 0
     if args.cmd == "detail":
-        from trainwiz.validation.cases import get_case
-        from trainwiz.validation.measure import activation_histogram
+        from validation.cases import get_case
+        from validation.measure import activation_histogram
 
         hist = activation_histogram(get_case(args.name))
         total = 0
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"total activations after forward: {total / 2**20:.2f} MiB")
         return 0
     if args.cmd == "report":
-        from trainwiz.validation.report import TOLERANCE, markdown, print_report, rows_from
+        from validation.report import TOLERANCE, markdown, print_report, rows_from
 
         doc = json.loads(Path(args.measured).read_text())
         rows = rows_from(doc["cases"])
