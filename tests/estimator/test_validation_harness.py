@@ -16,7 +16,7 @@ from tests.conftest import REPO_ROOT
 from trainwiz.estimator.types import TrainConfig
 from validation.cases import CASES, CASES_BY_NAME, case_to_estimate_inputs
 
-MEASURED = REPO_ROOT / "trainwiz" / "validation" / "measured.json"
+MEASURED = REPO_ROOT / "validation" / "measured.json"
 
 
 def _measure(names: list[str], out, env) -> dict:
