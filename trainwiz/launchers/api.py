@@ -156,6 +156,12 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
         script = profile.script
         args = list(profile.script_args or []) + list(args or [])
     args = list(args or [])
+    # an unknown {placeholder} is found before anything else is checked or started
+    own = set(profile.script_args or []) if not script else set()
+    source = getattr(profile, "source", None) or f"profile '{profile.name}'"
+    for arg in args:
+        C.expand_args([arg], profile, where=f"{source}: key 'script_args'" if arg in own
+                      else "the command line")
     if not script:
         raise TrainwizError("no training script: give SCRIPT (or -m MODULE), or set 'script' in "
                             f"profile '{profile.name}'")

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trainwiz.errors import TrainwizError
+from trainwiz.launchers.planvars import expand_args, plan_env
 
 DEFAULT_PORT = 29500
 
@@ -155,14 +156,18 @@ def build_command(profile, script: str, args: list[str] | None = None, *, run_di
                   run_id: str, port: int, node_rank: int | None = None, module: bool = False,
                   nproc: int | None = None, accelerate_config: str | None = None,
                   python: str | None = None) -> LaunchCommand:
-    """The launcher argv and env changes for machine ``node_rank`` (default: the profile's)."""
-    args = list(args or [])
+    """The launcher argv and env changes for machine ``node_rank`` (default: the profile's).
+
+    The plan reaches every rank: ``TRAINWIZ_*`` variables in the environment and ``{name}``
+    placeholders in ``args`` expanded (see :mod:`trainwiz.launchers.planvars`)."""
+    args = expand_args(list(args or []), profile, run_dir)
     node_rank = profile.machine_rank if node_rank is None else node_rank
     nproc = nproc or nproc_per_node(profile)
     nnodes = int(profile.num_machines or 1)
     python = python or interpreter(profile)
     log_dir = f"{run_dir}/torchrun"
     env = launch_env(profile)
+    env.update({k: v for k, v in plan_env(profile, run_dir).items() if k not in env})
     if nnodes > 1 and not profile.main_address:
         raise TrainwizError(f"profile {profile.name!r}: field 'main_address' is required when "
                             f"num_machines is {nnodes} (the address of machine 0)")
