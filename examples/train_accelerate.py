@@ -4,10 +4,13 @@
 
 ``Accelerator()`` reads its settings (mixed precision, FSDP, CPU) from the environment that
 ``accelerate launch`` or trainwiz's torchrun launch sets; it picks NCCL on GPUs and gloo on CPU.
+The batch size comes from the plan (``TRAINWIZ_BATCH_SIZE``) unless ``--batch-size`` is given;
+the ``step N loss X`` lines are what the monitor reads for progress.
 """
 
 import argparse
 import gc
+import os
 import time
 
 import torch
@@ -20,6 +23,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--batch-size", type=int,
+                        default=int(os.environ.get("TRAINWIZ_BATCH_SIZE", "16")),
+                        help="rows per step (default: the plan's TRAINWIZ_BATCH_SIZE, else 16)")
     args = parser.parse_args()
 
     accelerator = Accelerator()
@@ -30,7 +36,7 @@ def main() -> None:
     rank = accelerator.process_index
     gen = torch.Generator().manual_seed(rank)
     for step in range(args.steps):
-        x = torch.randn(16, 32, generator=gen).to(accelerator.device)
+        x = torch.randn(args.batch_size, 32, generator=gen).to(accelerator.device)
         y = x.sum(dim=1, keepdim=True)
         loss = torch.nn.functional.mse_loss(model(x), y)
         opt.zero_grad()

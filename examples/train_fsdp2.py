@@ -2,11 +2,14 @@
 
     trainwiz launch --profile examples/profiles/cpu-fsdp.yaml examples/train_fsdp2.py
 
-NCCL with one GPU per rank when CUDA is available, gloo on CPU otherwise.
+NCCL with one GPU per rank when CUDA is available, gloo on CPU otherwise. Batch and sequence
+length come from the plan (``TRAINWIZ_BATCH_SIZE``, ``TRAINWIZ_SEQ_LEN``) unless given; rank 0
+prints a ``TRAINWIZ {json}`` line a step (step, total, loss, tokens) for the monitor.
 """
 
 import argparse
 import gc
+import json
 import os
 import time
 
@@ -34,6 +37,9 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--batch-size", type=int,
+                        default=int(os.environ.get("TRAINWIZ_BATCH_SIZE", "8")))
+    parser.add_argument("--seq-len", type=int, default=int(os.environ.get("TRAINWIZ_SEQ_LEN", "16")))
     args = parser.parse_args()
 
     use_cuda = torch.cuda.is_available()
@@ -55,13 +61,18 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(rank)
     for step in range(args.steps):
-        x = torch.randn(8, 16, args.dim, generator=gen).to(device)
+        x = torch.randn(args.batch_size, args.seq_len, args.dim, generator=gen).to(device)
         y = x.mean(dim=-1, keepdim=True)
         loss = torch.nn.functional.mse_loss(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         print(f"rank {rank} step {step} loss {loss.item():.4f}", flush=True)
+        if rank == 0:
+            tokens = (step + 1) * args.batch_size * args.seq_len * dist.get_world_size()
+            print("TRAINWIZ " + json.dumps({"step": step + 1, "total": args.steps,
+                                             "loss": round(loss.item(), 5), "tokens": tokens}),
+                  flush=True)
         if args.sleep:
             time.sleep(args.sleep)
     dist.barrier()  # a clean gloo exit: all ranks done, nothing holding the group, then destroy

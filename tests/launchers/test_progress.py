@@ -1,0 +1,163 @@
+"""Progress from what real training scripts print (captured output in fixtures/progress/)."""
+
+from __future__ import annotations
+
+import ast
+import random
+from pathlib import Path
+
+import pytest
+
+from trainwiz.launchers.progress import ProgressTracker, parse_line, plan_tokens_per_step
+
+FIXTURES = Path(__file__).parent / "fixtures" / "progress"
+
+
+def _feed(tracker: ProgressTracker, name: str, t0: float = 0.0, chunk: int = 97) -> None:
+    """Feed a captured log in odd-sized chunks, as the supervisor reads a growing file."""
+    text = (FIXTURES / name).read_text()
+    for i in range(0, len(text), chunk):
+        tracker.feed_text(text[i:i + chunk], t0 + i / 1000)
+
+
+def test_hf_trainer_log_dicts_and_its_tqdm_bar():
+    tracker = ProgressTracker()
+    # both files grow together; the supervisor reads what each has at every poll
+    err = (FIXTURES / "hf_trainer.stderr.log").read_text()
+    out = (FIXTURES / "hf_trainer.stdout.log").read_text()
+    for i in range(10):
+        tracker.feed_text(err[i * len(err) // 10:(i + 1) * len(err) // 10], float(i), "err")
+        tracker.feed_text(out[i * len(out) // 10:(i + 1) * len(out) // 10], float(i), "out")
+    snap = tracker.snapshot(finished=True)
+    dicts = [ast.literal_eval(line) for line in
+             (FIXTURES / "hf_trainer.stdout.log").read_text().splitlines() if line.startswith("{")]
+    final = dicts.pop()
+    assert (snap["step"], snap["total"]) == (40, 40)
+    assert {"tqdm", "hf", "hf_final"} <= set(snap["formats"])
+    assert snap["loss"] == pytest.approx(float(final["train_loss"]))
+    assert snap["steps_per_s"] == pytest.approx(float(final["train_steps_per_second"]))
+    losses = [loss for _, loss in snap["losses"]]
+    assert losses == [pytest.approx(float(d["loss"])) for d in dicts] and len(losses) == 8
+    steps = [step for step, _ in snap["losses"]]
+    assert steps == sorted(steps) and steps[-1] <= 40
+
+
+def test_hf_trainer_while_running_has_a_rate_and_time_left_from_the_bar():
+    tracker = ProgressTracker()
+    text = (FIXTURES / "hf_trainer.stderr.log").read_text()
+    cut = text.index("20/40")
+    bar = text[cut:text.index("]", cut)]  # 20/40 [00:00<00:00, 50.65it/s
+    rate = float(bar.split(",")[1].strip().removesuffix("it/s"))
+    tracker.feed_text(text[:cut + 40], 1.0)
+    snap = tracker.snapshot(tokens_per_step=4 * 64 * 2)
+    assert (snap["step"], snap["total"]) == (20, 40)
+    assert snap["steps_per_s"] == pytest.approx(rate)
+    assert snap["seconds_left"] == 0  # tqdm's "<00:00"
+    assert snap["tokens_per_s"] == pytest.approx(rate * 512)
+    assert snap["tokens_per_s_source"] == "plan"
+
+
+def test_accelerate_step_loss_lines():
+    tracker = ProgressTracker()
+    _feed(tracker, "accelerate.stdout.log")
+    lines = (FIXTURES / "accelerate.stdout.log").read_text().splitlines()
+    last = [line for line in lines if " step " in line][-1]
+    step, loss = int(last.split()[3]), float(last.split()[5])
+    snap = tracker.snapshot()
+    assert snap["step"] == step and snap["loss"] == pytest.approx(loss)
+    assert snap["total"] is None and snap["seconds_left"] is None  # nothing says the total
+    assert len(snap["losses"]) == step + 1
+
+
+def test_a_plain_tqdm_loop_with_a_loss_postfix_and_later_bars():
+    tracker = ProgressTracker()
+    _feed(tracker, "tqdm.stderr.log")
+    snap = tracker.snapshot()
+    # the first bar is the training bar; the shorter bars after it are not the training step
+    assert (snap["step"], snap["total"]) == (30, 30)
+    text = (FIXTURES / "tqdm.stderr.log").read_text()
+    last = text[:text.index("Epoch 0")].rsplit("loss=", 1)[1].split("]")[0]
+    assert snap["loss"] == pytest.approx(float(last))
+
+
+def test_tqdm_rates_in_seconds_per_step_and_custom_units():
+    slow = parse_line("slow:  33%|###3      | 1/3 [00:01<00:02,  1.10s/it]")
+    assert slow.steps_per_s == pytest.approx(1 / 1.1) and slow.seconds_left == 2
+    batches = parse_line("Epoch 0:  62%|######2   | 5/8 [00:00<00:00, 49.74batch/s]")
+    assert (batches.step, batches.total, batches.steps_per_s) == (5, 8, pytest.approx(49.74))
+    fast = parse_line(" 50%|#####     | 500/1000 [01:02<1:01:02, 1.2kit/s, loss=2.5]")
+    assert fast.steps_per_s == 1200 and fast.seconds_left == 3662 and fast.loss == 2.5
+
+
+def test_epoch_bars_restart_the_step_count():
+    tracker = ProgressTracker()
+    text = (FIXTURES / "tqdm.stderr.log").read_text()
+    epochs = text[text.index("Epoch 0"):text.index("slow")]
+    tracker.feed_text(epochs, 0.0)
+    assert (tracker.step, tracker.total) == (8, 8)
+
+
+def test_explicit_trainwiz_lines_and_metrics_records():
+    tracker = ProgressTracker(window=5)
+    for i in range(1, 11):
+        tracker.feed_line(f'TRAINWIZ {{"step": {i}, "total": 100, "loss": {5 - i / 10}, '
+                          f'"tokens": {i * 4096}}}', t=float(i))
+    snap = tracker.snapshot(tokens_per_step=999)
+    assert (snap["step"], snap["total"], snap["loss"]) == (10, 100, pytest.approx(4.0))
+    assert snap["steps_per_s"] == pytest.approx(1.0)
+    assert snap["tokens_per_s"] == pytest.approx(4096.0)
+    assert snap["tokens_per_s_source"] == "script"  # the script's tokens, not the plan's
+    assert snap["seconds_left"] == pytest.approx(90.0)
+    tracker.feed_record({"step": 11, "loss": 3.8}, t=11.0)
+    assert tracker.step == 11 and tracker.loss == pytest.approx(3.8)
+
+
+def test_older_transformers_float_dicts_and_rank_prefixes():
+    r = parse_line("[rank0]: {'loss': 2.3456, 'grad_norm': 1.2, 'learning_rate': 5e-05, 'epoch': 0.25}")
+    assert r.kind == "hf" and r.loss == pytest.approx(2.3456) and r.epoch == 0.25
+    assert parse_line("{'eval_loss': 2.1, 'eval_runtime': 1.0}") is None  # not training loss
+    r = parse_line("{'loss': 1.9, 'num_tokens': 81920.0, 'mean_token_accuracy': 0.5}")  # TRL
+    assert r.tokens == 81920
+
+
+@pytest.mark.parametrize("line", [
+    "", "\x00\x01\x02", "{'loss': }", "{'loss': __import__('os')}", "TRAINWIZ {not json",
+    "TRAINWIZ []", "step abc loss def", "Step 5 failed: loss of connection", "9" * 5000,
+    "[" * 3000 + "1/2 [", "{'loss': " + "[" * 500, "99999999999999999999/3 [00:00<?, ?it/s]",
+    "RuntimeError: [/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed",
+    "{'loss': 'nan', 'epoch': 1.0}", "TRAINWIZ {\"step\": -3, \"loss\": \"x\"}",
+])
+def test_garbage_is_ignored_never_a_crash(line):
+    tracker = ProgressTracker()
+    tracker.feed_text(line + "\n", 0.0)
+    snap = tracker.snapshot(tokens_per_step=10)
+    assert snap["step"] is None or snap["step"] >= 0
+    assert all(isinstance(p[1], float) for p in snap["losses"])
+
+
+def test_random_bytes_never_crash():
+    rng = random.Random(7)
+    tracker = ProgressTracker()
+    alphabet = "0123456789/[]{}<>:,.' \"\r\nstepsloss=it/sTRAINWIZ%|"
+    for _ in range(300):
+        tracker.feed_text("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))), 0.0)
+    tracker.snapshot(tokens_per_step=1)
+
+
+def test_a_nan_loss_is_reported_as_not_finite_not_as_a_number():
+    tracker = ProgressTracker()
+    tracker.feed_line("step 3 loss nan", 0.0)
+    snap = tracker.snapshot()
+    assert snap["loss"] is None and snap["loss_not_finite"] is True and snap["step"] == 3
+
+
+def test_plan_tokens_per_step():
+    assert plan_tokens_per_step(4, 64, 2, 8) == 4096
+    assert plan_tokens_per_step(4, None, 1, 2) is None
+
+
+def test_an_explicit_line_wins_over_a_guessed_step_line():
+    tracker = ProgressTracker()
+    tracker.feed_text('rank 0 step 0 loss 9.0\nTRAINWIZ {"step": 1, "total": 5, "loss": 9.0}\n'
+                      "rank 0 step 1 loss 8.0\n", 0.0)
+    assert (tracker.step, tracker.total) == (1, 5)
