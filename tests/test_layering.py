@@ -24,7 +24,9 @@ PURE = {
     "trainwiz.profiles": HEAVY,
     "trainwiz.cli": HEAVY,
     "trainwiz.launchers": HEAVY,
-    "trainwiz.launchers.command": HEAVY,
+    "trainwiz.launchers.command": HEAVY + ("psutil",),
+    "trainwiz.launchers.planvars": HEAVY + ("psutil",),
+    "trainwiz.launchers.progress": HEAVY + ("psutil",),
     "trainwiz.hardware": HEAVY,  # pynvml only when NVML is actually probed
     # the app: Textual of course, but never torch, and NVML only from its workers
     "trainwiz.tui.app": ("torch", "pynvml", "transformers", "accelerate"),

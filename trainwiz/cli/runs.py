@@ -6,8 +6,12 @@ from __future__ import annotations
 def register(subparsers) -> None:
     from trainwiz.cli import add_simulate_option
 
-    p = subparsers.add_parser("runs", help="list runs, newest first")
+    p = subparsers.add_parser("runs", help="list runs, newest first; `runs show RUN` for one")
     p.add_argument("--json", action="store_true", help="machine-readable list")
+    p.add_argument("show", nargs="?", choices=["show"], metavar="show",
+                   help="show RUN: its progress and estimated against measured memory")
+    p.add_argument("show_run", nargs="?", metavar="RUN",
+                   help="run id, unique id prefix, or 'last' (with show; default last)")
     add_simulate_option(p)
     p.set_defaults(func=cmd_runs)
 
@@ -42,9 +46,16 @@ def cmd_runs(args) -> int:
 
     from trainwiz.launchers.rundir import list_runs, runs_root
 
+    if getattr(args, "show", None):
+        from trainwiz.cli.runs_show import cmd_show
+
+        return cmd_show(args)
+    from trainwiz.launchers.runinfo import run_report
+
     runs = list_runs()
+    reports = {r.id: run_report(r.run_dir, r) for r in runs}
     if args.json:
-        print(json.dumps([r.to_json() for r in runs], indent=1))
+        print(json.dumps([dict(r.to_json(), **reports[r.id]) for r in runs], indent=1))
         return 0
     if not runs:
         print(f"no runs yet ({runs_root()}); start one with "
@@ -62,12 +73,13 @@ def cmd_runs(args) -> int:
             fail = f"{who}: {message}"
         script = (r.script or "").rsplit("/", 1)[-1]
         state = r.state + (" OOM" if r.failure and r.failure.oom else "")
-        rows.append((r.id, state, r.profile or "", script, str(len(r.ranks)), fail))
+        rows.append((r.id, state, r.profile or "", script, str(len(r.ranks)),
+                     fail or _progress_cell(reports[r.id], r.finished)))
     console = Console()
-    head = ("ID (UTC start)", "STATE", "PROFILE", "SCRIPT", "RANKS", "FAILURE")
+    head = ("ID (UTC start)", "STATE", "PROFILE", "SCRIPT", "RANKS", "FAILURE OR PROGRESS")
     # every column as wide as its widest cell (profile and script capped), the failure cut to
     # what is left of the line: one line a run, at 80 columns too
-    caps = (20, 12, 16, 20, 5)
+    caps = (20, 12, 12, 16, 5)
     widths = [min(cap, max(len(head[i]), *(len(row[i]) for row in rows))) for i, cap in enumerate(caps)]
     room = max(console.width - sum(widths) - 2 * len(widths), 12)
 
@@ -80,6 +92,15 @@ def cmd_runs(args) -> int:
         console.print(escape(line.rstrip()), style="bold" if row is head else None,
                       highlight=False, soft_wrap=True)
     return 0
+
+
+def _progress_cell(report: dict, finished: bool) -> str:
+    """A memory warning first (it matters most), then step, loss, rates and time left."""
+    from trainwiz.launchers.runinfo import progress_parts
+
+    worst = max((g["ratio"] for g in report["memory"]["per_gpu"] if g["over"]), default=None)
+    over = [f"MEMORY +{100 * (worst - 1):.0f}% over estimate"] if worst else []
+    return " · ".join(over + progress_parts(report["progress"], finished=finished))
 
 
 def cmd_attach(args) -> int:

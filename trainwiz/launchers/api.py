@@ -25,6 +25,7 @@ from pathlib import Path
 
 from trainwiz.errors import TrainwizError
 from trainwiz.launchers import command as C
+from trainwiz.launchers.runinfo import plan_estimate, save_estimate
 from trainwiz.launchers.rundir import (
     RunStatus,
     create_run_dir,
@@ -308,6 +309,8 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
         cmd = C.build_command(profile, pre.script, pre.args, run_dir=str(run_dir), run_id=run_id,
                               port=pre.port, module=module, nproc=pre.nproc, python=pre.python)
         (run_dir / "profile.yaml").write_text(_profile_yaml(profile))
+        # the estimate it was launched with, kept for the comparison with what it measures
+        save_estimate(run_dir, plan_estimate(profile, pre.nproc))
         if profile.launcher == "accelerate":
             cfg = _accelerate_config(profile, pre.nproc)
             (run_dir / "accelerate_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -317,7 +320,8 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
         })
         status = RunStatus(
             id=run_id, state="starting", profile=profile.name,
-            script=pre.script, args=pre.args, started_at=now_iso(), run_dir=str(run_dir),
+            script=pre.script, args=C.expand_args(pre.args, profile, str(run_dir)),
+            started_at=now_iso(), run_dir=str(run_dir),
             device=profile.device, gpu_ids=pre.gpu_indices, num_processes=pre.nproc,
             num_machines=int(profile.num_machines or 1), machine_rank=int(profile.machine_rank),
             port=pre.port, simulate=simulate,

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from trainwiz.launchers import failures as F
+from trainwiz.launchers.runinfo import RunWatcher, rank_gpu_memory
 from trainwiz.launchers.rundir import (
     Failure,
     RankStatus,
@@ -171,6 +172,7 @@ class Supervisor:
         self._sampler_failed = False
         self._last_sample = 0.0
         self._last_written: str | None = None
+        self.watch = RunWatcher(run_dir)  # rank 0's progress and the ranks' peaks: progress.json
 
     # status helpers
     def write(self) -> None:
@@ -248,6 +250,7 @@ class Supervisor:
             if self.status.state == "starting" and self.status.ranks:
                 self.set_state("running")
             self.sample()
+            self._watch()
             if rc is not None:
                 return self.finish(rc)
             if self.stop_requested:
@@ -318,6 +321,13 @@ class Supervisor:
                 log.info("rank %d (pid %d) exited", entry.rank, entry.pid)
         self.status.ranks = sorted(known.values(), key=lambda r: r.rank)
 
+    def _watch(self, final: bool = False) -> None:
+        try:
+            self.watch.poll()
+            self.watch.write(force=final, finished=final and self.status.state == "succeeded")
+        except Exception:  # noqa: BLE001 - progress is a view; it must never end a run
+            log.exception("reading the run's progress failed")
+
     # memory samples
     def sample(self, force: bool = False) -> None:
         import psutil
@@ -345,16 +355,24 @@ class Supervisor:
                      "power_limit": g.power_limit}
                     for g in snap.gpus
                 ]
+                if self.status.simulate:  # made-up readings: said so wherever they are read
+                    sample["simulated"] = True
+                else:  # each rank's own GPU memory, from NVML's per-process list
+                    on_gpu = rank_gpu_memory(snap.gpus, {r.pid: r.rank for r in live})
+                    for entry in ranks:
+                        if entry["rank"] in on_gpu:
+                            entry["gpu"], entry["gpu_memory"] = on_gpu[entry["rank"]]
             except Exception as exc:  # a sampler error must never end the run
                 log.warning("GPU sampling failed: %s", exc)
                 self._sampler, self._sampler_failed = None, True
         if ranks or sample["gpus"]:
             append_sample(self.run_dir, sample)
+            self.watch.on_sample(sample)
 
     def _get_sampler(self):
         if self._sampler is not None or self._sampler_failed:
             return self._sampler
-        if self.status.device == "cpu" and not self.status.simulate:
+        if self.status.device == "cpu":  # CPU ranks: their host memory, never a GPU's
             self._sampler_failed = True
             return None
         try:
@@ -401,12 +419,19 @@ class Supervisor:
             f"; {len(left)} process(es) could not be killed" if left else "")
         self.status.ended_at = now_iso()
         self.set_state("stopped")
+        self._watch(final=True)
         return 0
 
     def finish(self, rc: int) -> int:
         log.info("launcher exited with %s", rc)
         self.track_ranks()
         self.sample(force=True)
+        try:
+            return self._finish(rc)
+        finally:
+            self._watch(final=True)
+
+    def _finish(self, rc: int) -> int:
         self.status.launcher_exit_code = rc
         leftovers = run_processes(self.status.id)
         if leftovers:
