@@ -117,7 +117,8 @@ def test_monitor_of_a_run_that_ran_out_of_memory(snap_compare, snap_app, isolate
         await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "MonitorScreen")
         monitor = pilot.app.screen
         await wait_for(pilot, lambda: monitor.status is not None and monitor.plan is not None
-                       and len(monitor.query("GpuMonitorPanel")) == 2 and monitor._log_lines)
+                       and monitor.query_one("#rank-table").row_count == 2
+                       and monitor._log_lines)
         await wait_for(pilot, lambda: monitor._final_read and monitor._timer is not None)
         monitor._timer.stop()
         await _settle(pilot)

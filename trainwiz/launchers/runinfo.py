@@ -89,20 +89,27 @@ def read_progress(run_dir) -> dict | None:
 class Follower:
     """New bytes of one growing file since the last call (a file that shrank starts again)."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, tail: int | None = None) -> None:
         self.path = path
         self.offset = 0
+        self.restarted = False  # the last read started the file again (replaced, truncated)
         self._ino = None
+        self._tail = tail  # first read: only the last ``tail`` bytes, from a line start
 
     def read(self) -> str:
+        self.restarted = False
         if self.path is None:
             return ""
         try:
             st = os.stat(self.path)
         except OSError:
             return ""
-        if st.st_ino != self._ino or st.st_size < self.offset:  # replaced or truncated
+        skip_partial = False
+        if st.st_ino != self._ino or st.st_size < self.offset:  # new, replaced or truncated
+            self.restarted = self._ino is not None
             self._ino, self.offset = st.st_ino, 0
+            if self._tail is not None and st.st_size > self._tail:
+                self.offset, skip_partial = st.st_size - self._tail, True
         if st.st_size == self.offset:
             return ""
         if st.st_size - self.offset > BEHIND:
@@ -114,7 +121,10 @@ class Follower:
         except OSError:
             return ""
         self.offset += len(data)
-        return data.decode("utf-8", "replace")
+        text = data.decode("utf-8", "replace")
+        if skip_partial:  # started mid-file: the first line is only its end
+            text = text.split("\n", 1)[1] if "\n" in text else ""
+        return text
 
 
 # ---- the supervisor's side -----------------------------------------------------------------
@@ -353,6 +363,6 @@ def memory_over_text(check: dict) -> str | None:
                 key=lambda g: g["ratio"], default=None)
     if worst is None:
         return None
-    return (f"GPU memory {100 * (worst['ratio'] - 1):.0f}% over the estimate on rank "
-            f"{worst['rank']} (GPU {worst['gpu']}: {worst['measured_peak'] / GIB:.1f} GiB measured, "
-            f"{worst['estimated_peak'] / GIB:.1f} GiB estimated)")
+    return (f"GPU memory {100 * (worst['ratio'] - 1):.0f}% over the estimate: rank "
+            f"{worst['rank']} on GPU {worst['gpu']} peaked at {worst['measured_peak'] / GIB:.1f} "
+            f"GiB, estimated {worst['estimated_peak'] / GIB:.1f} GiB")

@@ -1,47 +1,73 @@
-"""The run monitor: per-GPU memory against the estimate, the ranks, the selected rank's log.
+"""The run monitor: training progress, each rank's memory against the estimate, logs and plots.
 
-Everything comes from the run directory (``trainwiz.launchers``: status, samples, logs), read
-by a one-shot thread worker; the next read is scheduled only after the last one was shown.
-The monitor never needs to be the process that launched the run, and leaving it never stops
-the run: stop (with a confirmation) and leave are separate keys.
+Everything comes from the run directory (``trainwiz.launchers``: status, samples, progress,
+the launch estimate, logs), read by a one-shot thread worker; the next read is scheduled only
+after the last one was shown. Files are followed from where the last read stopped, never read
+whole again. The monitor never needs to be the process that launched the run, and leaving it
+never stops the run: stop (with a confirmation) and leave are separate keys, and a finished run
+offers neither, only "Back".
+
+One row a rank: its GPU (or, for a CPU run, its host memory), state, memory now with the
+estimated peak marked, and the estimate column (``+23%`` when it runs over). Readings from a
+simulated box are labelled simulated; CPU runs and simulated boxes have no GPU comparison.
+Below, one view at a time (``p`` switches): the selected rank's log, the loss curve, memory over
+time against the estimate.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Log, Static
 from textual.worker import Worker, WorkerState
 
+from trainwiz.errors import TrainwizError
+from trainwiz.estimator import estimate, model_from_params, resolve_model
+from trainwiz.launchers.rundir import rank_log_paths, read_status
+from trainwiz.launchers.runinfo import (
+    Follower,
+    memory_check,
+    memory_over_text,
+    progress_parts,
+    read_estimate,
+    read_progress,
+)
+from trainwiz.profiles import estimate_request, read_profile_file
+from trainwiz.profiles.estimate_io import model_argument
 from trainwiz.tui import fmt
-from trainwiz.tui.widgets.gpu_monitor import GpuMonitorPanel, GpuTrace
+from trainwiz.tui.widgets.bars import usage_bar
+from trainwiz.tui.widgets.run_plot import PlotData, RunPlot
 
 POLL_S = 1.0
-HISTORY = 120
-LOG_LINES = 200
+HISTORY = 300  # samples kept for the memory plot (the supervisor samples every 2 s)
+LOG_TAIL = 64 * 1024  # a rank's log is opened this far from its end, then followed
 STATE_STYLE = {"starting": "yellow", "running": "green", "succeeded": "bold green",
                "failed": "bold red", "stopped": "yellow"}
+VIEWS = ("log", "loss", "memory")
+WIDE = 110  # columns from which the rows also show GPU utilization, temperature and power
 
 
 class RunPolled(Message):
-    def __init__(self, status, samples: list, log: list[str], error: str | None = None,
-                 plan=None) -> None:
+    def __init__(self, status, samples: tuple = (), log: list[str] | None = None,
+                 error: str | None = None, plan=None, *, rank: int = 0, reset: bool = False,
+                 progress: dict | None = None, estimate: dict | None = None) -> None:
         super().__init__()
         self.status = status
         self.samples = samples
-        self.log = log
+        self.log = log or []
         self.error = error
         self.plan = plan
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, RunPolled) and message.plan is None
+        self.rank = rank
+        self.reset = reset
+        self.progress = progress
+        self.estimate = estimate
 
 
 class RunStopped(Message):
@@ -62,13 +88,7 @@ class Plan:
 
 
 def load_plan(run_dir: Path, num_gpus: int | None, gpus: list, name: str | None = None) -> Plan:
-    """The estimate for the run's frozen profile (a thread worker calls this)."""
-    try:
-        from trainwiz.estimator import estimate, model_from_params, resolve_model
-        from trainwiz.profiles import estimate_request, read_profile_file
-        from trainwiz.profiles.estimate_io import model_argument
-    except ImportError as exc:
-        return Plan(error=f"estimate not available ({exc})")
+    """The estimate for the run's frozen profile, with suggestions (a thread worker calls this)."""
     path = run_dir / "profile.yaml"
     if not path.is_file():
         return Plan(error="the run has no frozen profile")
@@ -118,10 +138,43 @@ def rank_state(rank, run_state: str) -> str:
     return "failed"
 
 
+def run_kind(status) -> str:
+    """``cpu`` (host memory), ``sim`` (a simulated box: made-up GPU readings) or ``gpu``."""
+    if status.device == "cpu":
+        return "cpu"
+    return "sim" if status.simulate else "gpu"
+
+
+class LogLines:
+    """A rank's log files followed from where the last read stopped, as display lines: a line
+    redrawn with ``\\r`` (a progress bar) shows as its last drawing."""
+
+    def __init__(self, paths) -> None:
+        self.followers = [Follower(p, tail=LOG_TAIL) for p in paths if p is not None]
+        self.partial = [""] * len(self.followers)
+
+    def read(self) -> list[str]:
+        out: list[str] = []
+        for i, follower in enumerate(self.followers):
+            text = follower.read()
+            if not text:
+                continue
+            if follower.restarted:
+                self.partial[i] = ""
+            pieces = (self.partial[i] + text).split("\n")
+            self.partial[i] = pieces.pop()
+            for piece in pieces:
+                drawn = [p for p in piece.split("\r") if p.strip()]
+                out.append(drawn[-1] if drawn else "")
+        return out
+
+
 class MonitorScreen(Screen):
     BINDINGS = [
         Binding("s", "stop", "Stop run"),
         Binding("escape,b", "leave", "Leave (keeps running)"),
+        Binding("escape,b", "back", "Back"),
+        Binding("p", "view", "Log/Loss/Memory"),
         Binding("f", "fix", "Fix in wizard", show=False),
         Binding("[", "rank(-1)", "Prev rank", show=False),
         Binding("]", "rank(1)", "Next rank", show=False),
@@ -133,61 +186,86 @@ class MonitorScreen(Screen):
         self.standalone = standalone
         self.status = None
         self.plan: Plan | None = None
+        self.progress: dict | None = None
+        self.estimate: dict | None = None
+        self.samples: tuple = ()
         self.selected_rank = 0
+        self.view = "log"
         self.gone = False
         self._log_lines: list[str] = []
         self._rank_keys: list[int] = []
+        self._columns: tuple | None = None
         self._timer = None
         self._final_read = False
         self._failure_shown = False  # the failing rank's log is opened once, then the user leads
+        # owned by the poll worker (one at a time: exclusive)
+        self._samples_file = Follower(self.run_dir / "samples.jsonl", tail=2 << 20)
+        self._samples: deque = deque(maxlen=HISTORY)
+        self._log_reader: LogLines | None = None
+        self._log_rank: int | None = None
+        self._estimate_read = False
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(f"reading {self.run_dir}…", id="run-state")
+        yield Static("", id="run-progress")
         yield Static("", id="run-failure")
-        yield VerticalScroll(id="gpu-panels")
-        table = DataTable(id="rank-table", cursor_type="row", show_cursor=True)
-        table.add_columns("rank", "pid", "GPU", "state", "exit")
-        yield table
+        yield DataTable(id="rank-table", cursor_type="row", show_cursor=True)
         yield Static("log of rank 0", id="log-title")
         yield Log(id="rank-log", auto_scroll=True, max_lines=2000)
+        yield RunPlot(id="run-plot")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = f"Monitor {self.run_dir.name}"
         self.query_one("#run-failure").display = False
+        self.query_one("#run-plot").display = False
         self._poll(first=True)
 
     # -- reading the run directory -------------------------------------------------------
     @work(thread=True, exclusive=True, group="monitor", exit_on_error=False)
     def _poll(self, first: bool = False) -> None:
-        from trainwiz.errors import TrainwizError
-        try:
-            from trainwiz.launchers import read_samples, read_status, tail_log
-        except ImportError as exc:
-            self.post_message(RunPolled(None, [], [], f"the launcher is not available ({exc})"))
-            return
+        import json
+
         try:
             status = read_status(self.run_dir)
         except TrainwizError as exc:
             gone = not self.run_dir.exists()
-            self.post_message(RunPolled(None, [], [], (
+            self.post_message(RunPolled(None, error=(
                 f"The run directory {self.run_dir} is gone (deleted or moved)." if gone
                 else str(exc))))
             return
+        text = self._samples_file.read()
+        if self._samples_file.restarted:  # the supervisor trimmed the file: read it anew
+            self._samples.clear()
+        for line in text.splitlines():
+            try:
+                self._samples.append(json.loads(line))
+            except ValueError:  # a line being written right now: it comes whole next time
+                continue
+        rank = self.selected_rank
+        reset = False
+        if self._log_reader is None or self._log_rank != rank or not self._log_reader.followers:
+            out, err = rank_log_paths(self.run_dir, rank)
+            if out is not None or self._log_reader is None or self._log_rank != rank:
+                folder = out.parent if out is not None else None
+                paths = [out, err] + ([folder / "output.log"] if folder is not None else [])
+                self._log_reader, self._log_rank, reset = LogLines(paths), rank, True
         try:
-            samples = read_samples(self.run_dir, last=HISTORY)
-        except (OSError, TrainwizError):
-            samples = []
-        try:
-            log = tail_log(self.run_dir, rank=self.selected_rank, n=LOG_LINES)
-        except (OSError, TrainwizError) as exc:
+            log = self._log_reader.read()
+        except OSError as exc:
             log = [f"(log not readable: {exc})"]
+        if not self._estimate_read:
+            self.estimate = read_estimate(self.run_dir)
+            self._estimate_read = self.estimate is not None or status.finished
+        progress = read_progress(self.run_dir)
+        samples = tuple(self._samples)
         plan = None
         if first or self.plan is None:
             gpus = samples[-1].get("gpus", []) if samples else []
             plan = load_plan(self.run_dir, status.num_processes, gpus, status.profile)
-        self.post_message(RunPolled(status, samples, log, plan=plan))
+        self.post_message(RunPolled(status, samples, log, plan=plan, rank=rank, reset=reset,
+                                    progress=progress, estimate=self.estimate))
 
     @on(RunPolled)
     def _polled(self, message: RunPolled) -> None:
@@ -201,11 +279,19 @@ class MonitorScreen(Screen):
             self._schedule(POLL_S * 5)
             return
         self.gone = False
+        was_finished = self.status is not None and self.status.finished
         self.status = message.status
+        self.samples = message.samples
+        self.progress = message.progress
+        self.estimate = message.estimate
+        if self.status.finished != was_finished:
+            self.refresh_bindings()  # a finished run offers no stop and no "keeps running"
         self._show_state(message.status)
-        self._show_gpus(message.status, message.samples)
-        self._show_ranks(message.status)
-        self._show_log(message.log)
+        self._show_progress(message.status)
+        self._show_ranks(message.status, message.samples)
+        if message.rank == self.selected_rank:
+            self._show_log(message.log, message.reset)
+        self._show_view()
         if not message.status.finished:
             self._schedule(POLL_S)
         elif not self._final_read:
@@ -217,7 +303,7 @@ class MonitorScreen(Screen):
         """A read that failed in a way nobody foresaw: said, and tried again later."""
         if event.worker.group == "monitor" and event.state == WorkerState.ERROR:
             self.notify(f"Reading the run failed: {event.worker.error}", severity="error",
-                        timeout=5)
+                        timeout=5, markup=False)
             self._schedule(POLL_S * 5)
 
     def _schedule(self, delay: float) -> None:
@@ -226,23 +312,32 @@ class MonitorScreen(Screen):
             self._timer.stop()
         self._timer = self.set_timer(delay, self._poll)
 
-    # -- panels ----------------------------------------------------------------------------
+    # -- what is shown ---------------------------------------------------------------------
+    def memory(self) -> dict:
+        status = self.status
+        return memory_check(self.estimate, self.progress,
+                            device=status.device if status else None,
+                            simulated=bool(status and status.simulate))
+
     def _show_state(self, status) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
         style = STATE_STYLE.get(status.state, "")
         text.append(f" {status.state.upper()} ", style=f"reverse {style}")
+        if status.device == "cpu":  # CPU ranks: real host memory, whatever box is simulated
+            text.append(" CPU run", style="bold")
+        elif status.simulate:  # first, so that no width cuts it
+            text.append(" ")
+            text.append(f" SIMULATED {status.simulate} ", style="reverse yellow")
         text.append(f"  run {status.id}")
         if status.profile:
             text.append(f"  profile {status.profile}")
         if status.script:
             text.append(f"  {Path(status.script).name} {' '.join(status.args)}")
-        if status.simulate:
-            text.append(f"  (simulated {status.simulate})", style="yellow")
         self.query_one("#run-state", Static).update(text)
         failure = self.query_one("#run-failure", Static)
-        if status.failure is not None or (status.state == "failed"):
+        box = Text()
+        if status.failure is not None or status.state == "failed":
             fail = status.failure
-            box = Text()
             box.append("FAILED", style="bold red")
             if fail is not None:
                 box.append(f" — rank {fail.rank if fail.rank is not None else '?'}"
@@ -257,67 +352,85 @@ class MonitorScreen(Screen):
                 box.append(f"{self.plan.fix.note} → {fmt.gib(self.plan.fix.total)} GiB per GPU")
                 if not self.standalone:
                     box.append("  (press f to open it in the wizard)", style="bold")
-            failure.update(box)
-            failure.display = True
         elif status.message and status.finished:
-            failure.update(Text(status.message, style="yellow"))
-            failure.display = True
+            box.append(status.message, style="yellow")
+        mem = self.memory()
+        if mem["over"]:  # two screen lines, cut with …; `trainwiz runs show` has all of it
+            width = max((self.size.width or 80) - 3, 20)
+            over = Text(memory_over_text(mem) or "", style="bold red")
+            likely = Text("likely: " + "; ".join(mem["likely"]))
+            for line in (over, likely):
+                line.truncate(width, overflow="ellipsis")
+                if box:
+                    box.append("\n")
+                box.append_text(line)
+        failure.update(box)
+        failure.display = bool(box)
+
+    def _show_progress(self, status) -> None:
+        prog = (self.progress or {}).get("progress")
+        parts = progress_parts(prog, finished=status.finished)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if parts:
+            text.append(" · ".join(parts))
+        elif self.progress is None and status.finished:
+            text.append("no progress recorded for this run", style="bright_black")
         else:
-            failure.display = False
+            text.append("no progress read from rank 0's output yet (step/loss lines, tqdm, "
+                        "HF Trainer logs, TRAINWIZ lines)", style="bright_black")
+        self.query_one("#run-progress", Static).update(text)
 
-    def _show_gpus(self, status, samples: list) -> None:
-        traces: list[GpuTrace] = []
-        est_total = (self.plan.estimate.per_gpu.total
-                     if self.plan is not None and self.plan.estimate is not None else None)
-        latest = samples[-1] if samples else {}
-        wanted = set(status.gpu_ids) if status.gpu_ids else None
-        for gpu in latest.get("gpus", []) or []:
-            index = gpu.get("index")
-            if wanted is not None and index not in wanted:
-                continue
-            history = tuple(next((g.get("memory_used") for g in s.get("gpus", [])
-                                  if g.get("index") == index), None) for s in samples)
-            traces.append(GpuTrace(
-                label=f"GPU {index} {short_name(gpu.get('name'))}".rstrip(),
-                used=gpu.get("memory_used"), total=gpu.get("memory_total"), history=history,
-                utilization=gpu.get("utilization"), temperature=gpu.get("temperature"),
-                power=gpu.get("power_draw"), power_limit=gpu.get("power_limit"),
-                estimate=est_total))
-        if not traces:  # a CPU run: the ranks' host memory is what there is to watch
-            for rank in latest.get("ranks", []) or []:
-                r = rank.get("rank")
-                history = tuple(next((x.get("rss") for x in s.get("ranks", [])
-                                      if x.get("rank") == r), None) for s in samples)
-                traces.append(GpuTrace(label=f"rank {r} host memory (RSS; CPU run)",
-                                       used=rank.get("rss"), total=None, history=history))
-        container = self.query_one("#gpu-panels", VerticalScroll)
-        panels = list(container.query(GpuMonitorPanel))
-        if len(panels) != len(traces):
-            container.remove_children()
-            panels = [GpuMonitorPanel() for _ in traces]
-            container.mount_all(panels)
-            if not traces:
-                container.mount(Static("no memory samples yet", classes="hint"))
-        for panel, trace in zip(panels, traces):
-            panel.trace = trace
-        container.styles.height = min(max(len(traces), 1) * 2, 8)
+    def _columns_for(self, kind: str, wide: bool) -> tuple:
+        memory = {"cpu": "host memory (RSS)", "sim": "SIMULATED GPU GiB",
+                  "gpu": "GPU memory GiB"}[kind]
+        cols = ("rank", "pid", "GPU" if kind != "cpu" else "dev", "state", memory,
+                "est. peak", "exit")
+        if wide and kind != "cpu":
+            cols = cols[:5] + ("util", "temp", "power") + cols[5:]
+        return cols
 
-    def _show_ranks(self, status) -> None:
+    def _show_ranks(self, status, samples: tuple) -> None:
         table = self.query_one("#rank-table", DataTable)
-        keys = [r.rank for r in status.ranks]
-        rows = []
+        kind = run_kind(status)
+        wide = self.size.width >= WIDE
+        columns = self._columns_for(kind, wide)
+        if columns != self._columns:
+            self._columns = columns
+            table.clear(columns=True)
+            table.add_columns(*columns)
+            self._rank_keys = []
+        latest = samples[-1] if samples else {}
+        gpus = {g.get("index"): g for g in latest.get("gpus", []) or []}
+        ranks_now = {r.get("rank"): r for r in latest.get("ranks", []) or []}
+        peaks = {p["rank"]: p for p in (self.progress or {}).get("peaks", [])}
+        mem = self.memory()
+        est_total = mem.get("estimated_peak")
+        over = {g["rank"]: g for g in mem["per_gpu"]}
+        bar_w = 8 if wide else 6
+        keys, rows = [], []
         for r in status.ranks:
-            if status.device == "cpu" and not status.simulate:
-                gpu = "cpu"
-            elif status.gpu_ids and r.local_rank is not None and r.local_rank < len(status.gpu_ids):
-                gpu = str(status.gpu_ids[r.local_rank])
-            else:
-                gpu = str(r.local_rank if r.local_rank is not None else r.rank)
+            keys.append(r.rank)
+            local = r.local_rank if r.local_rank is not None else r.rank
+            now = ranks_now.get(r.rank, {})
+            gpu_index = now.get("gpu")
+            if gpu_index is None and kind != "cpu":
+                ids = status.gpu_ids
+                gpu_index = ids[local] if ids and local < len(ids) else local
+            gpu = gpus.get(gpu_index, {}) if kind != "cpu" else {}
             state = rank_state(r, status.state)
             style = {"failed": "bold red", "running": "green", "done": "",
                      "stopped": ""}.get(state, "yellow")
-            rows.append((str(r.rank), str(r.pid or "-"), gpu, Text(state, style=style),
-                         "-" if r.exit_code is None else str(r.exit_code)))
+            cell = self._memory_cell(kind, status, now, gpu, peaks.get(r.rank), est_total, bar_w)
+            row = [Text(str(r.rank)), Text(str(r.pid or "-")),
+                   Text("cpu" if kind == "cpu" else str(gpu_index)), Text(state, style=style), cell]
+            if len(columns) > 7:
+                live = not status.finished
+                row += [Text(fmt.pct(gpu.get("utilization")) if live else "-"),
+                        Text(fmt.temp(gpu.get("temperature")) if live else "-"),
+                        Text(fmt.watts(gpu.get("power_draw")) if live else "-")]
+            row += [self._estimate_cell(kind, est_total, over.get(r.rank)),
+                    Text("-" if r.exit_code is None else str(r.exit_code))]
+            rows.append(row)
         if keys != self._rank_keys:
             self._rank_keys = keys
             table.clear()
@@ -327,27 +440,127 @@ class MonitorScreen(Screen):
             for key, row in zip(keys, rows):
                 for col, value in zip(table.ordered_columns, row):
                     table.update_cell(str(key), col.key, value)
-        table.styles.height = min(len(rows) + 1, 6)
         failure = getattr(status, "failure", None)
         if failure is not None and not self._failure_shown and failure.rank in keys:
             self._failure_shown = True  # show the rank that failed, not rank 0
             table.move_cursor(row=keys.index(failure.rank))
 
-    def _show_log(self, lines: list[str]) -> None:
-        if lines == self._log_lines:
-            return
+    def _memory_cell(self, kind, status, now: dict, gpu: dict, peak: dict | None,
+                     est_total, bar_w: int) -> Text:
+        """Memory now (a bar against the GPU, the estimate marked ◆); once the run has ended,
+        the peak it reached, never the last reading as if it were still held."""
+        if status.finished:
+            value = (peak or {}).get("host_peak" if kind == "cpu" else "gpu_peak")
+            if kind == "sim":
+                value = None  # a simulated GPU's peak is not a measurement
+            if value is None:
+                return Text("ended", style="bright_black")
+            return Text(f"peak {fmt.size(value) if kind == 'cpu' else fmt.gib(value)}")
+        if kind == "cpu":
+            return Text(fmt.size(now.get("rss")))
+        used = now.get("gpu_memory") if kind == "gpu" else None
+        approx = used is None and kind == "gpu"
+        if used is None:
+            used = gpu.get("memory_used")  # the GPU's (simulated, or no per-process reading)
+        total = gpu.get("memory_total")
+        text = usage_bar(used, total, bar_w, marker=est_total if kind == "gpu" else None)
+        text.append(f" {'≈' if approx else ''}{fmt.gib(used)}/{fmt.gib(total, 0)}")
+        return text
+
+    @staticmethod
+    def _estimate_cell(kind: str, est_total, over: dict | None) -> Text:
+        if kind != "gpu":
+            return Text("no GPU", style="bright_black")  # no comparison, never a made-up one
+        if est_total is None:
+            return Text("n/a", style="bright_black")
+        text = Text(f"◆{fmt.gib(est_total)}")
+        if over is not None:
+            pct = 100 * (over["ratio"] - 1)
+            text.append(f" {pct:+.0f}%", style="bold red" if over["over"] else "green")
+        return text
+
+    def _show_log(self, lines: list[str], reset: bool) -> None:
         log = self.query_one("#rank-log", Log)
-        new = appended(self._log_lines, lines)
-        if new is not None and self._log_lines:
-            log.write_lines(new)  # the usual case: only what the rank wrote since
-        else:
+        if reset:
             log.clear()
-            log.write_lines(lines or ["(no output yet)"])
-        self._log_lines = list(lines)
-        # the rank table and panels may resize after this write: follow the end once laid out
-        self.call_after_refresh(log.scroll_end, animate=False)
-        self.query_one("#log-title", Static).update(
-            f"log of rank {self.selected_rank} (following; select a rank above, or [ ])")
+            self._log_lines = []
+        if lines:
+            log.write_lines(lines)  # only what the rank wrote since the last read
+            self._log_lines = (self._log_lines + lines)[-2000:]
+        elif reset:
+            log.write_line("(no output yet)")
+        if lines or reset:
+            self.call_after_refresh(log.scroll_end, animate=False)
+
+    def _view_title(self) -> str:
+        keys = "p: next view, [ ]: rank"
+        if self.view == "log":
+            ended = self.status is not None and self.status.finished
+            return f"log of rank {self.selected_rank} ({'' if ended else 'following; '}{keys})"
+        if self.view == "loss":
+            return f"loss by step, from rank 0's output ({keys})"
+        mem = self.memory() if self.status is not None else {"comparison": False, "reason": ""}
+        what = {"cpu": "host memory of each rank, GiB", "sim": "SIMULATED GPU memory, GiB",
+                "gpu": "GPU memory of each rank, GiB"}[run_kind(self.status)] \
+            if self.status is not None else "memory"
+        note = "; = is the estimated peak" if mem["comparison"] or (
+            mem.get("estimated_peak") and run_kind(self.status) == "gpu") else (
+            f"; {mem['reason'].split(':')[0]}: no estimate line" if mem.get("reason") else "")
+        return f"{what} over time{note} ({keys})"
+
+    def _show_view(self) -> None:
+        self.query_one("#log-title", Static).update(Text(self._view_title(), no_wrap=True,
+                                                         overflow="ellipsis"))
+        log, plot = self.query_one("#rank-log", Log), self.query_one("#run-plot", RunPlot)
+        log.display = self.view == "log"
+        plot.display = self.view != "log"
+        if self.view == "loss":
+            points = ((self.progress or {}).get("progress") or {}).get("losses") or []
+            plot.show(PlotData(title="loss", xlabel="step", ylabel="loss",
+                               series=(("loss", tuple(p[0] for p in points),
+                                        tuple(p[1] for p in points)),),
+                               empty="no loss read from rank 0's output yet"))
+        elif self.view == "memory":
+            plot.show(self._memory_plot())
+
+    def _memory_plot(self) -> PlotData:
+        status, samples = self.status, self.samples
+        kind = run_kind(status) if status is not None else "gpu"
+        t0 = samples[0].get("t", 0) if samples else 0
+        series = []
+        if kind == "cpu":
+            for r in (samples[-1].get("ranks", []) if samples else []):
+                pts = [(s.get("t", 0) - t0, x.get("rss")) for s in samples
+                       for x in s.get("ranks", []) if x.get("rank") == r.get("rank")]
+                pts = [(t, v / fmt.GIB) for t, v in pts if v is not None]
+                series.append((f"rank {r.get('rank')}", tuple(p[0] for p in pts),
+                               tuple(p[1] for p in pts)))
+        elif kind == "gpu" and samples and any("gpu_memory" in r for s in samples
+                                               for r in s.get("ranks", [])):
+            ranks = sorted({r.get("rank") for s in samples for r in s.get("ranks", [])
+                            if "gpu_memory" in r})
+            for rank in ranks:
+                pts = [(s.get("t", 0) - t0, x["gpu_memory"] / fmt.GIB) for s in samples
+                       for x in s.get("ranks", []) if x.get("rank") == rank and "gpu_memory" in x]
+                series.append((f"rank {rank}", tuple(p[0] for p in pts), tuple(p[1] for p in pts)))
+        else:  # a simulated box, or no per-process reading: each GPU's memory used
+            wanted = set(status.gpu_ids) if status is not None and status.gpu_ids else None
+            indices = sorted({g.get("index") for s in samples for g in s.get("gpus", [])
+                              if wanted is None or g.get("index") in wanted})
+            for index in indices:
+                pts = [(s.get("t", 0) - t0, g.get("memory_used")) for s in samples
+                       for g in s.get("gpus", []) if g.get("index") == index]
+                pts = [(t, v / fmt.GIB) for t, v in pts if v is not None]
+                label = f"{'sim. ' if kind == 'sim' else ''}GPU {index}"
+                series.append((label, tuple(p[0] for p in pts), tuple(p[1] for p in pts)))
+        mem = self.memory() if status is not None else {}
+        est = mem.get("estimated_peak") if kind == "gpu" else None
+        title = {"cpu": "host memory (CPU run: no GPU comparison)",
+                 "sim": "SIMULATED GPU memory (no GPU comparison)",
+                 "gpu": "GPU memory against the estimate"}[kind]
+        return PlotData(title=title, xlabel="seconds", ylabel="GiB", series=tuple(series),
+                        estimate=est / fmt.GIB if est else None,
+                        empty="no memory samples yet")
 
     @on(DataTable.RowHighlighted, "#rank-table")
     def _rank_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -356,8 +569,7 @@ class MonitorScreen(Screen):
         rank = int(event.row_key.value)
         if rank != self.selected_rank:
             self.selected_rank = rank
-            self._log_lines = []
-            self.query_one("#log-title", Static).update(f"log of rank {rank} (loading…)")
+            self.query_one("#log-title", Static).update(Text(f"log of rank {rank} (loading…)"))
             self._poll()
 
     def action_rank(self, step: int) -> None:
@@ -366,12 +578,29 @@ class MonitorScreen(Screen):
         table = self.query_one("#rank-table", DataTable)
         table.move_cursor(row=(table.cursor_row + step) % len(self._rank_keys))
 
+    def action_view(self) -> None:
+        self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
+        if self.status is not None:
+            self._show_view()
+
     # -- actions ---------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        finished = self.status is not None and self.status.finished
+        if action in ("stop", "leave"):
+            return not finished
+        if action == "back":
+            return finished
+        return True
+
     def palette_commands(self):
         from textual.app import SystemCommand
 
-        yield SystemCommand("Stop the run", "Stop this run (asks first)", self.action_stop)
-        yield SystemCommand("Leave the monitor", "The run keeps going", self.action_leave)
+        if self.status is None or not self.status.finished:
+            yield SystemCommand("Stop the run", "Stop this run (asks first)", self.action_stop)
+            yield SystemCommand("Leave the monitor", "The run keeps going", self.action_leave)
+        else:
+            yield SystemCommand("Back", "Close the monitor of this finished run",
+                                self.action_back)
         if not self.standalone and self.plan is not None and self.plan.fix is not None:
             yield SystemCommand("Open the fitting change in the wizard", self.plan.fix.note,
                                 self.action_fix)
@@ -403,7 +632,8 @@ class MonitorScreen(Screen):
 
     @on(RunStopped)
     def _stopped(self, message: RunStopped) -> None:
-        self.notify(message.text, severity="error" if message.error else "information")
+        self.notify(message.text, severity="error" if message.error else "information",
+                    markup=False)
         self._poll()
 
     def action_leave(self) -> None:
@@ -413,6 +643,12 @@ class MonitorScreen(Screen):
             return
         self.app.pop_screen()
         self.notify("The run keeps going; attach again from Runs.", timeout=3)
+
+    def action_back(self) -> None:
+        if self.standalone:
+            self.app.exit(return_code=self.app._code() if hasattr(self.app, "_code") else 0)
+            return
+        self.app.pop_screen()
 
     async def action_fix(self) -> None:
         if self.standalone or self.plan is None or self.plan.fix is None:
