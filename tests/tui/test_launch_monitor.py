@@ -79,3 +79,62 @@ async def test_launch_watch_and_stop_a_cpu_run(make_app, isolated_env, monkeypat
         runs_table = app.screen.query_one("#runs-table")
         await wait_for(pilot, lambda: runs_table.row_count == 1)
         assert str(runs_table.get_row_at(0)[1]) == "stopped"
+
+
+async def test_a_real_hf_trainer_run_with_placeholders_shows_its_progress(isolated_env, run_cli,
+                                                                         tmp_path):
+    """transformers.Trainer on 2 CPU ranks (gloo), launched by trainwiz from a profile whose
+    script arguments are placeholders: the command shows the values, every rank sees the plan,
+    and the monitor and `runs --json` show step, loss and time left read from its own output."""
+    import json
+
+    import yaml
+
+    from trainwiz.tui.monitor_app import MonitorApp
+
+    data = yaml.safe_load((REPO_ROOT / "examples" / "profiles" / "cpu-hf-trainer.yaml").read_text())
+    data["python"] = sys.executable
+    data["script"] = str(REPO_ROOT / data["script"])
+    data["estimate"]["model"] = str(REPO_ROOT / data["estimate"]["model"])
+    data["estimate"]["batch_size"] = 3
+    data["script_args"] += ["--max_steps", "30", "--logging_steps", "3", "--step_sleep", "0.2"]
+    prof = tmp_path / "hf.yaml"
+    prof.write_text(yaml.safe_dump(data))
+
+    shown = run_cli("launch", "--print-commands", "--profile", str(prof))
+    assert shown.returncode == 0, shown.stderr
+    assert "--per_device_train_batch_size 3 " in shown.stdout
+    assert "--gradient_checkpointing false" in shown.stdout and "{" not in shown.stdout
+
+    out = run_cli("launch", "--detach", "--profile", str(prof))
+    assert out.returncode == 0, out.stderr
+    run_dir = Path(out.stdout.split("(", 1)[1].split(")", 1)[0])
+
+    app = MonitorApp(run_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.monitor.status is not None, timeout=30)
+        monitor = app.monitor
+        line = lambda: text_of(monitor.query_one("#run-progress"))  # noqa: E731
+        # while it runs: step of total, loss and time left, from the Trainer's own output
+        await wait_for(pilot, lambda: "/30" in line() and "loss" in line() and "left" in line()
+                       and not monitor.status.finished, timeout=120)
+        running = json.loads(run_cli("runs", "--json").stdout)[0]["progress"]
+        assert running["total"] == 30 and running["seconds_left"] is not None
+        assert 0 < running["step"] <= 30 and running["loss"] > 0
+        await pilot.press("p")  # the loss curve
+        assert "loss by step" in text_of(monitor.query_one("#log-title"))
+        await wait_for(pilot, lambda: monitor.status.finished, timeout=120)
+        assert monitor.status.state == "succeeded", monitor.status.failure
+        await wait_for(pilot, lambda: "step 30/30" in line(), timeout=10)
+
+    done = json.loads(run_cli("runs", "--json").stdout)[0]
+    log0 = run_cli("logs", done["id"], "--rank", "0").stdout
+    final = [ln for ln in log0.splitlines() if "train_loss" in ln][-1]
+    assert done["progress"]["step"] == 30 and done["progress"]["total"] == 30
+    assert done["progress"]["loss"] == pytest.approx(float(final.split("'train_loss': ")[1]
+                                                           .split(",")[0].strip("'")))
+    assert done["memory"]["comparison"] is False and "CPU run" in done["memory"]["reason"]
+    for rank in (0, 1):  # every rank saw the plan in its environment
+        log = run_cli("logs", done["id"], "--rank", str(rank)).stdout
+        assert (f"rank {rank} sees the plan:" in log and "TRAINWIZ_BATCH_SIZE=3" in log
+                and "TRAINWIZ_SEQ_LEN=64" in log)
