@@ -45,7 +45,7 @@ from trainwiz.tui import fmt
 from trainwiz.tui.widgets.bars import usage_bar
 from trainwiz.tui.widgets.run_plot import PlotData, RunPlot
 
-POLL_S = 1.0
+POLL_S = 2.0  # the supervisor samples memory every 2 s and writes progress every second
 HISTORY = 300  # samples kept for the memory plot (the supervisor samples every 2 s)
 LOG_TAIL = 64 * 1024  # a rank's log is opened this far from its end, then followed
 STATE_STYLE = {"starting": "yellow", "running": "green", "succeeded": "bold green",
@@ -195,6 +195,8 @@ class MonitorScreen(Screen):
         self._log_lines: list[str] = []
         self._rank_keys: list[int] = []
         self._columns: tuple | None = None
+        self._shown: dict = {}  # selector -> what it shows now
+        self._cells: dict = {}  # (rank, column) -> what the cell shows now
         self._timer = None
         self._final_read = False
         self._failure_shown = False  # the failing rank's log is opened once, then the user leads
@@ -273,8 +275,7 @@ class MonitorScreen(Screen):
             self.plan = message.plan
         if message.status is None:
             self.gone = True
-            state = self.query_one("#run-state", Static)
-            state.update(Text(message.error or "run not readable", style="bold red"))
+            self._update("#run-state", Text(message.error or "run not readable", style="bold red"))
             # keep the last readings on screen; try again later in case it comes back
             self._schedule(POLL_S * 5)
             return
@@ -319,6 +320,13 @@ class MonitorScreen(Screen):
                             device=status.device if status else None,
                             simulated=bool(status and status.simulate))
 
+    def _update(self, selector: str, text: Text) -> None:
+        """Redraw a line only when what it says changed (the monitor stays cheap)."""
+        key = (text.plain, tuple(text.spans))
+        if self._shown.get(selector) != key:
+            self._shown[selector] = key
+            self.query_one(selector, Static).update(text)
+
     def _show_state(self, status) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
         style = STATE_STYLE.get(status.state, "")
@@ -333,7 +341,7 @@ class MonitorScreen(Screen):
             text.append(f"  profile {status.profile}")
         if status.script:
             text.append(f"  {Path(status.script).name} {' '.join(status.args)}")
-        self.query_one("#run-state", Static).update(text)
+        self._update("#run-state", text)
         failure = self.query_one("#run-failure", Static)
         box = Text()
         if status.failure is not None or status.state == "failed":
@@ -364,7 +372,7 @@ class MonitorScreen(Screen):
                 if box:
                     box.append("\n")
                 box.append_text(line)
-        failure.update(box)
+        self._update("#run-failure", box)
         failure.display = bool(box)
 
     def _show_progress(self, status) -> None:
@@ -378,7 +386,7 @@ class MonitorScreen(Screen):
         else:
             text.append("no progress read from rank 0's output yet (step/loss lines, tqdm, "
                         "HF Trainer logs, TRAINWIZ lines)", style="bright_black")
-        self.query_one("#run-progress", Static).update(text)
+        self._update("#run-progress", text)
 
     def _columns_for(self, kind: str, wide: bool) -> tuple:
         memory = {"cpu": "host memory (RSS)", "sim": "SIMULATED GPU GiB",
@@ -433,13 +441,18 @@ class MonitorScreen(Screen):
             rows.append(row)
         if keys != self._rank_keys:
             self._rank_keys = keys
+            self._cells = {}
             table.clear()
             for key, row in zip(keys, rows):
                 table.add_row(*row, key=str(key))
+                self._cells.update({(key, i): (v.plain, tuple(v.spans)) for i, v in enumerate(row)})
         else:
             for key, row in zip(keys, rows):
-                for col, value in zip(table.ordered_columns, row):
-                    table.update_cell(str(key), col.key, value)
+                for i, (col, value) in enumerate(zip(table.ordered_columns, row)):
+                    shown = (value.plain, tuple(value.spans))
+                    if self._cells.get((key, i)) != shown:  # only what changed is redrawn
+                        self._cells[(key, i)] = shown
+                        table.update_cell(str(key), col.key, value)
         failure = getattr(status, "failure", None)
         if failure is not None and not self._failure_shown and failure.rank in keys:
             self._failure_shown = True  # show the rank that failed, not rank 0
@@ -509,8 +522,7 @@ class MonitorScreen(Screen):
         return f"{what} over time{note} ({keys})"
 
     def _show_view(self) -> None:
-        self.query_one("#log-title", Static).update(Text(self._view_title(), no_wrap=True,
-                                                         overflow="ellipsis"))
+        self._update("#log-title", Text(self._view_title(), no_wrap=True, overflow="ellipsis"))
         log, plot = self.query_one("#rank-log", Log), self.query_one("#run-plot", RunPlot)
         log.display = self.view == "log"
         plot.display = self.view != "log"
@@ -569,7 +581,7 @@ class MonitorScreen(Screen):
         rank = int(event.row_key.value)
         if rank != self.selected_rank:
             self.selected_rank = rank
-            self.query_one("#log-title", Static).update(Text(f"log of rank {rank} (loading…)"))
+            self._update("#log-title", Text(f"log of rank {rank} (loading…)"))
             self._poll()
 
     def action_rank(self, step: int) -> None:
