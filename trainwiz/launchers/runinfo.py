@@ -241,17 +241,16 @@ def _likely_differences(estimate: dict, progress: dict | None) -> list[str]:
                        f"(batch {plan.get('batch_size')} x seq {plan.get('seq_len')} x "
                        f"accumulation x ranks)")
     if not out:
-        out.append(f"a larger batch or longer sequences than planned (plan: batch "
-                   f"{plan.get('batch_size')} x seq {plan.get('seq_len')} a GPU)")
+        out.append(f"a bigger batch or longer sequences than planned (plan: batch "
+                   f"{plan.get('batch_size')} x seq {plan.get('seq_len')})")
     if plan.get("activation_checkpointing"):
-        out.append("activation checkpointing not turned on in the script (the plan has it)")
+        out.append("activation checkpointing off in the script (planned on)")
     if plan.get("loop") == "trainer":
-        out.append("a loop that keeps the model outputs through backward (the plan assumed "
-                   "the HF Trainer's, which drops them)")
+        out.append("a loop that keeps the outputs through backward (planned: the HF Trainer's)")
     if plan.get("fused_optimizer"):
-        out.append("a foreach (non-fused) optimizer (the plan assumed a fused one)")
+        out.append("a foreach optimizer (planned: fused)")
     if plan.get("attention") == "sdpa":
-        out.append("eager attention instead of SDPA (the plan assumed SDPA)")
+        out.append("eager attention (planned: SDPA)")
     return out[:4]
 
 
@@ -364,5 +363,5 @@ def memory_over_text(check: dict) -> str | None:
     if worst is None:
         return None
     return (f"GPU memory {100 * (worst['ratio'] - 1):.0f}% over the estimate: rank "
-            f"{worst['rank']} on GPU {worst['gpu']} peaked at {worst['measured_peak'] / GIB:.1f} "
-            f"GiB, estimated {worst['estimated_peak'] / GIB:.1f} GiB")
+            f"{worst['rank']} (GPU {worst['gpu']}) peaked at {worst['measured_peak'] / GIB:.1f} "
+            f"GiB, est. {worst['estimated_peak'] / GIB:.1f}")

@@ -366,7 +366,7 @@ class MonitorScreen(Screen):
         if mem["over"]:  # two screen lines, cut with …; `trainwiz runs show` has all of it
             width = max((self.size.width or 80) - 3, 20)
             over = Text(memory_over_text(mem) or "", style="bold red")
-            likely = Text("likely: " + "; ".join(mem["likely"]))
+            likely = Text("likely: " + "; ".join(mem["likely"]).replace(" (plan: ", " ("))
             for line in (over, likely):
                 line.truncate(width, overflow="ellipsis")
                 if box:
