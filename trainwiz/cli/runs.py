@@ -104,7 +104,7 @@ def _progress_cell(report: dict, finished: bool) -> str:
 
 
 def cmd_attach(args) -> int:
-    from trainwiz.launchers.live import watch
+    from trainwiz.cli.live import watch
     from trainwiz.launchers.rundir import resolve_run
 
     return watch(resolve_run(args.run), plain=True if args.plain else None)
