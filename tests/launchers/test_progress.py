@@ -161,3 +161,34 @@ def test_an_explicit_line_wins_over_a_guessed_step_line():
     tracker.feed_text('rank 0 step 0 loss 9.0\nTRAINWIZ {"step": 1, "total": 5, "loss": 9.0}\n'
                       "rank 0 step 1 loss 8.0\n", 0.0)
     assert (tracker.step, tracker.total) == (1, 5)
+
+
+def test_the_supervisor_reads_rank_0_from_where_it_stopped(tmp_path):
+    """Each poll reads only what was appended since the last (never the whole log again); a
+    replaced log is read from its start; metrics.jsonl lines count as well."""
+    from trainwiz.launchers.runinfo import RunWatcher, read_progress
+
+    folder = tmp_path / "torchrun" / "x" / "attempt_0" / "0"
+    folder.mkdir(parents=True)
+    log = folder / "stdout.log"
+    log.write_text("noise\n" * 10000 + "step 1/10 loss 4.0\n")
+    watcher = RunWatcher(tmp_path, write_every=0)
+    watcher.poll(0.0)
+    assert watcher.tracker.step == 1
+    with open(log, "r+") as fh:  # rewrite what was already read, in place: not read again
+        fh.write("step 9/10 loss 0.1\n")
+    with open(log, "a") as fh:
+        fh.write("step 2/10 loss 3.5\nstep 3/10 lo")
+    watcher.poll(1.0)
+    assert (watcher.tracker.step, watcher.tracker.loss) == (2, 3.5)
+    with open(log, "a") as fh:
+        fh.write("ss 3.0\n")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 4, "total": 10, "loss": 2.5}\n')
+    watcher.poll(2.0)
+    assert [h[1] for h in watcher.tracker._history] == [1, 2, 3, 4]  # the cut line, then metrics
+    watcher.write(3.0, force=True)
+    assert read_progress(tmp_path)["progress"]["step"] == 4
+    log.unlink()
+    log.write_text("TRAINWIZ {\"step\": 5, \"total\": 10}\n")  # a new file: read from its start
+    watcher.poll(4.0)
+    assert watcher.tracker.step == 5

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trainwiz.launchers.api import stop_run
 from trainwiz.launchers.rundir import read_samples, read_status, tail_log
+from trainwiz.launchers.runinfo import memory_over_text, progress_parts, run_report
 from trainwiz.tui.monitor_app import run_monitor
 
 GIB = 1024 ** 3
@@ -47,6 +48,8 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
     seen_state = None
     seen_ranks: dict[int, tuple] = {}
     last_mem = 0.0
+    last_progress: list[str] = []
+    last_over = None
     status = read_status(run_dir)
 
     def say(line: str) -> None:
@@ -73,6 +76,15 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
             line = _memory_line(samples[-1], bool(status.simulate)) if samples else None
             if line:
                 say(line)
+            report = run_report(run_dir, status)
+            parts = progress_parts(report["progress"])
+            if parts and parts != last_progress:
+                say("progress: " + " · ".join(parts))
+                last_progress = parts
+            over = memory_over_text(report["memory"])
+            if over and over != last_over:
+                say(f"warning: {over}; likely: " + "; ".join(report["memory"]["likely"]))
+                last_over = over
             last_mem = now
         if status.finished:
             break
@@ -90,6 +102,10 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
                     say("  " + line)
     if status.message and status.state == "stopped":
         say(status.message)
+    report = run_report(run_dir, status)
+    parts = progress_parts(report["progress"], finished=True)
+    if parts:
+        say("progress: " + " · ".join(parts))
     say(f"run {status.id} {status.state}; logs: trainwiz logs {status.id} --rank N; "
         f"files: {status.run_dir}")
     return 0 if status.state == "succeeded" else 1

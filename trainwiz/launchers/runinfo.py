@@ -40,7 +40,10 @@ BEHIND = 8 << 20  # further behind than this: skip to the newest MAX_READ bytes
 def plan_estimate(profile, nproc: int, gpu_memory: int | None = None) -> dict | None:
     """The estimate for ``profile`` with ``nproc`` ranks a machine, as saved in estimate.json;
     None when the profile names no model. Raises nothing the launch should stop for."""
-    request = estimate_request(profile, nproc)
+    try:
+        request = estimate_request(profile, nproc)
+    except Exception as exc:  # noqa: BLE001 - never a reason not to launch
+        return {"error": str(exc)}
     if request is None:
         return None
     model_str, config = request
