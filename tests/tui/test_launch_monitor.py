@@ -129,9 +129,9 @@ async def test_a_real_hf_trainer_run_with_placeholders_shows_its_progress(isolat
 
     done = json.loads(run_cli("runs", "--json").stdout)[0]
     log0 = run_cli("logs", done["id"], "--rank", "0").stdout
-    final = [ln for ln in log0.splitlines() if "train_loss" in ln][-1]
+    last = [ln for ln in log0.splitlines() if ln.startswith("{'loss'")][-1]
     assert done["progress"]["step"] == 30 and done["progress"]["total"] == 30
-    assert done["progress"]["loss"] == pytest.approx(float(final.split("'train_loss': ")[1]
+    assert done["progress"]["loss"] == pytest.approx(float(last.split("'loss': ")[1]
                                                            .split(",")[0].strip("'")))
     assert done["memory"]["comparison"] is False and "CPU run" in done["memory"]["reason"]
     for rank in (0, 1):  # every rank saw the plan in its environment

@@ -76,10 +76,14 @@ def cmd_runs(args) -> int:
         rows.append((r.id, state, r.profile or "", script, str(len(r.ranks)),
                      fail or _progress_cell(reports[r.id], r.finished)))
     console = Console()
-    head = ("ID (UTC start)", "STATE", "PROFILE", "SCRIPT", "RANKS", "FAILURE OR PROGRESS")
+    if console.width < 100:  # 80 columns: narrower names, the short form of progress
+        rows = [row[:5] + (row[5] if reports[runs[i].id]["progress"] is None or runs[i].failure
+                           else _progress_cell(reports[runs[i].id], runs[i].finished, short=True),)
+                for i, row in enumerate(rows)]
+    head = ("ID (UTC start)", "STATE", "PROFILE", "SCRIPT", "RANKS", "FAILURE/PROGRESS")
     # every column as wide as its widest cell (profile and script capped), the failure cut to
     # what is left of the line: one line a run, at 80 columns too
-    caps = (20, 12, 12, 16, 5)
+    caps = (20, 12, 12, 16, 5) if console.width >= 100 else (20, 9, 8, 12, 5)
     widths = [min(cap, max(len(head[i]), *(len(row[i]) for row in rows))) for i, cap in enumerate(caps)]
     room = max(console.width - sum(widths) - 2 * len(widths), 12)
 
@@ -94,13 +98,24 @@ def cmd_runs(args) -> int:
     return 0
 
 
-def _progress_cell(report: dict, finished: bool) -> str:
-    """A memory warning first (it matters most), then step, loss, rates and time left."""
-    from trainwiz.launchers.runinfo import progress_parts
+def _progress_cell(report: dict, finished: bool, short: bool = False) -> str:
+    """A memory warning first (it matters most), then step, loss, rates and time left; the
+    short form (80 columns): step/total and time left, or the loss once finished."""
+    from trainwiz.launchers.runinfo import duration, progress_parts
 
     worst = max((g["ratio"] for g in report["memory"]["per_gpu"] if g["over"]), default=None)
-    over = [f"MEMORY +{100 * (worst - 1):.0f}% over estimate"] if worst else []
-    return " · ".join(over + progress_parts(report["progress"], finished=finished))
+    if not short:
+        over = [f"MEMORY +{100 * (worst - 1):.0f}% over estimate"] if worst else []
+        return " · ".join(over + progress_parts(report["progress"], finished=finished))
+    prog = report["progress"] or {}
+    parts = [f"MEM+{100 * (worst - 1):.0f}%"] if worst else []
+    if prog.get("step") is not None:
+        parts.append(f"{prog['step']}/{prog['total']}" if prog.get("total") else f"step {prog['step']}")
+    if not finished and prog.get("seconds_left") is not None:
+        parts.append(f"{duration(prog['seconds_left'])} left")
+    elif prog.get("loss") is not None:
+        parts.append(f"loss {prog['loss']:.4g}")
+    return " ".join(parts)
 
 
 def cmd_attach(args) -> int:

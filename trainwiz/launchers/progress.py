@@ -325,7 +325,9 @@ class ProgressTracker:
                 left = self.bar_left
             elif steps_s:
                 left = max(self.total - self.step, 0) / steps_s
-        loss = self.final_loss if finished and self.final_loss is not None else self.loss
+        # the last logged loss (the curve's end); the HF Trainer's final train_loss is a mean
+        # over the whole run, used only when nothing else was logged
+        loss = self.loss if self.loss is not None else self.final_loss
         return {
             "step": self.step, "total": self.total,
             "loss": loss if loss is None or math.isfinite(loss) else None,

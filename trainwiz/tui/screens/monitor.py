@@ -494,7 +494,7 @@ class MonitorScreen(Screen):
 
     def _show_log(self, lines: list[str], reset: bool) -> None:
         log = self.query_one("#rank-log", Log)
-        if reset:
+        if reset or (lines and not self._log_lines):  # a new rank, or the first real lines
             log.clear()
             self._log_lines = []
         if lines:
