@@ -1,8 +1,8 @@
 """Profile <-> plain dict, with validation that names the file, the line, the key and what is allowed.
 
-Pure: the standard library and PyYAML only. Files are parsed with ``yaml.safe_load``; a second,
-node-level pass (``yaml.compose`` with the safe loader) only remembers on which line each key sits,
-so messages can point at it.
+Pure: the standard library and PyYAML only. Files are parsed with the safe loader, bounded in
+size and alias expansion (:mod:`trainwiz.safeyaml`); the node graph also tells on which line each
+key sits, so messages can point at it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from trainwiz import safeyaml
 from trainwiz.errors import TrainwizError
 from trainwiz.profiles import schema
 from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, Profile
@@ -79,8 +80,9 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
     A syntax error becomes a ProfileError naming the file and line.
     """
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data, node = safeyaml.load(text, source)
+    except safeyaml.YamlRefused as exc:
+        raise ProfileError(str(exc), source=source) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
