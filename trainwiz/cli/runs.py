@@ -105,14 +105,40 @@ def cmd_stop(args) -> int:
 
 
 def _print_file(path, n, stream) -> int:
+    """Print the file (its last ``n`` lines, read from the end); return the offset printed to."""
+    from trainwiz.launchers.rundir import tail_lines
+
     if path is None or not path.is_file():
         return 0
-    data = path.read_text(errors="replace")
+    size = path.stat().st_size
     if n is not None:
-        data = "\n".join(data.splitlines()[-n:]) + ("\n" if data else "")
-    stream.write(data)
+        lines = tail_lines(path, n)
+        if lines:
+            stream.write("\n".join(lines) + "\n")
+    else:
+        with open(path, "rb") as fh:
+            while True:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    break
+                stream.write(chunk.decode("utf-8", "replace"))
+                size = fh.tell()
     stream.flush()
-    return path.stat().st_size
+    return size
+
+
+def _rank_paths(run_dir, rank: int, out, err):
+    """What to print for a rank: its output in the order written when the run kept it
+    (``output.log``, on stdout), else its stdout then its stderr."""
+    from trainwiz.launchers.rundir import rank_log_paths, rank_output_path
+
+    both = rank_output_path(run_dir, rank)
+    if both is not None:
+        return [(both, out)]
+    o, e = rank_log_paths(run_dir, rank)
+    if o is None:
+        return None
+    return [(o, out), (e, err)]
 
 
 def cmd_logs(args) -> int:
@@ -120,16 +146,18 @@ def cmd_logs(args) -> int:
     import time
 
     from trainwiz.errors import TrainwizError
-    from trainwiz.launchers.rundir import rank_log_paths, read_status, resolve_run
+    from trainwiz.launchers.rundir import read_status, resolve_run
 
+    if args.lines is not None and args.lines < 0:
+        raise TrainwizError(f"-n {args.lines}: expected a number of lines, 0 or more")
     run_dir = resolve_run(args.run)
     if args.launcher:
         paths = [(run_dir / "launcher.log", sys.stdout), (run_dir / "supervisor.log", sys.stderr)]
     else:
         status = read_status(run_dir)
         nranks = len(status.ranks) or (status.num_processes or 0) * max(1, status.num_machines)
-        out, err = rank_log_paths(run_dir, args.rank)
-        if out is None and not args.follow:
+        paths = _rank_paths(run_dir, args.rank, sys.stdout, sys.stderr)
+        if paths is None and not args.follow:
             if status.ranks and args.rank not in {r.rank for r in status.ranks}:
                 raise TrainwizError(f"run {status.id} has no rank {args.rank} on this machine "
                                     f"(ranks: {', '.join(str(r.rank) for r in status.ranks)})")
@@ -137,23 +165,22 @@ def cmd_logs(args) -> int:
                 raise TrainwizError(f"run {status.id} has no rank {args.rank}")
             print(f"rank {args.rank} has no log yet (state {status.state})", file=sys.stderr)
             return 0
-        paths = [(out, sys.stdout), (err, sys.stderr)]
+        paths = paths or [(None, sys.stdout)]
     offsets = [_print_file(p, args.lines, s) for p, s in paths]
     if not args.follow:
         return 0
     try:
         while True:
             if not args.launcher and paths[0][0] is None:
-                out, err = rank_log_paths(run_dir, args.rank)
-                if out is not None:
-                    paths = [(out, sys.stdout), (err, sys.stderr)]
-                    offsets = [0, 0]
+                found = _rank_paths(run_dir, args.rank, sys.stdout, sys.stderr)
+                if found is not None:
+                    paths, offsets = found, [0] * len(found)
             for i, (path, stream) in enumerate(paths):
                 if path is None or not path.is_file():
                     continue
                 with open(path, "rb") as fh:
                     fh.seek(offsets[i])
-                    chunk = fh.read()
+                    chunk = fh.read(1 << 20)
                 if chunk:
                     stream.write(chunk.decode("utf-8", "replace"))
                     stream.flush()
