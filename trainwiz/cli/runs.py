@@ -6,10 +6,20 @@ from __future__ import annotations
 def register(subparsers) -> None:
     from trainwiz.cli import add_simulate_option
 
-    p = subparsers.add_parser("runs", help="list runs, newest first")
-    p.add_argument("--json", action="store_true", help="machine-readable list")
+    p = subparsers.add_parser("runs", help="list runs, newest first; `runs prune` deletes old ones")
+    p.add_argument("--json", action="store_true", help="machine-readable list (every run)")
+    p.add_argument("--all", "-a", action="store_true",
+                   help=f"every run (default: the newest {SHOWN}, and how many are hidden)")
     add_simulate_option(p)
     p.set_defaults(func=cmd_runs)
+    sub = p.add_subparsers(dest="runs_command", metavar="")
+    q = sub.add_parser("prune", help="delete finished runs by age or count (never a running one)")
+    q.add_argument("--older-than", metavar="AGE",
+                   help="runs that ended more than AGE ago (30m, 12h, 7d, 2w)")
+    q.add_argument("--keep", type=int, metavar="N", help="keep the newest N runs")
+    q.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    add_simulate_option(q)
+    q.set_defaults(func=cmd_prune)
 
     p = subparsers.add_parser("attach", help="watch a run live again")
     p.add_argument("run", nargs="?", default="last", metavar="RUN",
@@ -37,6 +47,27 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_logs)
 
 
+SHOWN = 50
+
+
+def cmd_prune(args) -> int:
+    from trainwiz.errors import UsageError
+    from trainwiz.launchers.rundir import parse_age, prune_runs
+
+    if args.older_than is None and args.keep is None:
+        raise UsageError("runs prune: give --older-than AGE (e.g. 7d) and/or --keep N")
+    if args.keep is not None and args.keep < 0:
+        raise UsageError(f"runs prune: --keep {args.keep}: expected 0 or more")
+    older = parse_age(args.older_than) if args.older_than is not None else None
+    removed, skipped = prune_runs(older_than=older, keep=args.keep, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {len(removed)} finished run{'s' if len(removed) != 1 else ''}"
+          + (f"; kept {len(skipped)} that are still running or damaged "
+             f"({', '.join(r.id for r in skipped[:3])}{' ...' if len(skipped) > 3 else ''})"
+             if skipped else ""))
+    return 0
+
+
 def cmd_runs(args) -> int:
     import json
 
@@ -46,6 +77,10 @@ def cmd_runs(args) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in runs], indent=1))
         return 0
+    hidden = 0
+    if not args.all and len(runs) > SHOWN:
+        hidden = len(runs) - SHOWN
+        runs = runs[:SHOWN]
     if not runs:
         print(f"no runs yet ({runs_root()}); start one with "
               "`trainwiz launch --profile NAME train.py`")
@@ -56,12 +91,15 @@ def cmd_runs(args) -> int:
     rows = []
     for r in runs:
         fail = ""
-        if r.failure:
+        if r.damaged:
+            fail = r.message or "status.json damaged"
+        elif r.failure:
             who = f"rank {r.failure.rank}" if r.failure.rank is not None else "launcher"
             message = " ".join((r.failure.message or "").split())  # one line a run
             fail = f"{who}: {message}"
         script = (r.script or "").rsplit("/", 1)[-1]
-        state = r.state + (" OOM" if r.failure and r.failure.oom else "")
+        state = ("DAMAGED" if r.damaged else str(r.state)) + (
+            " OOM" if r.failure and r.failure.oom else "")
         rows.append((r.id, state, r.profile or "", script, str(len(r.ranks)), fail))
     console = Console()
     head = ("ID (UTC start)", "STATE", "PROFILE", "SCRIPT", "RANKS", "FAILURE")
@@ -79,6 +117,10 @@ def cmd_runs(args) -> int:
         line = "  ".join(cells) + "  " + cut(row[5], room)
         console.print(escape(line.rstrip()), style="bold" if row is head else None,
                       highlight=False, soft_wrap=True)
+    if hidden:
+        console.print(f"... {hidden} older run{'s' if hidden != 1 else ''} not shown "
+                      "(`trainwiz runs --all`; `trainwiz runs prune --older-than 7d` deletes "
+                      "old ones)", highlight=False)
     return 0
 
 
@@ -98,7 +140,11 @@ def cmd_stop(args) -> int:
     if before.finished:
         print(f"run {before.id} already {before.state}")
         return 0
-    print(f"stopping run {before.id} ...", flush=True)
+    if before.damaged:
+        print(f"run {before.id} is damaged ({before.message}); stopping it by its id ...",
+              flush=True)
+    else:
+        print(f"stopping run {before.id} ...", flush=True)
     final = stop_run(run_dir, grace=args.grace)
     print(f"run {final.id} {final.state}")
     return 0

@@ -118,26 +118,27 @@ def _load_status(run_dir: Path) -> RunStatus:
     path = run_dir / "status.json"
     problem = owner_problem(run_dir)
     if problem:
-        return damaged_status(run_dir, f"{run_dir}: {problem}")
+        return damaged_status(run_dir, f"the run folder is {problem}")
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_STATUS_BYTES + 1)
     except FileNotFoundError:
         raise TrainwizError(f"{run_dir}: not a trainwiz run (no status.json)") from None
     except OSError as exc:
-        return damaged_status(run_dir, f"{path}: cannot be read ({exc.strerror})")
+        return damaged_status(run_dir, f"status.json cannot be read ({exc.strerror})")
     if len(raw) > MAX_STATUS_BYTES:
-        return damaged_status(run_dir, f"{path}: larger than {MAX_STATUS_BYTES // 1024} KiB")
+        return damaged_status(run_dir, f"status.json is larger than "
+                                       f"{MAX_STATUS_BYTES // 1024} KiB")
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        return damaged_status(run_dir, f"{path}: not valid JSON ({exc})")
+        return damaged_status(run_dir, f"status.json is not valid JSON ({exc})")
     try:
-        status = status_from_file(data, str(path))
+        status = status_from_file(data, "status.json")
     except DamagedStatus as exc:
         return damaged_status(run_dir, str(exc))
     if status.id != run_dir.name:
-        return damaged_status(run_dir, f"{path}: names run {status.id!r}, but lies in "
+        return damaged_status(run_dir, f"status.json names run {status.id!r}, not "
                                        f"{run_dir.name!r}")
     status.run_dir = str(run_dir)
     return status
@@ -172,10 +173,10 @@ def _cached_status(run_dir: Path) -> RunStatus | None:
         st = os.stat(run_dir / "status.json")
     except FileNotFoundError:
         if (run_dir / "command.json").exists():  # created, status not written (killed, disk full)
-            return damaged_status(run_dir, f"{run_dir}: no status.json")
+            return damaged_status(run_dir, "no status.json")
         return None
     except OSError as exc:
-        return damaged_status(run_dir, f"{run_dir}: cannot be read ({exc.strerror})")
+        return damaged_status(run_dir, f"the run folder cannot be read ({exc.strerror})")
     key = (st.st_mtime_ns, st.st_size, st.st_ino)
     hit = _CACHE.get(str(run_dir))
     if hit is not None and hit[0] == key and (hit[1].finished or hit[1].damaged):
