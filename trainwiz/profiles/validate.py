@@ -384,8 +384,19 @@ def validate_profile(profile: Profile, *, source: str | None = None) -> Profile:
                              name=profile.name)
 
 
+# Variables the launcher sets for each rank; a profile that set them would give every rank the
+# same RANK (or send the rendezvous elsewhere).
+LAUNCHER_OWNED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
 def _check_combinations(p: Profile, chk: _Checker) -> None:
     f = p.fsdp
+    owned = sorted(k for k in (p.env or {}) if str(k) in LAUNCHER_OWNED_ENV)
+    if owned:
+        chk.add(("env", owned[0]), f"key 'env.{owned[0]}': set by the launcher for each rank; "
+                                   f"not allowed in a profile (not allowed: "
+                                   f"{', '.join(LAUNCHER_OWNED_ENV)}; use main_address, "
+                                   "main_port, num_processes)")
     per = p.processes_per_machine
     world = p.world_size
     if p.gpu_ids is not None:
