@@ -668,3 +668,5 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             log.exception("could not record the crash")
         return 1
+    finally:
+        sup._release_reserve()
