@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from trainwiz.errors import TrainwizError
-from trainwiz.profiles import schema
+import trainwiz.profiles.schema as schema
 from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, Profile
 
 Path_ = tuple[str, ...]
