@@ -406,35 +406,62 @@ def render(sources: dict, components: list[dict], rows: list[Row]) -> str:
     return "\n".join(out) + "\n"
 
 
-CALIBRATION = """\
+SLACK_PLACEHOLDER = "<slack fit>"
+CALIBRATION = f"""\
 How the terms were set (one rule for every row; no constant per model or per case):
 
 - **CUDA context**: the 80 GB A100 measurement with every kernel loaded (`CUDA_MODULE_LOADING=EAGER`,
-  torch 2.1.1+cu121): lazy loading, the default, starts lower (0.47 GiB after `torch.ones`) and
+  torch 2.1.1+cu121). Lazy loading, the default, starts lower (0.47 GiB after `torch.ones`) and
   grows towards it as a training step loads cuBLAS, attention and optimizer kernels, so the eager
   figure is the ceiling a fit verdict can rely on. Older stacks without lazy loading take more
-  (1343 MiB on the 2022 V100 page, 1.78 GiB with torch 1.10.2): the BERT rows below carry that
-  difference in their error.
-- **NCCL**: the increase of NVML "used" on a rank's own GPU across the first collective of a 2-rank
-  NCCL group (2.00 − 0.55 GiB), the only published measurement of that term found; it is added once
-  per process on every multi-GPU run.
-- **Allocator slack**: reserved minus allocated at the peak, as a fraction of `peak_allocated`. No
-  source publishes both counters for the same training step of a covered configuration, so it is
-  read from the covered rows that publish reserved memory or nvidia-smi "used": the slack that
-  makes their estimate match, taken as the median over those rows (printed below when there are
-  any). It is therefore fitted on the same rows it is checked on, which this page says plainly."""
+  (1343 MiB on the 2022 V100 page, 1.78 GiB with torch 1.10.2); the BERT rows carry that
+  difference in their error, it is not corrected for.
+- **NCCL**: the increase of NVML "used" on a rank's own GPU across the first collective of a
+  2-rank NCCL group (2.00 − 0.55 GiB), the only published measurement of that term found; added
+  once per process on every multi-GPU run, whatever the number of ranks.
+- **Allocator slack**: what the caching allocator reserves beyond the allocated peak, as one
+  fraction of `peak_allocated`. No source publishes both counters for one training step of a
+  covered setup, so it is read from the covered rows that publish reserved memory or nvidia-smi
+  "used": the fraction that makes the worst of their errors smallest. It is fitted on the same
+  rows it is then checked on. {SLACK_PLACEHOLDER}"""
 
 
-def derived_slack(rows: list[Row]) -> tuple[float | None, int]:
-    """The median slack that would make the covered reserved / nvidia-smi rows exact."""
-    vals = []
+def _slack_text(fit: dict | None) -> str:
+    const = f"The constant is {100 * memory_model.ALLOCATOR_SLACK:.0f}%"
+    if fit is None:
+        return const + "; no covered row publishes reserved or nvidia-smi memory yet."
+    rng = (f"every one of them is within ±{100 * TOTAL_BOUND:.0f}% for a slack from "
+           f"{100 * fit['range'][0]:.1f}% to {100 * fit['range'][1]:.1f}%"
+           if fit["range"] else f"no single slack keeps all of them within ±{100 * TOTAL_BOUND:.0f}%")
+    return (f"With this estimator, over {fit['rows']} such rows: the best slack is "
+            f"{100 * fit['best']:.1f}% (worst error then ±{100 * fit['worst_at_best']:.1f}%); "
+            f"{rng}. {const}.")
+
+
+def slack_fit(rows: list[Row]) -> dict | None:
+    """The allocator slack read from the covered rows that publish reserved or nvidia-smi memory.
+
+    For a slack s, such a row's estimate is peak_allocated × (1 + s) (+ context and NCCL for
+    nvidia-smi rows); its error grows with s. Returned: the s that makes the worst |error| over
+    those rows smallest (``best``), that worst error, and the range of s that keeps every row
+    within ``TOTAL_BOUND`` (``None`` when there is none).
+    """
+    pts = []
     for r in rows:
-        if not r.covered or r.measure not in ("reserved", "nvidia-smi"):
-            continue
-        pg = r.estimate["per_gpu"]
-        held = r.published - (outside_allocator(r.setup["num_gpus"]) if r.measure == "nvidia-smi" else 0)
-        vals.append(held / pg["peak_allocated"] - 1)
-    return (statistics.median(vals) if vals else None), len(vals)
+        if r.covered and r.measure in ("reserved", "nvidia-smi"):
+            outside = outside_allocator(r.setup["num_gpus"]) if r.measure == "nvidia-smi" else 0
+            pts.append((r.estimate["per_gpu"]["peak_allocated"], outside, r.published))
+    if not pts:
+        return None
+
+    def worst(s: float) -> float:
+        return max(abs((peak * (1 + s) + outside) / pub - 1) for peak, outside, pub in pts)
+
+    grid = [i / 1000 for i in range(0, 1001)]
+    best = min(grid, key=worst)
+    ok = [s for s in grid if worst(s) <= TOTAL_BOUND]
+    return {"rows": len(pts), "best": best, "worst_at_best": worst(best),
+            "range": (ok[0], ok[-1]) if ok else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -445,10 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     sources, components, rows = load()
     evaluate(rows)
     text = render(sources, components, rows)
-    slack, n = derived_slack(rows)
-    if slack is not None:
-        text = text.replace("(printed below when there are\n  any)", f"({100 * slack:+.1f}% over {n} rows "
-                            f"with this estimator; the constant is {100 * memory_model.ALLOCATOR_SLACK:.0f}%)")
+    fit = slack_fit(rows)
+    text = text.replace(SLACK_PLACEHOLDER, _slack_text(fit))
     Path(args.markdown).write_text(text)
     s = summary(rows)
     print(f"{s['rows']} rows, {s['covered']} covered; wrote {args.markdown}")
@@ -456,8 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         if d["rows"]:
             print(f"  {kind}: {d['within']}/{d['rows']} within bound, mean |error| "
                   f"{100 * d['mean_abs']:.1f}%, worst {_pct(d['worst'].error)} ({d['worst'].id})")
-    if slack is not None:
-        print(f"  slack that fits the reserved/nvidia-smi rows: median {100 * slack:+.1f}% over {n} rows")
+    print("  allocator slack: " + _slack_text(fit).replace("\n", " "))
     bad = [r for r in rows if r.covered and not r.within]
     for r in bad:
         print(f"  out of bounds: {r.id} {_pct(r.error)}", file=sys.stderr)
