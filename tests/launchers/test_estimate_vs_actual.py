@@ -119,7 +119,7 @@ def test_no_gpu_no_comparison(tmp_path, ranks, device, simulate, reason):
         assert samples[-1]["gpus"] == [] and all(r["rss"] for r in samples[-1]["ranks"])
     else:  # the simulated box's readings are marked as such
         assert samples[-1]["simulated"] is True
-        assert not any("gpu_memory" in r for r in samples[-1]["ranks"])
+        assert not any(r.get("gpu_memory") for r in samples[-1]["ranks"])
 
 
 def test_no_estimate_no_comparison():

@@ -16,7 +16,7 @@ def cmd_show(args) -> int:
     from rich.console import Console
     from rich.text import Text
 
-    run_dir = resolve_run(args.show_run or "last")
+    run_dir = resolve_run(args.run or "last")
     status = read_status(run_dir)
     report = run_report(run_dir, status)
     if args.json:

@@ -146,6 +146,22 @@ def rank_gpu_memory(gpus, pids: dict[int, int]) -> dict[int, tuple[int, int]]:
     return out
 
 
+def rank_logs(folder: Path) -> dict[str, Follower]:
+    """Followers for one rank's output: ``output.log`` (stdout and stderr in the order written,
+    kept by the rank's entry script) when it exists, else stdout.log and stderr.log (a run
+    from before it, or a launch without the entry script) once they have anything. Empty while
+    neither is there yet: ask again."""
+    if (folder / "output.log").is_file():
+        return {"output.log": Follower(folder / "output.log")}
+    names = ("stdout.log", "stderr.log")
+    try:
+        if any((folder / n).stat().st_size for n in names if (folder / n).is_file()):
+            return {n: Follower(folder / n) for n in names}
+    except OSError:
+        pass
+    return {}
+
+
 class RunWatcher:
     """Reads rank 0's output and the samples as the run goes; writes progress.json."""
 
@@ -170,10 +186,10 @@ class RunWatcher:
             self._folder_checked = now
             folder = rank_log_dir(self.run_dir, 0)
             if folder is not None and folder != self._folder:
-                self._folder = folder
-                self._logs = {name: Follower(folder / name)
-                              for name in ("stdout.log", "stderr.log", "output.log")}
+                self._folder, self._logs = folder, {}
                 self.tracker = ProgressTracker()  # a new attempt starts from its own step
+        if self._folder is not None and not self._logs:
+            self._logs = rank_logs(self._folder)
         return self._folder
 
     def poll(self, now: float | None = None) -> None:

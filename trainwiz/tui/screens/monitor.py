@@ -33,6 +33,7 @@ from trainwiz.estimator import estimate, model_from_params, resolve_model
 from trainwiz.launchers.rundir import rank_log_paths, read_status
 from trainwiz.launchers.runinfo import (
     Follower,
+    rank_logs,
     memory_check,
     memory_over_text,
     progress_parts,
@@ -146,11 +147,13 @@ def run_kind(status) -> str:
 
 
 class LogLines:
-    """A rank's log files followed from where the last read stopped, as display lines: a line
-    redrawn with ``\\r`` (a progress bar) shows as its last drawing."""
+    """A rank's log followed from where the last read stopped, as display lines: a line
+    redrawn with ``\\r`` (a progress bar) shows as its last drawing. ``output.log`` (stdout and
+    stderr in the order written) when the run has it, else stdout.log and stderr.log."""
 
-    def __init__(self, paths) -> None:
-        self.followers = [Follower(p, tail=LOG_TAIL) for p in paths if p is not None]
+    def __init__(self, folder: Path | None) -> None:
+        chosen = rank_logs(folder) if folder is not None else {}
+        self.followers = [Follower(f.path, tail=LOG_TAIL) for f in chosen.values()]
         self.partial = [""] * len(self.followers)
 
     def read(self) -> list[str]:
@@ -229,13 +232,15 @@ class MonitorScreen(Screen):
     def _poll(self, first: bool = False) -> None:
         import json
 
+        gone = f"The run directory {self.run_dir} is gone (deleted or moved)."
         try:
             status = read_status(self.run_dir)
         except TrainwizError as exc:
-            gone = not self.run_dir.exists()
-            self.post_message(RunPolled(None, error=(
-                f"The run directory {self.run_dir} is gone (deleted or moved)." if gone
-                else str(exc))))
+            self.post_message(RunPolled(None, error=gone if not self.run_dir.exists()
+                                        else str(exc)))
+            return
+        if not self.run_dir.exists():  # read as a damaged run: it is simply gone
+            self.post_message(RunPolled(None, error=gone))
             return
         text = self._samples_file.read()
         if self._samples_file.restarted:  # the supervisor trimmed the file: read it anew
@@ -248,11 +253,10 @@ class MonitorScreen(Screen):
         rank = self.selected_rank
         reset = False
         if self._log_reader is None or self._log_rank != rank or not self._log_reader.followers:
-            out, err = rank_log_paths(self.run_dir, rank)
-            if out is not None or self._log_reader is None or self._log_rank != rank:
-                folder = out.parent if out is not None else None
-                paths = [out, err] + ([folder / "output.log"] if folder is not None else [])
-                self._log_reader, self._log_rank, reset = LogLines(paths), rank, True
+            out, _ = rank_log_paths(self.run_dir, rank)
+            reader = LogLines(out.parent if out is not None else None)
+            if reader.followers or self._log_reader is None or self._log_rank != rank:
+                self._log_reader, self._log_rank, reset = reader, rank, True
         try:
             log = self._log_reader.read()
         except OSError as exc:
@@ -547,13 +551,14 @@ class MonitorScreen(Screen):
                 pts = [(t, v / fmt.GIB) for t, v in pts if v is not None]
                 series.append((f"rank {r.get('rank')}", tuple(p[0] for p in pts),
                                tuple(p[1] for p in pts)))
-        elif kind == "gpu" and samples and any("gpu_memory" in r for s in samples
+        elif kind == "gpu" and samples and any(r.get("gpu_memory") is not None for s in samples
                                                for r in s.get("ranks", [])):
             ranks = sorted({r.get("rank") for s in samples for r in s.get("ranks", [])
-                            if "gpu_memory" in r})
+                            if r.get("gpu_memory") is not None})
             for rank in ranks:
                 pts = [(s.get("t", 0) - t0, x["gpu_memory"] / fmt.GIB) for s in samples
-                       for x in s.get("ranks", []) if x.get("rank") == rank and "gpu_memory" in x]
+                       for x in s.get("ranks", [])
+                       if x.get("rank") == rank and x.get("gpu_memory") is not None]
                 series.append((f"rank {rank}", tuple(p[0] for p in pts), tuple(p[1] for p in pts)))
         else:  # a simulated box, or no per-process reading: each GPU's memory used
             wanted = set(status.gpu_ids) if status is not None and status.gpu_ids else None
