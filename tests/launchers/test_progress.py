@@ -192,3 +192,17 @@ def test_the_supervisor_reads_rank_0_from_where_it_stopped(tmp_path):
     log.write_text("TRAINWIZ {\"step\": 5, \"total\": 10}\n")  # a new file: read from its start
     watcher.poll(4.0)
     assert watcher.tracker.step == 5
+
+
+def test_hf_trainer_from_its_ordered_output_log():
+    """Stdout and stderr in the order written (output.log): each loss lands on the step the
+    bar showed when it was logged, and the steps only go forward."""
+    tracker = ProgressTracker()
+    _feed(tracker, "hf_trainer.output.log")
+    snap = tracker.snapshot(finished=True)
+    text = (FIXTURES / "hf_trainer.output.log").read_text()
+    dicts = [ast.literal_eval(line) for line in text.splitlines() if line.startswith("{'loss'")]
+    steps = [step for step, _ in snap["losses"]]
+    assert [loss for _, loss in snap["losses"]] == [pytest.approx(float(d["loss"])) for d in dicts]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert (snap["step"], snap["total"]) == (40, 40)
