@@ -121,7 +121,7 @@ async def test_a_real_hf_trainer_run_with_placeholders_shows_its_progress(isolat
         running = json.loads(run_cli("runs", "--json").stdout)[0]["progress"]
         assert running["total"] == 30 and running["seconds_left"] is not None
         assert 0 < running["step"] <= 30 and running["loss"] > 0
-        await pilot.press("p")  # the loss curve
+        await pilot.press("v")  # the loss curve
         assert "loss by step" in text_of(monitor.query_one("#log-title"))
         await wait_for(pilot, lambda: monitor.status.finished, timeout=120)
         assert monitor.status.state == "succeeded", monitor.status.failure

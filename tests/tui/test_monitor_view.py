@@ -37,11 +37,11 @@ async def test_eight_gpus_at_80x24_with_the_estimate_and_a_rank_over_it(isolated
         assert "step 120/400" in progress and "9m20s left" in progress
         assert "tok/s (plan)" in progress  # from the plan, and said so
 
-        await pilot.press("p")  # the loss curve
+        await pilot.press("v")  # the loss curve
         plot = monitor.query_one("#run-plot")
         await wait_for(pilot, lambda: "step" in text_of(plot))
         assert plot.display and not monitor.query_one("#rank-log").display
-        await pilot.press("p")  # memory over time against the estimate line
+        await pilot.press("v")  # memory over time against the estimate line
         # without colour every series has its own marker and the estimate is a line of "=";
         # rank 3 (the fourth marker, "o") is drawn above it
         await wait_for(pilot, lambda: "=" * 20 in text_of(plot))
@@ -49,7 +49,7 @@ async def test_eight_gpus_at_80x24_with_the_estimate_and_a_rank_over_it(isolated
         estimate_row = next(i for i, line in enumerate(lines) if "=" * 20 in line)
         assert any("o" in line for line in lines[:estimate_row])
         assert "= is the estimated peak" in text_of(monitor.query_one("#log-title"))
-        await pilot.press("p")
+        await pilot.press("v")
         assert monitor.query_one("#rank-log").display
 
 

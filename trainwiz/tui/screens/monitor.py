@@ -10,7 +10,7 @@ offers neither, only "Back".
 One row a rank: its GPU (or, for a CPU run, its host memory), state, memory now with the
 estimated peak marked, and the estimate column (``+23%`` when it runs over). Readings from a
 simulated box are labelled simulated; CPU runs and simulated boxes have no GPU comparison.
-Below, one view at a time (``p`` switches): the selected rank's log, the loss curve, memory over
+Below, one view at a time (``v`` switches): the selected rank's log, the loss curve, memory over
 time against the estimate.
 """
 
@@ -177,7 +177,7 @@ class MonitorScreen(Screen):
         Binding("s", "stop", "Stop run"),
         Binding("escape,b", "leave", "Leave (keeps running)"),
         Binding("escape,b", "back", "Back"),
-        Binding("p", "view", "Log/Loss/Memory"),
+        Binding("v", "view", "View log/loss/memory"),
         Binding("f", "fix", "Fix in wizard", show=False),
         Binding("[", "rank(-1)", "Prev rank", show=False),
         Binding("]", "rank(1)", "Next rank", show=False),
@@ -367,6 +367,11 @@ class MonitorScreen(Screen):
         elif status.message and status.finished:
             box.append(status.message, style="yellow")
         mem = self.memory()
+        if (run_kind(status) == "gpu" and not status.finished and self.samples
+                and not mem["comparison"] and (mem["reason"] or "").startswith("no per-process")):
+            if box:
+                box.append("\n")
+            box.append(mem["reason"], style="yellow")
         if mem["over"]:  # two screen lines, cut with …; `trainwiz runs show` has all of it
             width = max((self.size.width or 80) - 3, 20)
             over = Text(memory_over_text(mem) or "", style="bold red")
@@ -510,7 +515,7 @@ class MonitorScreen(Screen):
             self.call_after_refresh(log.scroll_end, animate=False)
 
     def _view_title(self) -> str:
-        keys = "p: next view, [ ]: rank"
+        keys = "v: next view, [ ]: rank"
         if self.view == "log":
             ended = self.status is not None and self.status.finished
             return f"log of rank {self.selected_rank} ({'' if ended else 'following; '}{keys})"
