@@ -43,6 +43,7 @@ def test_success_with_busy_port_plain_live_view_logs_and_json(run_cli, tmp_path)
     assert f"port {port} is in use" in out.stderr
     assert "succeeded" in out.stdout and "rank 1: exited with code 0" in out.stdout
     assert "memory (host RSS): rank0" in out.stdout
+    assert "progress: step 6/6 · loss" in out.stdout  # from the example's metrics.jsonl
 
     [run] = runs_json(run_cli)
     assert set(run) == RUN_KEYS

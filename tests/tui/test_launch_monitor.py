@@ -58,6 +58,9 @@ async def test_launch_watch_and_stop_a_cpu_run(make_app, isolated_env, monkeypat
                    for i in range(2))
         await wait_for(pilot, lambda: any("step" in line for line in monitor._log_lines),
                        timeout=60)
+        # progress from the example's $TRAINWIZ_RUN_DIR/metrics.jsonl: step of total, time left
+        progress = lambda: text_of(monitor.query_one("#run-progress"))  # noqa: E731
+        await wait_for(pilot, lambda: "/400" in progress() and "left" in progress(), timeout=30)
 
         await pilot.press("s")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
