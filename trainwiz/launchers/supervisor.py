@@ -188,6 +188,7 @@ class Supervisor:
         self.disk_full_since: str | None = None
         self._reserve = run_dir / ".reserve"
         self.watch = RunWatcher(run_dir)  # rank 0's progress and the ranks' peaks: progress.json
+        self._watch_failed = False
 
     # status helpers
     def write(self, force: bool = False) -> bool:
@@ -408,7 +409,9 @@ class Supervisor:
             self.watch.write(force=final,
                              finished=final and self.status.state is RunState.SUCCEEDED)
         except Exception:  # noqa: BLE001 - progress is a view; it must never end a run
-            log.exception("reading the run's progress failed")
+            if not self._watch_failed:  # once: a full disk would fail every poll
+                log.exception("reading the run's progress failed (said once)")
+            self._watch_failed = True
 
     # memory samples
     def sample(self, force: bool = False) -> None:
