@@ -101,6 +101,9 @@ def test_cli_runs_json_and_runs_show_report_it(tmp_path, ranks, run_cli, isolate
     assert "OVER" in shown.stdout and "likely different" in shown.stdout
     table = run_cli("runs", env={"COLUMNS": "120"})
     assert "MEMORY +25% over estimate" in table.stdout
+    words = " ".join(table.stdout.split())  # the note below the table wraps to the terminal
+    assert "rank 1 (GPU 1) peaked at" in words
+    assert "likely: a bigger batch or longer sequences than planned" in words
 
 
 @pytest.mark.parametrize("device,simulate,reason", [

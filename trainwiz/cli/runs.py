@@ -138,6 +138,15 @@ def cmd_runs(args) -> int:
         line = "  ".join(cells) + "  " + cut(row[5], room)
         console.print(escape(line.rstrip()), style="bold" if row is head else None,
                       highlight=False, soft_wrap=True)
+    for r in runs:  # a run over its memory estimate: what is likely different, below the table
+        mem = reports[r.id]["memory"]
+        if mem["over"]:
+            from trainwiz.launchers.runinfo import memory_over_text
+
+            console.print(escape(f"{r.id}: {memory_over_text(mem)}; likely: "
+                                 + "; ".join(mem["likely"])
+                                 + f" (trainwiz runs show {r.id})"),
+                          highlight=False, soft_wrap=False)
     if hidden:
         console.print(f"... {hidden} older run{'s' if hidden != 1 else ''} not shown "
                       "(`trainwiz runs --all`; `trainwiz runs prune --older-than 7d` deletes "
