@@ -87,3 +87,18 @@ def test_print_commands_shows_the_expanded_command_and_a_bad_placeholder_is_exit
     assert out.returncode == 2
     assert "unknown placeholder {bogus}" in out.stderr and "{batch_size}" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_lora_plan_passes_its_lora_settings():
+    from types import SimpleNamespace
+
+    est = SimpleNamespace(model="llama-3-8b", batch_size=1, seq_len=512, grad_accum=1,
+                          optimizer="adamw", activation_checkpointing=False, method="lora",
+                          lora=SimpleNamespace(rank=8, alpha=None, dropout=0.05,
+                                               targets="q_proj,v_proj"))
+    env = plan_env(Profile(name="l", device="cpu", estimate=est), "/r")
+    assert env["TRAINWIZ_METHOD"] == "lora"
+    assert (env["TRAINWIZ_LORA_RANK"], env["TRAINWIZ_LORA_ALPHA"]) == ("8", "16")  # 2 x rank
+    assert (env["TRAINWIZ_LORA_DROPOUT"], env["TRAINWIZ_LORA_TARGETS"]) == ("0.05", "q_proj,v_proj")
+    assert expand_args(["--lora_r", "{lora_rank}"], Profile(name="l", device="cpu",
+                                                            estimate=est)) == ["--lora_r", "8"]

@@ -40,10 +40,18 @@ def _est(profile, name: str, default=None):
 
 
 def _lora(profile, name: str):
-    lora = _est(profile, "lora")
-    if lora is None or _est(profile, "method", "full") == "full":
+    """A LoRA setting of a LoRA/QLoRA plan (PEFT's defaults where the profile leaves it out:
+    ``lora_options``; alpha left out is 2 x rank)."""
+    if _est(profile, "method", "full") == "full":
         return None
-    value = lora.get(name) if isinstance(lora, dict) else getattr(lora, name, None)
+    lora = _est(profile, "lora_options") or _est(profile, "lora")
+    if lora is None:
+        return None
+    def get(key):
+        return lora.get(key) if isinstance(lora, dict) else getattr(lora, key, None)
+    value = get(name)
+    if value is None and name == "alpha" and get("rank") is not None:
+        value = 2 * get("rank")
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
