@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--batch-size", type=int,
                         default=int(os.environ.get("TRAINWIZ_BATCH_SIZE", "8")))
-    parser.add_argument("--seq-len", type=int, default=int(os.environ.get("TRAINWIZ_SEQ_LEN", "16")))
+    parser.add_argument("--seq-len", type=int,
+                        default=int(os.environ.get("TRAINWIZ_SEQ_LEN", "16")))
     args = parser.parse_args()
 
     use_cuda = torch.cuda.is_available()

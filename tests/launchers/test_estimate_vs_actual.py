@@ -73,8 +73,8 @@ def test_within_the_estimate(tmp_path, ranks):
     est = _estimated(run_dir)
     mem = _sampled(run_dir, ranks, [int(est * 0.92), int(est * 1.09)])
     assert mem["comparison"] is True and mem["over"] is False and mem["likely"] == []
-    assert [(g["rank"], g["gpu"], g["measured_peak"], g["estimated_peak"]) for g in mem["per_gpu"]] \
-        == [(0, 0, int(est * 0.92), est), (1, 1, int(est * 1.09), est)]
+    seen = [(g["rank"], g["gpu"], g["measured_peak"], g["estimated_peak"]) for g in mem["per_gpu"]]
+    assert seen == [(0, 0, int(est * 0.92), est), (1, 1, int(est * 1.09), est)]
 
 
 def test_above_the_estimate_by_more_than_ten_percent_says_what_is_likely_different(

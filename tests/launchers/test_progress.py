@@ -114,7 +114,8 @@ def test_explicit_trainwiz_lines_and_metrics_records():
 
 
 def test_older_transformers_float_dicts_and_rank_prefixes():
-    r = parse_line("[rank0]: {'loss': 2.3456, 'grad_norm': 1.2, 'learning_rate': 5e-05, 'epoch': 0.25}")
+    r = parse_line("[rank0]: {'loss': 2.3456, 'grad_norm': 1.2, 'learning_rate': 5e-05, "
+                   "'epoch': 0.25}")
     assert r.kind == "hf" and r.loss == pytest.approx(2.3456) and r.epoch == 0.25
     assert parse_line("{'eval_loss': 2.1, 'eval_runtime': 1.0}") is None  # not training loss
     r = parse_line("{'loss': 1.9, 'num_tokens': 81920.0, 'mean_token_accuracy': 0.5}")  # TRL

@@ -120,9 +120,9 @@ def cmd_runs(args) -> int:
                      fail or _progress_cell(reports[r.id], r.finished)))
     console = Console()
     if console.width < 100:  # 80 columns: narrower names, the short form of progress
-        rows = [row[:5] + (row[5] if reports[runs[i].id]["progress"] is None or runs[i].failure
-                           or runs[i].damaged else _progress_cell(reports[runs[i].id], runs[i].finished, short=True),)
-                for i, row in enumerate(rows)]
+        rows = [row[:5] + (row[5] if reports[r.id]["progress"] is None or r.failure or r.damaged
+                           else _progress_cell(reports[r.id], r.finished, short=True),)
+                for r, row in zip(runs, rows)]
     head = ("ID (UTC start)", "STATE", "PROFILE", "SCRIPT", "RANKS", "FAILURE/PROGRESS")
     # every column as wide as its widest cell (profile and script capped), the failure cut to
     # what is left of the line: one line a run, at 80 columns too
@@ -166,7 +166,8 @@ def _progress_cell(report: dict, finished: bool, short: bool = False) -> str:
     prog = report["progress"] or {}
     parts = [f"MEM+{100 * (worst - 1):.0f}%"] if worst else []
     if prog.get("step") is not None:
-        parts.append(f"{prog['step']}/{prog['total']}" if prog.get("total") else f"step {prog['step']}")
+        parts.append(f"{prog['step']}/{prog['total']}" if prog.get("total")
+                     else f"step {prog['step']}")
     if not finished and prog.get("seconds_left") is not None:
         parts.append(f"{duration(prog['seconds_left'])} left")
     elif prog.get("loss") is not None:

@@ -1,4 +1,5 @@
-"""``trainwiz runs show RUN``: one run in full: state, progress, estimated against measured memory."""
+"""``trainwiz runs show RUN``: one run in full: state, progress, and the estimated against the
+measured peak memory."""
 
 from __future__ import annotations
 

@@ -295,7 +295,8 @@ class ProgressTracker:
 
     # -- reading ---------------------------------------------------------------------------
     def _measured_rates(self) -> tuple[float | None, float | None]:
-        """(steps/s, tokens/s) between the newest reading and one ``window`` older (or the oldest)."""
+        """(steps/s, tokens/s) between the newest reading and one ``window`` older (or the
+        oldest)."""
         if len(self._history) < 2:
             return None, None
         t1, s1, k1 = self._history[-1]

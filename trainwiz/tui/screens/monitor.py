@@ -49,8 +49,8 @@ from trainwiz.tui.widgets.run_plot import PlotData, RunPlot
 POLL_S = 2.0  # the supervisor samples memory every 2 s and writes progress every second
 HISTORY = 300  # samples kept for the memory plot (the supervisor samples every 2 s)
 LOG_TAIL = 64 * 1024  # a rank's log is opened this far from its end, then followed
-STATE_STYLE = {"starting": "yellow", "running": "green", "succeeded": "bold green", "damaged": "bold red",
-               "failed": "bold red", "stopped": "yellow"}
+STATE_STYLE = {"starting": "yellow", "running": "green", "succeeded": "bold green",
+               "failed": "bold red", "stopped": "yellow", "damaged": "bold red"}
 VIEWS = ("log", "loss", "memory")
 WIDE = 110  # columns from which the rows also show GPU utilization, temperature and power
 
