@@ -71,14 +71,19 @@ def test_accelerate_step_loss_lines():
 
 
 def test_a_plain_tqdm_loop_with_a_loss_postfix_and_later_bars():
-    tracker = ProgressTracker()
-    _feed(tracker, "tqdm.stderr.log")
-    snap = tracker.snapshot()
-    # the first bar is the training bar; the shorter bars after it are not the training step
-    assert (snap["step"], snap["total"]) == (30, 30)
     text = (FIXTURES / "tqdm.stderr.log").read_text()
-    last = text[:text.index("Epoch 0")].rsplit("loss=", 1)[1].split("]")[0]
+    first = text[:text.index("Epoch 0")]  # the training bar with its loss postfix
+    tracker = ProgressTracker()
+    tracker.feed_text(first, 0.0)
+    snap = tracker.snapshot()
+    assert (snap["step"], snap["total"]) == (30, 30)
+    last = first.rsplit("loss=", 1)[1].split("]")[0]
     assert snap["loss"] == pytest.approx(float(last))
+    steps = [step for step, _ in snap["losses"]]  # a curve: one point a step the bar showed
+    assert len(steps) > 10 and steps == sorted(set(steps))
+    # bars that start after it finished are the next phase, and are followed
+    tracker.feed_text(text[len(first):] + "\n", 1.0)
+    assert (tracker.step, tracker.total) == (3, 3)
 
 
 def test_tqdm_rates_in_seconds_per_step_and_custom_units():
@@ -88,6 +93,17 @@ def test_tqdm_rates_in_seconds_per_step_and_custom_units():
     assert (batches.step, batches.total, batches.steps_per_s) == (5, 8, pytest.approx(49.74))
     fast = parse_line(" 50%|#####     | 500/1000 [01:02<1:01:02, 1.2kit/s, loss=2.5]")
     assert fast.steps_per_s == 1200 and fast.seconds_left == 3662 and fast.loss == 2.5
+
+
+def test_loading_bars_before_training_and_evaluation_bars_inside_it():
+    tracker = ProgressTracker()
+    for line in ["Loading checkpoint shards: 100%|##########| 4/4 [00:02<00:00,  1.9it/s]",
+                 "Map: 100%|##########| 1000/1000 [00:00<00:00, 9000.00 examples/s]",
+                 " 10%|#         | 10/100 [00:10<01:30,  1.00it/s]",
+                 "  1%|          | 5/500 [00:01<01:39,  5.00it/s]",  # evaluation, bigger
+                 " 11%|#         | 11/100 [00:11<01:29,  1.00it/s]"]:
+        tracker.feed_line(line, 0.0)
+    assert (tracker.step, tracker.total) == (11, 100)
 
 
 def test_epoch_bars_restart_the_step_count():

@@ -6,8 +6,9 @@ Recognised, line by line (``\\r`` ends a line too, as tqdm redraws with it):
   'epoch': 0.5}`` (transformers 5 prints the values as strings: ``{'loss': '1.23', ...}``), and
   the final ``{'train_runtime': ..., 'train_steps_per_second': ..., 'train_loss': ...}``;
   TRL's ``num_tokens`` counts the tokens seen so far;
-* tqdm bars: ``12/100 [00:10<01:20, 1.15it/s, loss=2.31]`` (the first bar with a total is the
-  training bar; evaluation bars with another total are left out);
+* tqdm bars: ``12/100 [00:10<01:20, 1.15it/s, loss=2.31]`` (the training bar is the one
+  running: a bar with another total that starts before it finished, an evaluation, is left
+  out; loading and dataset bars before it have finished when it starts);
 * ``step N ... loss X`` lines (accelerate's and lightning's examples, nanoGPT's ``iter N: loss
   X``, ``Step 10/100 | loss 2.3``);
 * an explicit line a script prints: ``TRAINWIZ {"step": 10, "total": 100, "loss": 2.3,
@@ -248,10 +249,14 @@ class ProgressTracker:
             return
         self._trust = rank
         if r.kind == "tqdm":
-            if self._bar_total is None or r.total >= self._bar_total:
+            # the training bar: the first one, or a new one once the last has finished (after
+            # "Loading checkpoint shards 4/4" or a dataset's "Map" bar); a bar with another
+            # total while it runs (evaluation) is not the training step
+            done = self.step is not None and self.step >= (self._bar_total or 0)
+            if self._bar_total is None or r.total == self._bar_total or done:
                 self._bar_total = r.total
-            elif r.total != self._bar_total:
-                return  # an evaluation bar inside the training bar: not the training step
+            else:
+                return
             self.bar_rate = r.steps_per_s if r.steps_per_s is not None else self.bar_rate
             self.bar_left = r.seconds_left
             self.bar_t = t
