@@ -201,15 +201,19 @@ def test_the_supervisor_reads_rank_0_from_where_it_stopped(tmp_path):
     assert (watcher.tracker.step, watcher.tracker.loss) == (2, 3.5)
     with open(log, "a") as fh:
         fh.write("ss 3.0\n")
-    (tmp_path / "metrics.jsonl").write_text('{"step": 4, "total": 10, "loss": 2.5}\n')
+    (tmp_path / "metrics.jsonl").write_text('{"step": 4, "total": 10, "loss": 2.5}\n{"st')
     watcher.poll(2.0)
     assert [h[1] for h in watcher.tracker._history] == [1, 2, 3, 4]  # the cut line, then metrics
     watcher.write(3.0, force=True)
     assert read_progress(tmp_path)["progress"]["step"] == 4
+    with open(tmp_path / "metrics.jsonl", "a") as fh:  # the record cut mid-write, completed
+        fh.write('ep": 5, "loss": 2.0}\n')
+    watcher.poll(3.5)
+    assert (watcher.tracker.step, watcher.tracker.loss) == (5, 2.0)
     log.unlink()
-    log.write_text("TRAINWIZ {\"step\": 5, \"total\": 10}\n")  # a new file: read from its start
+    log.write_text("TRAINWIZ {\"step\": 6, \"total\": 10}\n")  # a new file: read from its start
     watcher.poll(4.0)
-    assert watcher.tracker.step == 5
+    assert watcher.tracker.step == 6
 
 
 def test_hf_trainer_from_its_ordered_output_log():

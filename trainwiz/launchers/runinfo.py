@@ -177,6 +177,7 @@ class RunWatcher:
         self._folder_checked = 0.0
         self._logs: dict[str, Follower] = {}
         self._metrics = Follower(self.run_dir / METRICS_FILE)
+        self._metrics_partial = ""
         self._written = 0.0
         self._last: str | None = None
 
@@ -201,10 +202,12 @@ class RunWatcher:
                 self.tracker.feed_text(text, now, name)
         text = self._metrics.read()
         if text:
-            for line in text.splitlines():
+            lines = (self._metrics_partial + text).split("\n")
+            self._metrics_partial = lines.pop()  # being written now: the rest comes next poll
+            for line in lines:
                 try:
                     self.tracker.feed_record(json.loads(line), now)
-                except ValueError:
+                except ValueError:  # not a record: ignored
                     continue
 
     def on_sample(self, sample: dict) -> None:

@@ -16,6 +16,7 @@ time against the estimate.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from pathlib import Path
 
@@ -206,6 +207,8 @@ class MonitorScreen(Screen):
         # owned by the poll worker (one at a time: exclusive)
         self._samples_file = Follower(self.run_dir / "samples.jsonl", tail=2 << 20)
         self._samples: deque = deque(maxlen=HISTORY)
+        self._samples_partial = ""
+        self._reading = threading.Lock()
         self._log_reader: LogLines | None = None
         self._log_rank: int | None = None
         self._estimate_read = False
@@ -230,6 +233,10 @@ class MonitorScreen(Screen):
     # -- reading the run directory -------------------------------------------------------
     @work(thread=True, exclusive=True, group="monitor", exit_on_error=False)
     def _poll(self, first: bool = False) -> None:
+        with self._reading:  # a read asked for by a new rank may start while one still runs
+            self._read(first)
+
+    def _read(self, first: bool) -> None:
         import json
 
         gone = f"The run directory {self.run_dir} is gone (deleted or moved)."
@@ -245,10 +252,13 @@ class MonitorScreen(Screen):
         text = self._samples_file.read()
         if self._samples_file.restarted:  # the supervisor trimmed the file: read it anew
             self._samples.clear()
-        for line in text.splitlines():
+            self._samples_partial = ""
+        lines = (self._samples_partial + text).split("\n")
+        self._samples_partial = lines.pop()  # a line being written right now: the rest comes
+        for line in lines:
             try:
                 self._samples.append(json.loads(line))
-            except ValueError:  # a line being written right now: it comes whole next time
+            except ValueError:  # not a sample (a torn line from a crash): left out
                 continue
         rank = self.selected_rank
         reset = False
