@@ -218,8 +218,10 @@ def resolve_run(ref: str | os.PathLike) -> Path:
     damaged or not), or a path."""
     ref = str(ref)
     path = Path(ref)
-    if os.sep in ref and (path / "status.json").is_file():
-        return path
+    if os.sep in ref:
+        if path.is_dir() and ((path / "status.json").exists() or (path / "command.json").exists()):
+            return path
+        raise TrainwizError(f"{ref}: not a trainwiz run folder")
     root = runs_root()
     runs = _run_dirs(root) if root.is_dir() else []
     if ref == "last":
