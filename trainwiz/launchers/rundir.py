@@ -116,6 +116,8 @@ def damaged_status(run_dir: Path, why: str) -> RunStatus:
 
 def _load_status(run_dir: Path) -> RunStatus:
     path = run_dir / "status.json"
+    if not run_dir.is_dir():
+        raise TrainwizError(f"{run_dir}: no such run folder (deleted or moved?)")
     problem = owner_problem(run_dir)
     if problem:
         return damaged_status(run_dir, f"the run folder is {problem}")
