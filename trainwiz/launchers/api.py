@@ -404,7 +404,7 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
             "launcher": profile.launcher, "module": module, "notes": pre.notes,
         })
         status = RunStatus(
-            id=run_id, state="starting", profile=profile.name,
+            id=run_id, state=RunState.STARTING, profile=profile.name,
             script=pre.script, args=pre.args, started_at=now_iso(), run_dir=str(run_dir),
             device=profile.device, gpu_ids=pre.gpu_indices, num_processes=pre.nproc,
             num_machines=int(profile.num_machines or 1), machine_rank=int(profile.machine_rank),
