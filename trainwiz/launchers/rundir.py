@@ -201,9 +201,9 @@ def _run_dirs(root: Path) -> list[Path]:
     return sorted(entries, key=lambda p: p.name, reverse=True)
 
 
-def list_runs() -> list[RunStatus]:
-    """Every run of this user, newest first. A run whose status cannot be used is one DAMAGED
-    entry (never a failed list)."""
+def list_runs(limit: int | None = None) -> list[RunStatus]:
+    """Every run of this user (or the newest ``limit``), newest first. A run whose status
+    cannot be used is one DAMAGED entry (never a failed list)."""
     root = runs_root()
     if not root.is_dir():
         return []
@@ -212,7 +212,15 @@ def list_runs() -> list[RunStatus]:
         status = _cached_status(entry)
         if status is not None:
             out.append(status)
+            if limit is not None and len(out) >= limit:
+                break
     return out
+
+
+def count_runs() -> int:
+    """How many run folders there are (without reading them)."""
+    root = runs_root()
+    return len(_run_dirs(root)) if root.is_dir() else 0
 
 
 def resolve_run(ref: str | os.PathLike) -> Path:
