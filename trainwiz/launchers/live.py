@@ -66,7 +66,7 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
                 continue
             prev = seen_ranks.get(r.rank)
             if prev is None or prev[0] != r.pid:
-                say(f"rank {r.rank}: started (pid {r.pid})")
+                say(f"rank {r.rank}: started" + (f" (pid {r.pid})" if r.pid else ""))
             if r.exit_code is not None:
                 say(f"rank {r.rank}: exited with code {r.exit_code}")
             seen_ranks[r.rank] = key

@@ -517,6 +517,7 @@ class Supervisor:
             self.set_state(RunState.FAILED)
             return 0
         if rc == 0:
+            self._add_unseen_ranks()
             for entry in self.status.ranks:
                 entry.exit_code = 0
             self.status.ended_at = now_iso()
@@ -526,6 +527,20 @@ class Supervisor:
         self.status.ended_at = now_iso()
         self.set_state(RunState.FAILED)
         return 0
+
+    def _add_unseen_ranks(self) -> None:
+        """Ranks that ran and ended between two polls left their log folder (torch's layout);
+        record them too, so a quick run does not read as one with fewer ranks."""
+        nproc = self.status.num_processes or 0
+        known = {r.local_rank for r in self.status.ranks}
+        for local in range(nproc):
+            if local in known or rank_log_dir(self.run_dir, local) is None:
+                continue
+            rank = self.status.machine_rank * nproc + local
+            if any(r.rank == rank for r in self.status.ranks):
+                continue
+            self.status.ranks.append(RankStatus(rank=rank, local_rank=local))
+        self.status.ranks.sort(key=lambda r: r.rank)
 
     def _any_rank_output(self) -> bool:
         """Whether any rank left a trace (its output file), for ranks too quick to be seen."""
