@@ -16,7 +16,7 @@ import yaml
 
 from trainwiz import safeyaml
 from trainwiz.errors import TrainwizError
-from trainwiz.profiles import schema
+import trainwiz.profiles.schema as schema
 from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, Profile
 
 Path_ = tuple[str, ...]

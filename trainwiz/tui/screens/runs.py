@@ -123,9 +123,9 @@ class RunsScreen(Screen):
     @staticmethod
     def _cells(run) -> tuple:
         started = (run.started_at or "").replace("T", " ")[:19]
-        return (run.id, Text(run.state, style=STATE_STYLE.get(run.state, "")), run.profile or "-",
-                Path(run.script).name if run.script else "-", started, str(len(run.ranks)),
-                describe(run))
+        return (Text(run.id), Text(run.state, style=STATE_STYLE.get(run.state, "")),
+                Text(run.profile or "-"), Text(Path(run.script).name if run.script else "-"),
+                Text(started), str(len(run.ranks)), Text(describe(run)))
 
     def selected(self):
         table = self.query_one(DataTable)
