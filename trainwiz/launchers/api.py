@@ -460,7 +460,10 @@ def find_supervisor(run_id: str, pid: int | None = None, started: float | None =
                 return False
             if started and abs(proc.create_time() - started) > 1:
                 return False
-            return proc.environ().get(SUPERVISOR_MARK) == run_id
+            if proc.environ().get(SUPERVISOR_MARK) != run_id:
+                return False
+            cmd = proc.cmdline()  # [python, -c, boot, root, RUN_DIR]: the watchdog has --watchdog
+            return "--watchdog" not in cmd and any(a.endswith(run_id) for a in cmd)
         except psutil.Error:
             return False
 

@@ -295,9 +295,10 @@ class Supervisor:
     def _start_watchdog(self) -> int:
         r, w = os.pipe()
         os.set_inheritable(r, True)
+        env = {k: v for k, v in os.environ.items() if k != SUPERVISOR_MARK}  # not a supervisor
         with open(self.run_dir / "supervisor.log", "ab") as out:
             subprocess.Popen(boot_argv("supervisor", "--watchdog", str(self.run_dir)),
-                             stdin=r, stdout=out, stderr=subprocess.STDOUT,
+                             stdin=r, stdout=out, stderr=subprocess.STDOUT, env=env,
                              start_new_session=True, close_fds=True)
         os.close(r)
         return w
