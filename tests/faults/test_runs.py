@@ -156,8 +156,8 @@ def test_a_rank_in_the_environment_does_not_fool_the_supervisor(run_cli, tmp_pat
     prof = write_profile(tmp_path)
     pod = {"RANK": "5", "WORLD_SIZE": "9", "LOCAL_RANK": "3", "MASTER_ADDR": "10.9.9.9",
            "MASTER_PORT": "1"}
-    out = run_cli("launch", "-d", "--profile", str(prof), TRAIN_DDP, "--", "--steps", "30",
-                  "--sleep", "0.1", env=pod)
+    out = run_cli("launch", "-d", "--profile", str(prof), str(HERE / "chatty.py"), "--", "25",
+                  "0.1", env=pod)
     assert out.returncode == 0, out.stderr
     run_dir = launched_dir(out.stdout)
     st = wait_running(run_dir)
