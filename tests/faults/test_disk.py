@@ -17,10 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.launchers.helpers import (
-    alive,
     launched_dir,
     run_pids,
-    status_of,
     wait_all_gone,
     wait_running,
     wait_state,

@@ -29,6 +29,7 @@ from tests.launchers.helpers import (
 )
 
 HERE = Path(__file__).parent
+pytestmark = pytest.mark.slow  # real launches (most tests here)
 
 
 def runs_dir(env: dict) -> Path:
