@@ -656,7 +656,10 @@ def watchdog(run_dir: Path) -> int:
         if status.failure is None:
             status.failure = Failure(rank=None, exit_code=None,
                                      message="supervisor killed; run ended by its watchdog")
-        save_status(run_dir, status)
+        try:
+            save_status(run_dir, status)
+        except OSError as exc:  # a full disk: readers see the supervisor gone, which says as much
+            log.warning("watchdog: could not record the end of the run: %s", exc)
     return 0
 
 
