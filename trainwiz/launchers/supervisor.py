@@ -42,6 +42,7 @@ from trainwiz.launchers.rundir import (
     rank_log_dir,
     read_status,
     save_status,
+    tail_lines,
 )
 
 log = logging.getLogger("trainwiz.supervisor")
@@ -551,10 +552,7 @@ class Supervisor:
                                   "output.log")))
 
     def name_failure(self, rc: int) -> Failure:
-        try:
-            launcher_text = (self.run_dir / "launcher.log").read_text(errors="replace")[-200_000:]
-        except OSError:
-            launcher_text = ""
+        launcher_text = "\n".join(tail_lines(self.run_dir / "launcher.log", 3000))
         table = F.parse_failure_table(launcher_text)
         known = {r.rank: r for r in self.status.ranks}
         if table:
@@ -617,10 +615,8 @@ def _mtime(path: str | None) -> float | None:
 
 
 def _tail(path: Path | None, n: int) -> list[str]:
-    if path is None or not path.is_file():
-        return []
     try:
-        return path.read_text(errors="replace").splitlines()[-n:]
+        return tail_lines(path, n)  # from the end: a huge log costs what n lines cost
     except OSError:
         return []
 
