@@ -90,7 +90,7 @@ def test_full_disk_keeps_the_run_alive_and_says_so(run_cli, tmp_path, small_fs):
 
     listing = run_cli("runs", env=env)
     assert listing.returncode == 0, listing.stderr
-    assert "succeeded" in listing.stdout
+    assert "succeeded" in listing.stdout and "disk full since" in listing.stdout
 
     # still full: commands that write say which path, in one line, and change nothing
     assert not (run_dir / ".reserve").exists()  # the supervisor's reserve went with it

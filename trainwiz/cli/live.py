@@ -46,6 +46,7 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
     """Print the run's progress as plain lines until it ends. Returns 0 if it succeeded."""
     out = out or sys.stdout
     seen_state = None
+    seen_note = None
     seen_ranks: dict[int, tuple] = {}
     last_mem = 0.0
     status = read_status(run_dir)
@@ -62,6 +63,10 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
         if status.state != seen_state:
             say(f"[{status.id}] {status.state}")
             seen_state = status.state
+        if status.message and status.message.startswith("disk full") \
+                and status.message.split(":")[0] != seen_note:
+            seen_note = status.message.split(":")[0]
+            say(f"note: {status.message}")
         for r in status.ranks:
             key = (r.pid, r.exit_code)
             if seen_ranks.get(r.rank) == key:

@@ -88,7 +88,7 @@ def cmd_runs(args) -> int:
     rows = []
     for r in runs:
         fail = ""
-        if r.damaged:
+        if r.damaged or (not r.failure and r.message and r.message.startswith("disk full")):
             fail = r.message or "status.json damaged"
         elif r.failure:
             who = f"rank {r.failure.rank}" if r.failure.rank is not None else "launcher"

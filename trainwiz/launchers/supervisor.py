@@ -238,8 +238,8 @@ class Supervisor:
             return
         lost = f"{self.samples_lost} memory sample(s) dropped" if self.samples_lost else \
             "memory samples dropped"
-        note = (f"disk full since {self.disk_full_since}: {lost}; rank output that found no "
-                "room is marked in its log; the ranks kept running")
+        note = (f"disk full since {self.disk_full_since}: {lost}; the ranks kept running "
+                "(rank output that found no room is counted in its log once there is room)")
         if self.status.message is None or self.status.message.startswith("disk full"):
             self.status.message = note
 
