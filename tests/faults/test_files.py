@@ -170,3 +170,11 @@ def test_logs_n_on_a_huge_log_reads_only_its_end(run_cli, isolated_env, tmp_path
     assert int(out.stdout) < 150_000  # KiB: the interpreter and trainwiz, not the 200 MB log
     tail = run_cli("logs", "last", "-n", "2")
     assert tail.stdout.splitlines()[-1] == "the last line"
+
+
+def test_a_simulated_box_file_with_an_alias_bomb_is_one_line(run_cli, tmp_path):
+    box = tmp_path / "box.yaml"
+    box.write_text(BOMB.replace("version: 1\n", "gpus: [H100-80GB]\n"))
+    out = run_cli("gpus", "--simulate", str(box))
+    assert out.returncode == 2
+    assert "aliases (*name) expand to more than 100,000 values" in one_line(out)
