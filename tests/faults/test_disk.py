@@ -76,7 +76,7 @@ def test_full_disk_keeps_the_run_alive_and_says_so(run_cli, tmp_path, small_fs):
     config = small_fs / "config"
     env = {"XDG_STATE_HOME": str(state), "XDG_CONFIG_HOME": str(config)}
     prof = write_profile(tmp_path)
-    out = run_cli("launch", "-d", "--profile", str(prof), CHATTY, "--", "40", "0.15", env=env)
+    out = run_cli("launch", "-d", "--profile", str(prof), CHATTY, "--", "50", "0.15", env=env)
     assert out.returncode == 0, out.stderr
     run_dir = launched_dir(out.stdout)
     st = wait_running(run_dir)

@@ -199,6 +199,9 @@ class Supervisor:
             return True
         for attempt in range(2):
             try:
+                if attempt:  # the disk was found full just now: the status says so
+                    self._note_disk()
+                    data = json.dumps(self.status.to_file(), sort_keys=True)
                 save_status(self.run_dir, self.status)
                 self._last_written, self._written_at = data, now
                 return True
