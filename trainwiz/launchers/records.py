@@ -195,7 +195,7 @@ def _json_type(value) -> str:
     if isinstance(value, (int, float)):
         return "a number"
     if isinstance(value, str):
-        return "a string"
+        return repr(value) if len(value) <= 40 else "a string"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
