@@ -133,15 +133,13 @@ def time_hardware(gpus, *, topology: list | None = None, network: float | None =
     """
     gpus = list(gpus)
     if not gpus:
-        return TimeHardware(gpu=None, reason="no GPU model is known (use --simulate, or run on "
-                            "the GPU box) so the time is not estimated")
+        return TimeHardware(gpu=None, reason="no GPU model known: use --simulate or run on the box")
     notes: list[str] = []
     known = [(g, gpu_facts(g.name)) for g in gpus]
     unknown = sorted({g.name for g, f in known if f is None})
     if unknown:
-        return TimeHardware(gpu=None, gpu_name=unknown[0], reason=(
-            f"no data-sheet figures for {unknown[0]}, so the time is not estimated "
-            "(trainwiz/estimator/gpu_facts.json lists the GPUs it knows)"))
+        return TimeHardware(gpu=None, gpu_name=unknown[0],
+                            reason=f"no data-sheet figures for {unknown[0]}")
     # synchronous training runs at the pace of its slowest GPU
     slowest_gpu, slowest = min(known, key=lambda gf: gf[1].peak_flops("bf16") or gf[1].peak_flops("fp16") or 0)
     if len({f.key for _, f in known}) > 1:
@@ -369,3 +367,101 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
 
 def _rate(value: float) -> float:
     return value if value and value > 0 else float("inf")
+
+
+# ---- the plan: the config's time and its suggestions ranked by time ---------------------------
+
+@dataclass(frozen=True)
+class TimedSuggestion:
+    suggestion: object  # trainwiz.estimator.Suggestion
+    time: TimeEstimate
+    slowdown: float | None = None  # against the fastest suggestion that fits (1.0 for it)
+
+    def to_json(self) -> dict:
+        data = self.suggestion.to_json()
+        data["time"] = {"step_seconds": self.time.step_seconds,
+                        "tokens_per_second": self.time.tokens_per_second,
+                        "tokens_per_second_per_gpu": self.time.tokens_per_second_per_gpu,
+                        "run_seconds": self.time.run_seconds, "bound": self.time.bound,
+                        "slowdown": self.slowdown, "not_estimated": self.time.reason}
+        return data
+
+
+def time_plan(est, hardware: TimeHardware, tokens: int | None = None, steps: int | None = None,
+              available_gpus: int | None = None) -> tuple[TimeEstimate, tuple[TimedSuggestion, ...]]:
+    """The time of ``est``'s config and of each of its suggestions: the ones that fit on this box
+    ranked fastest first, then those that need more GPUs than ``available_gpus``, then those that
+    do not fit (in the memory ranking). What the CLI prints and what the wizard's panel shows:
+    ``time.tokens_per_second``, ``time.run_seconds`` and, per suggestion, ``slowdown`` against
+    the fastest that fits on this box ("~20× slower")."""
+    current = estimate_time(est.model, est.config, hardware, tokens, steps)
+    timed = []
+    for s in est.suggestions:
+        try:
+            t = estimate_time(est.model, est.config.with_changes(**s.change), hardware, tokens, steps)
+        except TypeError:  # a change this TrainConfig does not know
+            t = TimeEstimate(reason="this change cannot be timed")
+        timed.append(TimedSuggestion(s, t))
+    def beyond(t):
+        n = t.suggestion.change.get("num_gpus")
+        return available_gpus is not None and n is not None and n > available_gpus
+
+    fitting = [t for t in timed if t.suggestion.fits]
+    rest = [t for t in timed if not t.suggestion.fits]
+    # stable sort: those that cannot be timed keep their memory ranking
+    fitting.sort(key=lambda t: (beyond(t), -(t.time.tokens_per_second or 0.0)))
+    best = max((t.time.tokens_per_second for t in fitting if t.time.estimated and not beyond(t)),
+               default=None)
+    ranked = []
+    for t in fitting + rest:
+        slow = (best / t.time.tokens_per_second
+                if best and t.time.estimated and t.suggestion.fits and not beyond(t) else None)
+        ranked.append(TimedSuggestion(t.suggestion, t.time, slow))
+    return current, tuple(ranked)
+
+
+def approx(x: float) -> str:
+    """A figure to three significant digits, the precision the model has: 17,659 -> 17,700."""
+    if x < 100:
+        return f"{x:.3g}"
+    from math import floor, log10
+
+    return f"{round(x, 2 - int(floor(log10(x)))):,.0f}"
+
+
+def format_duration(seconds: float | None) -> str:
+    """'45 s', '12 min', '3 h 20 min', '4.5 days'."""
+    if seconds is None:
+        return "unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.2g} s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    hours = minutes / 60
+    if hours < 48:
+        return f"{int(hours)} h {int(minutes % 60):02d} min"
+    return f"{hours / 24:.1f} days"
+
+
+def summary_lines(t: TimeEstimate) -> list[str]:
+    """The time in words, for the CLI and the wizard's panel (one to two lines of < 80 columns)."""
+    if not t.estimated:
+        return [f"time: not estimated ({t.reason})"]
+    step = f"{t.step_seconds:.2g} s" if t.step_seconds < 10 else format_duration(t.step_seconds)
+    lines = [f"time: ~{approx(t.tokens_per_second)} tokens/s ({approx(t.tokens_per_second_per_gpu)} per GPU), "
+             f"{step} per step, {t.bound}-bound, MFU {100 * t.mfu:.0f}%"]
+    if t.run_seconds is not None:
+        what = f"{t.run_tokens:,} tokens" if t.run_tokens else f"{t.run_steps:,} steps"
+        lines.append(f"to train {what}: about {format_duration(t.run_seconds)}"
+                     + (f" ({t.run_steps:,} steps)" if t.run_tokens else ""))
+    return lines
+
+
+def suggestion_time_text(ts: TimedSuggestion) -> str:
+    """What follows 'fits' on a suggestion's line: '~9,100 tokens/s' or '~25× slower'."""
+    if not ts.time.estimated or not ts.suggestion.fits:
+        return ""
+    if ts.slowdown is not None and ts.slowdown >= 1.5:
+        return f"~{ts.slowdown:.0f}× slower" if ts.slowdown >= 3 else f"~{ts.slowdown:.1f}× slower"
+    return f"~{approx(ts.time.tokens_per_second)} tokens/s"
