@@ -47,6 +47,25 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
     return est.model, cfg
 
 
+def time_request(profile: Profile) -> dict:
+    """What the time estimate takes from a profile beyond the TrainConfig:
+    ``{"tokens" or "steps": N, "network": bytes/s or None}`` (keys only for what is set), for
+    :func:`trainwiz.estimator.timing.time_hardware` (``network``) and ``time_plan`` (the rest)."""
+    from trainwiz.estimator.units import parse_rate
+
+    est = profile.estimate
+    out: dict = {}
+    if est is None:
+        return out
+    if est.tokens is not None:
+        out["tokens"] = est.tokens
+    elif est.steps is not None:
+        out["steps"] = est.steps
+    if est.network is not None:
+        out["network"] = parse_rate(est.network, "key 'estimate.network'")
+    return out
+
+
 def estimate_notes(profile: Profile) -> list[str]:
     """Caveats to show next to an estimate made from this profile."""
     notes = []

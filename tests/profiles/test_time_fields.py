@@ -1,0 +1,33 @@
+"""A profile may hold the training length and the network, for the time estimate."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainwiz.profiles import ProfileError, profile_from_dict, profile_to_dict, time_request
+
+
+def _load(estimate: dict, **top):
+    return profile_from_dict({"strategy": "fsdp", **top, "estimate": {"model": "llama-3-8b", **estimate}},
+                             source="plan.yaml", name="plan")
+
+
+def test_training_length_and_network_round_trip():
+    p = _load({"tokens": "1e8", "network": "400Gbps"}, num_machines=2, main_address="node0")
+    assert time_request(p) == {"tokens": 100_000_000, "network": 50e9}
+    written = profile_to_dict(p)["estimate"]
+    assert written == {"model": "llama-3-8b", "tokens": 100_000_000, "network": "400Gbps"}
+    assert time_request(_load({"steps": 5000})) == {"steps": 5000}
+    assert "tokens" not in profile_to_dict(_load({}))["estimate"]  # defaults are not written
+
+
+@pytest.mark.parametrize("estimate, words", [
+    ({"tokens": -1}, "key 'estimate.tokens' must be at least 1"),
+    ({"tokens": "lots"}, "key 'estimate.tokens': cannot read 'lots'"),
+    ({"tokens": 10, "steps": 10}, "'estimate.tokens' and 'estimate.steps' are both set"),
+    ({"network": "400Mbpx"}, "key 'estimate.network': cannot read '400Mbpx' as a network speed"),
+])
+def test_bad_time_fields_name_the_file_and_key(estimate, words):
+    with pytest.raises(ProfileError) as exc:
+        _load(estimate)
+    assert "plan.yaml" in str(exc.value) and words in str(exc.value)
