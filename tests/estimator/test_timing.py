@@ -163,3 +163,16 @@ def test_rates_and_counts_as_people_write_them():
     for bad in ("400", "fast", "-5Gbps"):
         with pytest.raises(UsageError):
             parse_rate(bad)
+
+
+def test_the_readme_shows_what_the_talks_case_prints(run_cli):
+    from tests.conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("$ trainwiz estimate llama-3-8b --simulate 2x4090 --strategy fsdp "
+                         "--offload-params --tokens 1e8\n...\n", 1)[1].split("```", 1)[0]
+    proc = run_cli("estimate", "llama-3-8b", "--simulate", "2x4090", "--strategy", "fsdp",
+                   "--offload-params", "--tokens", "1e8")
+    assert proc.returncode == 0, proc.stderr
+    for line in block.strip().splitlines():
+        assert line in proc.stdout.splitlines()

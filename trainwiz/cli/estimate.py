@@ -153,7 +153,7 @@ def run(args) -> int:
     from trainwiz.estimator.timing import suggestion_time_text, summary_lines
 
     est = dataclasses.replace(est, suggestions=tuple(t.suggestion for t in timed))
-    print_estimate(est, source_line, per_gpu=per_gpu, time_lines=summary_lines(time_est),
+    print_estimate(est, source_line, per_gpu=per_gpu, time_lines=summary_lines(time_est, est.fits),
                    suggestion_times=[suggestion_time_text(t) for t in timed])
     return 0
 

@@ -444,12 +444,14 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours / 24:.1f} days"
 
 
-def summary_lines(t: TimeEstimate) -> list[str]:
-    """The time in words, for the CLI and the wizard's panel (one to two lines of < 80 columns)."""
+def summary_lines(t: TimeEstimate, fits: bool | None = True) -> list[str]:
+    """The time in words, for the CLI and the wizard's panel (one to two lines of < 80 columns).
+    ``fits``: the memory verdict; a config that does not fit is timed "if it fit"."""
     if not t.estimated:
         return [f"time: not estimated ({t.reason})"]
+    label = "time if it fit" if fits is False else "time"
     step = f"{t.step_seconds:.2g} s" if t.step_seconds < 10 else format_duration(t.step_seconds)
-    lines = [f"time: ~{approx(t.tokens_per_second)} tokens/s ({approx(t.tokens_per_second_per_gpu)} per GPU), "
+    lines = [f"{label}: ~{approx(t.tokens_per_second)} tokens/s ({approx(t.tokens_per_second_per_gpu)} per GPU), "
              f"{step} per step, {t.bound}-bound, MFU {100 * t.mfu:.0f}%"]
     if t.run_seconds is not None:
         what = f"{t.run_tokens:,} tokens" if t.run_tokens else f"{t.run_steps:,} steps"
