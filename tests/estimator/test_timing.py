@@ -176,3 +176,12 @@ def test_the_readme_shows_what_the_talks_case_prints(run_cli):
     assert proc.returncode == 0, proc.stderr
     for line in block.strip().splitlines():
         assert line in proc.stdout.splitlines()
+
+
+def test_a_run_directorys_gpu_records_time_the_same_as_the_probe():
+    """The monitor compares measured tokens/s with this estimate from the run's GPU records."""
+    gpus = parse_simulate("8xH100-80GB")
+    cfg = TrainConfig(strategy="fsdp", num_gpus=8, precision="bf16", seq_len=2048)
+    live = estimate_time(LLAMA8, cfg, time_hardware(gpus))
+    stored = estimate_time(LLAMA8, cfg, time_hardware([g.to_json() for g in gpus]))
+    assert stored.tokens_per_second_per_gpu == live.tokens_per_second_per_gpu

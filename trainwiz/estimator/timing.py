@@ -128,10 +128,11 @@ def time_hardware(gpus, *, topology: list | None = None, network: float | None =
 
     ``gpus``: the run's GPUs as ``trainwiz.hardware`` describes them (``GpuInfo``: ``.name``,
     and where known ``.nvlink_links``, ``.pcie_gen``, ``.pcie_width``), NVML's or a simulated
-    box's. ``topology``: ``Detection.extra["topology"]`` (pairs linked by ``NVLINK``), when NVML
-    gave one. ``network``: bytes/s between machines (``--network``), per machine.
+    box's, or the same as dicts (``GpuInfo.to_json()``, as a run directory keeps them).
+    ``topology``: ``Detection.extra["topology"]`` (pairs linked by ``NVLINK``), when NVML gave
+    one. ``network``: bytes/s between machines (``--network``), per machine.
     """
-    gpus = list(gpus)
+    gpus = [_GpuView(g) if isinstance(g, dict) else g for g in gpus]
     if not gpus:
         return TimeHardware(gpu=None, reason="no GPU model known: use --simulate or run on the box")
     notes: list[str] = []
@@ -171,13 +172,24 @@ def time_hardware(gpus, *, topology: list | None = None, network: float | None =
                         gpus_per_node=max(len(gpus) // max(num_nodes, 1), 1), notes=tuple(notes))
 
 
+class _GpuView:
+    """A GPU record kept as a dict, read like a GpuInfo."""
+
+    def __init__(self, data: dict) -> None:
+        self.index = data.get("index")
+        self.name = data.get("name")
+        self.nvlink_links = data.get("nvlink_links")
+        self.pcie_gen = data.get("pcie_gen")
+        self.pcie_width = data.get("pcie_width")
+
+
 def _all_nvlinked(gpus, topology) -> bool:
     """True when every GPU of the run reaches the others over NVLink."""
     links = [getattr(g, "nvlink_links", None) for g in gpus]
     if any(n == 0 for n in links):
         return False
     if topology and len(gpus) > 1:
-        idx = {g.index for g in gpus if hasattr(g, "index")}
+        idx = {g.index for g in gpus if getattr(g, "index", None) is not None}
         pairs = {tuple(sorted(t["gpus"])) for t in topology if t.get("link") == "NVLINK"}
         wanted = {(a, b) for a in idx for b in idx if a < b}
         if wanted and not wanted <= pairs:
@@ -282,6 +294,8 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
     if nodes > 1 and hardware.network_bytes_per_second is None:
         return TimeEstimate(reason="the network between the machines is unknown: give it with "
                                    "--network (e.g. --network 400Gbps) to estimate the time")
+    if N > 1 and N // nodes > 1 and not hardware.intra_bytes_per_second:
+        return TimeEstimate(reason="the link between the GPUs is unknown")
     work = micro_batch_work(model, config, recompute)
     t_compute = (work.matmul_flops / (peak * MATMUL_EFFICIENCY)
                  + work.attention_flops / (peak * ATTENTION_EFFICIENCY)
@@ -320,7 +334,7 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
 
     offload_micro = 0.0
     cpu_step = 0.0
-    local = P / (N if fsdp else 1)
+    local = P / ((per_node if config.sharding == "HYBRID_SHARD" else N) if fsdp else 1)
     if config.offload_params and config.strategy == "fsdp":
         gathers = 2 if config.sharding in ("FULL_SHARD", "HYBRID_SHARD") or N == 1 else 1
         offload_micro = (gathers * 4 * local + 4 * local) / _rate(pcie)
