@@ -17,7 +17,7 @@ from trainwiz.estimator import timing
 from trainwiz.estimator.gpu_facts import gpu_facts
 from trainwiz.estimator.models import model_from_hf_config, resolve_model
 from trainwiz.estimator.types import TrainConfig
-from trainwiz.estimator.units import parse_rate
+from trainwiz.units import parse_rate
 
 ROWS = Path(__file__).with_name("throughput_rows.json")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "throughput.md"

@@ -11,7 +11,7 @@ from trainwiz.errors import UsageError
 from trainwiz.estimator import TrainConfig, estimate, resolve_model
 from trainwiz.estimator.gpu_facts import all_gpu_facts, gpu_facts
 from trainwiz.estimator.timing import estimate_time, time_hardware, time_plan
-from trainwiz.estimator.units import parse_count, parse_rate
+from trainwiz.units import parse_count, parse_rate
 from trainwiz.hardware import PRESETS, parse_simulate
 
 GiB = 1 << 30

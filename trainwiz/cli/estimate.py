@@ -80,7 +80,7 @@ def run(args) -> int:
     from trainwiz.errors import UsageError
     from trainwiz.estimator import TrainConfig, estimate
     from trainwiz.estimator.models import catalog_names, model_from_params, resolve_model
-    from trainwiz.estimator.units import parse_size
+    from trainwiz.units import parse_size
 
     if args.list:
         return _print_catalog(args)
@@ -161,7 +161,7 @@ def run(args) -> int:
 def _training_length(args) -> dict:
     """--tokens / --steps as numbers (one line and exit 2 when they cannot be read)."""
     from trainwiz.errors import UsageError
-    from trainwiz.estimator.units import parse_count
+    from trainwiz.units import parse_count
 
     if args.tokens is not None and args.steps is not None:
         raise UsageError("give the training length as --tokens N or --steps N, not both")
@@ -175,7 +175,7 @@ def _training_length(args) -> dict:
 def _time_plan(args, est, detected, detection, length: dict):
     """The time of the config and its suggestions on the GPUs the run would use."""
     from trainwiz.estimator.timing import time_hardware, time_plan
-    from trainwiz.estimator.units import parse_rate
+    from trainwiz.units import parse_rate
 
     network = parse_rate(args.network) if args.network else None
     run = detected[:est.config.num_gpus]
@@ -235,7 +235,7 @@ def _print_accelerate_table(model) -> int:
     from rich.table import Table
 
     from trainwiz.estimator.accelerate_rule import table_rows
-    from trainwiz.estimator.units import accelerate_bytes
+    from trainwiz.units import accelerate_bytes
 
     def fmt(v):
         return "N/A" if v is None or v == -1 else accelerate_bytes(v)

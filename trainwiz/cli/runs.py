@@ -83,7 +83,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_attach(args) -> int:
-    from trainwiz.launchers.live import watch
+    from trainwiz.cli.live import watch
     from trainwiz.launchers.rundir import resolve_run
 
     return watch(resolve_run(args.run), plain=True if args.plain else None)

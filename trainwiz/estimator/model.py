@@ -171,9 +171,9 @@ def _block_norm_params(model: ModelSpec) -> int:
 
 
 def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = None,
-             gpu_free: int | None = None, suggestions: bool = True,
-             available_gpus: int | None = None) -> Estimate:
-    """Per-GPU memory of one steady-state training step, the fit verdict and suggestions."""
+             gpu_free: int | None = None) -> Estimate:
+    """Per-GPU memory of one steady-state training step and its fit verdict (no suggestions:
+    ``trainwiz.estimator.fit.estimate`` adds those, pricing alternatives with this function)."""
     _check(config)
     if gpu_memory is not None and gpu_memory <= 0:
         raise UsageError(f"--gpu-memory must be positive, got {gpu_memory}")
@@ -221,8 +221,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         tl.mark("backward end")
         tl.mark("optimizer step", {"optimizer.temp": ("temporary", optimizer_temporary_bytes(
             config.optimizer, local_params, config.fused_optimizer))})
-        return _finish(model, config, tl, gpu_memory, gpu_free, notes, suggestions, available_gpus,
-                       shard)
+        return _finish(model, config, tl, gpu_memory, gpu_free, notes, shard)
 
     dims = acts.dims_of(model, config.batch_size, config.seq_len)
     block = acts.block_memory(model, dims, prec, attention)
@@ -326,11 +325,10 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     temp = optimizer_temporary_bytes(config.optimizer, local_params, config.fused_optimizer)
     if on_gpu:
         tl.mark("optimizer step", {"optimizer.temp": ("temporary", temp)})
-    return _finish(model, config, tl, gpu_memory, gpu_free, notes, suggestions, available_gpus, shard)
+    return _finish(model, config, tl, gpu_memory, gpu_free, notes, shard)
 
 
-def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, want_suggestions,
-            available_gpus, shard) -> Estimate:
+def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, shard) -> Estimate:
     parts = tl.peak_parts
     peak = tl.peak
     overhead = CUDA_CONTEXT + int(ALLOCATOR_SLACK * peak)
@@ -346,15 +344,9 @@ def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, want_sugge
     terms = {"peak_at": tl.peak_at, "tensors_at_peak": {
         name: size for name, (_, size) in sorted(tl.peak_tensors.items(), key=lambda kv: -kv[1][1])
         if size}}
-    est = Estimate(model=model, config=config, per_gpu=per_gpu, host_ram=host_ram,
-                   gpu_memory=gpu_memory, gpu_free=gpu_free, fits=fits, verdict=verdict,
-                   notes=tuple(notes), terms=terms)
-    if want_suggestions and verdict in ("does not fit", "tight"):
-        from trainwiz.estimator.suggest import suggest
-
-        est = Estimate(**{**est.__dict__, "suggestions": tuple(
-            suggest(model, config, est, gpu_memory, gpu_free, available_gpus))})
-    return est
+    return Estimate(model=model, config=config, per_gpu=per_gpu, host_ram=host_ram,
+                    gpu_memory=gpu_memory, gpu_free=gpu_free, fits=fits, verdict=verdict,
+                    notes=tuple(notes), terms=terms)
 
 
 def usable_memory(gpu_memory: int | None, gpu_free: int | None) -> int | None:

@@ -35,6 +35,8 @@ from trainwiz.launchers.rundir import (
     save_status,
     write_json_atomic,
 )
+from trainwiz.profiles import to_accelerate_config
+from trainwiz.profiles.validate import dump_yaml, profile_to_dict
 
 _CHECK = (
     "import importlib.util, json, sys\n"
@@ -242,16 +244,7 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
 # ---- launch ----------------------------------------------------------------------------------
 
 def _profile_yaml(profile) -> str:
-    try:
-        from trainwiz.profiles.validate import dump_yaml, profile_to_dict
-
-        return dump_yaml(profile_to_dict(profile))
-    except ImportError:
-        import dataclasses
-
-        import yaml
-
-        return yaml.safe_dump(dataclasses.asdict(profile), sort_keys=False)
+    return dump_yaml(profile_to_dict(profile))
 
 
 def _accelerate_config(profile, nproc: int) -> dict:
@@ -261,12 +254,7 @@ def _accelerate_config(profile, nproc: int) -> dict:
     so a cpu profile goes through its torchrun path (``distributed_type: MULTI_GPU``,
     ``use_cpu: false``) and ``ACCELERATE_USE_CPU=true`` in the ranks' environment picks gloo.
     """
-    try:
-        from trainwiz.profiles import to_accelerate_config
-
-        cfg = to_accelerate_config(profile, nproc)
-    except ImportError:
-        cfg = C.accelerate_config_fallback(profile, nproc)
+    cfg = to_accelerate_config(profile, nproc)
     if profile.device == "cpu" and nproc * int(profile.num_machines or 1) > 1:
         cfg["distributed_type"] = "MULTI_GPU"
         cfg["use_cpu"] = False
@@ -289,7 +277,7 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
     """Check, create the run directory, start the supervisor; return once it is up.
 
     ``detach`` is accepted for symmetry with the CLI: the run is always owned by a detached
-    supervisor, and the caller decides whether to watch it (see :mod:`trainwiz.launchers.live`).
+    supervisor, and the caller decides whether to watch it (see :mod:`trainwiz.cli.live`).
     """
     import yaml
 

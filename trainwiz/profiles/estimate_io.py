@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from trainwiz.estimator.types import TrainConfig
 from trainwiz.profiles.schema import Profile
+from trainwiz.units import parse_rate
 
 _PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16", "fp8": "bf16"}
 
@@ -15,8 +17,6 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
     ``params:N``). ``num_gpus``: GPUs on this machine, used when the profile leaves the count open
     (one rank per GPU). The TrainConfig's ``num_gpus`` counts ranks over all machines.
     """
-    from trainwiz.estimator.types import TrainConfig
-
     est = profile.estimate
     if est is None:
         return None
@@ -51,8 +51,6 @@ def time_request(profile: Profile) -> dict:
     """What the time estimate takes from a profile beyond the TrainConfig:
     ``{"tokens" or "steps": N, "network": bytes/s or None}`` (keys only for what is set), for
     :func:`trainwiz.estimator.timing.time_hardware` (``network``) and ``time_plan`` (the rest)."""
-    from trainwiz.estimator.units import parse_rate
-
     est = profile.estimate
     out: dict = {}
     if est is None:

@@ -22,6 +22,7 @@ from trainwiz.profiles.validate import (
     parse_yaml,
     profile_from_dict,
     profile_to_dict,
+    validate_profile,
 )
 
 PROJECT_SUBDIR = Path(".trainwiz") / "profiles"
@@ -192,8 +193,6 @@ def save_profile(profile: Profile, *, scope: str = "user", force: bool = False,
     ``scope`` "user" or "project" picks the store (file ``NAME.yaml``); ``path`` writes exactly
     there instead. Never overwrites an existing file unless ``force``.
     """
-    from trainwiz.profiles.validate import validate_profile
-
     if path is None:
         check_name(profile.name)
         if scope == "user":

@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 
 from trainwiz.errors import TrainwizError, UsageError
-from trainwiz.estimator.units import parse_count, parse_rate
-from trainwiz.profiles import schema
+import trainwiz.profiles.schema as schema
 from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, Profile
+from trainwiz.units import parse_count, parse_rate
 
 Path_ = tuple[str, ...]
 
