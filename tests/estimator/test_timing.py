@@ -25,7 +25,7 @@ def _time(spec: str, model=LLAMA8, network=None, **config):
     config.setdefault("precision", "bf16")
     config.setdefault("seq_len", 2048)
     cfg = TrainConfig(**config)
-    return estimate_time(model, cfg, time_hardware(gpus, network=network, num_nodes=cfg.num_nodes))
+    return estimate_time(model, cfg, time_hardware(gpus, network=network))
 
 
 def test_the_talks_case_offload_on_two_4090s_is_at_least_ten_times_slower(run_cli):
@@ -129,6 +129,9 @@ def test_several_machines_need_the_network_and_a_slower_one_costs_time():
     kw = dict(num_gpus=16, num_nodes=2, batch_size=16)
     unknown = _time("16xH100-80GB", **kw)
     assert not unknown.estimated and "--network" in unknown.reason
+    # 32 GPUs said to be on one machine are more machines than that: the network counts
+    one_box = _time("8xH100-80GB", num_gpus=32, batch_size=16)
+    assert not one_box.estimated and "32 GPUs are 4 machines" in one_box.reason
     fast = _time("16xH100-80GB", network=parse_rate("3200Gbps"), **kw)
     slow = _time("16xH100-80GB", network=parse_rate("25Gbps"), **kw)
     assert slow.bound == "communication" and fast.bound == "compute"

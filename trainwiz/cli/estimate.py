@@ -180,8 +180,7 @@ def _time_plan(args, est, detected, detection, length: dict):
     network = parse_rate(args.network) if args.network else None
     run = detected[:est.config.num_gpus]
     topology = detection.extra.get("topology") if detection is not None else None
-    hardware = time_hardware(run, topology=topology, network=network,
-                             num_nodes=est.config.num_nodes)
+    hardware = time_hardware(run, topology=topology, network=network)
     return time_plan(est, hardware, available_gpus=len(detected) or None, **length)
 
 

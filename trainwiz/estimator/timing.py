@@ -57,6 +57,7 @@ ELEMENTWISE_PER_KV = 38  # bytes per unit of key/value width (RoPE on k, SDPA re
 ELEMENTWISE_PER_FFN = 10  # bytes per unit of MLP width
 LOSS_BYTES_PER_VOCAB = 30  # logits written, upcast, log-softmax, their gradient
 
+MAX_GPUS_PER_MACHINE = 8  # an HGX/DGX board; more GPUs than that (and than the box has) are more machines
 PCIE_GBS_PER_LANE = {3: 0.985, 4: 1.969, 5: 3.938, 6: 7.563}  # GB/s per lane, one direction
 
 BOUNDS = ("compute", "communication", "offload")
@@ -72,7 +73,7 @@ class TimeHardware:
     intra_bytes_per_second: float | None = None  # one direction, per GPU
     pcie_bytes_per_second: float | None = None  # host <-> GPU, one direction
     network_bytes_per_second: float | None = None  # between machines, per machine
-    gpus_per_node: int | None = None
+    gpus_per_node: int | None = None  # GPUs of the probed machine
     reason: str | None = None  # why the time cannot be estimated (unknown GPU, ...)
     notes: tuple[str, ...] = ()
 
@@ -122,8 +123,8 @@ def pcie_bytes_per_second(generation: int | None, width: int | None) -> float | 
     return None if lane is None or not width else lane * width * 1e9
 
 
-def time_hardware(gpus, *, topology: list | None = None, network: float | None = None,
-                  num_nodes: int = 1) -> TimeHardware:
+def time_hardware(gpus, *, topology: list | None = None, network: float | None = None
+                  ) -> TimeHardware:
     """The time model's view of the GPUs a run uses.
 
     ``gpus``: the run's GPUs as ``trainwiz.hardware`` describes them (``GpuInfo``: ``.name``,
@@ -169,7 +170,7 @@ def time_hardware(gpus, *, topology: list | None = None, network: float | None =
     return TimeHardware(gpu=slowest, gpu_name=slowest_gpu.name, intra_link=link,
                         intra_bytes_per_second=intra, pcie_bytes_per_second=pcie,
                         network_bytes_per_second=network,
-                        gpus_per_node=max(len(gpus) // max(num_nodes, 1), 1), notes=tuple(notes))
+                        gpus_per_node=len(gpus), notes=tuple(notes))
 
 
 class _GpuView:
@@ -290,11 +291,15 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
         notes.append("only the parameter count is known: compute from 6·N·tokens, without "
                      "attention, the LM head or memory-bound kernels (an optimistic time)")
     N = config.num_gpus
-    nodes = max(getattr(config, "num_nodes", 1), 1)
+    # a machine holds the GPUs the config puts on it, at most MAX_GPUS_PER_MACHINE (or as many as
+    # the probed box has, if more): 32 GPUs "on one machine" are timed as 4 machines of 8
+    cap = max(hardware.gpus_per_node or 0, MAX_GPUS_PER_MACHINE)
+    per_node = max(min(N // max(getattr(config, "num_nodes", 1), 1), cap), 1)
+    nodes = -(-N // per_node)
     if nodes > 1 and hardware.network_bytes_per_second is None:
-        return TimeEstimate(reason="the network between the machines is unknown: give it with "
-                                   "--network (e.g. --network 400Gbps) to estimate the time")
-    if N > 1 and N // nodes > 1 and not hardware.intra_bytes_per_second:
+        return TimeEstimate(reason=f"{N} GPUs are {nodes} machines here and the network between "
+                                   "them is unknown: give it with --network (e.g. 400Gbps)")
+    if per_node > 1 and not hardware.intra_bytes_per_second:
         return TimeEstimate(reason="the link between the GPUs is unknown")
     work = micro_batch_work(model, config, recompute)
     t_compute = (work.matmul_flops / (peak * MATMUL_EFFICIENCY)
@@ -304,7 +309,6 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
     P = model.params
     wbytes = _compute_bytes(config.precision)
     fsdp = config.strategy == "fsdp" and config.sharding != "NO_SHARD"
-    per_node = max(N // nodes, 1)
     intra = (hardware.intra_bytes_per_second or 0) * LINK_EFFICIENCY
     net_per_gpu = ((hardware.network_bytes_per_second or 0) / per_node) * LINK_EFFICIENCY
     pcie = (hardware.pcie_bytes_per_second or 0) * LINK_EFFICIENCY
@@ -471,6 +475,7 @@ def summary_lines(t: TimeEstimate, fits: bool | None = True) -> list[str]:
         what = f"{t.run_tokens:,} tokens" if t.run_tokens else f"{t.run_steps:,} steps"
         lines.append(f"to train {what}: about {format_duration(t.run_seconds)}"
                      + (f" ({t.run_steps:,} steps)" if t.run_tokens else ""))
+    lines += [f"time note: {note}" for note in t.notes]
     return lines
 
 
