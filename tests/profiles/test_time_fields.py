@@ -31,3 +31,19 @@ def test_bad_time_fields_name_the_file_and_key(estimate, words):
     with pytest.raises(ProfileError) as exc:
         _load(estimate)
     assert "plan.yaml" in str(exc.value) and words in str(exc.value)
+
+
+def test_a_profile_is_timed_with_its_training_length_on_the_runs_gpus():
+    """What the wizard's panel and the monitor call: the plan's time from its profile."""
+    from trainwiz.estimator import estimate, resolve_model
+    from trainwiz.hardware import parse_simulate
+    from trainwiz.profiles import estimate_request, profile_time
+
+    p = _load({"tokens": "1e9", "seq_len": 4096}, mixed_precision="bf16", num_processes=8)
+    model, config = estimate_request(p, 8)
+    gpus = parse_simulate("8xH100-80GB")
+    est = estimate(resolve_model(model), config, gpu_memory=gpus[0].memory_total)
+    time, _ = profile_time(p, est, [g.to_json() for g in gpus])  # as a run directory keeps them
+    assert time.estimated and time.run_tokens == 10**9
+    assert time.run_seconds == pytest.approx(1e9 / time.tokens_per_second)
+    assert time.tokens_per_step == 8 * 4096

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trainwiz.estimator.timing import TimeEstimate, TimedSuggestion, time_hardware, time_plan
 from trainwiz.estimator.types import TrainConfig
 from trainwiz.profiles.schema import Profile
 from trainwiz.units import parse_rate
@@ -62,6 +63,17 @@ def time_request(profile: Profile) -> dict:
     if est.network is not None:
         out["network"] = parse_rate(est.network, "key 'estimate.network'")
     return out
+
+
+def profile_time(profile: Profile, est, gpus, topology: list | None = None
+                 ) -> tuple[TimeEstimate, tuple[TimedSuggestion, ...]]:
+    """The time of ``est`` (the estimate of ``profile``'s plan) on ``gpus`` (GpuInfo objects, or
+    the dicts a run directory keeps), with the profile's training length and network: what the
+    wizard's panel shows while a plan is edited, and the estimated tokens/s the monitor sets
+    beside the measured ones."""
+    request = time_request(profile)
+    hardware = time_hardware(gpus, topology=topology, network=request.pop("network", None))
+    return time_plan(est, hardware, available_gpus=len(gpus) or None, **request)
 
 
 def estimate_notes(profile: Profile) -> list[str]:
