@@ -408,8 +408,8 @@ class TimedSuggestion:
 def time_plan(est, hardware: TimeHardware, tokens: int | None = None, steps: int | None = None,
               available_gpus: int | None = None) -> tuple[TimeEstimate, tuple[TimedSuggestion, ...]]:
     """The time of ``est``'s config and of each of its suggestions: the ones that fit on this box
-    ranked fastest first, then those that need more GPUs than ``available_gpus``, then those that
-    do not fit (in the memory ranking). What the CLI prints and what the wizard's panel shows:
+    ranked fastest first, then those that need more GPUs than ``available_gpus`` or change the
+    training method, then those that do not fit (in the memory ranking). What the CLI prints and what the wizard's panel shows:
     ``time.tokens_per_second``, ``time.run_seconds`` and, per suggestion, ``slowdown`` against
     the fastest that fits on this box ("~20× slower")."""
     current = estimate_time(est.model, est.config, hardware, tokens, steps)
@@ -420,9 +420,11 @@ def time_plan(est, hardware: TimeHardware, tokens: int | None = None, steps: int
         except TypeError:  # a change this TrainConfig does not know
             t = TimeEstimate(reason="this change cannot be timed")
         timed.append(TimedSuggestion(s, t))
-    def beyond(t):
+    def beyond(t):  # more GPUs than this box has, or another training method (LoRA instead of
+        # full fine-tuning): after the changes that keep the plan on this box and its method
         n = t.suggestion.change.get("num_gpus")
-        return available_gpus is not None and n is not None and n > available_gpus
+        more = available_gpus is not None and n is not None and n > available_gpus
+        return more or bool(getattr(t.suggestion, "method_change", False))
 
     fitting = [t for t in timed if t.suggestion.fits]
     rest = [t for t in timed if not t.suggestion.fits]
