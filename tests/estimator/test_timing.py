@@ -188,3 +188,23 @@ def test_a_run_directorys_gpu_records_time_the_same_as_the_probe():
     live = estimate_time(LLAMA8, cfg, time_hardware(gpus))
     stored = estimate_time(LLAMA8, cfg, time_hardware([g.to_json() for g in gpus]))
     assert stored.tokens_per_second_per_gpu == live.tokens_per_second_per_gpu
+
+
+def test_lora_hooks_skip_weight_gradients_and_qlora_pays_for_dequantizing():
+    """Branch ``lora`` adds ``TrainConfig.method``; the time model reads it when it is there."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class WithMethod(TrainConfig):
+        method: str = "full"
+
+    gpus = parse_simulate("1xH100-80GB")
+    hw = time_hardware(gpus)
+
+    def tps(method):
+        cfg = WithMethod(method=method, precision="bf16", seq_len=2048, batch_size=4)
+        return estimate_time(LLAMA8, cfg, hw).tokens_per_second
+
+    full, lora, qlora = tps("full"), tps("lora"), tps("qlora")
+    assert 1.2 < lora / full < 1.6  # backward: input gradients only (2 of 3 forward-sized passes)
+    assert qlora < lora  # every pass dequantizes the 4-bit weights first
