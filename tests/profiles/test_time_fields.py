@@ -47,3 +47,14 @@ def test_a_profile_is_timed_with_its_training_length_on_the_runs_gpus():
     assert time.estimated and time.run_tokens == 10**9
     assert time.run_seconds == pytest.approx(1e9 / time.tokens_per_second)
     assert time.tokens_per_step == 8 * 4096
+
+
+def test_profiles_show_says_how_long_the_plan_takes(run_cli, tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("strategy: fsdp\nmixed_precision: bf16\n"
+                    "estimate:\n  model: llama-3-8b\n  seq_len: 4096\n  tokens: 2e9\n")
+    proc = run_cli("profiles", "show", str(plan), "--simulate", "8xH100-80GB")
+    assert proc.returncode == 0, proc.stderr
+    assert "tokens/s" in proc.stdout and "to train 2,000,000,000 tokens: about" in proc.stdout
+    unknown = run_cli("profiles", "show", str(plan), "--simulate", "8xA10G")
+    assert "time: not estimated (no data-sheet figures for NVIDIA A10G)" in unknown.stdout
