@@ -232,7 +232,8 @@ def _weight_grad_fraction(model: ModelSpec, config: TrainConfig) -> float:
 
 
 def _dequant_bytes(config: TrainConfig, linear_params: float, passes: float) -> float:
-    """Hook for QLoRA: every pass over a 4-bit weight reads it and writes a compute-dtype copy."""
+    """Hook for QLoRA: every pass over a 4-bit weight reads it (0.5 byte per weight), writes a
+    compute-dtype copy (2 bytes) and the matmul reads that copy (2 bytes)."""
     if getattr(config, "method", "full") != "qlora":
         return 0.0
     return linear_params * (0.5 + 2 + 2) * passes
@@ -284,8 +285,9 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
     dtype = _dtype(config.precision)
     peak = gpu.peak_flops(dtype)
     if peak is None:
+        hint = " (use --precision fp16)" if dtype == "bf16" and gpu.peak_flops("fp16") else ""
         return TimeEstimate(reason=f"the data sheet of {hardware.gpu_name or gpu.key} gives no "
-                                   f"{dtype} throughput, so the time is not estimated")
+                                   f"{dtype} throughput{hint}")
     notes = list(hardware.notes)
     if not model.has_architecture:
         notes.append("only the parameter count is known: compute from 6·N·tokens, without "
@@ -330,10 +332,9 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
             comm_micro += 2 * (nodes - 1) / nodes * wbytes * P / g / _rate(net_per_gpu)
         else:
             comm_micro += (gathers + 1) * (N - 1) / N * wbytes * P / _rate(ring_rate(nodes > 1))
-    elif N > 1:  # DDP, or FSDP NO_SHARD: one all-reduce of the gradients per step
-        gbytes = 4 if (config.strategy == "ddp" and config.precision != "bf16-pure") else wbytes
-        if config.strategy == "fsdp":
-            gbytes = wbytes
+    elif N > 1:  # DDP, or FSDP NO_SHARD: one all-reduce of the gradients per step; DDP's
+        # gradients are fp32 under autocast, FSDP reduces in the compute dtype
+        gbytes = wbytes if (config.strategy == "fsdp" or config.precision == "bf16-pure") else 4
         comm_step += 2 * (N - 1) / N * gbytes * P / _rate(ring_rate(nodes > 1))
 
     offload_micro = 0.0
@@ -352,13 +353,15 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
     transfers = max(comm_micro, offload_micro)
     exposed_micro = max(transfers - t_compute, 0.0) + transfers * edges \
         + OVERLAP_COST * min(transfers, t_compute)
-    backward_share = 2 / 3 * t_compute
-    exposed_step = max(comm_step - backward_share, 0.0) \
-        + min(comm_step, 25e6 / _rate(ring_rate(nodes > 1))) + OVERLAP_COST * min(comm_step, backward_share)
+    backward_share = 2 / 3 * t_compute  # DDP reduces buckets while backward runs; the last
+    last_bucket = min(comm_step, 25e6 / _rate(ring_rate(nodes > 1)))  # 25 MB bucket waits
+    exposed_step = (max(comm_step - backward_share, 0.0) + last_bucket
+                    + OVERLAP_COST * min(comm_step, backward_share))
 
-    opt_bytes = FUSED_ADAMW_BYTES if (config.optimizer == "adamw" and config.fused_optimizer) \
-        else GPU_OPTIMIZER_BYTES.get(config.optimizer, 48)
-    t_opt = 0.0 if cpu_step else local * opt_bytes / (gpu.memory_bandwidth_gbs * 1e9 * MEMORY_EFFICIENCY)
+    fused = config.optimizer == "adamw" and config.fused_optimizer
+    opt_bytes = FUSED_ADAMW_BYTES if fused else GPU_OPTIMIZER_BYTES.get(config.optimizer, 48)
+    hbm = gpu.memory_bandwidth_gbs * 1e9 * MEMORY_EFFICIENCY
+    t_opt = 0.0 if cpu_step else local * opt_bytes / hbm  # the optimizer step is bandwidth-bound
 
     accum = config.grad_accum
     step = accum * (t_compute + exposed_micro) + exposed_step + t_opt + cpu_step
