@@ -43,6 +43,7 @@ def test_the_talks_case_offload_on_two_4090s_is_at_least_ten_times_slower(run_cl
     assert set(slow["time"]) >= {"step_seconds", "tokens_per_second", "tokens_per_second_per_gpu",
                                  "mfu", "bound", "run_seconds"}
     assert slow["time"]["run_seconds"] >= 10 * fast["time"]["run_seconds"]
+    assert any("CPU offload makes this" in note for note in slow["time"]["notes"])  # in words
     # tokens/s and the run length agree with each other
     assert slow["time"]["run_seconds"] == pytest.approx(1e8 / slow["time"]["tokens_per_second"])
 

@@ -34,7 +34,7 @@ backward and recompute) are read with ``getattr`` so this module works before an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from trainwiz.estimator.gpu_facts import GpuFacts, gpu_facts
 from trainwiz.estimator.types import ModelSpec, TrainConfig
@@ -416,6 +416,12 @@ def time_plan(est, hardware: TimeHardware, tokens: int | None = None, steps: int
     ``time.tokens_per_second``, ``time.run_seconds`` and, per suggestion, ``slowdown`` against
     the fastest that fits on this box ("~20× slower")."""
     current = estimate_time(est.model, est.config, hardware, tokens, steps)
+    if current.estimated and est.config.offload_params:  # say in words what offload costs
+        on_gpu = estimate_time(est.model, est.config.with_changes(offload_params=False), hardware)
+        if on_gpu.estimated and on_gpu.tokens_per_second > 1.5 * current.tokens_per_second:
+            slow = on_gpu.tokens_per_second / current.tokens_per_second
+            current = replace(current, notes=current.notes + (
+                f"CPU offload makes this ~{slow:.0f}× slower than the same plan kept on the GPUs",))
     timed = []
     for s in est.suggestions:
         try:
