@@ -54,6 +54,10 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
 
     while True:
         status = read_status(run_dir)
+        if status.damaged:
+            say(f"[{status.id}] DAMAGED: {status.message}; `trainwiz logs {status.id}` reads "
+                f"its logs, `trainwiz stop {status.id}` ends it")
+            return 1
         if status.state != seen_state:
             say(f"[{status.id}] {status.state}")
             seen_state = status.state

@@ -263,7 +263,7 @@ def _rm(args: argparse.Namespace) -> int:
     from trainwiz.profiles import ProfileStore
 
     store = ProfileStore()
-    path = store.path(args.name)
+    path = store.removable(args.name)  # refuses any file that is not a profile, before asking
     if not args.yes:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             raise TrainwizError(f"not deleting {path} without confirmation; add --yes")

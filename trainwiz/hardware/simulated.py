@@ -35,6 +35,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+from trainwiz import safeyaml
 from trainwiz.errors import TrainwizError
 from trainwiz.hardware.presets import (
     PRESETS,
@@ -122,11 +123,12 @@ def _load_yaml(path: Path):
     import yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:  # bounded: safeyaml refuses anything over its limit
+            text = fh.read(safeyaml.MAX_BYTES + 1).decode("utf-8", "replace")
     except OSError as exc:
         raise TrainwizError(f"{path}: cannot read the simulated box file ({exc.strerror})")
     try:
-        data = yaml.safe_load(text)
+        data, _ = safeyaml.load(text, str(path))
     except yaml.YAMLError as exc:
         raise TrainwizError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})")
     if isinstance(data, list):
