@@ -84,19 +84,15 @@ def cmd_prune(args) -> int:
 def cmd_runs(args) -> int:
     import json
 
-    from trainwiz.launchers.rundir import list_runs, runs_root
+    from trainwiz.launchers.rundir import count_runs, list_runs, runs_root
+    from trainwiz.launchers.runinfo import memory_over_text, run_report
 
-    from trainwiz.launchers.runinfo import run_report
-
-    runs = list_runs()
-    reports = {r.id: run_report(r.run_dir, r) for r in runs}
     if args.json:
-        print(json.dumps([dict(r.to_json(), **reports[r.id]) for r in runs], indent=1))
+        print(json.dumps([dict(r.to_json(), **run_report(r.run_dir, r)) for r in list_runs()],
+                         indent=1))
         return 0
-    hidden = 0
-    if not args.all and len(runs) > SHOWN:
-        hidden = len(runs) - SHOWN
-        runs = runs[:SHOWN]
+    runs = list_runs(None if args.all else SHOWN)
+    hidden = 0 if args.all else max(0, count_runs() - len(runs))
     if not runs:
         print(f"no runs yet ({runs_root()}); start one with "
               "`trainwiz launch --profile NAME train.py`")
@@ -104,10 +100,12 @@ def cmd_runs(args) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    console = Console()
+    reports = {r.id: run_report(r.run_dir, r) for r in runs}  # the runs shown only
     rows = []
     for r in runs:
         fail = ""
-        if r.damaged:
+        if r.damaged or (not r.failure and r.message and r.message.startswith("disk full")):
             fail = r.message or "status.json damaged"
         elif r.failure:
             who = f"rank {r.failure.rank}" if r.failure.rank is not None else "launcher"
@@ -116,13 +114,10 @@ def cmd_runs(args) -> int:
         script = (r.script or "").rsplit("/", 1)[-1]
         state = ("DAMAGED" if r.damaged else str(r.state)) + (
             " OOM" if r.failure and r.failure.oom else "")
+        # a failure first; else progress (its short form at 80 columns)
         rows.append((r.id, state, r.profile or "", script, str(len(r.ranks)),
-                     fail or _progress_cell(reports[r.id], r.finished)))
-    console = Console()
-    if console.width < 100:  # 80 columns: narrower names, the short form of progress
-        rows = [row[:5] + (row[5] if reports[r.id]["progress"] is None or r.failure or r.damaged
-                           else _progress_cell(reports[r.id], r.finished, short=True),)
-                for r, row in zip(runs, rows)]
+                     fail or _progress_cell(reports[r.id], r.finished,
+                                            short=console.width < 100)))
     head = ("ID (UTC start)", "STATE", "PROFILE", "SCRIPT", "RANKS", "FAILURE/PROGRESS")
     # every column as wide as its widest cell (profile and script capped), the failure cut to
     # what is left of the line: one line a run, at 80 columns too
@@ -141,8 +136,6 @@ def cmd_runs(args) -> int:
     for r in runs:  # a run over its memory estimate: what is likely different, below the table
         mem = reports[r.id]["memory"]
         if mem["over"]:
-            from trainwiz.launchers.runinfo import memory_over_text
-
             console.print(escape(f"{r.id}: {memory_over_text(mem)}; likely: "
                                  + "; ".join(mem["likely"])
                                  + f" (trainwiz runs show {r.id})"),
