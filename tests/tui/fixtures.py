@@ -91,6 +91,10 @@ def write_gpu_run(state_home: Path, ranks: int = 8, over_rank: int = 3, over: fl
                                               activation_checkpointing=True))
     estimate = plan_estimate(profile, ranks)
     save_estimate(run_dir, estimate)
+    (run_dir / "profile.yaml").write_text(
+        f"version: 1\nstrategy: fsdp\ngpu_ids: {list(range(ranks))}\nestimate:\n"
+        "  model: llama-3-8b\n  batch_size: 2\n  seq_len: 4096\n"
+        "  activation_checkpointing: true\n")
     total = estimate["per_gpu"]["total"]
 
     def used(rank: int, i: int) -> int:

@@ -354,9 +354,11 @@ def _si(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
 
 
-def progress_parts(prog: dict | None, *, finished: bool = False) -> list[str]:
+def progress_parts(prog: dict | None, *, finished: bool = False,
+                   estimated_tokens_per_s: float | None = None) -> list[str]:
     """Short pieces: ``step 20/40``, ``loss 5.846``, ``6.7 steps/s``, ``3.4k tok/s (plan)``,
-    ``6s left``. Only what was read from the run or computed from it."""
+    ``6s left``. Only what was read from the run or computed from it; the time model's
+    tokens/s for the plan, when given, beside the measured: ``3.4k tok/s (plan; est. 4.1k)``."""
     if not prog:
         return []
     parts = []
@@ -371,8 +373,11 @@ def progress_parts(prog: dict | None, *, finished: bool = False) -> list[str]:
         rate = prog["steps_per_s"]
         parts.append(f"{rate:.3g} steps/s" if rate >= 1 else f"{1 / rate:.3g} s/step")
     if prog.get("tokens_per_s"):
-        plan = " (plan)" if prog.get("tokens_per_s_source") == "plan" else ""
-        parts.append(f"{_si(prog['tokens_per_s'])} tok/s{plan}")
+        notes = ["plan"] if prog.get("tokens_per_s_source") == "plan" else []
+        if estimated_tokens_per_s:
+            notes.append(f"est. {_si(estimated_tokens_per_s)}")
+        parts.append(f"{_si(prog['tokens_per_s'])} tok/s"
+                     + (f" ({'; '.join(notes)})" if notes else ""))
     if not finished and prog.get("seconds_left") is not None:
         parts.append(f"{duration(prog['seconds_left'])} left")
     return parts

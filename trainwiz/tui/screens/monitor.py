@@ -42,7 +42,7 @@ from trainwiz.launchers.runinfo import (
     read_progress,
 )
 from trainwiz.profiles import estimate_request, read_profile_file
-from trainwiz.profiles.estimate_io import model_argument
+from trainwiz.profiles.estimate_io import model_argument, profile_time
 from trainwiz.tui import fmt
 from trainwiz.tui.widgets.bars import usage_bar
 from trainwiz.tui.widgets.run_plot import PlotData, RunPlot
@@ -212,6 +212,8 @@ class MonitorScreen(Screen):
         self._log_reader: LogLines | None = None
         self._log_rank: int | None = None
         self._estimate_read = False
+        self._timed = False
+        self.estimated_tokens_per_s: float | None = None  # the time model's, for this box
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -280,8 +282,30 @@ class MonitorScreen(Screen):
         if first or self.plan is None:
             gpus = samples[-1].get("gpus", []) if samples else []
             plan = load_plan(self.run_dir, status.num_processes, gpus, status.profile)
+        self._time_the_plan(status, samples, plan or self.plan)
         self.post_message(RunPolled(status, samples, log, plan=plan, rank=rank, reset=reset,
                                     progress=progress, estimate=self.estimate))
+
+    def _time_the_plan(self, status, samples: tuple, plan: Plan | None) -> None:
+        """The time model's tokens/s for the plan on the run's GPUs, once, to set beside the
+        measured tokens/s: only for real GPUs (a CPU run or a simulated box has nothing to
+        compare it with)."""
+        if self._timed or plan is None or plan.estimate is None or plan.profile is None:
+            return
+        if run_kind(status) != "gpu":
+            self._timed = True
+            return
+        gpus = [g for g in (samples[-1].get("gpus", []) if samples else [])
+                if not status.gpu_ids or g.get("index") in status.gpu_ids]
+        if not gpus:
+            return  # no sample yet: try again next read
+        self._timed = True
+        try:
+            timed, _ = profile_time(plan.profile, plan.estimate, gpus)
+        except Exception:  # noqa: BLE001 - a plan the time model cannot price: nothing shown
+            return
+        if timed.estimated and timed.tokens_per_second:
+            self.estimated_tokens_per_s = timed.tokens_per_second
 
     @on(RunPolled)
     def _polled(self, message: RunPolled) -> None:
@@ -396,7 +420,8 @@ class MonitorScreen(Screen):
 
     def _show_progress(self, status) -> None:
         prog = (self.progress or {}).get("progress")
-        parts = progress_parts(prog, finished=status.finished)
+        parts = progress_parts(prog, finished=status.finished,
+                               estimated_tokens_per_s=self.estimated_tokens_per_s)
         text = Text(no_wrap=True, overflow="ellipsis")
         if parts:
             text.append(" · ".join(parts))
