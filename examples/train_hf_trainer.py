@@ -60,7 +60,7 @@ def plan_defaults(argv: list[str]) -> list[str]:
         "--gradient_accumulation_steps": env.get("TRAINWIZ_GRAD_ACCUM", "1"),
         "--gradient_checkpointing": env.get("TRAINWIZ_ACTIVATION_CHECKPOINTING", "false"),
         "--bf16": env.get("TRAINWIZ_BF16", "false"),
-        "--max_steps": "40",
+        "--max_steps": env.get("TRAINWIZ_STEPS", "40"),
         "--logging_steps": "5",
         "--learning_rate": "3e-3",
         "--save_strategy": "no",

@@ -228,3 +228,14 @@ def test_hf_trainer_from_its_ordered_output_log():
     assert [loss for _, loss in snap["losses"]] == [pytest.approx(float(d["loss"])) for d in dicts]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)
     assert (snap["step"], snap["total"]) == (40, 40)
+
+
+def test_the_plan_gives_the_total_when_the_script_does_not():
+    tracker = ProgressTracker(window=2)
+    for i in range(1, 6):
+        tracker.feed_line(f"step {i} loss {3 - i / 10}", float(i))
+    snap = tracker.snapshot(plan_total=100)
+    assert (snap["total"], snap["total_source"]) == (100, "plan")
+    assert snap["seconds_left"] == pytest.approx(95.0)  # 1 step/s, 95 steps to go
+    tracker.feed_line("TRAINWIZ {\"step\": 6, \"total\": 50}", 6.0)  # the script's own wins
+    assert tracker.snapshot(plan_total=100)["total"] == 50

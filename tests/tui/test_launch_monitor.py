@@ -100,14 +100,16 @@ async def test_a_real_hf_trainer_run_with_placeholders_shows_its_progress(isolat
     data["script"] = str(REPO_ROOT / data["script"])
     data["estimate"]["model"] = str(REPO_ROOT / data["estimate"]["model"])
     data["estimate"]["batch_size"] = 3
-    data["script_args"] += ["--max_steps", "30", "--logging_steps", "3", "--step_sleep", "0.2"]
+    data["estimate"]["steps"] = 30  # -> --max_steps {steps}
+    data["script_args"] += ["--logging_steps", "3", "--step_sleep", "0.2"]
     prof = tmp_path / "hf.yaml"
     prof.write_text(yaml.safe_dump(data))
 
     shown = run_cli("launch", "--print-commands", "--profile", str(prof))
     assert shown.returncode == 0, shown.stderr
     assert "--per_device_train_batch_size 3 " in shown.stdout
-    assert "--gradient_checkpointing false" in shown.stdout and "{" not in shown.stdout
+    assert "--gradient_checkpointing false" in shown.stdout and "--max_steps 30 " in shown.stdout
+    assert "{" not in shown.stdout
 
     out = run_cli("launch", "--detach", "--profile", str(prof))
     assert out.returncode == 0, out.stderr

@@ -104,6 +104,10 @@ PLAN_FIELDS: tuple[PlanField, ...] = (
               if _has_plan(p) else None),
     PlanField("optimizer", "TRAINWIZ_OPTIMIZER", "adamw, sgd, adafactor or adamw8bit",
               _plan_value("optimizer")),
+    PlanField("steps", "TRAINWIZ_STEPS", "training length in optimizer steps (HF --max_steps), "
+              "when the plan gives it in steps", _plan_value("steps")),
+    PlanField("tokens", "TRAINWIZ_TOKENS", "training length in tokens, when the plan gives it "
+              "in tokens", _plan_value("tokens")),
     PlanField("model", "TRAINWIZ_MODEL", "the model: catalog name, HF folder or config.json",
               _plan_value("model")),
     PlanField("method", "TRAINWIZ_METHOD", "full, lora or qlora",

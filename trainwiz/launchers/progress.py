@@ -313,9 +313,11 @@ class ProgressTracker:
         tokens = (k1 - k0) / (t1 - t0) if k0 is not None and k1 is not None and k1 > k0 else None
         return steps, tokens
 
-    def snapshot(self, tokens_per_step: int | None = None, *, finished: bool = False) -> dict:
+    def snapshot(self, tokens_per_step: int | None = None, *, finished: bool = False,
+                 plan_total: int | None = None) -> dict:
         """What to show. ``tokens_per_step``: the plan's (batch x seq x accumulation x ranks),
-        used for tokens/s only when the script reports no tokens."""
+        used for tokens/s only when the script reports no tokens; ``plan_total``: the plan's
+        training length in steps, the total when the script does not say one."""
         steps_s, tokens_s = self._measured_rates()
         rate_source = "measured"
         if self.bar_rate is not None and not finished:
@@ -325,17 +327,20 @@ class ProgressTracker:
         tokens_source = "script" if tokens_s is not None else None
         if tokens_s is None and steps_s is not None and tokens_per_step:
             tokens_s, tokens_source = steps_s * tokens_per_step, "plan"
+        total, total_source = self.total, "script" if self.total is not None else None
+        if total is None and plan_total:
+            total, total_source = int(plan_total), "plan"
         left = None
-        if not finished and self.total is not None and self.step is not None:
-            if self.bar_left is not None:
+        if not finished and total is not None and self.step is not None:
+            if self.bar_left is not None and total_source == "script":
                 left = self.bar_left
             elif steps_s:
-                left = max(self.total - self.step, 0) / steps_s
+                left = max(total - self.step, 0) / steps_s
         # the last logged loss (the curve's end); the HF Trainer's final train_loss is a mean
         # over the whole run, used only when nothing else was logged
         loss = self.loss if self.loss is not None else self.final_loss
         return {
-            "step": self.step, "total": self.total,
+            "step": self.step, "total": total, "total_source": total_source,
             "loss": loss if loss is None or math.isfinite(loss) else None,
             "loss_not_finite": loss is not None and not math.isfinite(loss),
             "epoch": self.epoch, "tokens": self.tokens,

@@ -61,8 +61,20 @@ def plan_estimate(profile, nproc: int, gpu_memory: int | None = None) -> dict | 
                                                    inputs.grad_accum, config.num_gpus)
     data["plan"] = {k: getattr(inputs, k, None) for k in (
         "batch_size", "seq_len", "grad_accum", "optimizer", "fused_optimizer",
-        "activation_checkpointing", "attention", "loop", "method")}
+        "activation_checkpointing", "attention", "loop", "method", "steps", "tokens")}
+    data["plan_steps"] = plan_steps(getattr(inputs, "steps", None),
+                                    getattr(inputs, "tokens", None), data["tokens_per_step"])
     return data
+
+
+def plan_steps(steps, tokens, tokens_per_step) -> int | None:
+    """The plan's training length in optimizer steps: its steps, or its tokens over the tokens
+    a step takes (rounded up); None when the plan says neither."""
+    if steps:
+        return int(steps)
+    if tokens and tokens_per_step:
+        return -(-int(tokens) // int(tokens_per_step))
+    return None
 
 
 def save_estimate(run_dir, data: dict | None) -> None:
@@ -228,7 +240,9 @@ class RunWatcher:
 
     def snapshot(self, finished: bool = False) -> dict:
         tps = (self.estimate or {}).get("tokens_per_step")
-        return {"progress": self.tracker.snapshot(tps, finished=finished),
+        return {"progress": self.tracker.snapshot(tps, finished=finished,
+                                                  plan_total=(self.estimate or {}).get(
+                                                      "plan_steps")),
                 "peaks": [self.peaks[r] for r in sorted(self.peaks)],
                 "simulated": self.simulated, "gpu_samples": self.gpu_samples,
                 "updated": time.time()}
@@ -364,7 +378,8 @@ def progress_parts(prog: dict | None, *, finished: bool = False,
     parts = []
     step, total = prog.get("step"), prog.get("total")
     if step is not None:
-        parts.append(f"step {step}/{total}" if total else f"step {step}")
+        of_plan = " (plan)" if total and prog.get("total_source") == "plan" else ""
+        parts.append(f"step {step}/{total}{of_plan}" if total else f"step {step}")
     if prog.get("loss") is not None:
         parts.append(f"loss {prog['loss']:.4g}")
     elif prog.get("loss_not_finite"):
