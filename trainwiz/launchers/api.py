@@ -388,10 +388,6 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
             cfg = _accelerate_config(profile, pre.nproc)
             write_atomic(run_dir / "accelerate_config.yaml", yaml.safe_dump(cfg, sort_keys=False),
                          fsync=False)
-        write_json_atomic(run_dir / "command.json", {
-            "argv": cmd.argv, "env": cmd.env, "cwd": cwd, "grace_s": grace_s,
-            "launcher": profile.launcher, "module": module, "notes": pre.notes,
-        })
         status = RunStatus(
             id=run_id, state=RunState.STARTING, profile=profile.name,
             script=pre.script, args=pre.args, started_at=now_iso(), run_dir=str(run_dir),
@@ -399,7 +395,11 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
             num_machines=int(profile.num_machines or 1), machine_rank=int(profile.machine_rank),
             port=pre.port, simulate=simulate,
         )
-        save_status(run_dir, status)
+        save_status(run_dir, status)  # first: a listing never sees a run without status
+        write_json_atomic(run_dir / "command.json", {
+            "argv": cmd.argv, "env": cmd.env, "cwd": cwd, "grace_s": grace_s,
+            "launcher": profile.launcher, "module": module, "notes": pre.notes,
+        })
         from trainwiz.launchers.supervisor import SUPERVISOR_MARK, boot_argv
 
         env = dict(os.environ)
