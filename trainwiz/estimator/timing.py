@@ -35,7 +35,7 @@ backward and recompute) are read with ``getattr`` so this module works before an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from trainwiz.estimator.gpu_facts import GpuFacts, gpu_facts
 from trainwiz.estimator.types import ModelSpec, TrainConfig
@@ -423,12 +423,12 @@ def time_plan(est, hardware: TimeHardware, tokens: int | None = None, steps: int
             slow = on_gpu.tokens_per_second / current.tokens_per_second
             current = replace(current, notes=current.notes + (
                 f"CPU offload makes this ~{slow:.0f}× slower than the same plan kept on the GPUs",))
+    known = {f.name for f in fields(est.config)}
     timed = []
     for s in est.suggestions:
-        try:
-            t = estimate_time(est.model, est.config.with_changes(**s.change), hardware, tokens, steps)
-        except TypeError:  # a change this TrainConfig does not know
-            t = TimeEstimate(reason="this change cannot be timed")
+        # changes outside the TrainConfig (which GPUs, say) do not change the time
+        change = {k: v for k, v in s.change.items() if k in known}
+        t = estimate_time(est.model, est.config.with_changes(**change), hardware, tokens, steps)
         timed.append(TimedSuggestion(s, t))
     def beyond(t):  # more GPUs than this box has, or another training method (LoRA instead of
         # full fine-tuning): after the changes that keep the plan on this box and its method
