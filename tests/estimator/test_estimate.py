@@ -202,3 +202,25 @@ def test_dropping_the_outputs_is_suggested_with_what_it_saves():
     # never offered to a loop that already drops them
     assert not any("loop" in s.change for s in est(m, precision="bf16", batch_size=2, seq_len=2048,
                                                   loop="trainer", gpu=8 * GiB).suggestions)
+
+
+@pytest.mark.parametrize("family,key", [("gpt2", "attn_pdrop"), ("bert", "attention_probs_dropout_prob"),
+                                        ("llama", "attention_dropout")])
+def test_eager_attention_dropout_keeps_the_mask_and_the_dropped_probabilities(family, key):
+    from trainwiz.estimator.models import model_from_hf_config
+    from validation.cases import bert_config, gpt2_config, llama_config
+
+    cfg = {"gpt2": gpt2_config, "bert": bert_config, "llama": llama_config}[family]()
+    with_dropout = model_from_hf_config({**cfg, key: 0.1})
+    without = model_from_hf_config({**cfg, key: 0.0})
+    assert with_dropout.attention_dropout == 0.1  # read from the config
+
+    def peak(m, attention):
+        return est(m, precision="fp32", batch_size=2, seq_len=256, attention=attention,
+                   loop="trainer").per_gpu.activations
+
+    scores = 2 * with_dropout.num_heads * 256 * 256
+    layers = with_dropout.num_layers
+    # fp32 eager: a bool mask (CUDA) and the dropped fp32 probabilities, per layer
+    assert peak(with_dropout, "eager") - peak(without, "eager") == layers * scores * (1 + 4)
+    assert peak(with_dropout, "sdpa") == peak(without, "sdpa")  # fused kernels keep none of it

@@ -187,9 +187,12 @@ def _block_norm_params(model: ModelSpec) -> int:
 
 
 def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = None,
-             gpu_free: int | None = None) -> Estimate:
+             gpu_free: int | None = None, *, kernels: str = "cuda") -> Estimate:
     """Per-GPU memory of one steady-state training step and its fit verdict (no suggestions:
-    ``trainwiz.estimator.fit.estimate`` adds those, pricing alternatives with this function)."""
+    ``trainwiz.estimator.fit.estimate`` adds those, pricing alternatives with this function).
+
+    ``kernels="cpu"`` sizes what CPU kernels keep where they differ from CUDA's (dropout masks,
+    softmax under autocast): only for comparing with CPU measurements (validation/)."""
     _check(config)
     if gpu_memory is not None and gpu_memory <= 0:
         raise UsageError(f"--gpu-memory must be positive, got {gpu_memory}")
@@ -199,14 +202,17 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     fsdp = config.strategy == "fsdp" and config.sharding != "NO_SHARD"
     low = config.precision != "fp32"
     wb = weight_bytes(config.precision)  # stored weights, their gradients, optimizer state
+    amp = config.precision in ("fp16", "bf16")  # autocast around forward and loss (accelerate)
     if fsdp:
         shard = config.num_gpus // config.num_nodes if config.sharding == "HYBRID_SHARD" else config.num_gpus
         gathered = 2 if low else 4  # FSDP gathers weights in the compute dtype
-        prec = acts.Precision(compute=gathered, residual=gathered, autocast=False)
+        prec = acts.Precision(compute=gathered, residual=gathered, autocast=False, amp=amp,
+                              cuda=kernels == "cuda")
     else:
         shard, gathered = 1, wb
         # autocast over fp32 weights; bf16-pure computes in the weights' own dtype
-        prec = acts.Precision(compute=2 if low else 4, residual=wb, autocast=low and wb == 4)
+        prec = acts.Precision(compute=2 if low else 4, residual=wb, autocast=amp, amp=amp,
+                              cuda=kernels == "cuda")
     attention = config.attention
     if model.family == "gemma2" and attention == "sdpa":
         attention = "eager"
