@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trainwiz.profiles.schema import Profile
 
-_PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16", "fp8": "bf16"}
+_PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16", "fp8": "bf16", "bf16-pure": "bf16-pure"}
 
 
 def estimate_request(profile: Profile, num_gpus: int | None = None):
@@ -43,6 +43,7 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
                                       or (fsdp is not None and fsdp.activation_checkpointing)),
         offload_params=bool(fsdp is not None and fsdp.offload_params),
         attention=est.attention,
+        loop=est.loop,
     )
     return est.model, cfg
 

@@ -163,6 +163,7 @@ ESTIMATE_SPECS: dict[str, _Spec] = {
     "grad_accum": _Spec("int", minimum=1),
     "activation_checkpointing": _Spec("bool"),
     "attention": _Spec("enum", schema.ATTENTION),
+    "loop": _Spec("enum", schema.LOOPS),
 }
 
 # Key order in written files: what a reader wants first.
