@@ -17,7 +17,7 @@ softmax on CUDA, then return fp32.
 
 Kernels are CUDA's. ``Precision.cuda=False`` sizes what CPU kernels keep instead (for comparing
 with CPU measurements; see validation/): a dropout mask in the input's dtype rather than a bool,
-and softmax left in low precision under CPU autocast.
+and softmax, pow (GPT-2's gelu) and layer_norm left in low precision under CPU autocast.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
         saved["ln_2.input"] = T * h * r
         _linear_inputs(saved, "c_fc.input", 1, T * h, r, prec)
         # gelu_new, written out in Python: 0.5*x*(1+tanh(c*(x+0.044715*x**3)))
-        if prec.autocast:  # pow runs in fp32 under autocast, so the chain is fp32
+        if prec.autocast and prec.cuda:  # pow runs in fp32 under CUDA autocast: an fp32 chain
             saved["mlp.pow_input_fp32"] = T * f * FP32
             saved["mlp.tanh"] = T * f * FP32
             saved["mlp.one_plus_tanh"] = T * f * FP32
@@ -268,7 +268,8 @@ def head_memory(model: ModelSpec, dims: Dims, prec: Precision) -> HeadMemory:
         if model.head == "masked_lm":  # transform: dense + gelu + LayerNorm, then the decoder
             _linear_inputs(head, "transform.input", 1, T * h, r, prec)
             head["transform.gelu_input"] = T * h * e
-            head["transform.ln.input"] = T * h * (FP32 if prec.autocast else e)
+            # LayerNorm is on CUDA autocast's fp32 list: it keeps an fp32 copy of its bf16 input
+            head["transform.ln.input"] = T * h * (FP32 if prec.autocast and prec.cuda else e)
             _linear_inputs(head, "decoder.input", 1, T * h, r, prec)
     else:
         out = _rms_norm(head, "final_norm", T, h, prec, model.family in ("gemma", "gemma2"))
