@@ -78,3 +78,13 @@ def test_export_says_what_accelerate_cannot_hold(run_cli, tmp_path):
     assert yaml.safe_load(r.stdout)["mixed_precision"] == "no"
     assert "bf16-pure" in r.stderr
     assert Path(tmp_path / "pure.yaml").read_text() == PURE
+
+
+def test_every_estimator_precision_has_a_profile_value_and_back():
+    from trainwiz.estimator.types import PRECISIONS
+    from trainwiz.profiles.estimate_io import mixed_precision_for
+
+    for precision in PRECISIONS:
+        p = Profile(name="p", mixed_precision=mixed_precision_for(precision),
+                    estimate=EstimateInputs(model="gpt2"))
+        assert estimate_request(p)[1].precision == precision

@@ -7,6 +7,11 @@ from trainwiz.profiles.schema import Profile
 _PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16", "fp8": "bf16", "bf16-pure": "bf16-pure"}
 
 
+def mixed_precision_for(precision: str) -> str:
+    """The profile's ``mixed_precision`` for an estimator precision (fp32 is "no")."""
+    return {"fp32": "no"}.get(precision, precision)
+
+
 def estimate_request(profile: Profile, num_gpus: int | None = None):
     """``(model, TrainConfig)`` for :func:`trainwiz.estimator.estimate`, or None when the profile
     holds no estimate inputs.
