@@ -277,11 +277,14 @@ def head_memory(model: ModelSpec, dims: Dims, prec: Precision) -> HeadMemory:
     if model.head == "seq_cls":  # logits are (b, labels): the loss is negligible
         return HeadMemory(embed, head, dims.b * model.num_labels * FP32, 0, 0)
     logits = T * V * e
-    # loss: logits.float() (a copy unless already fp32), log_softmax's output (saved)
-    upcast = T * V * FP32 if e != FP32 else 0
+    # loss: logits.float() (a copy unless already fp32), log_softmax's output (saved).
+    # transformers' causal-LM loss upcasts; BERT's masked-LM head calls CrossEntropyLoss on the
+    # logits as they are, so without autocast (bf16-pure) its loss runs in bf16.
+    loss_bytes = FP32 if (model.family != "bert" or prec.amp) else e
+    upcast = T * V * FP32 if e != FP32 and loss_bytes == FP32 else 0
     if model.final_logit_softcapping:  # logits / cap, tanh (saved), * cap
         head["softcap.tanh"] = T * V * e
-    head["loss.log_softmax"] = T * V * FP32
-    # backward: nll's grad (zeros + scatter) and log_softmax's grad, both fp32, alive together
+    head["loss.log_softmax"] = T * V * loss_bytes
+    # backward: nll's grad (zeros + scatter) and log_softmax's grad, alive together
     return HeadMemory(embed, head, logits, loss_forward_transient=upcast,
-                      loss_backward_transient=2 * T * V * FP32)
+                      loss_backward_transient=2 * T * V * loss_bytes)
