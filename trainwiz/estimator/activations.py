@@ -109,13 +109,14 @@ def _rms_norm(saved: dict, name: str, T: int, h: int, prec: Precision, gemma: bo
 
 
 def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shared: bool = False,
-          dropout: float = 0.0, softmax_fp32: bool = True, cast_probs: bool = True) -> int:
+          dropout: float = 0.0, softmax_fp32: bool = True, probs_bytes: int | None = None) -> int:
     """Attention core; returns its forward transient. q/k/v/out are (b, heads, s, d).
 
     Eager attention is transformers' ``eager_attention_forward``: scores = q @ k^T, softmax
     (``softmax_fp32``: asked for in fp32, as llama-style models do; else in the scores' dtype,
-    which autocast on CUDA raises to fp32), ``cast_probs``: cast back to q's dtype (llama, GPT-2;
-    BERT does not), dropout, probs @ v. With attention dropout the softmax output, the mask and
+    which autocast on CUDA raises to fp32), cast to ``probs_bytes`` (llama: q's dtype, which is
+    the residual stream's, fp32 under autocast, because RoPE multiplies by fp32 cos/sin; GPT-2:
+    v's; BERT does not cast: None), dropout, probs @ v. With attention dropout the softmax output, the mask and
     the dropped probabilities are all kept for backward. SDPA's CUDA kernels keep none of that,
     with or without dropout (the mask is regenerated from the RNG state).
     """
@@ -132,7 +133,7 @@ def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shar
         amp_fp32 = prec.amp and prec.cuda  # CPU autocast leaves softmax in low precision
         sm = FP32 if (softmax_fp32 or e == FP32 or amp_fp32) else e
         saved["attn.softmax"] = scores * sm  # softmax keeps its output for backward
-        probs = e if cast_probs else sm  # .to(q.dtype): a copy when the dtype changes
+        probs = probs_bytes or sm  # .to(q.dtype): a copy when the dtype changes
         fresh = probs != sm  # a new tensor, not the softmax output itself
         if dropout > 0:
             saved["attn.dropout.mask"] = scores * prec.mask(probs)
@@ -158,7 +159,8 @@ def block_memory(model: ModelSpec, dims: Dims, prec: Precision, attention: str) 
         _linear_inputs(saved, "qkv_proj.input", 1, T * h, out1, prec)
     else:
         _linear_inputs(saved, "qkv_proj.input", 3, T * h, out1, prec)
-    fwd_t = _sdpa(saved, dims, prec, attention, dropout=model.attention_dropout)
+    fwd_t = _sdpa(saved, dims, prec, attention, dropout=model.attention_dropout,
+                  probs_bytes=prec.residual)
     # o_proj reads attn.out; its output is added to the fp32/bf16 residual
     saved["residual"] = 0  # the block input is counted as norm1.input (or the checkpoint input)
     if family == "gemma2":  # post-attention norm on the branch, then pre-feedforward norm
@@ -198,7 +200,7 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
         _linear_inputs(saved, "c_attn.input", 1, T * h, r, prec)
         saved["attn.qkv"] = 3 * T * h * e  # q, k, v are views of c_attn's output
         fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True,
-                      dropout=model.attention_dropout, softmax_fp32=False)
+                      dropout=model.attention_dropout, softmax_fp32=False, probs_bytes=e)
         _dropout(saved, "attn.resid_dropout", T * h, p, e, prec)
         saved["ln_2.input"] = T * h * r
         _linear_inputs(saved, "c_fc.input", 1, T * h, r, prec)
@@ -225,7 +227,7 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
     saved["attn.k"] = T * h * e
     saved["attn.v"] = T * h * e
     fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True,
-                  dropout=model.attention_dropout, softmax_fp32=False, cast_probs=False)
+                  dropout=model.attention_dropout, softmax_fp32=False)
     _dropout(saved, "attn.out_dropout", T * h, p, e, prec)
     saved["attn.ln.input"] = T * h * r  # dropout(dense(x)) + x, kept by LayerNorm
     saved["attn.ln.output"] = T * h * r  # input of the intermediate dense and of the next residual
