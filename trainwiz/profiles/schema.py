@@ -59,6 +59,11 @@ class EstimateInputs:
     activation_checkpointing: bool = False
     attention: str = "sdpa"
     loop: str = "custom"  # custom: outputs kept through backward; trainer: dropped (HF Trainer)
+    # For the time estimate: the training length (one of the two) and the network between
+    # machines ("400Gbps"), needed when num_machines > 1.
+    tokens: int | None = None
+    steps: int | None = None
+    network: str | None = None
 
 
 @dataclass
