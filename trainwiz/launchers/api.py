@@ -25,6 +25,7 @@ from pathlib import Path
 
 from trainwiz.errors import TrainwizError
 from trainwiz.launchers import command as C
+from trainwiz.launchers import slurm_jobs, slurm_submit
 from trainwiz.launchers.rundir import (
     RunStatus,
     create_run_dir,
@@ -49,6 +50,7 @@ class RunHandle:
     id: str
     supervisor_pid: int | None = None
     notes: list[str] = field(default_factory=list)
+    job_id: str | None = None  # a Slurm run: the job sbatch submitted
 
 
 @dataclass
@@ -145,11 +147,13 @@ def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
     raise TrainwizError(f"{msg}; free memory, change the profile, or pass --yes to launch anyway")
 
 
-def preflight(profile, script: str | None = None, args: list[str] | None = None, *,
-              module: bool = False, simulate: str | None = None, yes: bool = False,
-              confirm: Callable[[str], bool] | None = None, cwd: str | os.PathLike | None = None,
-              ) -> Preflight:
-    """Every check a launch needs, in order; raises TrainwizError naming what to fix."""
+def resolve_script_and_python(profile, script: str | None = None,
+                              args: list[str] | None = None, *, module: bool = False,
+                              cwd: str | os.PathLike | None = None,
+                              ) -> tuple[str, list[str], str, list[str]]:
+    """The training script (absolute path, or the module) and its arguments, and the ranks'
+    interpreter (a path, with torch, and accelerate when the profile launches with it).
+    Returns (script, args, interpreter, notes); raises TrainwizError naming what to fix."""
     cwd = Path(cwd or os.getcwd())
     notes: list[str] = []
     if not script:  # the profile's script, its arguments, then the command line's
@@ -191,6 +195,16 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
                             "launcher: torchrun)")
     if module and not found.get(script):
         raise TrainwizError(f"{script}: no such module for {python!r}")
+    return script, args, exe, notes
+
+
+def preflight(profile, script: str | None = None, args: list[str] | None = None, *,
+              module: bool = False, simulate: str | None = None, yes: bool = False,
+              confirm: Callable[[str], bool] | None = None, cwd: str | os.PathLike | None = None,
+              ) -> Preflight:
+    """Every check a launch needs, in order; raises TrainwizError naming what to fix."""
+    script, args, exe, notes = resolve_script_and_python(profile, script, args, module=module,
+                                                         cwd=cwd)
 
     gpus: tuple = ()
     if profile.device == "cuda":
@@ -293,6 +307,9 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
     """
     import yaml
 
+    if profile.scheduler == "slurm":  # sbatch, not a local supervisor
+        return slurm_submit.submit(profile, script, args, module=module, yes=yes,
+                                   confirm=confirm, cwd=cwd)
     cwd = str(Path(cwd or os.getcwd()).resolve())
     pre = pre or preflight(profile, script, args, module=module, simulate=simulate, yes=yes,
                            confirm=confirm, cwd=cwd)
@@ -356,6 +373,9 @@ def stop_run(run: str | os.PathLike, grace: float = 10.0) -> RunStatus:
     from trainwiz.launchers.supervisor import run_processes, terminate
 
     run_dir = resolve_run(run)
+    if slurm_jobs.is_slurm_run(run_dir):  # scancel, and wait for Slurm to end the job
+        status = read_status(run_dir)
+        return status if status.finished else slurm_jobs.stop_job(run_dir)
     status = read_status(run_dir, check_alive=False)
     if status.finished:
         return read_status(run_dir)

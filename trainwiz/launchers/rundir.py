@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from trainwiz.errors import TrainwizError
+from trainwiz.launchers import slurm_jobs
 
 STATES = ("starting", "running", "succeeded", "failed", "stopped")
 TERMINAL = ("succeeded", "failed", "stopped")
@@ -99,10 +100,14 @@ class Failure:
     exit_code: int | None
     message: str
     oom: bool = False
+    node: str | None = None  # a Slurm run: the node the rank ran on
 
     def to_json(self) -> dict:
-        return {"rank": self.rank, "exit_code": self.exit_code, "message": self.message,
+        data = {"rank": self.rank, "exit_code": self.exit_code, "message": self.message,
                 "oom": self.oom}
+        if self.node is not None:
+            data["node"] = self.node
+        return data
 
 
 @dataclass
@@ -131,6 +136,8 @@ class RunStatus:
     ranks: list[RankStatus] = field(default_factory=list)
     failure: Failure | None = None
     message: str | None = None  # a note: why stopped, supervisor lost, ...
+    scheduler: str | None = None  # "slurm": a Slurm job (see slurm_jobs)
+    slurm: dict | None = None  # job id, Slurm's state and reason, node list
 
     @property
     def finished(self) -> bool:
@@ -143,6 +150,8 @@ class RunStatus:
             "supervisor_pid": self.supervisor_pid,
             "ranks": [r.to_json() for r in self.ranks],
             "failure": self.failure.to_json() if self.failure else None,
+            **({"scheduler": self.scheduler, "slurm": self.slurm, "message": self.message}
+               if self.scheduler else {}),
         }
 
     def to_file(self) -> dict:
@@ -182,6 +191,8 @@ def _supervisor_alive(status: RunStatus) -> bool:
 def read_status(run_dir: Path | str, *, check_alive: bool = True) -> RunStatus:
     """The run's status. A run whose supervisor vanished without finishing reads as failed."""
     run_dir = Path(run_dir)
+    if slurm_jobs.is_slurm_run(run_dir):
+        return slurm_jobs.read_job_status(run_dir)
     path = run_dir / "status.json"
     try:
         data = json.loads(path.read_text())
@@ -274,7 +285,10 @@ def append_sample(run_dir: Path | str, sample: dict, max_samples: int = MAX_SAMP
 
 def read_samples(run_dir: Path | str, last: int | None = None) -> list[dict]:
     """GPU memory samples, oldest first: ``{"t", "gpus": [{"index", "memory_used",
-    "memory_total"}], "ranks": [{"rank", "pid", "rss"}]}``."""
+    "memory_total"}], "ranks": [{"rank", "pid", "rss"}]}``; a Slurm run's GPUs and ranks also
+    name their ``node``."""
+    if slurm_jobs.is_slurm_run(run_dir):
+        return slurm_jobs.read_samples(run_dir, last=last)
     path = Path(run_dir) / "samples.jsonl"
     try:
         lines = path.read_text().splitlines()
@@ -325,6 +339,8 @@ def local_rank_of(run_dir: Path | str, rank: int) -> int:
 
 
 def rank_log_paths(run_dir: Path | str, rank: int) -> tuple[Path | None, Path | None]:
+    if slurm_jobs.is_slurm_run(run_dir):
+        return slurm_jobs.rank_log_paths(run_dir, rank)
     folder = rank_log_dir(run_dir, local_rank_of(run_dir, rank))
     if folder is None:
         return None, None

@@ -1,0 +1,219 @@
+"""Submit a ``scheduler: slurm`` profile: check, write the run directory and script, ``sbatch``.
+
+Checks first (sbatch on PATH, the script, the ranks' interpreter, the partition's GPUs for the
+memory estimate), then the run directory and its files, then ``sbatch --parsable``. If sbatch
+refuses (unknown partition, bad account, a time over the limit), its own message is the error
+and the run directory is removed: nothing half-created stays behind.
+
+Where runs go: the runs folder (``$XDG_STATE_HOME/trainwiz/runs``, by default
+``~/.local/state/trainwiz/runs``: under your home, which clusters share between nodes), or the
+profile's ``slurm.run_dir`` (a link in the runs folder points there, so ``trainwiz runs`` finds
+it). Every node of the job writes into it, so it must be on a shared filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from trainwiz.errors import TrainwizError
+from trainwiz.hardware.slurm import (
+    SlurmError,
+    SlurmMissing,
+    find_partition,
+    partition_plan,
+    partitions,
+    slurm_message,
+    slurm_tool,
+)
+from trainwiz.hardware.types import GpuInfo
+from trainwiz.launchers import api
+from trainwiz.launchers import slurm as S
+from trainwiz.launchers import slurm_jobs as J
+from trainwiz.launchers.rundir import (
+    RunStatus,
+    new_run_id,
+    now_iso,
+    runs_root,
+    save_status,
+    write_json_atomic,
+)
+
+
+def trainwiz_root() -> str:
+    """The folder holding the ``trainwiz`` package (put on the node supervisors' sys.path)."""
+    return str(Path(__file__).resolve().parent.parent.parent)
+
+
+def runs_folder(profile) -> tuple[Path, bool]:
+    """Where this profile's run directories go, and whether it is the default runs folder."""
+    chosen = profile.slurm.run_dir if profile.slurm is not None else None
+    if chosen:
+        return Path(os.path.expandvars(os.path.expanduser(chosen))).resolve(), False
+    return runs_root(), True
+
+
+def folder_note(folder: Path, default: bool) -> str:
+    home = Path.home()
+    where = "under your home" if folder.is_relative_to(home) else "NOT under your home"
+    if default:
+        return (f"run directories go to {folder} ({where}); every node of the job writes there, "
+                "so it must be on a filesystem the nodes share (set slurm.run_dir to choose)")
+    return (f"run directories go to {folder} (the profile's slurm.run_dir); it must be on a "
+            "filesystem every node shares")
+
+
+def _nproc_and_partition(profile) -> tuple[int, object | None, list[str]]:
+    """Ranks per node and the partition (None when sinfo cannot say)."""
+    notes: list[str] = []
+    wanted = profile.slurm.partition if profile.slurm is not None else None
+    part = None
+    try:
+        part = find_partition(wanted, partitions())
+    except SlurmMissing:
+        raise
+    except SlurmError as exc:
+        notes.append(f"sinfo: {exc}")
+    nproc = profile.processes_per_machine
+    if nproc is None:
+        if profile.device == "cpu":
+            nproc = 1
+        elif part is not None and part.gpus_per_node:
+            nproc = part.gpus_per_node
+            notes.append(f"one rank per GPU: {nproc} GPUs per node in partition {part.name}")
+        else:
+            where = f"partition {part.name}" if part is not None else "the partition"
+            raise TrainwizError(f"profile '{profile.name}': key 'num_processes': {where} reports "
+                                "no GPUs per node (sinfo's gpu GRES); set num_processes (ranks "
+                                "per node)")
+    return int(nproc), part, notes
+
+
+def _fit_notes(profile, part, nproc: int, yes, confirm) -> list[str]:
+    if profile.device != "cuda" or part is None:
+        return []
+    plan = partition_plan(part)
+    if not plan.gpu_memory:
+        return [f"memory check skipped: Slurm says the GPUs are {plan.gpu_type or 'unknown'} "
+                "but not how much memory they have"]
+    gpus = [GpuInfo(index=i, name=plan.preset or str(plan.gpu_type), memory_total=plan.gpu_memory)
+            for i in range(nproc)]
+    return api._check_fit(profile, gpus, nproc, yes, confirm)
+
+
+def sbatch_script(profile, script: str, args: list[str], *, run_dir: str, run_id: str,
+                  python: str, nproc: int, module: bool = False,
+                  runs_folder: str | None = None) -> str:
+    return S.build_sbatch_script(
+        profile, script, args, run_dir=run_dir, run_id=run_id, python=python, nproc=nproc,
+        gpus_per_node=nproc if profile.device == "cuda" else None,
+        trainwiz_python=sys.executable, trainwiz_root=trainwiz_root(), module=module,
+        runs_folder=runs_folder)
+
+
+def plan_script(profile, script: str | None = None, args: list[str] | None = None, *,
+                module: bool = False, cwd=None, check: bool = True) -> tuple[str, list[str]]:
+    """The script ``trainwiz launch`` would submit (for --print-commands and export), with the
+    run directory chosen when the job starts (``<runs folder>/slurm-$SLURM_JOB_ID``)."""
+    if check:
+        script, args, python, notes = api.resolve_script_and_python(profile, script, args,
+                                                                    module=module, cwd=cwd)
+    else:  # export: written as the profile says, checked when the job runs
+        if not script:
+            script, args = profile.script, list(profile.script_args or []) + list(args or [])
+        if not script:
+            raise TrainwizError(f"profile '{profile.name}' has no key 'script': set script: (the "
+                                "training script the job runs) to export it as an sbatch script")
+        if not module and not os.path.isabs(script):
+            script = str(Path(cwd or os.getcwd(), script).resolve())
+        args, python, notes = list(args or []), profile.python or "python3", []
+    try:
+        nproc, part, more = _nproc_and_partition(profile)
+        notes += more
+    except SlurmMissing as exc:
+        nproc = profile.processes_per_machine
+        if nproc is None:
+            if profile.device != "cpu":
+                raise TrainwizError(f"{exc}; set num_processes (ranks per node) to write the "
+                                    "script without asking Slurm") from None
+            nproc = 1
+        notes.append(str(exc))
+    folder, default = runs_folder(profile)
+    notes.append(folder_note(folder, default))
+    text = sbatch_script(profile, script, args, run_dir="", run_id="", python=python,
+                         nproc=nproc, module=module, runs_folder=str(folder))
+    return text, notes
+
+
+def submit(profile, script: str | None = None, args: list[str] | None = None, *,
+           module: bool = False, yes: bool = False,
+           confirm: Callable[[str], bool] | None = None, cwd=None) -> api.RunHandle:
+    """Check, write the run directory, submit with sbatch; the handle of the new run."""
+    sbatch = slurm_tool("sbatch")
+    cwd = str(Path(cwd or os.getcwd()).resolve())
+    script, args, python, notes = api.resolve_script_and_python(profile, script, args,
+                                                                module=module, cwd=cwd)
+    nproc, part, more = _nproc_and_partition(profile)
+    notes += more
+    notes += _fit_notes(profile, part, nproc, yes, confirm)
+    folder, default = runs_folder(profile)
+    notes.append(folder_note(folder, default))
+    run_id = new_run_id()
+    link = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run_dir = folder / run_id
+        run_dir.mkdir(mode=0o700)
+    except OSError as exc:
+        raise TrainwizError(f"cannot create the run directory in {folder}: {exc}") from None
+    try:
+        if not default:
+            root = runs_root()
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            link = root / run_id
+            link.symlink_to(run_dir, target_is_directory=True)
+        text = sbatch_script(profile, script, args, run_dir=str(run_dir), run_id=run_id,
+                             python=python, nproc=nproc, module=module)
+        (run_dir / "profile.yaml").write_text(api._profile_yaml(profile))
+        if profile.launcher == "accelerate":
+            import yaml
+
+            cfg = api._accelerate_config(profile, nproc)
+            (run_dir / "accelerate_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        (run_dir / S.SCRIPT_NAME).write_text(text)
+        write_json_atomic(run_dir / "command.json", {
+            "argv": [sbatch, "--parsable", str(run_dir / S.SCRIPT_NAME)], "env": {}, "cwd": cwd,
+            "launcher": profile.launcher, "module": module, "notes": notes,
+            "scheduler": "slurm"})
+        save_status(run_dir, RunStatus(
+            id=run_id, state="starting", profile=profile.name, script=script, args=list(args),
+            started_at=now_iso(), run_dir=str(run_dir), device=profile.device,
+            num_processes=nproc, num_machines=profile.machines, scheduler="slurm"))
+        out = subprocess.run([sbatch, "--parsable", str(run_dir / S.SCRIPT_NAME)], cwd=cwd,
+                             capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+        if out.returncode != 0:
+            raise TrainwizError(f"sbatch refused the job: {slurm_message(out.stderr or out.stdout)}")
+        job_id = out.stdout.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise TrainwizError(f"sbatch answered {out.stdout.strip()!r}, not a job id")
+        write_json_atomic(run_dir / J.JOB_FILE, {
+            "job_id": job_id, "partition": part.name if part is not None else
+            (profile.slurm.partition if profile.slurm is not None else None),
+            "nodes": [], "submitted_at": now_iso(), "script": S.SCRIPT_NAME})
+    except BaseException:
+        if "job_id" in locals() and str(locals()["job_id"]).isdigit():
+            subprocess.run([shutil.which("scancel") or "scancel", str(locals()["job_id"])],
+                           capture_output=True, stdin=subprocess.DEVNULL, check=False)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if link is not None:
+            try:
+                link.unlink()
+            except OSError:
+                pass
+        raise
+    return api.RunHandle(run_dir=run_dir, id=run_id, notes=notes, job_id=job_id)
