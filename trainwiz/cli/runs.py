@@ -58,8 +58,16 @@ def cmd_runs(args) -> int:
         fail = ""
         if r.failure:
             who = f"rank {r.failure.rank}" if r.failure.rank is not None else "launcher"
+            if r.failure.node:  # a Slurm run: the node the rank ran on
+                who += f" on {r.failure.node}"
             message = " ".join((r.failure.message or "").split())  # one line a run
             fail = f"{who}: {message}"
+        elif r.slurm and not r.finished:  # a Slurm job: its state, and why it waits
+            fail = f"Slurm job {r.slurm.get('job_id')} {r.slurm.get('state')}"
+            if r.slurm.get("state") == "PENDING":
+                fail += f" ({r.slurm.get('reason') or 'no reason given'})"
+            elif r.slurm.get("nodelist"):
+                fail += f" on {r.slurm.get('nodelist')}"
         script = (r.script or "").rsplit("/", 1)[-1]
         state = r.state + (" OOM" if r.failure and r.failure.oom else "")
         rows.append((r.id, state, r.profile or "", script, str(len(r.ranks)), fail))
@@ -120,10 +128,13 @@ def cmd_logs(args) -> int:
     import time
 
     from trainwiz.errors import TrainwizError
+    from trainwiz.launchers import slurm_jobs
     from trainwiz.launchers.rundir import rank_log_paths, read_status, resolve_run
 
     run_dir = resolve_run(args.run)
-    if args.launcher:
+    if args.launcher and slurm_jobs.is_slurm_run(run_dir):  # the job's output, each node's logs
+        paths = [(p, sys.stdout) for p in slurm_jobs.launcher_logs(run_dir)]
+    elif args.launcher:
         paths = [(run_dir / "launcher.log", sys.stdout), (run_dir / "supervisor.log", sys.stderr)]
     else:
         status = read_status(run_dir)

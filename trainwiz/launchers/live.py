@@ -27,7 +27,8 @@ def _fmt_bytes(n: int | None) -> str:
 def _memory_line(sample: dict, simulated: bool = False) -> str | None:
     gpus = sample.get("gpus") or []
     if gpus:
-        parts = [f"GPU{g['index']} {_fmt_bytes(g.get('memory_used'))}/{_fmt_bytes(g.get('memory_total'))}"
+        parts = [f"{g['node'] + ':' if g.get('node') else ''}GPU{g['index']} "  # node: Slurm runs
+                 f"{_fmt_bytes(g.get('memory_used'))}/{_fmt_bytes(g.get('memory_total'))}"
                  for g in gpus]
         if simulated:  # CPU ranks' real memory, shown on the simulated box's GPUs
             return "memory (simulated GPUs, ranks' host memory): " + "  ".join(parts)
@@ -52,9 +53,14 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
 
     while True:
         status = read_status(run_dir)
-        if status.state != seen_state:
-            say(f"[{status.id}] {status.state}")
-            seen_state = status.state
+        shown = status.state
+        if status.slurm:  # a Slurm job: Slurm's own state, and why it is pending
+            shown += f" (Slurm job {status.slurm.get('job_id')} {status.slurm.get('state')}"
+            shown += f": {status.slurm.get('reason')})" if status.slurm.get("state") == "PENDING" \
+                else ")"
+        if shown != seen_state:
+            say(f"[{status.id}] {shown}")
+            seen_state = shown
         for r in status.ranks:
             key = (r.pid, r.exit_code)
             if seen_ranks.get(r.rank) == key:
@@ -78,6 +84,8 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
     if status.failure:
         f = status.failure
         who = f"rank {f.rank}" if f.rank is not None else "the launcher"
+        if f.node:
+            who += f" on {f.node}"
         say(f"FAILED: {who} exited with code {f.exit_code}: {f.message}"
             + ("  [out of memory]" if f.oom else ""))
         if f.rank is not None:
