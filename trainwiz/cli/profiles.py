@@ -55,9 +55,10 @@ def register(subparsers) -> None:
     add_simulate_option(imp)
     imp.set_defaults(func=_import)
 
-    exp = sub.add_parser("export", help="write a profile as a trainwiz or accelerate config file")
+    exp = sub.add_parser("export", help="write a profile as a trainwiz or accelerate config "
+                         "file, or (scheduler: slurm) as the sbatch script trainwiz submits")
     exp.add_argument("name", metavar="NAME")
-    exp.add_argument("--format", choices=("trainwiz", "accelerate"), default="trainwiz")
+    exp.add_argument("--format", choices=("trainwiz", "accelerate", "sbatch"), default="trainwiz")
     exp.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     exp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     add_simulate_option(exp)
@@ -346,6 +347,13 @@ def _export(args: argparse.Namespace) -> int:
     if args.format == "accelerate":
         text = accelerate_config_text(profile, _gpu_count(args))
         notes = accelerate_export_notes(profile)
+    elif args.format == "sbatch":  # the script `trainwiz launch` would submit, for sbatch FILE
+        from trainwiz.launchers.slurm_submit import plan_script
+
+        text, slurm_notes = plan_script(profile, check=False)
+        for note in slurm_notes:
+            print(f"trainwiz: note: {note}", file=sys.stderr)
+        notes = []
     else:
         text = profile_text(profile)
         notes = []

@@ -119,6 +119,9 @@ def plan_script(profile, script: str | None = None, args: list[str] | None = Non
                 module: bool = False, cwd=None, check: bool = True) -> tuple[str, list[str]]:
     """The script ``trainwiz launch`` would submit (for --print-commands and export), with the
     run directory chosen when the job starts (``<runs folder>/slurm-$SLURM_JOB_ID``)."""
+    if profile.scheduler != "slurm":
+        raise TrainwizError(f"profile '{profile.name}': an sbatch script needs scheduler: slurm "
+                            "(and a slurm: section with partition, nodes, time, ...)")
     if check:
         script, args, python, notes = api.resolve_script_and_python(profile, script, args,
                                                                     module=module, cwd=cwd)
@@ -144,6 +147,10 @@ def plan_script(profile, script: str | None = None, args: list[str] | None = Non
         notes.append(str(exc))
     folder, default = runs_folder(profile)
     notes.append(folder_note(folder, default))
+    try:  # Slurm opens the job's output file there before the script runs
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise TrainwizError(f"cannot create the runs folder {folder}: {exc}") from None
     text = sbatch_script(profile, script, args, run_dir="", run_id="", python=python,
                          nproc=nproc, module=module, runs_folder=str(folder))
     return text, notes

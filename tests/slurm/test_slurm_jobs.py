@@ -1,0 +1,247 @@
+"""Real Slurm jobs through `trainwiz launch` / `runs` / `logs` / `stop` (see conftest.py).
+
+The cluster is two slurmd on this host (node1, node2); the ranks are CPU (gloo) ranks of
+examples/train_ddp.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from tests.launchers.helpers import TRAIN_DDP, wait_for
+
+pytestmark = [pytest.mark.xdist_group("slurm"), pytest.mark.slow]
+
+
+def write_profile(folder: Path, name: str, **slurm) -> Path:
+    data = {"version": 1, "strategy": "ddp", "device": "cpu", "num_processes": 2,
+            "python": sys.executable, "scheduler": "slurm",
+            "slurm": {"partition": "debug", "nodes": 1, **slurm}}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def cli(slurm_cluster, run_cli):
+    """`trainwiz ...` with the test cluster's SLURM_CONF (the session fixture runs first)."""
+
+    def run(*args, **kw):
+        env = dict(kw.pop("env", None) or {}, SLURM_CONF=slurm_cluster["SLURM_CONF"])
+        return run_cli(*args, env=env, **kw)
+
+    return run
+
+
+def submitted(out) -> tuple[str, Path, str]:
+    """(run id, run dir, job id) from `trainwiz launch`'s output."""
+    assert out.returncode == 0, out.stderr
+    for line in out.stdout.splitlines():
+        if line.startswith("submitted Slurm job "):
+            words = line.split()
+            return words[6], Path(line.split("(", 1)[1].rstrip(")")), words[3]
+    raise AssertionError(f"no 'submitted Slurm job' line in {out.stdout!r}")
+
+
+def run_record(cli, run_id: str) -> dict:
+    out = cli("runs", "--json")
+    assert out.returncode == 0, out.stderr
+    runs = {r["id"]: r for r in json.loads(out.stdout)}
+    return runs[run_id]
+
+
+def squeue(slurm_cluster, job_id: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                          text=True, env=dict(os.environ, **{"SLURM_CONF":
+                                                             slurm_cluster["SLURM_CONF"]})).stdout
+
+
+def run_processes(run_id: str) -> list[psutil.Process]:
+    """Processes of this run anywhere on the machine (every node's supervisor marks them)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if (proc.environ().get("TRAINWIZ_RUN_ID") or "").startswith(run_id):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def follow(cli, run_id: str, timeout: float = 150) -> list[str]:
+    """Slurm states seen in `runs --json` until the job ends (consecutive duplicates dropped)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rec = run_record(cli, run_id)
+        state = rec["slurm"]["state"]
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if rec["state"] in ("succeeded", "failed", "stopped"):
+            return seen
+        time.sleep(0.3)
+    raise AssertionError(f"job did not end in {timeout}s; states seen: {seen}")
+
+
+def test_cpu_job_is_submitted_followed_and_completes(cli, tmp_path, slurm_cluster):
+    prof = write_profile(tmp_path, "cpu-slurm")
+    out = cli("launch", "--profile", str(prof), TRAIN_DDP, "--detach", "--",
+              "--steps", "12", "--sleep", "0.3")
+    run_id, run_dir, job_id = submitted(out)
+    assert (run_dir / "job.sbatch").is_file()
+    seen = follow(cli, run_id)
+    assert "RUNNING" in seen and seen[-1] == "COMPLETED", seen
+    rec = run_record(cli, run_id)
+    assert rec["state"] == "succeeded" and rec["failure"] is None
+    assert rec["slurm"]["exit_code"] == "0:0" and rec["slurm"]["nodes"] == ["node1"]
+    assert sorted(r["rank"] for r in rec["ranks"]) == [0, 1]
+    for rank in (0, 1):
+        logs = cli("logs", run_id, "--rank", str(rank))
+        assert logs.returncode == 0, logs.stderr
+        assert f"rank {rank} step 11 loss" in logs.stdout and f"rank {rank} done" in logs.stdout
+    assert not squeue(slurm_cluster, job_id).strip()
+
+
+def test_two_node_job_joins_ranks_on_both_nodes(cli, tmp_path):
+    prof = write_profile(tmp_path, "two-nodes", nodes=2)
+    out = cli("launch", "--profile", str(prof), TRAIN_DDP, "--detach", "--", "--steps", "4")
+    run_id, run_dir, _ = submitted(out)
+    assert follow(cli, run_id)[-1] == "COMPLETED"
+    rec = run_record(cli, run_id)
+    assert rec["state"] == "succeeded" and rec["slurm"]["nodes"] == ["node1", "node2"]
+    assert sorted(r["rank"] for r in rec["ranks"]) == [0, 1, 2, 3]
+    per_node = {}
+    for node in ("node1", "node2"):
+        st = json.loads((run_dir / "nodes" / node / "status.json").read_text())
+        per_node[node] = sorted(r["rank"] for r in st["ranks"])
+    # one rendezvous: 4 distinct global ranks, two on each node
+    assert sorted(per_node["node1"] + per_node["node2"]) == [0, 1, 2, 3]
+    assert len(per_node["node1"]) == len(per_node["node2"]) == 2
+    for rank in range(4):
+        logs = cli("logs", run_id, "--rank", str(rank))
+        assert f"rank {rank} done" in logs.stdout, (rank, logs.stdout, logs.stderr)
+
+
+def test_failing_rank_is_named_with_its_node(cli, tmp_path):
+    prof = write_profile(tmp_path, "fails")
+    out = cli("launch", "--profile", str(prof), TRAIN_DDP, "--detach", "--",
+              "--steps", "50", "--fail-rank", "1", "--fail-step", "1")
+    run_id, run_dir, _ = submitted(out)
+    assert follow(cli, run_id)[-1] == "FAILED"
+    rec = run_record(cli, run_id)
+    assert rec["state"] == "failed"
+    assert rec["failure"]["rank"] == 1 and rec["failure"]["node"] == "node1"
+    assert "rank 1 failed on purpose" in rec["failure"]["message"]
+    table = cli("runs")
+    assert "rank 1 on node1: RuntimeError: rank 1 failed on purpose" in table.stdout
+
+
+def test_stop_cancels_the_job_and_leaves_no_process(cli, tmp_path, slurm_cluster):
+    prof = write_profile(tmp_path, "long")
+    out = cli("launch", "--profile", str(prof), TRAIN_DDP, "--detach", "--",
+              "--steps", "100000", "--sleep", "0.2")
+    run_id, run_dir, job_id = submitted(out)
+    wait_for(lambda: len(run_record(cli, run_id)["ranks"]) == 2
+             and run_record(cli, run_id)["slurm"]["state"] == "RUNNING", 120,
+             what="2 ranks running in Slurm")
+    assert len(run_processes(run_id)) >= 3  # supervisor, torchrun, 2 ranks
+    t0 = time.monotonic()
+    stop = cli("stop", run_id)
+    assert stop.returncode == 0, stop.stderr
+    assert f"run {run_id} stopped" in stop.stdout
+    assert time.monotonic() - t0 < 60
+    assert not squeue(slurm_cluster, job_id).strip()  # squeue is empty once stop returns
+    rec = run_record(cli, run_id)
+    assert rec["state"] == "stopped" and rec["slurm"]["state"] == "CANCELLED"
+    assert run_processes(run_id) == []
+
+
+def test_pending_job_shows_its_reason(cli, tmp_path, slurm_cluster):
+    prof = write_profile(tmp_path, "pends", partition="closed")
+    run_id, _, job_id = submitted(cli("launch", "--profile", str(prof), TRAIN_DDP, "--detach"))
+    rec = wait_for(lambda: (lambda r: r if r["slurm"]["reason"] else None)(
+        run_record(cli, run_id)), 30, what="a pending reason")
+    assert rec["slurm"]["state"] == "PENDING" and rec["slurm"]["reason"] == "PartitionDown"
+    assert rec["state"] == "starting"
+    assert "PENDING (PartitionDown)" in cli("runs").stdout
+    stop = cli("stop", run_id)
+    assert stop.returncode == 0 and f"run {run_id} stopped" in stop.stdout
+    assert not squeue(slurm_cluster, job_id).strip()
+
+
+def _no_runs(cli) -> bool:
+    return json.loads(cli("runs", "--json").stdout) == []
+
+
+def test_unknown_partition_is_slurms_own_one_line_and_leaves_no_run(cli, tmp_path):
+    prof = write_profile(tmp_path, "nowhere", partition="nosuch")
+    out = cli("launch", "--profile", str(prof), TRAIN_DDP, "--detach")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Invalid partition name specified" in lines[0], out.stderr
+    assert _no_runs(cli)
+
+
+def test_sbatch_refusing_the_job_is_one_line_and_leaves_no_run(cli, tmp_path):
+    # the nodes have 2000 MiB (RealMemory): sbatch refuses at once
+    prof = write_profile(tmp_path, "too-big", sbatch_args=["--mem=100000"])
+    out = cli("launch", "--profile", str(prof), TRAIN_DDP, "--detach")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines == ["trainwiz: sbatch refused the job: sbatch: error: Batch job submission "
+                     "failed: Requested node configuration is not available"], out.stderr
+    assert _no_runs(cli)
+
+
+def test_no_sbatch_on_path_is_one_line(cli, tmp_path):
+    prof = write_profile(tmp_path, "noslurm")
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    out = cli("launch", "--profile", str(prof), TRAIN_DDP, "--detach", env={"PATH": str(bare)})
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("trainwiz: no Slurm on this machine: `sbatch` is not on PATH "
+                                  "(run trainwiz on the cluster's login node, or install the "
+                                  "Slurm client)")
+    assert _no_runs(cli)
+    gpus = cli("gpus", "--slurm", "--json", env={"PATH": str(bare)})
+    assert gpus.returncode == 0 and json.loads(gpus.stdout) == []
+    assert len(gpus.stderr.strip().splitlines()) == 1
+
+
+def test_gpus_slurm_lists_the_partitions(cli):
+    out = cli("gpus", "--slurm", "--json")
+    assert out.returncode == 0, out.stderr
+    parts = {p["partition"]: p for p in json.loads(out.stdout)}
+    assert set(parts) == {"debug", "closed"} and parts["debug"]["default"] is True
+    assert [n["name"] for n in parts["debug"]["node_list"]] == ["node1", "node2"]
+    assert all(n["cpus"] == 2 and n["memory"] == 2000 * 2**20 for n in parts["debug"]["node_list"])
+    assert parts["debug"]["gpus_per_node"] == 0 and parts["debug"]["gpu_memory"] is None
+    table = cli("gpus", "--slurm").stdout
+    assert "debug*" in table and "closed" in table
+
+
+def test_exported_script_submitted_by_hand_is_followed(cli, tmp_path, slurm_cluster):
+    prof = write_profile(tmp_path, "byhand")
+    prof_data = yaml.safe_load(prof.read_text())
+    prof_data.update(script=TRAIN_DDP, script_args=["--steps", "3"])
+    prof.write_text(yaml.safe_dump(prof_data))
+    out = cli("profiles", "export", str(prof), "--format", "sbatch", "-o", str(tmp_path / "job.sh"))
+    assert out.returncode == 0, out.stderr
+    sub = subprocess.run(["sbatch", "--parsable", str(tmp_path / "job.sh")], capture_output=True,
+                         text=True, env=dict(os.environ, SLURM_CONF=slurm_cluster["SLURM_CONF"]))
+    assert sub.returncode == 0, sub.stderr
+    job_id = sub.stdout.strip()
+    run_id = f"slurm-{job_id}"
+    wait_for(lambda: any(r["id"] == run_id for r in json.loads(cli("runs", "--json").stdout)),
+             60, what="the hand-submitted job in `trainwiz runs`")
+    assert follow(cli, run_id)[-1] == "COMPLETED"
+    assert "rank 1 done" in cli("logs", run_id, "--rank", "1").stdout
