@@ -202,6 +202,13 @@ def partition_plan(partition: SlurmPartition) -> PartitionPlan:
                          gpu_memory=memory)
 
 
+def slurm_plans() -> list[PartitionPlan]:
+    """Every partition as hardware to plan for (the wizard's "plan for" choices), default first.
+    Raises SlurmMissing when there is no Slurm (say so once and offer only this machine)."""
+    parts = partitions()
+    return [partition_plan(p) for p in sorted(parts, key=lambda p: not p.default)]
+
+
 def find_partition(name: str | None, parts: list[SlurmPartition]) -> SlurmPartition | None:
     """The partition a job would go to: ``name``, or the cluster's default when None."""
     for p in parts:

@@ -1,0 +1,138 @@
+"""The sbatch script and the Slurm parsers, without a cluster (pure functions)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from trainwiz.hardware.slurm import parse_gres, parse_sinfo, partition_plan
+from trainwiz.launchers.slurm import build_sbatch_script
+from trainwiz.launchers.slurm_jobs import parse_sacct, parse_scontrol_job
+from trainwiz.launchers.slurm_node import node_argv
+from trainwiz.profiles import ProfileError, profile_from_dict
+
+RUN = "/home/ana/.local/state/trainwiz/runs/20260101-000000-abcd"
+
+
+def slurm_profile(**kw):
+    data = {"strategy": "fsdp", "num_processes": 8, "mixed_precision": "bf16",
+            "python": "/home/ana/venv/bin/python", "scheduler": "slurm",
+            "slurm": {"partition": "gpu", "nodes": 4, "time": "4:00:00", "account": "proj",
+                      "sbatch_args": ["--exclusive"]}}
+    data.update(kw)
+    return profile_from_dict(data, source="p.yaml", name="fsdp-32")
+
+
+def script_4x8(**kw) -> str:
+    return build_sbatch_script(slurm_profile(**kw), "/home/ana/train.py", ["--lr", "1e-4"],
+                               run_dir=RUN, run_id="20260101-000000-abcd",
+                               python="/home/ana/venv/bin/python", nproc=8, gpus_per_node=8,
+                               trainwiz_python="/opt/tw/bin/python", trainwiz_root="/opt/tw/src")
+
+
+def test_four_nodes_of_eight_gpus_read_as_a_slurm_user_would_write_them():
+    text = script_4x8()
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    sbatch = [ln.split("#", 2)[1].split()[1] for ln in lines if ln.startswith("#SBATCH")]
+    assert sbatch == ["--job-name=trainwiz-fsdp-32", "--nodes=4", "--ntasks-per-node=1",
+                      "--partition=gpu", "--gpus-per-node=8", "--time=4:00:00",
+                      "--account=proj", f"--output={RUN}/slurm-%j.out", "--exclusive"]
+    # every #SBATCH line after the first few says why, and the body is explained
+    assert sum(1 for ln in lines if ln.startswith("# ")) >= 10
+    # the rendezvous: the job's first node, found when the job runs, the job id as its id
+    assert 'MAIN_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)' in lines
+    assert 'RDZV_ID="trainwiz-$SLURM_JOB_ID"' in lines
+    body = " ".join(ln.rstrip("\\").strip() for ln in lines if not ln.startswith("#"))
+    assert ("-m torch.distributed.run --nnodes 4 --nproc-per-node 8" in body)
+    assert ('--rdzv-backend c10d --rdzv-endpoint "$MAIN_ADDR:$RDZV_PORT" --rdzv-id "$RDZV_ID"'
+            in body)
+    assert "srun --nodes=4 --ntasks-per-node=1" in body
+    assert "--node-rank" not in body and "--master-addr" not in body
+    assert body.rstrip().endswith("/home/ana/train.py --lr 1e-4")
+    # the plan's environment for every rank
+    assert "export ACCELERATE_MIXED_PRECISION=bf16" in lines
+    assert "export FSDP_VERSION=2" in lines
+    # no host name of this machine (nor localhost) anywhere
+    for host in {socket.gethostname(), socket.getfqdn(), "localhost", "127.0.0.1"}:
+        assert host not in text
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash checks the script's syntax")
+def test_the_script_is_valid_bash():
+    out = subprocess.run(["bash", "-n"], input=script_4x8(), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_exported_script_makes_its_run_directory_when_the_job_runs():
+    text = build_sbatch_script(slurm_profile(), "/home/ana/train.py", [], run_dir="", run_id="",
+                               python="python3", nproc=8, gpus_per_node=8,
+                               trainwiz_python="/opt/tw/bin/python", trainwiz_root="/opt/tw/src",
+                               runs_folder="/home/ana/runs")
+    assert "RUN_DIR=/home/ana/runs/slurm-$SLURM_JOB_ID" in text.splitlines()
+    assert "#SBATCH --output=/home/ana/runs/slurm-%j.out" in text
+
+
+def test_each_node_writes_its_own_logs_and_accelerate_gets_its_machine_rank(tmp_path):
+    argv = ["python", "-m", "accelerate.commands.launch", "--machine_rank", "0",
+            "--log_dir", "/run/torchrun", "train.py", "--log_dir", "mine"]
+    out = node_argv(argv, tmp_path / "nodes" / "node2", 1)
+    assert out[3:7] == ["--machine_rank", "1", "--log_dir", str(tmp_path / "nodes/node2/torchrun")]
+
+
+def test_profile_slurm_section_is_validated_with_file_key_and_allowed_values():
+    with pytest.raises(ProfileError) as err:
+        profile_from_dict({"scheduler": "slurm", "num_machines": 2, "main_address": "n1",
+                           "slurm": {"nodes": 0, "time": "ten hours", "partiton": "gpu",
+                                     "sbatch_args": ["exclusive"]}},
+                          source="p.yaml", name="p")
+    text = str(err.value)
+    assert "key 'slurm.nodes' must be at least 1, not 0" in text
+    assert "key 'slurm.time': 'ten hours' is not a Slurm time limit" in text
+    assert "unknown key 'slurm.partiton' (did you mean 'partition'?)" in text
+    assert "key 'slurm.sbatch_args': 'exclusive' is not an sbatch option" in text
+    assert "key 'num_machines': with scheduler slurm Slurm chooses the machines" in text
+    with pytest.raises(ProfileError, match="set scheduler: slurm or remove the slurm section"):
+        profile_from_dict({"slurm": {"nodes": 2}}, source="p.yaml", name="p")
+    with pytest.raises(ProfileError, match="allowed: local, slurm"):
+        profile_from_dict({"scheduler": "pbs"}, source="p.yaml", name="p")
+
+
+def test_slurm_nodes_count_as_machines_for_the_world_size():
+    p = slurm_profile()
+    assert p.machines == 4 and p.world_size == 32
+
+
+def test_sinfo_partitions_with_gpu_gres():
+    text = ("gpu-a|gpu*|idle|64|515000|gpu:h100:8(S:0-1)\n"
+            "gpu-b|gpu*|mixed|64|515000|gpu:h100:8(S:0-1),mps:400\n"
+            "gpu-c|gpu*|down*|64|515000|gpu:h100:8(S:0-1)\n"
+            "old1|old|drained|32|257000|gpu:a100:4\n"
+            "cpu1|cpu|allocated|128|1000000|(null)\n")
+    parts = {p.name: p for p in parse_sinfo(text)}
+    gpu = parts["gpu"]
+    assert gpu.default and len(gpu.nodes) == 3 and gpu.gpus_per_node == 8
+    assert gpu.gpu_type == "h100" and gpu.states == {"idle": 1, "mixed": 1, "down*": 1}
+    assert gpu.nodes[0].cpus == 64 and gpu.nodes[0].memory == 515000 * 2**20
+    plan = partition_plan(gpu)
+    assert plan.preset == "H100-80GB" and plan.gpu_memory == 81559 * 2**20
+    assert plan.estimate_options(2) == ["--num-gpus", "16", "--gpu-memory", "81559MiB"]
+    # "a100" is 40 or 80 GB: unknown, never guessed
+    assert partition_plan(parts["old"]).gpu_memory is None
+    assert parts["cpu"].gpus_per_node == 0
+    assert parse_gres("gpu:4") == (4, None)
+    assert parse_gres("gpu:tesla:2(S:0),gpu:k80:2(S:1)") == (4, "tesla")
+
+
+def test_job_state_from_scontrol_and_sacct():
+    info = parse_scontrol_job("JobId=42 JobName=trainwiz-p UserId=ana(1000) JobState=PENDING "
+                              "Reason=Resources Dependency=(null) ExitCode=0:0 NodeList=(null)\n")
+    assert (info.state, info.reason, info.nodelist, info.active) == ("PENDING", "Resources",
+                                                                     None, True)
+    done = parse_sacct("42|CANCELLED by 1000|0:15|node[01-04]|None\n", "42")
+    assert (done.state, done.exit_code, done.nodelist, done.active) == (
+        "CANCELLED", "0:15", "node[01-04]", False)
+    assert parse_sacct("", "42") is None
