@@ -136,3 +136,28 @@ def test_job_state_from_scontrol_and_sacct():
     assert (done.state, done.exit_code, done.nodelist, done.active) == (
         "CANCELLED", "0:15", "node[01-04]", False)
     assert parse_sacct("", "42") is None
+
+
+def test_every_nodes_gpu_samples_are_merged_round_by_round(tmp_path):
+    import json
+
+    from trainwiz.launchers.rundir import read_samples
+
+    (tmp_path / "slurm.json").write_text(json.dumps({"job_id": "7"}))
+    for nid, node in enumerate(("gpu-a", "gpu-b")):
+        d = tmp_path / "nodes" / node
+        d.mkdir(parents=True)
+        (d / "status.json").write_text(json.dumps({"id": f"r-{node}"}))
+        (d / "command.json").write_text(json.dumps({"node": node, "node_id": nid}))
+        lines = [json.dumps({"t": 100.0 + 2 * k + nid, "ranks": [{"rank": 2 * nid, "rss": 1}],
+                             "gpus": [{"index": i, "memory_used": 1000 * nid + 10 * k + i,
+                                       "memory_total": 80} for i in range(2)]})
+                 for k in range(3)]
+        (d / "samples.jsonl").write_text("\n".join(lines) + "\n")
+    samples = read_samples(tmp_path, last=2)
+    assert len(samples) == 2
+    newest = samples[-1]
+    assert [(g["node"], g["local_index"], g["index"], g["memory_used"]) for g in newest["gpus"]] \
+        == [("gpu-a", 0, 0, 20), ("gpu-a", 1, 1, 21), ("gpu-b", 0, 2, 1020), ("gpu-b", 1, 3, 1021)]
+    assert [(r["node"], r["rank"]) for r in newest["ranks"]] == [("gpu-a", 0), ("gpu-b", 2)]
+    assert newest["t"] == 105.0

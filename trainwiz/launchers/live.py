@@ -27,7 +27,7 @@ def _fmt_bytes(n: int | None) -> str:
 def _memory_line(sample: dict, simulated: bool = False) -> str | None:
     gpus = sample.get("gpus") or []
     if gpus:
-        parts = [f"{g['node'] + ':' if g.get('node') else ''}GPU{g['index']} "  # node: Slurm runs
+        parts = [f"{g['node'] + ':' if g.get('node') else ''}GPU{g.get('local_index', g['index'])} "
                  f"{_fmt_bytes(g.get('memory_used'))}/{_fmt_bytes(g.get('memory_total'))}"
                  for g in gpus]
         if simulated:  # CPU ranks' real memory, shown on the simulated box's GPUs

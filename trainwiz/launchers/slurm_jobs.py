@@ -345,25 +345,32 @@ def launcher_logs(run_dir: Path | str) -> list[Path]:
 
 
 def read_samples(run_dir: Path | str, last: int | None = None) -> list[dict]:
-    """Every node's GPU samples, oldest first, each GPU and rank tagged with its ``node``.
-    ``last=1``: one sample holding each node's newest reading (what a monitor shows now)."""
+    """Every node's samples merged round by round (the nodes sample at the same pace; the
+    newest of each node make the newest merged sample), oldest first. Each GPU and rank names
+    its ``node``; GPUs get an ``index`` unique over the job (node 0's first, then node 1's...)
+    and keep the node's own as ``local_index``."""
     per_node = []
+    offset = 0
     for d in node_dirs(run_dir):
-        node = _node_name(d)
         samples = R.read_samples(d, last=last)
-        for s in samples:
-            s["node"] = node
+        indices = {g.get("index") for s in samples for g in s.get("gpus") or []
+                   if isinstance(g.get("index"), int)}
+        per_node.append((_node_name(d), offset, samples))
+        offset += (max(indices) + 1) if indices else 0
+    rounds = max((len(s) for _, _, s in per_node), default=0)
+    out = []
+    for k in range(rounds):
+        merged: dict = {"t": 0.0, "gpus": [], "ranks": []}
+        for node, base, samples in per_node:
+            j = len(samples) - rounds + k
+            if j < 0:
+                continue
+            s = samples[j]
+            merged["t"] = max(merged["t"], s.get("t") or 0.0)
             for g in s.get("gpus") or []:
-                g["node"] = node
-            for r in s.get("ranks") or []:
-                r["node"] = node
-        per_node.append(samples)
-    if last == 1:
-        newest = [s[-1] for s in per_node if s]
-        if not newest:
-            return []
-        return [{"t": max(s.get("t", 0) for s in newest),
-                 "gpus": [g for s in newest for g in s.get("gpus") or []],
-                 "ranks": [r for s in newest for r in s.get("ranks") or []]}]
-    merged = sorted((s for samples in per_node for s in samples), key=lambda s: s.get("t", 0))
-    return merged[-last:] if last else merged
+                local = g.get("index")
+                merged["gpus"].append({**g, "node": node, "local_index": local,
+                                       "index": base + local if isinstance(local, int) else local})
+            merged["ranks"] += [{**r, "node": node} for r in s.get("ranks") or []]
+        out.append(merged)
+    return out
