@@ -80,7 +80,12 @@ def test_each_node_writes_its_own_logs_and_accelerate_gets_its_machine_rank(tmp_
     argv = ["python", "-m", "accelerate.commands.launch", "--machine_rank", "0",
             "--log_dir", "/run/torchrun", "train.py", "--log_dir", "mine"]
     out = node_argv(argv, tmp_path / "nodes" / "node2", 1)
-    assert out[3:7] == ["--machine_rank", "1", "--log_dir", str(tmp_path / "nodes/node2/torchrun")]
+    assert out[3:9] == ["--rdzv_conf", "is_host=false", "--machine_rank", "1", "--log_dir",
+                        str(tmp_path / "nodes/node2/torchrun")]
+    assert out[-2:] == ["--log_dir", "mine"]  # the script's own arguments are the script's
+    first = node_argv(["python", "-m", "torch.distributed.run", "--log-dir", "x", "t.py"],
+                      tmp_path / "nodes" / "node1", 0)
+    assert first[3:5] == ["--rdzv-conf", "is_host=true"]
 
 
 def test_profile_slurm_section_is_validated_with_file_key_and_allowed_values():
@@ -161,3 +166,22 @@ def test_every_nodes_gpu_samples_are_merged_round_by_round(tmp_path):
         == [("gpu-a", 0, 0, 20), ("gpu-a", 1, 1, 21), ("gpu-b", 0, 2, 1020), ("gpu-b", 1, 3, 1021)]
     assert [(r["node"], r["rank"]) for r in newest["ranks"]] == [("gpu-a", 0), ("gpu-b", 2)]
     assert newest["t"] == 105.0
+
+
+def test_accelerate_on_every_node_with_its_config_in_the_script():
+    import yaml
+
+    prof = slurm_profile(launcher="accelerate", slurm={"nodes": 2})
+    cfg = yaml.safe_dump({"num_machines": 2, "num_processes": 16})
+    text = build_sbatch_script(prof, "/home/ana/train.py", [], run_dir=RUN, run_id="r",
+                               python="/home/ana/venv/bin/python", nproc=8, gpus_per_node=8,
+                               trainwiz_python="/opt/tw/bin/python", trainwiz_root="/opt/tw/src",
+                               accelerate_config=cfg)
+    body = " ".join(ln.rstrip("\\").strip() for ln in text.splitlines() if not ln.startswith("#"))
+    assert "-m accelerate.commands.launch" in body
+    assert '--config_file "$RUN_DIR/accelerate_config.yaml" --num_processes 16 --num_machines 2' \
+        in body
+    assert '--main_process_ip "$MAIN_ADDR" --main_process_port "$RDZV_PORT" --rdzv_backend c10d' \
+        in body
+    assert "cat > \"$RUN_DIR/accelerate_config.yaml\" <<'TRAINWIZ_EOF' num_machines: 2" in body
+    assert "#SBATCH --partition" not in text  # none named: the cluster's default partition

@@ -17,7 +17,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.launchers.helpers import TRAIN_DDP, wait_for
+from tests.launchers.helpers import TRAIN_ACC, TRAIN_DDP, wait_for
 
 pytestmark = [pytest.mark.xdist_group("slurm"), pytest.mark.slow]
 
@@ -77,18 +77,28 @@ def run_processes(run_id: str) -> list[psutil.Process]:
     return found
 
 
+def record(run_id: str) -> dict:
+    """The run's `runs --json` record, read in this process (cheap enough to poll; the 2-core
+    CI machine is busy running the jobs)."""
+    from trainwiz.launchers.rundir import read_status, resolve_run
+
+    return read_status(resolve_run(run_id)).to_json()
+
+
 def follow(cli, run_id: str, timeout: float = 150) -> list[str]:
-    """Slurm states seen in `runs --json` until the job ends (consecutive duplicates dropped)."""
+    """Slurm states seen until the job ends (consecutive duplicates dropped); the end is then
+    checked in `trainwiz runs --json` itself."""
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rec = run_record(cli, run_id)
+        rec = record(run_id)
         state = rec["slurm"]["state"]
         if not seen or seen[-1] != state:
             seen.append(state)
         if rec["state"] in ("succeeded", "failed", "stopped"):
+            assert run_record(cli, run_id)["slurm"]["state"] == state
             return seen
-        time.sleep(0.3)
+        time.sleep(0.5)
     raise AssertionError(f"job did not end in {timeout}s; states seen: {seen}")
 
 
@@ -131,11 +141,25 @@ def test_two_node_job_joins_ranks_on_both_nodes(cli, tmp_path):
         assert f"rank {rank} done" in logs.stdout, (rank, logs.stdout, logs.stderr)
 
 
+def test_accelerate_on_two_nodes(cli, tmp_path):
+    prof = write_profile(tmp_path, "acc", nodes=2)
+    data = yaml.safe_load(prof.read_text())
+    prof.write_text(yaml.safe_dump({**data, "launcher": "accelerate"}))
+    out = cli("launch", "--profile", str(prof), TRAIN_ACC, "--detach", "--", "--steps", "2")
+    run_id, _, _ = submitted(out)
+    assert follow(cli, run_id)[-1] == "COMPLETED"
+    logs = cli("logs", run_id, "--rank", "3").stdout
+    assert "rank 3 done" in logs and "4 processes" in logs
+
+
 def test_failing_rank_is_named_with_its_node(cli, tmp_path):
-    prof = write_profile(tmp_path, "fails")
+    shared = tmp_path / "shared-runs"  # the profile chooses where run directories go
+    prof = write_profile(tmp_path, "fails", run_dir=str(shared))
     out = cli("launch", "--profile", str(prof), TRAIN_DDP, "--detach", "--",
               "--steps", "50", "--fail-rank", "1", "--fail-step", "1")
     run_id, run_dir, _ = submitted(out)
+    assert run_dir == shared / run_id
+    assert f"run directories go to {shared} (the profile's slurm.run_dir)" in out.stderr
     assert follow(cli, run_id)[-1] == "FAILED"
     rec = run_record(cli, run_id)
     assert rec["state"] == "failed"
@@ -150,8 +174,8 @@ def test_stop_cancels_the_job_and_leaves_no_process(cli, tmp_path, slurm_cluster
     out = cli("launch", "--profile", str(prof), TRAIN_DDP, "--detach", "--",
               "--steps", "100000", "--sleep", "0.2")
     run_id, run_dir, job_id = submitted(out)
-    wait_for(lambda: len(run_record(cli, run_id)["ranks"]) == 2
-             and run_record(cli, run_id)["slurm"]["state"] == "RUNNING", 120,
+    wait_for(lambda: len(record(run_id)["ranks"]) == 2
+             and record(run_id)["slurm"]["state"] == "RUNNING", 120, interval=0.5,
              what="2 ranks running in Slurm")
     assert len(run_processes(run_id)) >= 3  # supervisor, torchrun, 2 ranks
     t0 = time.monotonic()
@@ -168,8 +192,9 @@ def test_stop_cancels_the_job_and_leaves_no_process(cli, tmp_path, slurm_cluster
 def test_pending_job_shows_its_reason(cli, tmp_path, slurm_cluster):
     prof = write_profile(tmp_path, "pends", partition="closed")
     run_id, _, job_id = submitted(cli("launch", "--profile", str(prof), TRAIN_DDP, "--detach"))
-    rec = wait_for(lambda: (lambda r: r if r["slurm"]["reason"] else None)(
-        run_record(cli, run_id)), 30, what="a pending reason")
+    wait_for(lambda: record(run_id)["slurm"]["reason"], 30, interval=0.5,
+             what="a pending reason")
+    rec = run_record(cli, run_id)
     assert rec["slurm"]["state"] == "PENDING" and rec["slurm"]["reason"] == "PartitionDown"
     assert rec["state"] == "starting"
     assert "PENDING (PartitionDown)" in cli("runs").stdout
@@ -241,7 +266,8 @@ def test_exported_script_submitted_by_hand_is_followed(cli, tmp_path, slurm_clus
     assert sub.returncode == 0, sub.stderr
     job_id = sub.stdout.strip()
     run_id = f"slurm-{job_id}"
-    wait_for(lambda: any(r["id"] == run_id for r in json.loads(cli("runs", "--json").stdout)),
-             60, what="the hand-submitted job in `trainwiz runs`")
+    runs = tmp_path / "home" / "state" / "trainwiz" / "runs"
+    wait_for(lambda: (runs / run_id / "status.json").is_file(), 60, interval=0.5,
+             what="the hand-submitted job's run directory")
     assert follow(cli, run_id)[-1] == "COMPLETED"
     assert "rank 1 done" in cli("logs", run_id, "--rank", "1").stdout

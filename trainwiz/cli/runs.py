@@ -149,7 +149,12 @@ def cmd_logs(args) -> int:
             print(f"rank {args.rank} has no log yet (state {status.state})", file=sys.stderr)
             return 0
         paths = [(out, sys.stdout), (err, sys.stderr)]
-    offsets = [_print_file(p, args.lines, s) for p, s in paths]
+    headers = args.launcher and slurm_jobs.is_slurm_run(run_dir)  # several files: name each
+    offsets = []
+    for path, stream in paths:
+        if headers and path is not None and path.is_file():
+            print(f"==> {path} <==", file=stream, flush=True)
+        offsets.append(_print_file(path, args.lines, stream))
     if not args.follow:
         return 0
     try:

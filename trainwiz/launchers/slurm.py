@@ -121,8 +121,6 @@ def launcher_words(profile, script: str, args: list[str], *, run_dir: str, run_i
         argv = _strip_options(argv, _ACCELERATE_RDZV, target)
         target = _target_index(argv, script)
         head, tail = argv[:target], argv[target:]
-        _set(head, "--num_machines", nodes)
-        _set(head, "--num_processes", str(nproc * profile.machines))
         words = head + ["--machine_rank", "0",  # each node's supervisor sets its own
                         "--main_process_ip", _Var('"$MAIN_ADDR"'),
                         "--main_process_port", _Var('"$RDZV_PORT"'),
@@ -159,12 +157,15 @@ def _comment_block(text: str) -> list[str]:
 def build_sbatch_script(profile, script: str, args: list[str] | None = None, *, run_dir: str,
                         run_id: str, python: str, nproc: int, gpus_per_node: int | None,
                         trainwiz_python: str, trainwiz_root: str, module: bool = False,
-                        runs_folder: str | None = None) -> str:
+                        runs_folder: str | None = None,
+                        accelerate_config: str | None = None) -> str:
     """The whole sbatch script for the profile (text, ending in a newline).
 
     ``runs_folder``: write a script for people who submit it themselves (``profiles export``,
     ``--print-commands``): the run directory is ``<runs_folder>/slurm-<job id>``, made when the
-    job starts; ``run_dir`` and ``run_id`` are then ignored.
+    job starts; ``run_dir`` and ``run_id`` are then ignored. ``accelerate_config``: the
+    profile as an accelerate config (YAML text), written into the run directory by the script
+    itself (accelerate launcher), so the script needs no other file.
     """
     if runs_folder is not None:
         run_dir = f"{runs_folder.rstrip('/')}/slurm-$SLURM_JOB_ID"
@@ -176,7 +177,7 @@ def build_sbatch_script(profile, script: str, args: list[str] | None = None, *, 
                   main_address=None, rdzv_backend="c10d")
     words, env = launcher_words(one, script, args, run_dir=run_dir, run_id=run_id,
                                 python=python, nproc=nproc, module=module)
-    _set_nodes(words, profile)
+    _set_nodes(words, profile, nproc)
     nodes = profile.machines
     world = nproc * nodes
     what = f"{nodes} node{'s' if nodes != 1 else ''} x {nproc} rank{'s' if nproc != 1 else ''}"
@@ -226,24 +227,36 @@ def build_sbatch_script(profile, script: str, args: list[str] | None = None, *, 
         for key in sorted(env):
             lines.append(f"export {key}={shlex.quote(env[key])}")
         lines.append("")
+    if profile.launcher == "accelerate" and accelerate_config:
+        lines += _comment_block("accelerate's config for this profile (as `trainwiz profiles "
+                                "export NAME --format accelerate` writes it).")
+        lines.append('mkdir -p "$RUN_DIR"')
+        lines.append("cat > \"$RUN_DIR/accelerate_config.yaml\" <<'TRAINWIZ_EOF'")
+        lines += accelerate_config.rstrip("\n").splitlines()
+        lines.append("TRAINWIZ_EOF")
+        lines.append("")
     lines += _comment_block(
         "One task per node. Each runs trainwiz's supervisor (trainwiz's own interpreter and\n"
         "package) which starts the launcher below with its log folder set to the node's own,\n"
-        "records the ranks, samples the node's GPUs, and on scancel stops the ranks cleanly.")
+        "records the ranks, samples the node's GPUs, and on scancel stops the ranks cleanly.\n"
+        "The first node hosts the rendezvous (is_host). When a node's ranks fail, its task exits\n"
+        "non-zero and srun ends the other nodes' (--kill-on-bad-exit): no node waits forever.")
     sup = [trainwiz_python, "-c", BOOT.format(mod="slurm_node"), trainwiz_root, _Var('"$RUN_DIR"'),
            "--"]
-    srun = ["srun", "--nodes=" + str(nodes), "--ntasks-per-node=1", "--kill-on-bad-exit=0"]
+    srun = ["srun", "--nodes=" + str(nodes), "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     lines.append(" ".join(_word(w) for w in srun) + " \\")
     lines.append("  " + " ".join(_word(w) for w in sup) + " \\")
     lines += _wrap(_in_run_dir(words, run_dir))
     return "\n".join(lines) + "\n"
 
 
-def _set_nodes(words: list, profile) -> None:
-    nodes = str(profile.machines)
-    for opt in ("--nnodes", "--num_machines"):
+def _set_nodes(words: list, profile, nproc: int) -> None:
+    """The job's node count (and accelerate's total process count) in the launcher's options."""
+    nodes = profile.machines
+    for opt, value in (("--nnodes", nodes), ("--num_machines", nodes),
+                       ("--num_processes", nproc * nodes)):
         if opt in words:
-            words[words.index(opt) + 1] = nodes
+            words[words.index(opt) + 1] = str(value)
 
 
 def _wrap(words: list, width: int = 96) -> list[str]:

@@ -29,14 +29,28 @@ from trainwiz.launchers.supervisor import Supervisor
 NODE_GRACE_S = 5.0
 
 
+# The launcher modules and their option for rendezvous settings.
+_RDZV_CONF = {"torch.distributed.run": "--rdzv-conf", "accelerate.commands.launch": "--rdzv_conf"}
+
+
 def node_argv(argv: list[str], node_dir: Path, node_id: int) -> list[str]:
-    """The launcher's argv for this node: its own log folder, its machine rank (accelerate)."""
+    """The launcher's argv for this node: its own log folder, its machine rank (accelerate), and
+    whether it hosts the c10d rendezvous (the job's first node does, ``is_host``: decided by the
+    node's place in the job, not by matching host names, so it also holds when several Slurm
+    nodes share one machine)."""
     out = list(argv)
+    done: set[str] = set()  # the launcher's own options come first; the script's may reuse names
     for i, tok in enumerate(out[:-1]):
-        if tok in S.LOG_DIR_OPTIONS:
+        if tok in S.LOG_DIR_OPTIONS and "log" not in done:
             out[i + 1] = str(node_dir / "torchrun")
-        elif tok in S.MACHINE_RANK_OPTIONS:
+            done.add("log")
+        elif tok in S.MACHINE_RANK_OPTIONS and "rank" not in done:
             out[i + 1] = str(node_id)
+            done.add("rank")
+    for i, tok in enumerate(out[:-1]):
+        if tok == "-m" and out[i + 1] in _RDZV_CONF:
+            out[i + 2:i + 2] = [_RDZV_CONF[out[i + 1]], f"is_host={'true' if node_id == 0 else 'false'}"]
+            break
     return out
 
 

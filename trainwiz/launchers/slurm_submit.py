@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from trainwiz.errors import TrainwizError
@@ -108,11 +109,17 @@ def _fit_notes(profile, part, nproc: int, yes, confirm) -> list[str]:
 def sbatch_script(profile, script: str, args: list[str], *, run_dir: str, run_id: str,
                   python: str, nproc: int, module: bool = False,
                   runs_folder: str | None = None) -> str:
+    acc = None
+    if profile.launcher == "accelerate":
+        import yaml
+
+        every = replace(profile, scheduler="local", slurm=None, num_machines=profile.machines)
+        acc = yaml.safe_dump(api._accelerate_config(every, nproc), sort_keys=False)
     return S.build_sbatch_script(
         profile, script, args, run_dir=run_dir, run_id=run_id, python=python, nproc=nproc,
         gpus_per_node=nproc if profile.device == "cuda" else None,
         trainwiz_python=sys.executable, trainwiz_root=trainwiz_root(), module=module,
-        runs_folder=runs_folder)
+        runs_folder=runs_folder, accelerate_config=acc)
 
 
 def plan_script(profile, script: str | None = None, args: list[str] | None = None, *,
@@ -186,11 +193,6 @@ def submit(profile, script: str | None = None, args: list[str] | None = None, *,
         text = sbatch_script(profile, script, args, run_dir=str(run_dir), run_id=run_id,
                              python=python, nproc=nproc, module=module)
         (run_dir / "profile.yaml").write_text(api._profile_yaml(profile))
-        if profile.launcher == "accelerate":
-            import yaml
-
-            cfg = api._accelerate_config(profile, nproc)
-            (run_dir / "accelerate_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         (run_dir / S.SCRIPT_NAME).write_text(text)
         write_json_atomic(run_dir / "command.json", {
             "argv": [sbatch, "--parsable", str(run_dir / S.SCRIPT_NAME)], "env": {}, "cwd": cwd,
