@@ -141,17 +141,6 @@ def test_two_node_job_joins_ranks_on_both_nodes(cli, tmp_path):
         assert f"rank {rank} done" in logs.stdout, (rank, logs.stdout, logs.stderr)
 
 
-def test_accelerate_on_two_nodes(cli, tmp_path):
-    prof = write_profile(tmp_path, "acc", nodes=2)
-    data = yaml.safe_load(prof.read_text())
-    prof.write_text(yaml.safe_dump({**data, "launcher": "accelerate"}))
-    out = cli("launch", "--profile", str(prof), TRAIN_ACC, "--detach", "--", "--steps", "2")
-    run_id, _, _ = submitted(out)
-    assert follow(cli, run_id)[-1] == "COMPLETED"
-    logs = cli("logs", run_id, "--rank", "3").stdout
-    assert "rank 3 done" in logs and "4 processes" in logs
-
-
 def test_failing_rank_is_named_with_its_node(cli, tmp_path):
     shared = tmp_path / "shared-runs"  # the profile chooses where run directories go
     prof = write_profile(tmp_path, "fails", run_dir=str(shared))
@@ -254,20 +243,25 @@ def test_gpus_slurm_lists_the_partitions(cli):
     assert "debug*" in table and "closed" in table
 
 
-def test_exported_script_submitted_by_hand_is_followed(cli, tmp_path, slurm_cluster):
-    prof = write_profile(tmp_path, "byhand")
-    prof_data = yaml.safe_load(prof.read_text())
-    prof_data.update(script=TRAIN_DDP, script_args=["--steps", "3"])
-    prof.write_text(yaml.safe_dump(prof_data))
+def test_exported_accelerate_script_submitted_by_hand_runs_on_two_nodes(cli, tmp_path,
+                                                                        slurm_cluster):
+    """`profiles export --format sbatch`, then plain `sbatch`: accelerate on both nodes (each
+    with its machine rank), and the job shows up in `trainwiz runs` as slurm-<job id>."""
+    prof = write_profile(tmp_path, "byhand", nodes=2)
+    data = yaml.safe_load(prof.read_text())
+    data.update(launcher="accelerate", script=TRAIN_ACC, script_args=["--steps", "2"])
+    prof.write_text(yaml.safe_dump(data))
     out = cli("profiles", "export", str(prof), "--format", "sbatch", "-o", str(tmp_path / "job.sh"))
     assert out.returncode == 0, out.stderr
     sub = subprocess.run(["sbatch", "--parsable", str(tmp_path / "job.sh")], capture_output=True,
                          text=True, env=dict(os.environ, SLURM_CONF=slurm_cluster["SLURM_CONF"]))
     assert sub.returncode == 0, sub.stderr
-    job_id = sub.stdout.strip()
-    run_id = f"slurm-{job_id}"
+    run_id = f"slurm-{sub.stdout.strip()}"
     runs = tmp_path / "home" / "state" / "trainwiz" / "runs"
     wait_for(lambda: (runs / run_id / "status.json").is_file(), 60, interval=0.5,
              what="the hand-submitted job's run directory")
     assert follow(cli, run_id)[-1] == "COMPLETED"
-    assert "rank 1 done" in cli("logs", run_id, "--rank", "1").stdout
+    rec = run_record(cli, run_id)
+    assert rec["profile"] == "byhand" and rec["slurm"]["nodes"] == ["node1", "node2"]
+    logs = cli("logs", run_id, "--rank", "3").stdout
+    assert "rank 3 done" in logs and "4 processes" in logs
