@@ -150,9 +150,9 @@ def test_every_nodes_gpu_samples_are_merged_round_by_round(tmp_path):
 
     (tmp_path / "slurm.json").write_text(json.dumps({"job_id": "7"}))
     for nid, node in enumerate(("gpu-a", "gpu-b")):
-        d = tmp_path / "nodes" / node
+        d = tmp_path / "nodes" / f"{node}-r"
         d.mkdir(parents=True)
-        (d / "status.json").write_text(json.dumps({"id": f"r-{node}"}))
+        (d / "status.json").write_text(json.dumps({"id": f"{node}-r"}))
         (d / "command.json").write_text(json.dumps({"node": node, "node_id": nid}))
         lines = [json.dumps({"t": 100.0 + 2 * k + nid, "ranks": [{"rank": 2 * nid, "rss": 1}],
                              "gpus": [{"index": i, "memory_used": 1000 * nid + 10 * k + i,

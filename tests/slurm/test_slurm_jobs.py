@@ -66,11 +66,12 @@ def squeue(slurm_cluster, job_id: str) -> str:
 
 
 def run_processes(run_id: str) -> list[psutil.Process]:
-    """Processes of this run anywhere on the machine (every node's supervisor marks them)."""
+    """Processes of this run anywhere on the machine (every node's supervisor marks them with
+    its own id, <node>-<run id>)."""
     found = []
     for proc in psutil.process_iter():
         try:
-            if (proc.environ().get("TRAINWIZ_RUN_ID") or "").startswith(run_id):
+            if (proc.environ().get("TRAINWIZ_RUN_ID") or "").endswith(f"-{run_id}"):
                 found.append(proc)
         except psutil.Error:
             pass
@@ -131,7 +132,7 @@ def test_two_node_job_joins_ranks_on_both_nodes(cli, tmp_path):
     assert sorted(r["rank"] for r in rec["ranks"]) == [0, 1, 2, 3]
     per_node = {}
     for node in ("node1", "node2"):
-        st = json.loads((run_dir / "nodes" / node / "status.json").read_text())
+        st = json.loads((run_dir / "nodes" / f"{node}-{run_id}" / "status.json").read_text())
         per_node[node] = sorted(r["rank"] for r in st["ranks"])
     # one rendezvous: 4 distinct global ranks, two on each node
     assert sorted(per_node["node1"] + per_node["node2"]) == [0, 1, 2, 3]

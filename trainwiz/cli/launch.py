@@ -78,8 +78,8 @@ def run(args) -> int:
 
     from trainwiz.cli import simulate_spec
     from trainwiz.errors import TrainwizError
-    from trainwiz.launchers import api
-    from trainwiz.launchers.live import watch
+    from trainwiz.launchers import api, dispatch
+    from trainwiz.cli.live import watch
     from trainwiz.profiles import load_profile
 
     rest = _own_flags_after_script(args, list(args.args or []))
@@ -111,7 +111,7 @@ def run(args) -> int:
             print(f"# machine {cmd.node_rank}{here}")
             print(cmd.shell())
         return 0
-    handle = api.launch(profile, script, rest, module=module, simulate=simulate, yes=args.yes,
+    handle = dispatch.launch(profile, script, rest, module=module, simulate=simulate, yes=args.yes,
                         confirm=_confirm)
     for note in handle.notes:
         print(f"note: {note}", file=sys.stderr)

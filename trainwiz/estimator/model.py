@@ -41,10 +41,13 @@ from trainwiz.estimator.types import (
 MiB = 1 << 20
 GiB = 1 << 30
 
-# What CUDA takes outside the caching allocator, per process. A CUDA 12 context with cuBLAS
-# loaded is ~0.5 GiB on Hopper/Ampere; NCCL's buffers for one communicator a few hundred MiB.
-CUDA_CONTEXT = 512 * MiB
-NCCL_BUFFERS = 384 * MiB
+# What CUDA takes outside the caching allocator, per process, from published measurements of
+# these terms alone (validation/published.yaml "components"; docs/published.md says how):
+# the CUDA context with every kernel loaded (torch 2.1.1+cu121 on an A100: 0.92 GiB; lazy loading
+# starts at 0.47 GiB and grows towards it as a step loads its kernels), and what a rank's GPU
+# gains at the first collective of an NCCL group (2-rank measurement: 2.00 - 0.55 GiB).
+CUDA_CONTEXT = int(0.92 * GiB)
+NCCL_BUFFERS = int(1.45 * GiB)
 ALLOCATOR_SLACK = 0.08  # reserved beyond allocated at peak: fragmentation of the caching allocator
 TIGHT_MARGIN = 0.10  # "tight" when less than this fraction of the usable memory would be left
 
@@ -171,9 +174,9 @@ def _block_norm_params(model: ModelSpec) -> int:
 
 
 def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = None,
-             gpu_free: int | None = None, suggestions: bool = True,
-             available_gpus: int | None = None) -> Estimate:
-    """Per-GPU memory of one steady-state training step, the fit verdict and suggestions."""
+             gpu_free: int | None = None) -> Estimate:
+    """Per-GPU memory of one steady-state training step and its fit verdict (no suggestions:
+    ``trainwiz.estimator.fit.estimate`` adds those, pricing alternatives with this function)."""
     _check(config)
     if gpu_memory is not None and gpu_memory <= 0:
         raise UsageError(f"--gpu-memory must be positive, got {gpu_memory}")
@@ -221,8 +224,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         tl.mark("backward end")
         tl.mark("optimizer step", {"optimizer.temp": ("temporary", optimizer_temporary_bytes(
             config.optimizer, local_params, config.fused_optimizer))})
-        return _finish(model, config, tl, gpu_memory, gpu_free, notes, suggestions, available_gpus,
-                       shard)
+        return _finish(model, config, tl, gpu_memory, gpu_free, notes, shard)
 
     dims = acts.dims_of(model, config.batch_size, config.seq_len)
     block = acts.block_memory(model, dims, prec, attention)
@@ -326,11 +328,10 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     temp = optimizer_temporary_bytes(config.optimizer, local_params, config.fused_optimizer)
     if on_gpu:
         tl.mark("optimizer step", {"optimizer.temp": ("temporary", temp)})
-    return _finish(model, config, tl, gpu_memory, gpu_free, notes, suggestions, available_gpus, shard)
+    return _finish(model, config, tl, gpu_memory, gpu_free, notes, shard)
 
 
-def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, want_suggestions,
-            available_gpus, shard) -> Estimate:
+def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, shard) -> Estimate:
     parts = tl.peak_parts
     peak = tl.peak
     overhead = CUDA_CONTEXT + int(ALLOCATOR_SLACK * peak)
@@ -346,15 +347,9 @@ def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, want_sugge
     terms = {"peak_at": tl.peak_at, "tensors_at_peak": {
         name: size for name, (_, size) in sorted(tl.peak_tensors.items(), key=lambda kv: -kv[1][1])
         if size}}
-    est = Estimate(model=model, config=config, per_gpu=per_gpu, host_ram=host_ram,
-                   gpu_memory=gpu_memory, gpu_free=gpu_free, fits=fits, verdict=verdict,
-                   notes=tuple(notes), terms=terms)
-    if want_suggestions and verdict in ("does not fit", "tight"):
-        from trainwiz.estimator.suggest import suggest
-
-        est = Estimate(**{**est.__dict__, "suggestions": tuple(
-            suggest(model, config, est, gpu_memory, gpu_free, available_gpus))})
-    return est
+    return Estimate(model=model, config=config, per_gpu=per_gpu, host_ram=host_ram,
+                    gpu_memory=gpu_memory, gpu_free=gpu_free, fits=fits, verdict=verdict,
+                    notes=tuple(notes), terms=terms)
 
 
 def usable_memory(gpu_memory: int | None, gpu_free: int | None) -> int | None:

@@ -8,6 +8,8 @@ fits, pairs of the most effective ones are tried.
 
 from __future__ import annotations
 
+from trainwiz.errors import UsageError
+from trainwiz.estimator.model import estimate, usable_memory
 from trainwiz.estimator.types import Estimate, ModelSpec, Suggestion, TrainConfig
 
 # Rough cost in training speed, used to rank changes that fit (lower is better).
@@ -70,9 +72,6 @@ def _smaller_batches(b: int):
 
 def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory: int,
             gpu_free: int | None, available_gpus: int | None, limit: int = 6) -> list[Suggestion]:
-    from trainwiz.errors import UsageError
-    from trainwiz.estimator.model import estimate, usable_memory
-
     usable = usable_memory(gpu_memory, gpu_free)
     base_total = current.per_gpu.total
     results: dict = {}
@@ -83,8 +82,7 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
         key = _key(change)
         if key not in priced:
             try:
-                priced[key] = estimate(model, config.with_changes(**change), gpu_memory, gpu_free,
-                                       suggestions=False)
+                priced[key] = estimate(model, config.with_changes(**change), gpu_memory, gpu_free)
             except UsageError:
                 priced[key] = None
         return priced[key]

@@ -7,7 +7,7 @@ the job's first node (``scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 
 ``NodeAddr`` from ``scontrol show node``), with the job id as the rendezvous id. No host name is
 written into it: Slurm picks the nodes when the job starts.
 
-Each node's supervisor keeps its own folder ``<run dir>/nodes/<node name>/`` (status, launcher
+Each node's supervisor keeps its own folder ``<run dir>/nodes/<node name>-<run id>/`` (status, launcher
 log, rank logs under ``torchrun/``, GPU samples): the run directory must be on a filesystem every
 node shares. The supervisor runs with trainwiz's own interpreter and package (``sys.executable``
 and the folder holding ``trainwiz/``: the same paths on every node, as with a shared home or a
@@ -201,7 +201,7 @@ def build_sbatch_script(profile, script: str, args: list[str] | None = None, *, 
     lines += _comment_block(
         "The run directory must be on a filesystem every node shares (by default it is under\n"
         "your home; a profile's slurm.run_dir chooses another). Each node's supervisor writes\n"
-        "its status, launcher log, rank logs and GPU samples to $RUN_DIR/nodes/<node name>/.")
+        "its status, launcher log, rank logs and GPU samples to $RUN_DIR/nodes/<node>-<run id>/.")
     if runs_folder is None:
         lines.append(f"RUN_DIR={shlex.quote(run_dir)}")
     else:

@@ -3,7 +3,7 @@
 A Slurm run's directory holds what a local run's does at the top (``profile.yaml``,
 ``command.json``, ``status.json``), plus ``job.sbatch`` (the script), ``slurm.json`` (job id,
 partition, the last state Slurm reported) and ``slurm-<job id>.out`` (the batch script's output),
-and one folder per node, ``nodes/<node name>/``, that is a complete supervisor run directory
+and one folder per node, ``nodes/<node name>-<run id>/``, that is a complete supervisor run directory
 (status, launcher log, ``torchrun/`` rank logs, GPU samples) written by that node's supervisor.
 
 The job's state comes from Slurm: ``scontrol show job`` while the controller remembers the job
@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainwiz.errors import TrainwizError
+from trainwiz.atomic import write_json_atomic
 from trainwiz.hardware.slurm import SlurmError, SlurmMissing, run_slurm
-from trainwiz.launchers import rundir as R
+from trainwiz.launchers.records import Failure, RunState, RunStatus
 
 JOB_FILE = "slurm.json"
 NODES_DIR = "nodes"
@@ -153,30 +153,9 @@ def _node_name(node_dir: Path) -> str:
         return node_dir.name
 
 
-def _raw_status(path: Path) -> R.RunStatus:
-    try:
-        return R.RunStatus.from_file(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise TrainwizError(f"{path.parent}: not a trainwiz run (no status.json)") from None
-    except (OSError, ValueError) as exc:
-        raise TrainwizError(f"{path}: unreadable ({exc})") from None
-
-
-def top_status(run_dir: Path | str) -> R.RunStatus:
-    """The run's own status.json as written at submission (no Slurm query)."""
-    return _raw_status(Path(run_dir) / "status.json")
-
-
-def node_statuses(run_dir: Path | str) -> list[tuple[str, R.RunStatus]]:
-    out = []
-    for d in node_dirs(run_dir):
-        try:
-            st = _raw_status(d / "status.json")
-        except TrainwizError:
-            continue
-        st.run_dir = str(d)
-        out.append((_node_name(d), st))
-    return out
+def node_name(node_dir: Path) -> str:
+    """The Slurm node a node folder belongs to."""
+    return _node_name(node_dir)
 
 
 # ---- the run's status ----------------------------------------------------------------------
@@ -200,13 +179,13 @@ def job_info(run_dir: Path | str, *, refresh: bool = True) -> JobInfo | None:
         if info.nodelist and not job.get("nodes"):
             job["nodes"] = expand_nodelist(info.nodelist)
         try:
-            R.write_json_atomic(run_dir / JOB_FILE, job)
+            write_json_atomic(run_dir / JOB_FILE, job)
         except OSError:
             pass
     return info
 
 
-def _first_failure(nodes: list[tuple[str, R.RunStatus]]) -> tuple[str, R.Failure] | None:
+def _first_failure(nodes: list[tuple[str, RunStatus]]) -> tuple[str, Failure] | None:
     """The node failure to report: a rank's own error before a peer's, the earliest first."""
     found = [(node, st) for node, st in nodes if st.failure is not None]
     if not found:
@@ -223,14 +202,14 @@ def _first_failure(nodes: list[tuple[str, R.RunStatus]]) -> tuple[str, R.Failure
     return node, st.failure
 
 
-def read_job_status(run_dir: Path | str, *, refresh: bool = True) -> R.RunStatus:
-    """A Slurm run's status: Slurm's job state, the nodes' ranks, the first failure and its node."""
+def job_status(run_dir: Path | str, status: RunStatus, nodes: list[tuple[str, RunStatus]], *,
+               refresh: bool = True) -> RunStatus:
+    """A Slurm run's status from its own ``status`` (as written at submission) and its nodes'
+    (node name, status): Slurm's job state, every node's ranks, the first failure and its node.
+    The run directory's files are read by :mod:`rundir`; this asks Slurm and puts it together."""
     run_dir = Path(run_dir)
-    status = _raw_status(run_dir / "status.json")
-    status.run_dir = str(run_dir)
     job = read_job_file(run_dir)
     info = job_info(run_dir, refresh=refresh)
-    nodes = node_statuses(run_dir)
     job = read_job_file(run_dir)
     ranks = []
     for _, st in nodes:
@@ -248,25 +227,25 @@ def read_job_status(run_dir: Path | str, *, refresh: bool = True) -> R.RunStatus
     first = _first_failure(nodes)
     if info is not None:
         if info.state in ACTIVE:
-            status.state = TO_RUN_STATE.get(info.state, "running")
+            status.state = RunState(TO_RUN_STATE.get(info.state, "running"))
             if info.state == "PENDING":
                 status.message = f"pending in Slurm: {info.reason or 'no reason given'}"
         elif info.state in FAILED_STATES:
-            status.state = "failed"
+            status.state = RunState.FAILED
         else:
-            status.state = TO_RUN_STATE.get(info.state, "failed")
+            status.state = RunState(TO_RUN_STATE.get(info.state, "failed"))
     else:
         # Slurm has forgotten the job and keeps no accounting: the nodes tell.
         states = {st.state for _, st in nodes}
         if nodes and all(st.finished for _, st in nodes):
-            status.state = ("failed" if "failed" in states else
-                            "stopped" if "stopped" in states else "succeeded")
+            status.state = RunState("failed" if "failed" in states else
+                                      "stopped" if "stopped" in states else "succeeded")
         elif nodes:
-            status.state = "failed"
+            status.state = RunState.FAILED
             status.message = (f"Slurm no longer knows job {job.get('job_id')} (no accounting) "
                               "and a node never recorded its end")
         else:
-            status.state = "failed"
+            status.state = RunState.FAILED
             status.message = (f"Slurm no longer knows job {job.get('job_id')} (no accounting) "
                               "and no node started")
     if status.finished:
@@ -274,10 +253,9 @@ def read_job_status(run_dir: Path | str, *, refresh: bool = True) -> R.RunStatus
         status.ended_at = max(ends) if ends else status.ended_at
     if first is not None and status.state in ("failed", "running", "starting"):
         node, f = first
-        status.failure = R.Failure(rank=f.rank, exit_code=f.exit_code, message=f.message,
+        status.failure = Failure(rank=f.rank, exit_code=f.exit_code, message=f.message,
                                    oom=f.oom or (info is not None and
-                                                 info.state == "OUT_OF_MEMORY"))
-        status.failure.node = node
+                                                 info.state == "OUT_OF_MEMORY"), node=node)
         if status.state != "failed" and f.rank is not None:
             status.message = f"rank {f.rank} on {node} failed; the job is ending"
     elif status.state == "failed" and info is not None:
@@ -289,7 +267,7 @@ def read_job_status(run_dir: Path | str, *, refresh: bool = True) -> R.RunStatus
         code = None
         if info.exit_code and info.exit_code.split(":")[0].isdigit():
             code = int(info.exit_code.split(":")[0])
-        status.failure = R.Failure(rank=None, exit_code=code, message=why,
+        status.failure = Failure(rank=None, exit_code=code, message=why,
                                    oom=info.state == "OUT_OF_MEMORY")
     elif status.state == "stopped":
         status.message = status.message or f"job {job.get('job_id')} cancelled (scancel)"
@@ -298,8 +276,8 @@ def read_job_status(run_dir: Path | str, *, refresh: bool = True) -> R.RunStatus
 
 # ---- stop --------------------------------------------------------------------------------
 
-def stop_job(run_dir: Path | str, timeout: float = 120.0) -> R.RunStatus:
-    """``scancel`` the job, then wait until Slurm no longer lists it as active."""
+def stop_job(run_dir: Path | str, timeout: float = 120.0) -> None:
+    """``scancel`` the job, then wait until Slurm no longer lists it (not even COMPLETING)."""
     run_dir = Path(run_dir)
     job = read_job_file(run_dir)
     job_id = str(job.get("job_id"))
@@ -314,26 +292,11 @@ def stop_job(run_dir: Path | str, timeout: float = 120.0) -> R.RunStatus:
             except SlurmError:
                 left = ""
             if not left:
-                break
+                return
         time.sleep(0.5)
-    return read_job_status(run_dir)
 
 
 # ---- logs and samples ------------------------------------------------------------------------
-
-def node_of_rank(run_dir: Path | str, rank: int) -> Path | None:
-    for node, st in node_statuses(run_dir):
-        if any(r.rank == rank for r in st.ranks):
-            return Path(st.run_dir)
-    return None
-
-
-def rank_log_paths(run_dir: Path | str, rank: int) -> tuple[Path | None, Path | None]:
-    node = node_of_rank(run_dir, rank)
-    if node is None:
-        return None, None
-    return R.rank_log_paths(node, rank)
-
 
 def launcher_logs(run_dir: Path | str) -> list[Path]:
     """The batch script's output, then each node's launcher log."""
@@ -344,19 +307,22 @@ def launcher_logs(run_dir: Path | str) -> list[Path]:
     return out
 
 
-def read_samples(run_dir: Path | str, last: int | None = None) -> list[dict]:
+def merge_samples(per_node: list[tuple[str, list]]) -> list[dict]:
     """Every node's samples merged round by round (the nodes sample at the same pace; the
-    newest of each node make the newest merged sample), oldest first. Each GPU and rank names
+    newest of each node make the newest merged sample), oldest first, as the JSON of
+    ``samples.jsonl`` lines (readers use ``.get``, as with :class:`records.Sample`). Each GPU and rank names
     its ``node``; GPUs get an ``index`` unique over the job (node 0's first, then node 1's...)
-    and keep the node's own as ``local_index``."""
-    per_node = []
+    and keep the node's own as ``local_index``. ``per_node``: (node name, its samples), in node
+    order."""
+    with_base = []
     offset = 0
-    for d in node_dirs(run_dir):
-        samples = R.read_samples(d, last=last)
+    for node, node_samples in per_node:
+        samples = [s.to_json() if hasattr(s, "to_json") else s for s in node_samples]
         indices = {g.get("index") for s in samples for g in s.get("gpus") or []
                    if isinstance(g.get("index"), int)}
-        per_node.append((_node_name(d), offset, samples))
+        with_base.append((node, offset, samples))
         offset += (max(indices) + 1) if indices else 0
+    per_node = with_base
     rounds = max((len(s) for _, _, s in per_node), default=0)
     out = []
     for k in range(rounds):

@@ -2,7 +2,7 @@
 
 ``<trainwiz python> -c <boot> <trainwiz root> RUN_DIR -- LAUNCHER ARGV...`` (see the sbatch
 script written by :mod:`trainwiz.launchers.slurm`). It makes the node's own folder
-``RUN_DIR/nodes/<node name>/``, points the launcher's log folder there (and, for accelerate, sets
+``RUN_DIR/nodes/<node name>-<run id>/``, points the launcher's log folder there (and, for accelerate, sets
 the machine rank from ``SLURM_NODEID``), writes the node's ``command.json`` and ``status.json``, and
 runs trainwiz's supervisor in the foreground: the task lives as long as the node's ranks, and
 ``scancel`` (SIGTERM to the task) runs the supervisor's stop protocol. The exit code is the
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from trainwiz.launchers import slurm as S
 from trainwiz.launchers import slurm_jobs
+from trainwiz.launchers.records import status_from_file
 from trainwiz.launchers.rundir import RunStatus, now_iso, read_status, save_status, \
     write_json_atomic
 from trainwiz.launchers.supervisor import Supervisor
@@ -86,13 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     launcher = argv[2:]
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
     node_id = int(os.environ.get("SLURM_NODEID") or 0)
-    node_dir = run_dir / slurm_jobs.NODES_DIR / S.node_dir_name(node)
+    # nodes/<node>-<run id>: the folder's name is its status's id, which also marks the node's
+    # processes (TRAINWIZ_RUN_ID): unique, so runs sharing a machine never touch each other's
+    node_dir = run_dir / slurm_jobs.NODES_DIR / f"{S.node_dir_name(node)}-{run_dir.name}"
     node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     logging.basicConfig(level=logging.INFO, filename=str(node_dir / "supervisor.log"),
                         format="%(asctime)s %(process)d %(levelname)s %(message)s")
     if not (run_dir / "status.json").is_file():  # a script submitted by hand (profiles export)
         _register(run_dir, launcher)
-    top = slurm_jobs.top_status(run_dir)
+    top = status_from_file(json.loads((run_dir / "status.json").read_text()))
     try:
         top_cmd = json.loads((run_dir / "command.json").read_text())
     except (OSError, ValueError):
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "host": socket.gethostname(), "job_id": os.environ.get("SLURM_JOB_ID"),
     })
     status = RunStatus(
-        id=f"{top.id}-{S.node_dir_name(node)}", state="starting", profile=top.profile,
+        id=node_dir.name, state="starting", profile=top.profile,
         script=top.script, args=list(top.args), started_at=now_iso(), run_dir=str(node_dir),
         device=top.device, num_processes=top.num_processes, num_machines=top.num_machines,
         machine_rank=node_id, simulate=top.simulate,

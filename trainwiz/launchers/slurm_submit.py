@@ -163,12 +163,13 @@ def plan_script(profile, script: str | None = None, args: list[str] | None = Non
     return text, notes
 
 
-def submit(profile, script: str | None = None, args: list[str] | None = None, *,
-           module: bool = False, yes: bool = False,
-           confirm: Callable[[str], bool] | None = None, cwd=None) -> api.RunHandle:
-    """Check, write the run directory, submit with sbatch; the handle of the new run."""
-    sbatch = slurm_tool("sbatch")
-    cwd = str(Path(cwd or os.getcwd()).resolve())
+def preflight(profile, script: str | None = None, args: list[str] | None = None, *,
+              module: bool = False, yes: bool | None = False,
+              confirm: Callable[[str], bool] | None = None, cwd=None) -> api.Preflight:
+    """Every check before submitting: sbatch on PATH, the script and the ranks' interpreter,
+    the partition (ranks per node, the memory estimate against its GPUs). ``port`` is None:
+    the rendezvous port is chosen in the job (from the job id), on a node not known yet."""
+    slurm_tool("sbatch")
     script, args, python, notes = api.resolve_script_and_python(profile, script, args,
                                                                 module=module, cwd=cwd)
     nproc, part, more = _nproc_and_partition(profile)
@@ -176,6 +177,24 @@ def submit(profile, script: str | None = None, args: list[str] | None = None, *,
     notes += _fit_notes(profile, part, nproc, yes, confirm)
     folder, default = runs_folder(profile)
     notes.append(folder_note(folder, default))
+    plan = partition_plan(part) if part is not None else None
+    return api.Preflight(script=script, args=list(args), nproc=nproc, port=None,
+                         gpu_count=plan.gpus_per_node if plan else 0, notes=notes, python=python)
+
+
+def submit(profile, script: str | None = None, args: list[str] | None = None, *,
+           module: bool = False, yes: bool = False,
+           confirm: Callable[[str], bool] | None = None, cwd=None,
+           pre: api.Preflight | None = None) -> api.RunHandle:
+    """Check (unless ``pre`` holds the checks), write the run directory, submit with sbatch;
+    the handle of the new run."""
+    sbatch = slurm_tool("sbatch")
+    cwd = str(Path(cwd or os.getcwd()).resolve())
+    pre = pre or preflight(profile, script, args, module=module, yes=yes, confirm=confirm,
+                           cwd=cwd)
+    script, args, python, nproc, notes = pre.script, pre.args, pre.python, pre.nproc, pre.notes
+    part_name = profile.slurm.partition if profile.slurm is not None else None
+    folder, default = runs_folder(profile)
     run_id = new_run_id()
     link = None
     try:
@@ -211,8 +230,7 @@ def submit(profile, script: str | None = None, args: list[str] | None = None, *,
         if not job_id.isdigit():
             raise TrainwizError(f"sbatch answered {out.stdout.strip()!r}, not a job id")
         write_json_atomic(run_dir / J.JOB_FILE, {
-            "job_id": job_id, "partition": part.name if part is not None else
-            (profile.slurm.partition if profile.slurm is not None else None),
+            "job_id": job_id, "partition": part_name,
             "nodes": [], "submitted_at": now_iso(), "script": S.SCRIPT_NAME})
     except BaseException:
         if "job_id" in locals() and str(locals()["job_id"]).isdigit():
