@@ -62,8 +62,8 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
         shown = str(status.state)
         if status.slurm:  # a Slurm job: Slurm's own state, and why it is pending
             shown += f" (Slurm job {status.slurm.get('job_id')} {status.slurm.get('state')}"
-            shown += f": {status.slurm.get('reason')})" if status.slurm.get("state") == "PENDING" \
-                else ")"
+            reason = status.slurm.get("reason") if status.slurm.get("state") == "PENDING" else None
+            shown += f": {reason})" if reason else ")"
         if shown != seen_state:
             say(f"[{status.id}] {shown}")
             seen_state = shown

@@ -101,8 +101,8 @@ def cmd_runs(args) -> int:
             fail = f"{who}: {message}"
         elif r.slurm and not r.finished:  # a Slurm job: its state, and why it waits
             fail = f"Slurm job {r.slurm.get('job_id')} {r.slurm.get('state')}"
-            if r.slurm.get("state") == "PENDING":
-                fail += f" ({r.slurm.get('reason') or 'no reason given'})"
+            if r.slurm.get("state") == "PENDING" and r.slurm.get("reason"):
+                fail += f" ({r.slurm.get('reason')})"
             elif r.slurm.get("nodelist"):
                 fail += f" on {r.slurm.get('nodelist')}"
         script = (r.script or "").rsplit("/", 1)[-1]

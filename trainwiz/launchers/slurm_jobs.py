@@ -338,5 +338,6 @@ def merge_samples(per_node: list[tuple[str, list]]) -> list[dict]:
                 merged["gpus"].append({**g, "node": node, "local_index": local,
                                        "index": base + local if isinstance(local, int) else local})
             merged["ranks"] += [{**r, "node": node} for r in s.get("ranks") or []]
+        merged["ranks"].sort(key=lambda r: (r.get("rank") is None, r.get("rank") or 0))
         out.append(merged)
     return out
