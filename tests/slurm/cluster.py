@@ -4,7 +4,9 @@ Debian's ``slurm-wlm`` and ``munge`` packages (installed with apt-get when missi
 root, as in CI). Two nodes on one host, the way the packaged slurmd allows:
 ``NodeName=node[1-2] NodeHostname=<this host> Port=[P-P+1]``, one ``slurmd -N nodeK`` each.
 Partition ``debug`` (both nodes, the default) and ``closed`` (State=DOWN: it takes jobs and
-never starts them, so they pend with reason ``PartitionDown``).
+never starts them, so they pend with reason ``PartitionDown``). Each node declares two GPUs of
+type h100 (``Gres=gpu:h100:2``, backed by stand-in device files) so the partitions read as GPU
+partitions do; the test jobs themselves are CPU jobs and request none.
 
 Everything lives in one private folder (config, munge key and socket, state, spool, logs, pid
 files) with free ports, so it never touches /etc/slurm or a cluster already on the machine. No
@@ -21,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -88,6 +91,7 @@ def slurm_conf(base: Path, host: str, ctld_port: int, node_port: int) -> str:
     return f"""\
 # trainwiz test cluster: two nodes on one host ({host})
 ClusterName=trainwiz-test
+GresTypes=gpu
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ctld_port}
 SlurmUser=root
@@ -117,10 +121,16 @@ KillWait=10
 MinJobAge=600
 InactiveLimit=0
 SlurmdTimeout=60
-NodeName=node[1-2] NodeHostname={host} NodeAddr=127.0.0.1 Port=[{node_port}-{node_port + 1}] CPUs=2 RealMemory=2000 State=UNKNOWN
+NodeName=node[1-2] NodeHostname={host} NodeAddr=127.0.0.1 Port=[{node_port}-{node_port + 1}] CPUs=2 RealMemory=2000 Gres=gpu:h100:2 State=UNKNOWN
 PartitionName=debug Nodes=node[1-2] Default=YES MaxTime=INFINITE State=UP
 PartitionName=closed Nodes=node[1-2] MaxTime=INFINITE State=DOWN
 """
+
+
+def gres_conf(base: Path) -> str:
+    # Two "H100s" per node: stand-in device files (the null device's numbers), so slurmd
+    # reports the generic resource as a GPU node's would; sinfo shows gpu:h100:2.
+    return f"NodeName=node[1-2] Name=gpu Type=h100 File={base}/fakegpu[0-1]\n"
 
 
 def _run(argv, env, timeout=30) -> subprocess.CompletedProcess:
@@ -141,6 +151,11 @@ def start(base: Path) -> dict[str, str]:
     host = socket.gethostname().split(".")[0]
     conf = base / "slurm.conf"
     conf.write_text(slurm_conf(base, host, _free_ports(1), _free_ports(2)))
+    for i in range(2):
+        dev = base / f"fakegpu{i}"
+        if not dev.exists():
+            os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    (base / "gres.conf").write_text(gres_conf(base))
     env = dict(os.environ, SLURM_CONF=str(conf))
     out = _run([_which("munged"), "--force", f"--socket={base}/munge.sock", f"--key-file={key}",
                 f"--log-file={base}/log/munged.log", f"--pid-file={base}/munged.pid",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -232,16 +233,39 @@ def test_no_sbatch_on_path_is_one_line(cli, tmp_path):
     assert len(gpus.stderr.strip().splitlines()) == 1
 
 
-def test_gpus_slurm_lists_the_partitions(cli):
+def test_gpus_slurm_lists_the_partitions_as_hardware_to_plan_for(cli):
     out = cli("gpus", "--slurm", "--json")
     assert out.returncode == 0, out.stderr
     parts = {p["partition"]: p for p in json.loads(out.stdout)}
     assert set(parts) == {"debug", "closed"} and parts["debug"]["default"] is True
-    assert [n["name"] for n in parts["debug"]["node_list"]] == ["node1", "node2"]
-    assert all(n["cpus"] == 2 and n["memory"] == 2000 * 2**20 for n in parts["debug"]["node_list"])
-    assert parts["debug"]["gpus_per_node"] == 0 and parts["debug"]["gpu_memory"] is None
+    debug = parts["debug"]
+    assert [n["name"] for n in debug["node_list"]] == ["node1", "node2"]
+    assert all(n["cpus"] == 2 and n["memory"] == 2000 * 2**20 for n in debug["node_list"])
+    assert debug["states"] == {"idle": 2}
+    # sinfo's gpu:h100:2 is two H100s per node: 80 GB cards, trainwiz's H100-80GB preset
+    assert debug["gpus_per_node"] == 2 and debug["gpu_type"] == "h100"
+    assert debug["gpu_preset"] == "H100-80GB" and debug["gpu_memory"] == 81559 * 2**20
     table = cli("gpus", "--slurm").stdout
-    assert "debug*" in table and "closed" in table
+    assert "debug*" in table and "2 x h100" in table
+    assert "plan for debug (2 x 2 GPUs): trainwiz estimate MODEL --num-gpus 4 --gpu-memory " \
+        "81559MiB" in " ".join(table.split())
+
+
+def test_print_commands_plans_against_the_partitions_gpus(cli, tmp_path):
+    prof = tmp_path / "llama.yaml"
+    prof.write_text(yaml.safe_dump({
+        "strategy": "ddp", "mixed_precision": "bf16", "python": sys.executable,
+        "scheduler": "slurm", "slurm": {"partition": "debug", "nodes": 2},
+        "estimate": {"model": "llama-3-8b"}}))
+    out = cli("launch", "--profile", str(prof), TRAIN_DDP, "--print-commands")
+    assert out.returncode == 0, out.stderr
+    # one rank per GPU of the partition's nodes, the estimate against an H100's memory
+    assert "#SBATCH --gpus-per-node=2" in out.stdout and "--nproc-per-node 2" in out.stdout
+    assert "one rank per GPU: 2 GPUs per node in partition debug" in out.stderr
+    assert re.search(r"llama-3-8b needs \d+\.\d GiB per GPU but GPU 0 has only 79\.6 GiB",
+                     out.stderr), out.stderr
+    assert "a node of partition debug has 2.0 GiB of RAM" in out.stderr
+    assert _no_runs(cli)
 
 
 def test_exported_accelerate_script_submitted_by_hand_runs_on_two_nodes(cli, tmp_path,

@@ -172,22 +172,26 @@ def _check_cores(profile, nproc: int) -> list[str]:
     return []
 
 
-def _check_host(profile, nproc: int, est_host: int | None = None, what: str = "") -> list[str]:
-    """A warning when the estimate needs more host memory than this machine has, saying what
-    it compared."""
+def _check_host(profile, nproc: int, est_host: int | None = None, what: str = "", *,
+                host: tuple[int | None, str] | None = None) -> list[str]:
+    """A warning when the estimate needs more host memory than this machine has (or ``host``:
+    (bytes, which machine), e.g. a Slurm partition's node), saying what it compared."""
     import psutil
 
     notes = []
+    total, machine = host if host is not None else (None, "this machine")
     if est_host:
-        total = psutil.virtual_memory().total
-        if est_host > total:
+        if host is None:
+            total = psutil.virtual_memory().total
+        if total and est_host > total:
             gib = 1024 ** 3
             notes.append(f"warning: about {est_host / gib:.1f} GiB of host memory needed "
-                         f"({what}) but this machine has {total / gib:.1f} GiB of RAM")
+                         f"({what}) but {machine} has {total / gib:.1f} GiB of RAM")
     return notes
 
 
-def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
+def _check_fit(profile, gpus, nproc: int, yes: bool, confirm, *,
+               host: tuple[int | None, str] | None = None) -> list[str]:
     try:
         from trainwiz.profiles import estimate_request
         from trainwiz.profiles.estimate_io import model_argument
@@ -217,9 +221,9 @@ def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
     if profile.device == "cpu":  # the ranks' tensors live in host memory
         return _check_host(profile, nproc, nproc * est.per_gpu.peak_allocated,
                            f"{nproc} CPU rank(s) × {est.per_gpu.peak_allocated / 1024 ** 3:.1f} "
-                           "GiB (the estimate's peak per rank)")
+                           "GiB (the estimate's peak per rank)", host=host)
     host = _check_host(profile, nproc, est.host_ram,
-                       "the estimate's host RAM (loading the weights, CPU offload)")
+                       "the estimate's host RAM (loading the weights, CPU offload)", host=host)
     need = est.per_gpu.total
     if not frees:
         return host

@@ -95,15 +95,21 @@ def _nproc_and_partition(profile) -> tuple[int, object | None, list[str]]:
 
 
 def _fit_notes(profile, part, nproc: int, yes, confirm) -> list[str]:
-    if profile.device != "cuda" or part is None:
+    """The memory estimate against the partition's nodes: their GPUs (from the GRES type; an
+    allocated GPU is the job's alone) and their RAM (sinfo's, the smallest node)."""
+    if part is None:
         return []
+    mems = [n.memory for n in part.nodes if n.memory]
+    host = (min(mems) if mems else None, f"a node of partition {part.name}")
+    if profile.device != "cuda":
+        return api._check_fit(profile, [], nproc, yes, confirm, host=host)
     plan = partition_plan(part)
     if not plan.gpu_memory:
         return [f"memory check skipped: Slurm says the GPUs are {plan.gpu_type or 'unknown'} "
                 "but not how much memory they have"]
-    gpus = [GpuInfo(index=i, name=plan.preset or str(plan.gpu_type), memory_total=plan.gpu_memory)
-            for i in range(nproc)]
-    return api._check_fit(profile, gpus, nproc, yes, confirm)
+    gpus = [GpuInfo(index=i, name=plan.preset or str(plan.gpu_type), memory_total=plan.gpu_memory,
+                    memory_free=plan.gpu_memory) for i in range(nproc)]
+    return api._check_fit(profile, gpus, nproc, yes, confirm, host=host)
 
 
 def sbatch_script(profile, script: str, args: list[str], *, run_dir: str, run_id: str,
@@ -144,6 +150,8 @@ def plan_script(profile, script: str | None = None, args: list[str] | None = Non
     try:
         nproc, part, more = _nproc_and_partition(profile)
         notes += more
+        if check:  # --print-commands: the estimate against the partition, reported only
+            notes += _fit_notes(profile, part, nproc, None, None)
     except SlurmMissing as exc:
         nproc = profile.processes_per_machine
         if nproc is None:
