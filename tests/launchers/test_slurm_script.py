@@ -185,3 +185,61 @@ def test_accelerate_on_every_node_with_its_config_in_the_script():
         in body
     assert "cat > \"$RUN_DIR/accelerate_config.yaml\" <<'TRAINWIZ_EOF' num_machines: 2" in body
     assert "#SBATCH --partition" not in text  # none named: the cluster's default partition
+
+
+@pytest.mark.parametrize("slurm_state, state, message, oom", [
+    ("TIMEOUT", "failed", "the job reached its time limit (slurm.time)", False),
+    ("OUT_OF_MEMORY", "failed", "Slurm ended the job: out of memory", True),
+    ("NODE_FAIL", "failed", "a node of the job failed", False),
+    ("CANCELLED", "stopped", None, False),
+    ("COMPLETED", "succeeded", None, False),
+])
+def test_slurm_end_states_read_as_run_states(tmp_path, slurm_state, state, message, oom):
+    """States Slurm reported last (kept in slurm.json; a finished job is not asked again)."""
+    import json
+
+    from trainwiz.launchers.rundir import read_status
+
+    run = tmp_path / "20260101-000000-abcd"
+    run.mkdir()
+    (run / "status.json").write_text(json.dumps({"id": run.name, "state": "starting",
+                                                 "scheduler": "slurm"}))
+    (run / "slurm.json").write_text(json.dumps({
+        "job_id": "42", "partition": "gpu", "nodes": ["gpu-a", "gpu-b"],
+        "last": {"state": slurm_state, "reason": None, "nodelist": "gpu-[a-b]",
+                 "exit_code": "0:9" if slurm_state != "COMPLETED" else "0:0",
+                 "source": "sacct"}}))
+    st = read_status(run).to_json()
+    assert st["state"] == state and st["slurm"]["state"] == slurm_state
+    assert st["slurm"]["nodes"] == ["gpu-a", "gpu-b"]
+    if message:
+        assert st["failure"]["message"] == message and st["failure"]["oom"] is oom
+    elif state != "failed":
+        assert st["failure"] is None
+
+
+def test_a_failing_rank_is_named_with_its_node_over_a_peers_error(tmp_path):
+    import json
+
+    from trainwiz.launchers.rundir import read_status
+
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "status.json").write_text(json.dumps({"id": "r1", "scheduler": "slurm"}))
+    (run / "slurm.json").write_text(json.dumps({"job_id": "7", "last": {
+        "state": "FAILED", "reason": "NonZeroExitCode", "nodelist": "n[1-2]",
+        "exit_code": "1:0", "source": "scontrol"}}))
+    fails = {"n1": (0, "RuntimeError: Connection closed by peer", "2026-01-01T00:00:09+00:00"),
+             "n2": (3, "ValueError: bad batch", "2026-01-01T00:00:05+00:00")}
+    for nid, (node, (rank, msg, ended)) in enumerate(fails.items()):
+        d = run / "nodes" / f"{node}-r1"
+        d.mkdir(parents=True)
+        (d / "command.json").write_text(json.dumps({"node": node, "node_id": nid}))
+        (d / "status.json").write_text(json.dumps({
+            "id": f"{node}-r1", "state": "failed", "ended_at": ended,
+            "ranks": [{"rank": 2 * nid}, {"rank": 2 * nid + 1}],
+            "failure": {"rank": rank, "exit_code": 1, "message": msg}}))
+    st = read_status(run).to_json()
+    assert st["failure"] == {"rank": 3, "exit_code": 1, "message": "ValueError: bad batch",
+                             "oom": False, "node": "n2"}
+    assert [r["rank"] for r in st["ranks"]] == [0, 1, 2, 3]
