@@ -125,6 +125,10 @@ def test_sinfo_partitions_with_gpu_gres():
     plan = partition_plan(gpu)
     assert plan.preset == "H100-80GB" and plan.gpu_memory == 81559 * 2**20
     assert plan.estimate_options(2) == ["--num-gpus", "16", "--gpu-memory", "81559MiB"]
+    fields = plan.profile_fields(2)  # what the wizard's "plan for" writes into a profile
+    assert fields == {"scheduler": "slurm", "slurm": {"partition": "gpu", "nodes": 2},
+                      "num_processes": 8}
+    assert profile_from_dict({"strategy": "ddp", **fields}, source="w", name="w").world_size == 16
     # "a100" is 40 or 80 GB: unknown, never guessed
     assert partition_plan(parts["old"]).gpu_memory is None
     assert parts["cpu"].gpus_per_node == 0

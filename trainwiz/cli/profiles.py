@@ -106,7 +106,10 @@ def _summary(profile) -> str:
         where = f"{profile.num_processes} GPU(s)"
     else:
         where = "all GPUs"
-    if profile.num_machines > 1:
+    if profile.scheduler == "slurm":  # Slurm's nodes, on its partition
+        part = profile.slurm.partition if profile.slurm and profile.slurm.partition else None
+        where += f" × {profile.machines} Slurm node(s)" + (f" ({part})" if part else "")
+    elif profile.num_machines > 1:
         where += f" × {profile.num_machines} machines"
     return f"{strat}, {where}, {profile.mixed_precision}"
 

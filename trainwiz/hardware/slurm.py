@@ -186,6 +186,16 @@ class PartitionPlan:
         return out
 
 
+    def profile_fields(self, nodes: int | None = None) -> dict:
+        """What a profile planned for ``nodes`` of this partition says (plain data, as in a
+        profile file): submitted with Slurm, one rank per GPU of each node."""
+        out: dict = {"scheduler": "slurm",
+                     "slurm": {"partition": self.partition, "nodes": nodes or self.nodes}}
+        if self.gpus_per_node:
+            out["num_processes"] = self.gpus_per_node
+        return out
+
+
 def partition_plan(partition: SlurmPartition) -> PartitionPlan:
     """The partition as plannable hardware (what the wizard's "plan for" choice offers)."""
     kind = partition.gpu_type
