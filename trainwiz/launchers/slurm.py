@@ -18,6 +18,7 @@ The subprocess side (sbatch, squeue, scancel) is :mod:`trainwiz.launchers.slurm_
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, replace
 
@@ -50,13 +51,18 @@ def _word(token) -> str:
     return token.text if isinstance(token, _Var) else shlex.quote(str(token))
 
 
+_SAFE_TAIL = re.compile(r"^[A-Za-z0-9._/+=:,@%-]*$")
+
+
 def _in_run_dir(words: list, run_dir: str) -> list:
-    """Paths inside the run directory written as ``"$RUN_DIR/..."``."""
+    """Paths inside the run directory written as ``"$RUN_DIR/..."`` (when the rest of the path
+    needs no quoting inside double quotes)."""
+    base = run_dir.rstrip("/")
     out = []
     for w in words:
-        if isinstance(w, str) and (w == run_dir or w.startswith(run_dir.rstrip("/") + "/")):
-            rest = w[len(run_dir.rstrip("/")):]
-            out.append(_Var('"$RUN_DIR' + rest.replace('"', '\\"').replace("$", "\\$") + '"'))
+        if isinstance(w, str) and (w == base or w.startswith(base + "/")) \
+                and _SAFE_TAIL.match(w[len(base):]):
+            out.append(_Var('"$RUN_DIR' + w[len(base):] + '"'))
         else:
             out.append(w)
     return out
@@ -225,7 +231,7 @@ def build_sbatch_script(profile, script: str, args: list[str] | None = None, *, 
         lines += _comment_block("The plan's environment for every rank (as `trainwiz launch` "
                                 "gives a local run).")
         for key in sorted(env):
-            lines.append(f"export {key}={shlex.quote(env[key])}")
+            lines.append(f"export {key}={_word(_in_run_dir([env[key]], run_dir)[0])}")
         lines.append("")
     if profile.launcher == "accelerate" and accelerate_config:
         lines += _comment_block("accelerate's config for this profile (as `trainwiz profiles "
