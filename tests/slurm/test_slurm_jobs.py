@@ -290,3 +290,24 @@ def test_exported_accelerate_script_submitted_by_hand_runs_on_two_nodes(cli, tmp
     assert rec["profile"] == "byhand" and rec["slurm"]["nodes"] == ["node1", "node2"]
     logs = cli("logs", run_id, "--rank", "3").stdout
     assert "rank 3 done" in logs and "4 processes" in logs
+
+
+def test_a_job_slurm_has_forgotten_reads_from_the_nodes_status_files(cli, tmp_path):
+    """No accounting here (accounting_storage/none): scontrol does not know the job, sacct
+    refuses; the run's state then comes from what its node supervisors wrote."""
+    from trainwiz.launchers.slurm_jobs import query_job
+
+    assert query_job("999999") is None  # scontrol: invalid job id; sacct: accounting disabled
+    runs = tmp_path / "home" / "state" / "trainwiz" / "runs"
+    run = runs / "20260101-000000-abcd"
+    node = run / "nodes" / f"node1-{run.name}"
+    node.mkdir(parents=True)
+    (run / "status.json").write_text(json.dumps({"id": run.name, "scheduler": "slurm"}))
+    (run / "slurm.json").write_text(json.dumps({"job_id": "999999"}))
+    (node / "command.json").write_text(json.dumps({"node": "node1", "node_id": 0}))
+    (node / "status.json").write_text(json.dumps({
+        "id": node.name, "state": "succeeded", "ended_at": "2026-01-01T00:01:00+00:00",
+        "ranks": [{"rank": 0, "exit_code": 0}, {"rank": 1, "exit_code": 0}]}))
+    rec = run_record(cli, run.name)
+    assert rec["state"] == "succeeded" and rec["slurm"]["state"] == "unknown"
+    assert rec["ended_at"] == "2026-01-01T00:01:00+00:00" and len(rec["ranks"]) == 2
