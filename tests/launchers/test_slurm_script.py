@@ -247,3 +247,24 @@ def test_a_failing_rank_is_named_with_its_node_over_a_peers_error(tmp_path):
     assert st["failure"] == {"rank": 3, "exit_code": 1, "message": "ValueError: bad batch",
                              "oom": False, "node": "n2"}
     assert [r["rank"] for r in st["ranks"]] == [0, 1, 2, 3]
+
+
+def test_a_run_kept_on_a_shared_path_is_listed_and_pruned_through_its_link(tmp_path, monkeypatch):
+    import json
+
+    from trainwiz.launchers.rundir import list_runs, prune_runs, runs_root
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    shared = tmp_path / "shared" / "20260101-000000-abcd"
+    shared.mkdir(parents=True)
+    (shared / "status.json").write_text(json.dumps({"id": shared.name, "scheduler": "slurm",
+                                                    "started_at": "2026-01-01T00:00:00+00:00"}))
+    (shared / "slurm.json").write_text(json.dumps({"job_id": "5", "last": {
+        "state": "COMPLETED", "reason": None, "nodelist": "n1", "exit_code": "0:0",
+        "source": "scontrol"}}))
+    runs_root().mkdir(parents=True)
+    (runs_root() / shared.name).symlink_to(shared)
+    assert [(r.id, str(r.state)) for r in list_runs()] == [(shared.name, "succeeded")]
+    removed, _ = prune_runs(keep=0)
+    assert [r.id for r in removed] == [shared.name]
+    assert not shared.exists() and not (runs_root() / shared.name).exists()

@@ -311,7 +311,12 @@ def prune_runs(*, older_than: float | None = None, keep: int | None = None,
             skipped.append(run)
             continue
         if not dry_run:
-            shutil.rmtree(run.run_dir, ignore_errors=True)
+            path = Path(run.run_dir)
+            if path.is_symlink():  # a Slurm run kept on a shared path: its folder, the link
+                shutil.rmtree(path.resolve(), ignore_errors=True)
+                path.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(run.run_dir, ignore_errors=True)
             _CACHE.pop(run.run_dir, None)
         removed.append(run)
     return removed, skipped
