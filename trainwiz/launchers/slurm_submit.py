@@ -205,6 +205,7 @@ def submit(profile, script: str | None = None, args: list[str] | None = None, *,
     folder, default = runs_folder(profile)
     run_id = new_run_id()
     link = None
+    job_id = None
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         run_dir = folder / run_id
@@ -229,20 +230,24 @@ def submit(profile, script: str | None = None, args: list[str] | None = None, *,
             id=run_id, state="starting", profile=profile.name, script=script, args=list(args),
             started_at=now_iso(), run_dir=str(run_dir), device=profile.device,
             num_processes=nproc, num_machines=profile.machines, scheduler="slurm"))
-        out = subprocess.run([sbatch, "--parsable", str(run_dir / S.SCRIPT_NAME)], cwd=cwd,
-                             capture_output=True, text=True, timeout=120,
-                             stdin=subprocess.DEVNULL)
+        try:
+            out = subprocess.run([sbatch, "--parsable", str(run_dir / S.SCRIPT_NAME)], cwd=cwd,
+                                 capture_output=True, text=True, timeout=120,
+                                 stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise TrainwizError(f"sbatch did not submit the job: {exc}") from None
         if out.returncode != 0:
             raise TrainwizError(f"sbatch refused the job: {slurm_message(out.stderr or out.stdout)}")
-        job_id = out.stdout.strip().split(";")[0]
-        if not job_id.isdigit():
+        answer = out.stdout.strip().split(";")[0]
+        if not answer.isdigit():
             raise TrainwizError(f"sbatch answered {out.stdout.strip()!r}, not a job id")
+        job_id = answer
         write_json_atomic(run_dir / J.JOB_FILE, {
             "job_id": job_id, "partition": part_name,
             "nodes": [], "submitted_at": now_iso(), "script": S.SCRIPT_NAME})
     except BaseException:
-        if "job_id" in locals() and str(locals()["job_id"]).isdigit():
-            subprocess.run([shutil.which("scancel") or "scancel", str(locals()["job_id"])],
+        if job_id is not None:  # submitted, but its run could not be recorded: take it back
+            subprocess.run([shutil.which("scancel") or "scancel", job_id],
                            capture_output=True, stdin=subprocess.DEVNULL, check=False)
         shutil.rmtree(run_dir, ignore_errors=True)
         if link is not None:
