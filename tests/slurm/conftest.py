@@ -2,9 +2,9 @@
 
 Session-scoped, and guarded by a file lock held for the whole session: only one pytest worker
 (or one pytest run on this machine) installs and runs the daemons at a time. All tests here are
-in one xdist group (``pytestmark = pytest.mark.xdist_group("slurm")``) so ``pytest -n 2 --dist loadgroup`` (the project's addopts) runs
-them on one worker. If installing or starting Slurm fails, the tests fail: they are never
-skipped.
+in one xdist group (``pytestmark = pytest.mark.xdist_group("slurm")``) so ``pytest -n 2 --dist
+loadgroup`` (the project's addopts) runs them on one worker. If installing or starting Slurm
+fails, the tests fail: they are never skipped.
 """
 
 from __future__ import annotations

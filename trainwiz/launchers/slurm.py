@@ -1,19 +1,20 @@
 """The sbatch script for a ``scheduler: slurm`` profile. Pure: builds text, runs nothing.
 
 The script is the one a Slurm user would write by hand: ``#SBATCH`` lines from the profile's
-``slurm:`` section, one task per node (``srun --ntasks-per-node=1``), and on every node trainwiz's
-supervisor around the profile's launcher (torchrun, or accelerate) joined by a c10d rendezvous on
-the job's first node (``scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1``, its
-``NodeAddr`` from ``scontrol show node``), with the job id as the rendezvous id. No host name is
-written into it: Slurm picks the nodes when the job starts.
+``slurm:`` section, one task per node (``srun --ntasks-per-node=1``), and on every node
+trainwiz's supervisor around the profile's launcher (torchrun, or accelerate) joined by a c10d
+rendezvous on the job's first node (the first of ``scontrol show hostnames
+"$SLURM_JOB_NODELIST"``, at its ``NodeAddr`` from ``scontrol show node``), with the job id as
+the rendezvous id. No host name is written into it: Slurm picks the nodes when the job starts.
 
-Each node's supervisor keeps its own folder ``<run dir>/nodes/<node name>-<run id>/`` (status, launcher
-log, rank logs under ``torchrun/``, GPU samples): the run directory must be on a filesystem every
-node shares. The supervisor runs with trainwiz's own interpreter and package (``sys.executable``
-and the folder holding ``trainwiz/``: the same paths on every node, as with a shared home or a
-shared software install); the ranks run with the profile's ``python:``.
+Each node's supervisor keeps its own folder ``<run dir>/nodes/<node name>-<run id>/`` (status,
+launcher log, rank logs under ``torchrun/``, GPU samples): the run directory must be on a
+filesystem every node shares. The supervisor runs with trainwiz's own interpreter and package
+(``sys.executable`` and the folder holding ``trainwiz/``: the same paths on every node, as with
+a shared home or a shared software install); the ranks run with the profile's ``python:``.
 
-The subprocess side (sbatch, squeue, scancel) is :mod:`trainwiz.launchers.slurm_jobs`.
+Submitting is :mod:`trainwiz.launchers.slurm_submit` (sbatch); following and stopping the job
+is :mod:`trainwiz.launchers.slurm_jobs` (scontrol, sacct, squeue, scancel).
 """
 
 from __future__ import annotations

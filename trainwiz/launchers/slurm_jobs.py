@@ -3,8 +3,9 @@
 A Slurm run's directory holds what a local run's does at the top (``profile.yaml``,
 ``command.json``, ``status.json``), plus ``job.sbatch`` (the script), ``slurm.json`` (job id,
 partition, the last state Slurm reported) and ``slurm-<job id>.out`` (the batch script's output),
-and one folder per node, ``nodes/<node name>-<run id>/``, that is a complete supervisor run directory
-(status, launcher log, ``torchrun/`` rank logs, GPU samples) written by that node's supervisor.
+and one folder per node, ``nodes/<node name>-<run id>/``, that is a complete supervisor run
+directory (status, launcher log, ``torchrun/`` rank logs, GPU samples) written by that node's
+supervisor.
 
 The job's state comes from Slurm: ``scontrol show job`` while the controller remembers the job
 (``MinJobAge``, 300 s after it ends by default), then ``sacct`` where the cluster keeps accounting
@@ -310,10 +311,10 @@ def launcher_logs(run_dir: Path | str) -> list[Path]:
 def merge_samples(per_node: list[tuple[str, list]]) -> list[dict]:
     """Every node's samples merged round by round (the nodes sample at the same pace; the
     newest of each node make the newest merged sample), oldest first, as the JSON of
-    ``samples.jsonl`` lines (readers use ``.get``, as with :class:`records.Sample`). Each GPU and rank names
-    its ``node``; GPUs get an ``index`` unique over the job (node 0's first, then node 1's...)
-    and keep the node's own as ``local_index``. ``per_node``: (node name, its samples), in node
-    order."""
+    ``samples.jsonl`` lines (readers use ``.get``, as with :class:`records.Sample`). Each GPU and
+    rank names its ``node``; GPUs get an ``index`` unique over the job (node 0's first, then
+    node 1's...) and keep the node's own as ``local_index``. ``per_node``: (node name, its
+    samples), in node order."""
     with_base = []
     offset = 0
     for node, node_samples in per_node:

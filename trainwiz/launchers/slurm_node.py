@@ -2,11 +2,12 @@
 
 ``<trainwiz python> -c <boot> <trainwiz root> RUN_DIR -- LAUNCHER ARGV...`` (see the sbatch
 script written by :mod:`trainwiz.launchers.slurm`). It makes the node's own folder
-``RUN_DIR/nodes/<node name>-<run id>/``, points the launcher's log folder there (and, for accelerate, sets
-the machine rank from ``SLURM_NODEID``), writes the node's ``command.json`` and ``status.json``, and
-runs trainwiz's supervisor in the foreground: the task lives as long as the node's ranks, and
-``scancel`` (SIGTERM to the task) runs the supervisor's stop protocol. The exit code is the
-node's outcome (0: its ranks succeeded), so the job ends COMPLETED or FAILED accordingly.
+``RUN_DIR/nodes/<node name>-<run id>/``, points the launcher's log folder there (and, for
+accelerate, sets the machine rank from ``SLURM_NODEID``), writes the node's ``command.json`` and
+``status.json``, and runs trainwiz's supervisor in the foreground: the task lives as long as the
+node's ranks, and ``scancel`` (SIGTERM to the task) runs the supervisor's stop protocol. The
+exit code is the node's outcome (0: its ranks succeeded), so the job ends COMPLETED or FAILED
+accordingly.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def node_argv(argv: list[str], node_dir: Path, node_id: int) -> list[str]:
             done.add("rank")
     for i, tok in enumerate(out[:-1]):
         if tok == "-m" and out[i + 1] in _RDZV_CONF:
-            out[i + 2:i + 2] = [_RDZV_CONF[out[i + 1]], f"is_host={'true' if node_id == 0 else 'false'}"]
+            host = "true" if node_id == 0 else "false"
+            out[i + 2:i + 2] = [_RDZV_CONF[out[i + 1]], f"is_host={host}"]
             break
     return out
 

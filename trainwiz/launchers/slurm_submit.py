@@ -237,7 +237,8 @@ def submit(profile, script: str | None = None, args: list[str] | None = None, *,
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise TrainwizError(f"sbatch did not submit the job: {exc}") from None
         if out.returncode != 0:
-            raise TrainwizError(f"sbatch refused the job: {slurm_message(out.stderr or out.stdout)}")
+            why = slurm_message(out.stderr or out.stdout)
+            raise TrainwizError(f"sbatch refused the job: {why}")
         answer = out.stdout.strip().split(";")[0]
         if not answer.isdigit():
             raise TrainwizError(f"sbatch answered {out.stdout.strip()!r}, not a job id")
