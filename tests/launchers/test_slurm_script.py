@@ -166,10 +166,10 @@ def test_every_nodes_gpu_samples_are_merged_round_by_round(tmp_path):
     samples = read_samples(tmp_path, last=2)
     assert len(samples) == 2
     newest = samples[-1]
-    assert [(g["node"], g["local_index"], g["index"], g["memory_used"]) for g in newest["gpus"]] \
+    assert [(g.node, g.local_index, g.index, g.memory_used) for g in newest.gpus] \
         == [("gpu-a", 0, 0, 20), ("gpu-a", 1, 1, 21), ("gpu-b", 0, 2, 1020), ("gpu-b", 1, 3, 1021)]
-    assert [(r["node"], r["rank"]) for r in newest["ranks"]] == [("gpu-a", 0), ("gpu-b", 2)]
-    assert newest["t"] == 105.0
+    assert [(r.node, r.rank) for r in newest.ranks] == [("gpu-a", 0), ("gpu-b", 2)]
+    assert newest.t == 105.0
 
 
 def test_accelerate_on_every_node_with_its_config_in_the_script():

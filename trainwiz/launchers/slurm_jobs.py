@@ -18,12 +18,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from trainwiz.atomic import write_json_atomic
 from trainwiz.hardware.slurm import SlurmError, SlurmMissing, run_slurm
-from trainwiz.launchers.records import Failure, RunState, RunStatus
+from trainwiz.launchers.records import (
+    Failure,
+    GpuReading,
+    RankReading,
+    RunState,
+    RunStatus,
+    Sample,
+)
 
 JOB_FILE = "slurm.json"
 NODES_DIR = "nodes"
@@ -308,37 +315,46 @@ def launcher_logs(run_dir: Path | str) -> list[Path]:
     return out
 
 
-def merge_samples(per_node: list[tuple[str, list]]) -> list[dict]:
+@dataclass(frozen=True)
+class NodeGpuReading(GpuReading):
+    """A GPU of a Slurm run: ``index`` is unique over the job, ``local_index`` the node's own."""
+
+    node: str | None = None
+    local_index: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeRankReading(RankReading):
+    node: str | None = None
+
+
+def merge_samples(per_node: list[tuple[str, list[Sample]]]) -> list[Sample]:
     """Every node's samples merged round by round (the nodes sample at the same pace; the
-    newest of each node make the newest merged sample), oldest first, as the JSON of
-    ``samples.jsonl`` lines (readers use ``.get``, as with :class:`records.Sample`). Each GPU and
-    rank names its ``node``; GPUs get an ``index`` unique over the job (node 0's first, then
-    node 1's...) and keep the node's own as ``local_index``. ``per_node``: (node name, its
-    samples), in node order."""
+    newest of each node make the newest merged sample), oldest first. Each GPU and rank names
+    its ``node``; GPUs get an ``index`` unique over the job (node 0's first, then node 1's...)
+    and keep the node's own as ``local_index``. ``per_node``: (node name, its samples), in node
+    order."""
     with_base = []
     offset = 0
-    for node, node_samples in per_node:
-        samples = [s.to_json() if hasattr(s, "to_json") else s for s in node_samples]
-        indices = {g.get("index") for s in samples for g in s.get("gpus") or []
-                   if isinstance(g.get("index"), int)}
+    for node, samples in per_node:
+        indices = {g.index for s in samples for g in s.gpus}
         with_base.append((node, offset, samples))
         offset += (max(indices) + 1) if indices else 0
-    per_node = with_base
-    rounds = max((len(s) for _, _, s in per_node), default=0)
+    rounds = max((len(s) for _, _, s in with_base), default=0)
     out = []
     for k in range(rounds):
-        merged: dict = {"t": 0.0, "gpus": [], "ranks": []}
-        for node, base, samples in per_node:
+        t = 0.0
+        gpus: list[GpuReading] = []
+        ranks: list[RankReading] = []
+        for node, base, samples in with_base:
             j = len(samples) - rounds + k
             if j < 0:
                 continue
             s = samples[j]
-            merged["t"] = max(merged["t"], s.get("t") or 0.0)
-            for g in s.get("gpus") or []:
-                local = g.get("index")
-                merged["gpus"].append({**g, "node": node, "local_index": local,
-                                       "index": base + local if isinstance(local, int) else local})
-            merged["ranks"] += [{**r, "node": node} for r in s.get("ranks") or []]
-        merged["ranks"].sort(key=lambda r: (r.get("rank") is None, r.get("rank") or 0))
-        out.append(merged)
+            t = max(t, s.t)
+            gpus += [NodeGpuReading(**{**asdict(g), "index": base + g.index}, node=node,
+                                    local_index=g.index) for g in s.gpus]
+            ranks += [NodeRankReading(**asdict(r), node=node) for r in s.ranks]
+        ranks.sort(key=lambda r: r.rank)
+        out.append(Sample(t=t, gpus=tuple(gpus), ranks=tuple(ranks)))
     return out
