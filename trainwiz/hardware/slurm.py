@@ -11,7 +11,6 @@ text, never as markup.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -226,7 +225,3 @@ def find_partition(name: str | None, parts: list[SlurmPartition]) -> SlurmPartit
             return p
     return None
 
-
-def slurm_configured() -> bool:
-    """Cheap check: a Slurm client is on PATH (it may still find no cluster)."""
-    return shutil.which("sinfo") is not None or bool(os.environ.get("SLURM_CONF"))
