@@ -268,3 +268,24 @@ def test_a_run_kept_on_a_shared_path_is_listed_and_pruned_through_its_link(tmp_p
     removed, _ = prune_runs(keep=0)
     assert [r.id for r in removed] == [shared.name]
     assert not shared.exists() and not (runs_root() / shared.name).exists()
+
+
+def test_a_batch_script_that_failed_before_any_node_ran_says_why(tmp_path):
+    import json
+
+    from trainwiz.launchers.rundir import read_status
+
+    run = tmp_path / "r2"
+    run.mkdir()
+    (run / "status.json").write_text(json.dumps({"id": "r2", "scheduler": "slurm"}))
+    (run / "slurm.json").write_text(json.dumps({"job_id": "8", "last": {
+        "state": "FAILED", "reason": "NonZeroExitCode", "nodelist": "n1", "exit_code": "2:0",
+        "source": "scontrol"}}))
+    (run / "slurm-8.out").write_text(
+        "slurmstepd: error: execve(): /home/ana/venv/bin/python: No such file or directory\n"
+        "srun: error: n1: task 0: Exited with exit code 2\n")
+    st = read_status(run).to_json()
+    assert st["state"] == "failed"
+    assert st["failure"]["message"] == ("the batch script failed: slurmstepd: error: execve(): "
+                                        "/home/ana/venv/bin/python: No such file or directory")
+    assert st["failure"]["exit_code"] == 2

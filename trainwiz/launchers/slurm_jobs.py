@@ -275,11 +275,35 @@ def job_status(run_dir: Path | str, status: RunStatus, nodes: list[tuple[str, Ru
         code = None
         if info.exit_code and info.exit_code.split(":")[0].isdigit():
             code = int(info.exit_code.split(":")[0])
+        if info.state == "FAILED" and not nodes:  # the batch script failed before any node ran
+            said = _batch_error(run_dir, job.get("job_id"))
+            if said:
+                why = f"the batch script failed: {said}"
         status.failure = Failure(rank=None, exit_code=code, message=why,
-                                   oom=info.state == "OUT_OF_MEMORY")
+                                 oom=info.state == "OUT_OF_MEMORY")
     elif status.state == "stopped":
         status.message = status.message or f"job {job.get('job_id')} cancelled (scancel)"
     return status
+
+
+def _batch_error(run_dir: Path, job_id) -> str | None:
+    """The last error line of the batch script's output (``slurm-<job id>.out``), if any."""
+    path = run_dir / f"slurm-{job_id}.out"
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - 16384))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    lines = [ln.strip() for ln in lines if ln.strip()]
+    # the cause comes first (execve: no such file, command not found); srun's summary of which
+    # task exited with which code comes after it
+    causes = [ln for ln in lines if ("error" in ln.lower() or "not found" in ln
+                                     or "No such file" in ln)
+              and "Exited with exit code" not in ln and "Terminating" not in ln]
+    if causes:
+        return causes[0]
+    return lines[-1] if lines else None
 
 
 # ---- stop --------------------------------------------------------------------------------
