@@ -141,6 +141,8 @@ def test_two_node_job_joins_ranks_on_both_nodes(cli, tmp_path):
     for rank in range(4):
         logs = cli("logs", run_id, "--rank", str(rank))
         assert f"rank {rank} done" in logs.stdout, (rank, logs.stdout, logs.stderr)
+        node = next(n for n, ranks in per_node.items() if rank in ranks)
+        assert f"rank {rank} ran on {node}" in logs.stderr
 
 
 def test_failing_rank_is_named_with_its_node(cli, tmp_path):

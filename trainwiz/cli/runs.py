@@ -198,7 +198,7 @@ def cmd_logs(args) -> int:
 
     from trainwiz.errors import TrainwizError
     from trainwiz.launchers import slurm_jobs
-    from trainwiz.launchers.rundir import read_status, resolve_run
+    from trainwiz.launchers.rundir import read_status, resolve_run, slurm_node_of_rank
 
     if args.lines is not None and args.lines < 0:
         raise TrainwizError(f"-n {args.lines}: expected a number of lines, 0 or more")
@@ -220,6 +220,10 @@ def cmd_logs(args) -> int:
             print(f"rank {args.rank} has no log yet (state {status.state})", file=sys.stderr)
             return 0
         paths = paths or [(None, sys.stdout)]
+        node_dir = slurm_node_of_rank(run_dir, args.rank) if status.slurm else None
+        if node_dir is not None:  # a Slurm run: which node the rank ran on
+            print(f"rank {args.rank} ran on {slurm_jobs.node_name(node_dir)}", file=sys.stderr,
+                  flush=True)
     headers = args.launcher and slurm_jobs.is_slurm_run(run_dir)  # several files: name each
     offsets = []
     for path, stream in paths:
