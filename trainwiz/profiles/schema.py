@@ -27,6 +27,7 @@ DEVICES = ("cuda", "cpu")
 RDZV_BACKENDS = ("c10d", "static")
 OPTIMIZERS = ("adamw", "sgd", "adafactor", "adamw8bit")
 ATTENTION = ("sdpa", "eager")
+SCHEDULERS = ("local", "slurm")
 
 
 @dataclass
@@ -67,6 +68,19 @@ class EstimateInputs:
 
 
 @dataclass
+class SlurmOptions:
+    """How a ``scheduler: slurm`` profile is submitted: one sbatch job, one task per node."""
+
+    partition: str | None = None  # None: the cluster's default partition
+    nodes: int = 1
+    time: str | None = None  # Slurm's time limit format: "90", "4:00:00", "2-00:00:00"
+    account: str | None = None
+    qos: str | None = None
+    sbatch_args: list[str] = field(default_factory=list)  # extra #SBATCH lines: ["--mem=0"]
+    run_dir: str | None = None  # a folder every node shares; None: the runs folder in your home
+
+
+@dataclass
 class Profile:
     name: str
     strategy: str = "ddp"
@@ -89,6 +103,15 @@ class Profile:
     estimate: EstimateInputs | None = None
     version: int = SCHEMA_VERSION
     description: str | None = None  # one line for `trainwiz profiles list`
+    scheduler: str = "local"  # "slurm": submitted with sbatch, see `slurm`
+    slurm: SlurmOptions | None = None
+
+    @property
+    def machines(self) -> int:
+        """Machines the run spans: Slurm's node count for a Slurm profile, else num_machines."""
+        if self.scheduler == "slurm":
+            return int(self.slurm.nodes) if self.slurm is not None else 1
+        return int(self.num_machines or 1)
 
     @property
     def accelerate_mixed_precision(self) -> str:
@@ -110,4 +133,4 @@ class Profile:
     def world_size(self) -> int | None:
         """Ranks over all machines, when known."""
         per = self.processes_per_machine
-        return None if per is None else per * self.num_machines
+        return None if per is None else per * self.machines
