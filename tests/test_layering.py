@@ -31,6 +31,8 @@ PURE = {
     "trainwiz.launchers.command": HEAVY + ("psutil",),
     "trainwiz.launchers.planvars": HEAVY + ("psutil",),
     "trainwiz.launchers.progress": HEAVY + ("psutil",),
+    "trainwiz.launchers.slurm": HEAVY + ("psutil",),
+    "trainwiz.hardware.slurm": HEAVY,
     "trainwiz.hardware": HEAVY,  # pynvml only when NVML is actually probed
     # the app: Textual of course, but never torch, and NVML only from its workers
     "trainwiz.tui.app": ("torch", "pynvml", "transformers", "accelerate"),

@@ -31,7 +31,8 @@ from textual.worker import Worker, WorkerState
 
 from trainwiz.errors import TrainwizError
 from trainwiz.estimator import estimate, model_from_params, resolve_model
-from trainwiz.launchers.rundir import rank_log_paths, read_status
+from trainwiz.launchers import slurm_jobs
+from trainwiz.launchers.rundir import rank_log_paths, read_samples, read_status
 from trainwiz.launchers.runinfo import (
     Follower,
     rank_logs,
@@ -138,6 +139,17 @@ def rank_state(rank, run_state: str) -> str:
     if run_state == "stopped" and rank.exit_code in (-15, -9):  # ended by the user's stop
         return "stopped"
     return "failed"
+
+
+def _plain(value):
+    """A typed sample record as the plain JSON its file holds."""
+    if hasattr(value, "to_json"):
+        return value.to_json()
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(value)
+    raise TypeError(type(value).__name__)
 
 
 def run_kind(status) -> str:
@@ -251,17 +263,12 @@ class MonitorScreen(Screen):
         if not self.run_dir.exists():  # read as a damaged run: it is simply gone
             self.post_message(RunPolled(None, error=gone))
             return
-        text = self._samples_file.read()
-        if self._samples_file.restarted:  # the supervisor trimmed the file: read it anew
+        if slurm_jobs.is_slurm_run(self.run_dir):  # every node's samples, merged
             self._samples.clear()
-            self._samples_partial = ""
-        lines = (self._samples_partial + text).split("\n")
-        self._samples_partial = lines.pop()  # a line being written right now: the rest comes
-        for line in lines:
-            try:
-                self._samples.append(json.loads(line))
-            except ValueError:  # not a sample (a torn line from a crash): left out
-                continue
+            self._samples.extend(json.loads(json.dumps(s, default=_plain))
+                                 for s in read_samples(self.run_dir, last=HISTORY))
+        else:
+            self._read_samples()
         rank = self.selected_rank
         reset = False
         if self._log_reader is None or self._log_rank != rank or not self._log_reader.followers:
@@ -306,6 +313,21 @@ class MonitorScreen(Screen):
             return
         if timed.estimated and timed.tokens_per_second:
             self.estimated_tokens_per_s = timed.tokens_per_second
+
+    def _read_samples(self) -> None:
+        import json
+
+        text = self._samples_file.read()
+        if self._samples_file.restarted:  # the supervisor trimmed the file: read it anew
+            self._samples.clear()
+            self._samples_partial = ""
+        lines = (self._samples_partial + text).split("\n")
+        self._samples_partial = lines.pop()  # a line being written right now: the rest comes
+        for line in lines:
+            try:
+                self._samples.append(json.loads(line))
+            except ValueError:  # not a sample (a torn line from a crash): left out
+                continue
 
     @on(RunPolled)
     def _polled(self, message: RunPolled) -> None:
@@ -387,7 +409,8 @@ class MonitorScreen(Screen):
             box.append("FAILED", style="bold red")
             if fail is not None:
                 box.append(f" — rank {fail.rank if fail.rank is not None else '?'}"
-                           f", exit code {fail.exit_code if fail.exit_code is not None else '?'}")
+                           + (f" on {fail.node}" if fail.node else "")  # a Slurm run's node
+                           + f", exit code {fail.exit_code if fail.exit_code is not None else '?'}")
                 box.append(f"\n{fail.message}")
                 box.append("\nout of memory: ")
                 box.append("YES" if fail.oom else "no", style="bold red" if fail.oom else "")
