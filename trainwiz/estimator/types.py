@@ -10,6 +10,7 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 OPTIMIZERS = ("adamw", "sgd", "adafactor", "adamw8bit")
 ATTENTIONS = ("sdpa", "eager")
 HEADS = ("causal_lm", "masked_lm", "seq_cls", "base")
+METHODS = ("full", "lora", "qlora")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,14 @@ class TrainConfig:
     offload_params: bool = False
     attention: str = "sdpa"
     gradient_as_bucket_view: bool = False  # DDP
+    # Parameter-efficient fine-tuning (PEFT): frozen base weights, LoRA adapters of this rank on
+    # these modules (all-linear or a comma list); qlora also stores the frozen linear weights in
+    # 4-bit NF4 (bitsandbytes), double-quantized unless double_quant is False.
+    method: str = "full"  # full | lora | qlora
+    lora_rank: int = 16
+    lora_targets: str = "all-linear"
+    lora_dropout: float = 0.0
+    double_quant: bool = True
 
     def with_changes(self, **changes) -> TrainConfig:
         return replace(self, **changes)
