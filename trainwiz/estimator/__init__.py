@@ -21,7 +21,7 @@ __all__ = ["Estimate", "MemoryBreakdown", "ModelSpec", "Suggestion", "TrainConfi
 
 def __getattr__(name):  # lazy: keep `import trainwiz.estimator` cheap
     if name == "estimate":
-        from trainwiz.estimator.model import estimate
+        from trainwiz.estimator.fit import estimate
         return estimate
     if name in ("resolve_model", "model_from_params"):
         from trainwiz.estimator import models

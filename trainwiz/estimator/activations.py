@@ -11,7 +11,13 @@ Dtypes: ``Precision.compute`` is the bytes of matmul outputs (2 under bf16/fp16,
 ``Precision.residual`` the bytes of the residual stream (4 when the weights are fp32 — autocast
 keeps embeddings, norms and residual adds in fp32 — 2 when FSDP gathers bf16 weights);
 ``Precision.autocast`` means each linear casts its fp32 input to a fresh low-precision copy,
-and saves that copy, not its input.
+and saves that copy, not its input. ``Precision.amp`` means an autocast region is active at all
+(also under FSDP, whose weights are already low precision): ops on autocast's fp32 list, such as
+softmax on CUDA, then return fp32.
+
+Kernels are CUDA's. ``Precision.cuda=False`` sizes what CPU kernels keep instead (for comparing
+with CPU measurements; see validation/): a dropout mask in the input's dtype rather than a bool,
+and softmax left in low precision under CPU autocast.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ class Precision:
     compute: int
     residual: int
     autocast: bool
+    amp: bool = False
+    cuda: bool = True
+
+    def mask(self, input_bytes: int) -> int:
+        """Bytes per element of a dropout mask: CUDA's fused dropout keeps a bool mask, CPU's
+        dropout multiplies by a scaled noise tensor in the input's dtype and keeps that."""
+        return BOOL if self.cuda else input_bytes
 
 
 @dataclass(frozen=True)
@@ -95,8 +108,17 @@ def _rms_norm(saved: dict, name: str, T: int, h: int, prec: Precision, gemma: bo
     return prec.residual
 
 
-def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shared: bool = False) -> int:
-    """Attention core; returns its forward transient. q/k/v/out are (b, heads, s, d)."""
+def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shared: bool = False,
+          dropout: float = 0.0, softmax_fp32: bool = True, cast_probs: bool = True) -> int:
+    """Attention core; returns its forward transient. q/k/v/out are (b, heads, s, d).
+
+    Eager attention is transformers' ``eager_attention_forward``: scores = q @ k^T, softmax
+    (``softmax_fp32``: asked for in fp32, as llama-style models do; else in the scores' dtype,
+    which autocast on CUDA raises to fp32), ``cast_probs``: cast back to q's dtype (llama, GPT-2;
+    BERT does not), dropout, probs @ v. With attention dropout the softmax output, the mask and
+    the dropped probabilities are all kept for backward. SDPA's CUDA kernels keep none of that,
+    with or without dropout (the mask is regenerated from the RNG state).
+    """
     T, e = dims.T, prec.compute
     if not q_elems_shared:
         saved["attn.q"] = T * dims.a * dims.d * e
@@ -107,9 +129,18 @@ def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shar
         scores = dims.b * dims.a * dims.s * dims.s
         if dims.kv != dims.a and not q_elems_shared:  # repeat_kv materialises full-head k and v
             saved["attn.k"] = saved["attn.v"] = T * dims.a * dims.d * e
-        saved["attn.probs_fp32"] = scores * FP32  # softmax(..., dtype=float32) keeps its output
-        if e != FP32:
-            saved["attn.probs"] = scores * e  # .to(q.dtype), kept by probs @ v
+        amp_fp32 = prec.amp and prec.cuda  # CPU autocast leaves softmax in low precision
+        sm = FP32 if (softmax_fp32 or e == FP32 or amp_fp32) else e
+        saved["attn.softmax"] = scores * sm  # softmax keeps its output for backward
+        probs = e if cast_probs else sm  # .to(q.dtype): a copy when the dtype changes
+        fresh = probs != sm  # a new tensor, not the softmax output itself
+        if dropout > 0:
+            saved["attn.dropout.mask"] = scores * prec.mask(probs)
+            fresh = True  # the dropped probabilities are a new tensor
+        if prec.amp and probs == FP32 and e != FP32:
+            saved["attn.probs"] = scores * e  # autocast's matmul keeps its bf16 copy of them
+        elif fresh:
+            saved["attn.probs"] = scores * probs  # kept by probs @ v
         return 2 * scores * e  # q @ k^T and the masked scores before softmax
     saved["attn.lse"] = dims.b * dims.a * dims.s * FP32  # logsumexp of the flash kernels
     return 0
@@ -127,7 +158,7 @@ def block_memory(model: ModelSpec, dims: Dims, prec: Precision, attention: str) 
         _linear_inputs(saved, "qkv_proj.input", 1, T * h, out1, prec)
     else:
         _linear_inputs(saved, "qkv_proj.input", 3, T * h, out1, prec)
-    fwd_t = _sdpa(saved, dims, prec, attention)
+    fwd_t = _sdpa(saved, dims, prec, attention, dropout=model.attention_dropout)
     # o_proj reads attn.out; its output is added to the fp32/bf16 residual
     saved["residual"] = 0  # the block input is counted as norm1.input (or the checkpoint input)
     if family == "gemma2":  # post-attention norm on the branch, then pre-feedforward norm
@@ -152,9 +183,10 @@ def block_memory(model: ModelSpec, dims: Dims, prec: Precision, attention: str) 
     return BlockMemory(saved=saved, forward_transient=fwd_t, backward_transient=bwd_t)
 
 
-def _dropout(saved: dict, name: str, elems: int, p: float, out_bytes: int) -> None:
+def _dropout(saved: dict, name: str, elems: int, p: float, input_bytes: int,
+             prec: Precision) -> None:
     if p > 0:
-        saved[f"{name}.mask"] = elems * BOOL
+        saved[f"{name}.mask"] = elems * prec.mask(input_bytes)
 
 
 def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, attention: str) -> BlockMemory:
@@ -165,8 +197,9 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
         saved["ln_1.input"] = T * h * r
         _linear_inputs(saved, "c_attn.input", 1, T * h, r, prec)
         saved["attn.qkv"] = 3 * T * h * e  # q, k, v are views of c_attn's output
-        fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True)
-        _dropout(saved, "attn.resid_dropout", T * h, p, e)
+        fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True,
+                      dropout=model.attention_dropout, softmax_fp32=False)
+        _dropout(saved, "attn.resid_dropout", T * h, p, e, prec)
         saved["ln_2.input"] = T * h * r
         _linear_inputs(saved, "c_fc.input", 1, T * h, r, prec)
         # gelu_new, written out in Python: 0.5*x*(1+tanh(c*(x+0.044715*x**3)))
@@ -182,7 +215,7 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
             saved["mlp.one_plus_tanh"] = T * f * e
             saved["mlp.half_x"] = T * f * e
             saved["mlp.product"] = T * f * e
-        _dropout(saved, "mlp.dropout", T * h, p, e)
+        _dropout(saved, "mlp.dropout", T * h, p, e, prec)
         bwd_t = 3 * T * f * FP32 + T * h * r
         return BlockMemory(saved=saved, forward_transient=max(fwd_t, 2 * T * f * FP32),
                            backward_transient=bwd_t)
@@ -191,15 +224,16 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
     saved["attn.q"] = T * h * e
     saved["attn.k"] = T * h * e
     saved["attn.v"] = T * h * e
-    fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True)
-    _dropout(saved, "attn.out_dropout", T * h, p, e)
+    fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True,
+                  dropout=model.attention_dropout, softmax_fp32=False, cast_probs=False)
+    _dropout(saved, "attn.out_dropout", T * h, p, e, prec)
     saved["attn.ln.input"] = T * h * r  # dropout(dense(x)) + x, kept by LayerNorm
     saved["attn.ln.output"] = T * h * r  # input of the intermediate dense and of the next residual
     if prec.autocast:
         saved["intermediate.input.cast"] = T * h * e
     saved["intermediate.gelu_input"] = T * f * e
     _linear_inputs(saved, "output.input", 1, T * f, e, prec)  # gelu output, kept by the dense
-    _dropout(saved, "output.dropout", T * h, p, e)
+    _dropout(saved, "output.dropout", T * h, p, e, prec)
     saved["output.ln.input"] = T * h * r
     bwd_t = 2 * T * f * e + T * h * r
     return BlockMemory(saved=saved, forward_transient=max(fwd_t, T * f * e),
@@ -221,7 +255,7 @@ def head_memory(model: ModelSpec, dims: Dims, prec: Precision) -> HeadMemory:
     T, h, V, e, r = dims.T, dims.h, dims.V, prec.compute, prec.residual
     embed: dict = {"block_input": T * h * r}
     if model.family in ("gpt2", "bert"):
-        _dropout(embed, "embed.dropout", T * h, model.embedding_dropout, r)
+        _dropout(embed, "embed.dropout", T * h, model.embedding_dropout, r, prec)
     if model.family == "bert":
         embed["embed.ln.input"] = T * h * r
     head: dict = {}

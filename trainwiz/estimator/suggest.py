@@ -8,11 +8,14 @@ fits, pairs of the most effective ones are tried.
 
 from __future__ import annotations
 
+from trainwiz.errors import UsageError
+from trainwiz.estimator.model import estimate, usable_memory
 from trainwiz.estimator.types import Estimate, ModelSpec, Suggestion, TrainConfig
+from trainwiz.estimator.units import format_bytes
 
 # Rough cost in training speed, used to rank changes that fit (lower is better).
 _COST = {
-    "fused_optimizer": 0, "precision": 1, "sharding": 2, "strategy": 2, "attention": 2,
+    "fused_optimizer": 0, "loop": 0, "precision": 1, "sharding": 2, "strategy": 2, "attention": 2,
     "batch_size": 3, "activation_checkpointing": 4, "optimizer": 5, "num_gpus": 6,
     "offload_params": 9,
 }
@@ -20,6 +23,8 @@ _COST = {
 
 def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | None):
     c = config
+    if model.has_architecture and c.loop == "custom":
+        yield {"loop": "trainer"}, LOOP_NOTE
     if c.optimizer == "adamw" and not c.fused_optimizer:
         yield {"fused_optimizer": True}, "fused AdamW (no foreach temporaries)"
     if c.precision == "fp32":
@@ -59,6 +64,16 @@ def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | Non
                "FSDP with CPU offload (much slower)")
 
 
+LOOP_NOTE = "drop the outputs before backward (or use the HF Trainer): saves {saved}"
+
+
+def _note(note: str, saved: int | None) -> str:
+    """Fill in what the loop change alone saves (also when it is paired with another change)."""
+    if "{saved}" in note:
+        return note.replace("{saved}", format_bytes(max(saved or 0, 0)))
+    return note
+
+
 def _smaller_batches(b: int):
     seen = set()
     for div in (2, 4, 8, 16, 32, 64):
@@ -70,9 +85,6 @@ def _smaller_batches(b: int):
 
 def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory: int,
             gpu_free: int | None, available_gpus: int | None, limit: int = 6) -> list[Suggestion]:
-    from trainwiz.errors import UsageError
-    from trainwiz.estimator.model import estimate, usable_memory
-
     usable = usable_memory(gpu_memory, gpu_free)
     base_total = current.per_gpu.total
     results: dict = {}
@@ -83,8 +95,7 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
         key = _key(change)
         if key not in priced:
             try:
-                priced[key] = estimate(model, config.with_changes(**change), gpu_memory, gpu_free,
-                                       suggestions=False)
+                priced[key] = estimate(model, config.with_changes(**change), gpu_memory, gpu_free)
             except UsageError:
                 priced[key] = None
         return priced[key]
@@ -151,10 +162,13 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
     ranked = sorted(results.values(), key=rank)
     if usable is not None and any(e.per_gpu.total <= usable for _, _, e in ranked):
         ranked = [t for t in ranked if t[2].per_gpu.total <= usable]  # only what helps
+    loop_only = priced.get(_key({"loop": "trainer"}))
+    loop_saved = base_total - loop_only.per_gpu.total if loop_only is not None else None
     out = []
     for change, note, est in ranked[:limit]:
         fits = usable is not None and est.per_gpu.total <= usable
-        out.append(Suggestion(change=change, total=est.per_gpu.total, note=note, fits=fits,
+        out.append(Suggestion(change=change, total=est.per_gpu.total,
+                              note=_note(note, loop_saved), fits=fits,
                               slower=bool(change.get("offload_params"))))
     return out
 
