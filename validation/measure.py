@@ -76,14 +76,26 @@ def _qlora_model(case: Case, model, auto):
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
 
+    import torch.distributed as dist
+
+    ranks = dist.is_available() and dist.is_initialized()
     with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
+        # one checkpoint on disk, as a real run has: transformers writes it from rank 0 only
+        where = [tmp]
+        if ranks:
+            dist.broadcast_object_list(where, src=0)
+        if not ranks or dist.get_rank() == 0:
+            model.save_pretrained(where[0])
+        if ranks:
+            dist.barrier()
         del model
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                  bnb_4bit_use_double_quant=True,
                                  bnb_4bit_compute_dtype=torch.bfloat16)
-        model = auto.from_pretrained(tmp, quantization_config=bnb, device_map="cpu",
+        model = auto.from_pretrained(where[0], quantization_config=bnb, device_map="cpu",
                                      attn_implementation=case.attention)
+        if ranks:
+            dist.barrier()  # everyone has read it before rank 0's folder goes
     model = prepare_model_for_kbit_training(
         model, use_gradient_checkpointing=case.activation_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -305,7 +317,9 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
     batch = _batch(case, rank)
     extra: dict = {"params": n_params, "param_bytes": param_bytes, **_param_kinds(model)}
     # Before wrapping: an FSDP forward on one rank only would wait for collectives forever.
-    extra["sdpa_ops"] = _sdpa_ops(model, case, batch) if rank == 0 else []
+    # Every rank runs it where it can: bitsandbytes' first forward converts 4-bit layers' biases
+    # to the compute dtype, and DDP then checks that every rank holds the same parameters.
+    extra["sdpa_ops"] = _sdpa_ops(model, case, batch) if rank == 0 or case.strategy != "fsdp" else []
 
     if case.strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP

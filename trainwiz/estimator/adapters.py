@@ -247,10 +247,14 @@ def adapted(model: ModelSpec, method: str, rank: int, targets) -> Adapted | None
                    quantized_weight_params=quantized, quantized_layers=layers_4bit)
 
 
-def nf4_bytes(weights: int, tensors: int) -> int:
-    """Bytes of ``weights`` NF4 weights in ``tensors`` tensors, double-quantized (bitsandbytes):
-    the packed 4-bit values, the 8-bit absmax per 64 weights, an fp32 constant per 256 absmax and
-    per tensor, and the two code tables (16 and 256 fp32 values) each tensor's state holds."""
+def nf4_bytes(weights: int, tensors: int = 1, double_quant: bool = True) -> int:
+    """Bytes of ``tensors`` 4-bit tensors of ``weights`` weights each, as bitsandbytes stores them:
+    the packed values (two per byte) and the quantization state beside each: one absmax per 64
+    weights, which double quantization stores in 8 bits with an fp32 constant per 256 of them,
+    an fp32 offset and a 256-value fp32 code table; and the 16-value fp32 NF4 code table."""
     blocks = -(-weights // NF4_BLOCK)
-    nested = -(-blocks // NF4_NESTED_BLOCK)
-    return (weights + 1) // 2 + blocks + 4 * nested + tensors * (4 + 4 * 16 + 4 * 256)
+    if double_quant:
+        state = blocks + 4 * -(-blocks // NF4_NESTED_BLOCK) + 4 + 4 * 256
+    else:
+        state = 4 * blocks
+    return tensors * ((weights + 1) // 2 + state + 4 * 16)
