@@ -181,7 +181,8 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
                 cost += 10
         if "batch_size" in change:
             cost += config.batch_size / change["batch_size"] / 2
-        return (not fits, cost, est.per_gpu.total)
+        # the same training first: a change of method comes after every change that keeps it
+        return (not fits, "method" in change, cost, est.per_gpu.total)
 
     ranked = sorted(results.values(), key=rank)
     fitting = [t for t in ranked if usable is not None and t[2].per_gpu.total <= usable]
