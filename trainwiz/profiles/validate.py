@@ -401,7 +401,8 @@ def profile_from_dict(data: Any, *, source: str, name: str,
         if quant_raw is not None:
             est_kw["quantization"] = QuantizationOptions(
                 **chk.section(quant_raw, QUANTIZATION_SPECS, ("estimate", "quantization")))
-        _check_method(est_kw, lora_raw, quant_raw, top, chk)
+        if not (isinstance(est_raw, dict) and "method" in est_raw and "method" not in est_kw):
+            _check_method(est_kw, lora_raw, quant_raw, top, chk)  # (a bad method said so)
         if isinstance(est_raw, dict) and "model" not in est_raw:
             chk.add(("estimate",), "key 'estimate.model' is missing: the estimate needs a model "
                                    "(catalog name, Hugging Face folder, config.json or params:N)")
