@@ -248,8 +248,8 @@ def _wizard(args: argparse.Namespace) -> int:
                     estimate=EstimateInputs(model=model or "params:1", batch_size=batch,
                                             seq_len=seq_len, optimizer=optimizer,
                                             fused_optimizer=fused, grad_accum=grad_accum,
-                                            activation_checkpointing=ac, method=method,
-                                            lora=lora_options()))
+                                            activation_checkpointing=ac, loop=loop,
+                                            method=method, lora=lora_options()))
         base.update(kw)
         return Profile(**base)
 
@@ -268,13 +268,18 @@ def _wizard(args: argparse.Namespace) -> int:
                   Choice("fp16", value="fp16", shortcut_key="f"),
                   Choice("no (fp32)", value="no", shortcut_key="n"),
                   Choice("fp8 (needs Transformer Engine, torchao or MS-AMP)", value="fp8",
-                         shortcut_key="8")]
+                         shortcut_key="8"),
+                  Choice("bf16-pure (not mixed: the model loaded in bf16 and trained as is; "
+                         "weights, gradients, optimizer state in bf16)", value="bf16-pure",
+                         shortcut_key="p")]
     if device == "cpu":
-        precisions = [precisions[2], precisions[0]]
+        precisions = [precisions[2], precisions[0], precisions[4]]
+    elif not bf16:  # no bf16 on these GPUs (V100, T4): no pure bf16 either
+        precisions = precisions[:4]
     precision = _ask(_select("Mixed precision:", precisions, precision_default))
 
     batch, seq_len, ac, optimizer, grad_accum = 1, 2048, False, "adamw", 1
-    fused = False
+    fused, loop = False, "custom"
     method, lora_rank, lora_targets = "full", 16, "all-linear"
     if spec is not None and getattr(spec, "max_position", None):
         seq_len = min(seq_len, spec.max_position)
@@ -287,6 +292,11 @@ def _wizard(args: argparse.Namespace) -> int:
         seq_len = int(_ask(questionary.text(
             "Sequence length:", default=str(seq_len),
             validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+        loop = _ask(_select("Training loop:", [
+            Choice("custom  — keeps the model outputs through backward (accelerate's examples, "
+                   "most hand-written loops)", value="custom", shortcut_key="c"),
+            Choice("trainer — drops them before backward (HF Trainer, TRL)", value="trainer",
+                   shortcut_key="t")], loop))
     if spec is not None and spec.has_architecture:
         method = _ask(_select("Fine-tuning method:", [
             Choice("full  — every weight trains", value="full", shortcut_key="u"),
@@ -382,6 +392,7 @@ def _wizard(args: argparse.Namespace) -> int:
         batch = change.get("batch_size", batch)
         seq_len = change.get("seq_len", seq_len)
         grad_accum = change.get("grad_accum", grad_accum)
+        loop = change.get("loop", loop)
         method = change.get("method", method)
         lora_rank = change.get("lora_rank", lora_rank)
         lora_targets = change.get("lora_targets", lora_targets)
@@ -410,7 +421,7 @@ def _wizard(args: argparse.Namespace) -> int:
                     main_address=main_address, main_port=main_port,
                     estimate=(EstimateInputs(model=model, batch_size=batch, seq_len=seq_len,
                                              optimizer=optimizer, fused_optimizer=fused,
-                                             grad_accum=grad_accum,
+                                             grad_accum=grad_accum, loop=loop,
                                              activation_checkpointing=ac and strategy != "fsdp",
                                              method=method, lora=lora_options())
                               if model else None))
@@ -450,7 +461,7 @@ def _wizard(args: argparse.Namespace) -> int:
 # changes to the script or the machine, shown as tips).
 _PROFILE_CHANGES = {"strategy", "sharding", "precision", "optimizer", "fused_optimizer",
                     "batch_size", "seq_len", "grad_accum", "activation_checkpointing",
-                    "offload_params", "method", "lora_rank", "lora_targets"}
+                    "offload_params", "loop", "method", "lora_rank", "lora_targets"}
 
 
 def _targets_ok(spec, text: str) -> bool | str:

@@ -43,7 +43,9 @@ def register(subparsers) -> None:
     p.add_argument("--activation-checkpointing", action="store_true", default=None)
     p.add_argument("--offload-params", action="store_true", help="FSDP CPU offload")
     p.add_argument("--attention", choices=("sdpa", "eager"), default="sdpa",
-                   help="sdpa: memory-efficient kernels (default); eager keeps the s×s scores")
+                   help="sdpa: memory-efficient kernels (default); eager keeps the s×s scores "
+                   "(and, with attention dropout in the config, its mask and the dropped "
+                   "probabilities)")
     p.add_argument("--loop", choices=LOOPS, default="custom",
                    help="custom (default): your loop keeps the model outputs (logits) through "
                    "backward, as accelerate's examples do; trainer: they are dropped before "

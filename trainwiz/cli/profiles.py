@@ -228,9 +228,12 @@ def _show(args: argparse.Namespace) -> int:
             console.print(f"[yellow]warning: on this machine: {escape(str(exc))}[/]")
     req = estimate_request(profile, count)
     if req is not None:
+        from trainwiz.estimator.types import LOOP_TEXT
+
         line = _estimate_line(req, args)
         if line:
             console.print(line)
+        console.print(escape(f"loop: {LOOP_TEXT[req[1].loop]}"))
         for note in estimate_notes(profile):
             console.print(f"[dim]note: {escape(note)}[/]")
     return 0

@@ -17,7 +17,7 @@ softmax on CUDA, then return fp32.
 
 Kernels are CUDA's. ``Precision.cuda=False`` sizes what CPU kernels keep instead (for comparing
 with CPU measurements; see validation/): a dropout mask in the input's dtype rather than a bool,
-and softmax left in low precision under CPU autocast.
+and softmax, pow (GPT-2's gelu) and layer_norm left in low precision under CPU autocast.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
         saved["ln_2.input"] = T * h * r
         linear_input("c_fc.input", "mlp_in", T * h, r)
         # gelu_new, written out in Python: 0.5*x*(1+tanh(c*(x+0.044715*x**3)))
-        if prec.autocast:  # pow runs in fp32 under autocast, so the chain is fp32
+        if prec.autocast and prec.cuda:  # pow runs in fp32 under CUDA autocast: an fp32 chain
             saved["mlp.pow_input_fp32"] = T * f * FP32
             saved["mlp.tanh"] = T * f * FP32
             saved["mlp.one_plus_tanh"] = T * f * FP32
@@ -363,7 +363,8 @@ def head_memory(model: ModelSpec, dims: Dims, prec: Precision, frozen: bool = Fa
             if not frozen:
                 _linear_inputs(head, "transform.input", 1, T * h, r, prec)
             head["transform.gelu_input"] = T * h * e
-            head["transform.ln.input"] = T * h * (FP32 if prec.autocast else e)
+            # LayerNorm is on CUDA autocast's fp32 list: it keeps an fp32 copy of its bf16 input
+            head["transform.ln.input"] = T * h * (FP32 if prec.autocast and prec.cuda else e)
             if not frozen:
                 _linear_inputs(head, "decoder.input", 1, T * h, r, prec)
     else:

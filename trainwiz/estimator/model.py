@@ -277,7 +277,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     ``trainwiz.estimator.fit.estimate`` adds those, pricing alternatives with this function).
 
     ``kernels="cpu"`` sizes what CPU kernels keep where they differ from CUDA's (dropout masks,
-    softmax under autocast): only for comparing with CPU measurements (validation/)."""
+    autocast's fp32 ops): only for comparing with CPU measurements (validation/)."""
     _check(config)
     if gpu_memory is not None and gpu_memory <= 0:
         raise UsageError(f"--gpu-memory must be positive, got {gpu_memory}")

@@ -86,7 +86,7 @@ def accelerate_env(profile) -> dict[str, str]:
     The test suite checks these against what accelerate's own launcher builds for the profile's
     exported config. Not covered: fp8 recipes (``ACCELERATE_FP8_*``), DeepSpeed, Megatron.
     """
-    env = {"ACCELERATE_MIXED_PRECISION": str(profile.mixed_precision or "no"),
+    env = {"ACCELERATE_MIXED_PRECISION": str(profile.accelerate_mixed_precision or "no"),
            # accelerate's defaults for torch.compile: off
            "ACCELERATE_DYNAMO_BACKEND": "NO", "ACCELERATE_DYNAMO_MODE": "default",
            "ACCELERATE_DYNAMO_USE_FULLGRAPH": "False", "ACCELERATE_DYNAMO_USE_DYNAMIC": "False",
@@ -211,7 +211,7 @@ def accelerate_config_fallback(profile, num_processes: int) -> dict:
     cfg = {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": "MULTI_GPU",
-        "mixed_precision": profile.mixed_precision or "no",
+        "mixed_precision": profile.accelerate_mixed_precision or "no",
         "num_machines": int(profile.num_machines or 1),
         "machine_rank": int(profile.machine_rank or 0),
         "num_processes": num_processes * int(profile.num_machines or 1),

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from trainwiz.profiles.schema import Profile
 
-_PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16", "fp8": "bf16"}
+_PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16", "fp8": "bf16", "bf16-pure": "bf16-pure"}
+
+
+def mixed_precision_for(precision: str) -> str:
+    """The profile's ``mixed_precision`` for an estimator precision (fp32 is "no")."""
+    return {"fp32": "no"}.get(precision, precision)
 
 
 def estimate_request(profile: Profile, num_gpus: int | None = None):
@@ -43,6 +48,7 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
                                       or (fsdp is not None and fsdp.activation_checkpointing)),
         offload_params=bool(fsdp is not None and fsdp.offload_params),
         attention=est.attention,
+        loop=est.loop,
         method=est.method,
     )
     if est.method != "full":

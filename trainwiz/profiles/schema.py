@@ -1,18 +1,24 @@
 """The Profile: everything a launch needs, and optionally what the estimate needs.
 
 Plain dataclasses; defaults are the values a saved file may leave out. Validation, YAML and the
-store live beside this module. This module imports nothing outside the standard library.
+store live beside this module. This module imports nothing outside the standard library (and the
+estimator's plain types, for the choices the two share).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trainwiz.estimator.types import LOOPS
+
 SCHEMA_VERSION = 1
 
 STRATEGIES = ("single", "ddp", "fsdp")
 SHARDING_STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD")
-MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")
+# bf16-pure is not mixed precision: the script loads the model in bf16 and trains it as is
+# (weights, gradients, optimizer state in bf16; no autocast). To accelerate that is
+# mixed_precision "no": no autocast, and under FSDP no upcast to fp32 master weights.
+MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8", "bf16-pure")
 AUTO_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP")
 BACKWARD_PREFETCH = ("BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH")
 STATE_DICT_TYPES = ("SHARDED_STATE_DICT", "FULL_STATE_DICT")
@@ -74,6 +80,7 @@ class EstimateInputs:
     grad_accum: int = 1
     activation_checkpointing: bool = False
     attention: str = "sdpa"
+    loop: str = "custom"  # custom: outputs kept through backward; trainer: dropped (HF Trainer)
     method: str = "full"  # full | lora | qlora
     lora: LoraOptions | None = None  # lora/qlora: None means LoraOptions() defaults
     quantization: QuantizationOptions | None = None  # qlora: None means the QLoRA recipe
@@ -110,6 +117,11 @@ class Profile:
     estimate: EstimateInputs | None = None
     version: int = SCHEMA_VERSION
     description: str | None = None  # one line for `trainwiz profiles list`
+
+    @property
+    def accelerate_mixed_precision(self) -> str:
+        """What accelerate's ``mixed_precision`` is for this profile (bf16-pure is "no")."""
+        return "no" if self.mixed_precision == "bf16-pure" else self.mixed_precision
 
     @property
     def processes_per_machine(self) -> int | None:

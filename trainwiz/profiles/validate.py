@@ -170,6 +170,7 @@ ESTIMATE_SPECS: dict[str, _Spec] = {
     "grad_accum": _Spec("int", minimum=1),
     "activation_checkpointing": _Spec("bool"),
     "attention": _Spec("enum", schema.ATTENTION),
+    "loop": _Spec("enum", schema.LOOPS),
     "method": _Spec("enum", schema.METHODS),
 }
 
@@ -438,9 +439,11 @@ def _check_method(est: dict, lora_raw, quant_raw, top: dict, chk: _Checker) -> N
     if method != "qlora" and quant_raw is not None:
         chk.add(("estimate", "quantization"), f"key 'estimate.quantization' is for method qlora, "
                 f"not {method}; set method: qlora or remove the quantization section")
-    if method == "qlora" and top.get("mixed_precision", "no") == "no":
-        chk.add(("mixed_precision",), "key 'mixed_precision': QLoRA computes in bf16 or fp16 "
-                "(bnb_4bit_compute_dtype), not fp32; with method qlora allowed: bf16, fp16")
+    mp = top.get("mixed_precision", "no")
+    if method == "qlora" and mp not in ("bf16", "fp16", "fp8"):
+        chk.add(("mixed_precision",), f"key 'mixed_precision': QLoRA computes in bf16 or fp16 "
+                f"(bnb_4bit_compute_dtype) over fp32 weights it does not quantize, not "
+                f"{'fp32' if mp == 'no' else mp}; with method qlora allowed: bf16, fp16")
 
 
 def validate_profile(profile: Profile, *, source: str | None = None) -> Profile:
