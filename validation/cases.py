@@ -92,6 +92,9 @@ class Case:
     method: str = "full"  # full | lora | qlora
     lora_rank: int = 8
     lora_targets: str = "all-linear"  # PEFT's all-linear, or a comma list of module names
+    # trainer: outputs dropped before backward (HF Trainer); custom: kept through backward and
+    # the optimizer step until the next forward replaces them (accelerate's examples)
+    loop: str = "trainer"
     notes: str = field(default="", compare=False)
 
     @property
@@ -202,15 +205,15 @@ _LORA = {"method": "lora", "batch_size": 4}
 _QLORA = {"method": "qlora", "precision": "bf16", "batch_size": 4}
 _QV = "q_proj,v_proj"
 CASES += [
-    _c("lora-llama-fp32-adamw", llama_config(), **_LORA),
+    _c("lora-llama-fp32-adamw-custom", llama_config(), loop="custom", **_LORA),
     _c("lora-llama-bf16-adamw-qv-r16", llama_config(), precision="bf16", lora_rank=16,
        lora_targets=_QV, **_LORA),
     _c("lora-qwen2-fp32-adamw-ac", qwen2_config(), activation_checkpointing=True, **_LORA),
-    _c("qlora-llama-adamw-ac-r16", llama_config(), activation_checkpointing=True, lora_rank=16,
-       **_QLORA),
+    _c("qlora-llama-adamw-ac-r16-custom", llama_config(), activation_checkpointing=True,
+       lora_rank=16, loop="custom", **_QLORA),
     _c("qlora-qwen2-adamw-qv", qwen2_config(), lora_targets=_QV, **_QLORA),
-    _c("ddp-lora-llama-bf16-adamw", llama_config(), strategy="ddp", num_gpus=2, precision="bf16",
-       **_LORA),
+    _c("ddp-lora-llama-bf16-adamw-custom", llama_config(), strategy="ddp", num_gpus=2,
+       precision="bf16", loop="custom", **_LORA),
     _c("ddp-qlora-qwen2-adamw-ac", qwen2_config(), strategy="ddp", num_gpus=2,
        activation_checkpointing=True, **_QLORA),
     # small vocabulary: the blocks (frozen inputs not kept, NF4 weights, dequantized copies) and
@@ -248,7 +251,7 @@ def case_to_estimate_inputs(case: Case) -> tuple[dict, dict]:
         "activation_checkpointing": case.activation_checkpointing,
         "attention": case.attention,
         "gradient_as_bucket_view": case.gradient_as_bucket_view,
-        "loop": "trainer",  # the harness's step drops the outputs before backward
+        "loop": case.loop,  # what the harness's step does with the outputs
     }
     if case.sharding is not None:
         fields["sharding"] = case.sharding

@@ -120,7 +120,7 @@ def _quant_state_tensors(model) -> list:
 
 
 def _mem_tracker():
-    """MemTracker that accepts frozen parameters.
+    """MemTracker that accepts frozen parameters (and is told about tensors made before it).
 
     MemTracker registers a gradient hook on every parameter a module owns, and
     ``register_hook`` refuses tensors that do not require grad (LoRA's frozen base weights). Here
@@ -151,6 +151,10 @@ def _mem_tracker():
         def track_quant_state(self, tensors) -> None:
             for t in tensors:
                 self._update_and_maybe_create_winfos(t, _MemRefType.PARAM)
+
+        def track_activations(self, tensors) -> None:
+            for t in tensors:
+                self._update_and_maybe_create_winfos(t, _MemRefType.ACT)
 
     return FrozenAwareMemTracker()
 
@@ -233,8 +237,12 @@ def _dev_snap(snap: dict) -> dict:
     return out
 
 
-def _step(model, opt, batch, case: Case, tracker=None) -> dict:
-    """One training step; with a tracker, returns current/peak snapshots after each phase."""
+def _step(model, opt, batch, case: Case, tracker=None, kept: list | None = None) -> dict:
+    """One training step; with a tracker, returns current/peak snapshots after each phase.
+
+    ``case.loop``: "trainer" drops the outputs (logits) before backward, as the HF Trainer does;
+    "custom" keeps them, as accelerate's examples do, until the next step's forward replaces
+    them (``kept`` carries them from one step to the next)."""
     record: dict = {}
 
     def mark(phase: str) -> None:
@@ -243,7 +251,13 @@ def _step(model, opt, batch, case: Case, tracker=None) -> dict:
                              "peak": _dev_snap(tracker.get_tracker_snapshot("peak"))}
 
     with _autocast(case):
-        loss = model(**batch).loss  # outputs (logits) dropped before backward, as HF Trainer
+        outputs = model(**batch)
+    if kept is not None:
+        kept.clear()  # the previous step's outputs: the caller's variable now holds these
+    loss = outputs.loss
+    if case.loop == "custom" and kept is not None:
+        kept.append(outputs)
+    del outputs
     mark("forward")
     loss.backward()
     del loss
@@ -315,7 +329,7 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
     model = _build_model(case)
     n_params, param_bytes = _param_bytes(model)
     batch = _batch(case, rank)
-    extra: dict = {"params": n_params, "param_bytes": param_bytes, **_param_kinds(model)}
+    extra: dict = {"params": n_params, "param_bytes": param_bytes}
     # Before wrapping: an FSDP forward on one rank only would wait for collectives forever.
     # Every rank runs it where it can: bitsandbytes' first forward converts 4-bit layers' biases
     # to the compute dtype, and DDP then checks that every rank holds the same parameters.
@@ -345,11 +359,14 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
 
     opt = _optimizer(case, [p for p in model.parameters() if p.requires_grad])
 
-    _step(model, opt, batch, case)  # warm-up 1: optimizer state exists; DDP rebuilds buckets
+    kept: list = []  # the custom loop's outputs, alive from one step into the next
+    _step(model, opt, batch, case, kept=kept)  # warm-up 1: optimizer state; DDP rebuilds buckets
     buckets: list = []
     with _CaptureCollectives(buckets) if case.strategy == "ddp" else contextlib.nullcontext():
-        _step(model, opt, batch, case)  # warm-up 2: DDP's final buckets are all-reduced
+        _step(model, opt, batch, case, kept=kept)  # warm-up 2: DDP's final buckets all-reduced
     t1 = time.perf_counter()
+    # the weights as the measured step holds them (after bitsandbytes' first forward)
+    extra.update(_param_kinds(getattr(model, "module", model)))
 
     if case.strategy == "fsdp":
         from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
@@ -357,7 +374,7 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
         tracker = FSDPMemTracker(model, opt)
         tracker.track_inputs((batch,))
     else:
-        tracker = _mem_tracker() if case.method != "full" else MemTracker()
+        tracker = _mem_tracker() if case.method != "full" or kept else MemTracker()
         # DDP's flat gradient buckets live for the whole run (CUDA's max_memory_allocated sees
         # them) but are allocated in C++ before the tracker starts; left alone, MemTracker
         # only meets them when the all-reduce returns them mid-backward and books them as Temp.
@@ -365,8 +382,10 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
         tracker.track_external(model, opt, batch["input_ids"], batch["labels"], *buckets)
         if case.method == "qlora":
             tracker.track_quant_state(_quant_state_tensors(model))
+        if kept:  # the previous step's logits, made before the tracker started
+            tracker.track_activations([kept[0].logits])
     with tracker:
-        record = _step(model, opt, batch, case, tracker)
+        record = _step(model, opt, batch, case, tracker, kept=kept)
     t2 = time.perf_counter()
 
     res = _result_from_record(record, tracker)

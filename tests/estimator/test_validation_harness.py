@@ -87,3 +87,27 @@ def test_ddp_ranks_agree_and_buckets_are_counted(tmp_path, isolated_env):
     buckets = r["ddp_buckets"]
     assert buckets["tracked_as_other_bytes"] == buckets["computed_bytes"] == r["param_bytes"]
     assert r["peak_breakdown"]["Other"] >= buckets["computed_bytes"]
+
+
+def test_qlora_step_books_frozen_4bit_and_adapter_weights_as_the_estimate_does(tmp_path,
+                                                                               isolated_env):
+    """MemTracker refuses frozen parameters; the harness's tracker books them (and the NF4
+    constants bitsandbytes keeps beside each 4-bit weight) as Parameter. Each part of the
+    weights is then exactly what the estimate says, and the optimizer holds adapters only."""
+    pytest.importorskip("peft")
+    pytest.importorskip("bitsandbytes")
+    from trainwiz.estimator import estimate
+    from trainwiz.estimator.models import model_from_hf_config
+
+    case = CASES_BY_NAME["qlora-qwen2-adamw-qv"]
+    (r,) = _measure([case.name], tmp_path / "m.json", isolated_env).values()
+    cfg, fields = case_to_estimate_inputs(case)
+    est = estimate(model_from_hf_config(cfg), TrainConfig(**fields), suggestions=False)
+    pg = est.per_gpu
+    assert r["quantized_bytes"] == pg.quantized_params  # packed 4-bit + absmax + code tables
+    assert r["frozen_bytes"] == pg.frozen_params  # fp32 embeddings, norms, head; bf16 biases
+    assert r["trainable_bytes"] == pg.adapter_params
+    assert (r["peft_trainable"], r["peft_total"]) == (est.trainable_params, est.total_params)
+    b = r["peak_breakdown"]
+    assert b["Parameter"] == pg.params
+    assert 0 <= b["Optstate"] - 2 * r["trainable_bytes"] < 4096  # AdamW on the adapters only

@@ -246,8 +246,11 @@ def _weights(model: ModelSpec, config: TrainConfig, wb: int, gathered: int, fsdp
         quantized_block = sum(peft.nf4_bytes(t.weight, 1, config.double_quant)
                               for t in layers if t.per_block)
         stored.append(("weights.nf4", QUANTIZED, nf4))
-        # prepare_model_for_kbit_training: what is not quantized is upcast to fp32
-        stored.append(("weights.frozen", FROZEN, 4 * (P - a.quantized_weight_params)))
+        # prepare_model_for_kbit_training: what is not quantized is upcast to fp32, except the
+        # biases of 4-bit layers, which bitsandbytes turns to the compute dtype on first use
+        biases = sum(t.fan_out * (L if t.per_block else 1) for t in layers if t.bias)
+        stored.append(("weights.frozen", FROZEN,
+                       4 * (P - a.quantized_weight_params - biases) + 2 * biases))
         biggest = max((t.weight for t in layers if t.per_block), default=0)
         dequant = 2 * biggest + 4 * -(-biggest // peft.NF4_BLOCK)  # bf16 weight + fp32 absmax
         q_params_block = sum(t.weight for t in layers if t.per_block)
@@ -351,8 +354,19 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     # ---- forward ----------------------------------------------------------------------------
     # Blocks are alike, so their tensors are kept under shared names ("blocks.saved" grows by one
     # block at a time).
+    # LoRA: the embeddings are frozen, so nothing before the first adapter needs a gradient and
+    # autograd keeps none of it: not the embedding output, not the first norm's input, not the
+    # first attention projections' weight copies.
+    first_less = first_casts_less = 0
+    if w.lora is not None and not ckpt:
+        first_less = block.saved.get("norm1.input", block.saved.get(
+            "norm1.input_fp32", block.saved.get("ln_1.input", 0)))
+        if casts and not w.lora.quantized:
+            first_casts_less = 2 * sum(t.weight for t in peft.linear_layers(model)
+                                       if t.per_block and t.part == "attn_in")
     for name, size in head.embed_saved.items():
-        tl.add(f"embed.{name}", "activations", size)
+        if not (first_less and name == "block_input"):
+            tl.add(f"embed.{name}", "activations", size)
     gather = w.gather_block if fsdp else 0
     keep_gathered = fsdp and config.sharding == "SHARD_GRAD_OP"
     saved_per_block = dims.T * dims.h * prec.residual if ckpt else block.saved_total
@@ -366,9 +380,10 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
                 tl.mark(f"forward block {i}", {**prefetch, "block.transient": (
                     "temporary", block.saved_total + block.forward_transient)})
         else:
-            tl.add("blocks.saved", "activations", n * block.saved_total)
+            tl.add("blocks.saved", "activations", n * block.saved_total - (first_less if i == 0 else 0))
             if casts:
-                tl.add("blocks.weight_casts", "activations", n * w.casts_block)
+                tl.add("blocks.weight_casts", "activations",
+                       n * w.casts_block - (first_casts_less if i == 0 else 0))
             if marked:
                 tl.mark(f"forward block {i}", {**prefetch, "block.transient": ("temporary", block.forward_transient)})
         if not keep_gathered:
@@ -421,9 +436,11 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
             if marked:
                 tl.mark(f"backward block {i} grads")
         tl.free("block.recomputed")
-        tl.add("blocks.saved", "activations", -n * (saved_per_block if (i > 0 or not ckpt) else 0))
+        tl.add("blocks.saved", "activations", -n * (saved_per_block if (i > 0 or not ckpt) else 0)
+               + (first_less if i == 0 else 0))
         if casts:
-            tl.add("blocks.weight_casts", "activations", -(n if not ckpt else 1) * w.casts_block)
+            tl.add("blocks.weight_casts", "activations", -(n if not ckpt else 1) * w.casts_block
+                   + (first_casts_less if i == 0 else 0))
     # embeddings: a dense gradient of the table; tied to the head, it is added into the head's
     embed_grad = wb * (root_p - head_linear if not model.tie_embeddings else root_p)
     if fsdp:
