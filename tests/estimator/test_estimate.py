@@ -188,7 +188,7 @@ def test_bf16_pure_under_ddp_and_fsdp_halves_buckets_and_shards():
 
 
 def test_dropping_the_outputs_is_suggested_with_what_it_saves():
-    from trainwiz.estimator.units import format_bytes
+    from trainwiz.units import format_bytes
 
     m = resolve_model("llama-3.2-1b")
     trainer = est(m, precision="bf16", batch_size=2, seq_len=2048, loop="trainer", gpu=80 * GiB)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from trainwiz.errors import UsageError
 from trainwiz.estimator.model import estimate, usable_memory
 from trainwiz.estimator.types import Estimate, ModelSpec, Suggestion, TrainConfig
-from trainwiz.estimator.units import format_bytes
+from trainwiz.units import format_bytes
 
 # Rough cost in training speed, used to rank changes that fit (lower is better).
 _COST = {

@@ -94,6 +94,12 @@ class TrainwizApp(App):
         # probe after the first frame: the worker's imports would compete with it for the GIL
         self.call_after_refresh(self._detect)
 
+    def notify(self, message: str, *, markup: bool = False, **kwargs) -> None:
+        """Every notification is plain text: messages carry profile names, paths and errors
+        from outside (``[enforce fail at …]`` is text, not a tag). Widgets' ``notify`` lands
+        here too, whatever ``markup`` they pass."""
+        super().notify(message, markup=False, **kwargs)
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "leave_field":  # only offered while typing in a field
             from textual.widgets import Input

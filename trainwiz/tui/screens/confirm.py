@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -24,10 +25,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="question")
+            yield Label(self.question, classes="question", markup=False)
             with Horizontal(classes="buttons"):
-                yield Button(f"{self.yes} (y)", id="yes", variant="error", compact=True)
-                yield Button(f"{self.no} (n)", id="no", compact=True)
+                yield Button(Text(f"{self.yes} (y)"), id="yes", variant="error", compact=True)
+                yield Button(Text(f"{self.no} (n)"), id="no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -52,10 +53,10 @@ class ChoiceScreen(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="question")
+            yield Label(self.question, classes="question", markup=False)
             with Horizontal(classes="buttons"):
                 for key, label in self.choices:
-                    yield Button(f"{label} ({key})", id=f"choice-{key}", compact=True)
+                    yield Button(Text(f"{label} ({key})"), id=f"choice-{key}", compact=True)
 
     def on_mount(self) -> None:
         self.query(Button).last().focus()

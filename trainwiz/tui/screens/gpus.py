@@ -53,13 +53,13 @@ class GpusScreen(Screen):
             text = f"PLANNING MODE — simulated {self.app.simulate}, not this machine's GPUs"
             if self.app.gpus_stale and message:
                 text += f"\n{message}"
-            banner.update(text)
+            banner.update(Text(text))
             banner.add_class("planning")
         elif source in ("none", "unavailable"):
-            banner.update(f"PLANNING MODE — {message or 'no GPU found'}")
+            banner.update(Text(f"PLANNING MODE — {message or 'no GPU found'}"))
             banner.add_class("planning")
         elif message:
-            banner.update(message)
+            banner.update(Text(message))
             banner.add_class("warning")
         else:
             banner.update("")

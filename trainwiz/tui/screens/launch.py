@@ -96,8 +96,8 @@ class LaunchScreen(Screen):
         if self.profile is not None and self.profile.name not in self.profiles:
             self.profiles[self.profile.name] = self.profile
         select = self.query_one("#launch-profile", Select)
-        options = [(name, name) for name in sorted(self.profiles)]
-        options.append(("the wizard's current settings (unsaved)", WIZARD))
+        options = [(Text(name), name) for name in sorted(self.profiles)]
+        options.append((Text("the wizard's current settings (unsaved)"), WIZARD))
         select.set_options(options)
         if self.profile is not None:
             select.value = self.profile.name

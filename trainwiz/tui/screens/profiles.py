@@ -124,12 +124,12 @@ class ProfilesScreen(Screen):
                 line = Text(summary(entry.profile))
             name = Text(entry.name + (" (shadowed)" if entry.shadowed else ""),
                         style="bright_black" if entry.shadowed else "")
-            table.add_row(name, entry.scope, line, key=str(entry.path))
+            table.add_row(name, Text(entry.scope), line, key=str(entry.path))
         if message.entries:
             table.move_cursor(row=min(row, len(message.entries) - 1))
         status = self.query_one("#profiles-status", Static)
         if message.error:
-            status.update(message.error)
+            status.update(Text(message.error))
         elif not message.entries:
             status.update("No profiles yet. Make one in the wizard (w) and save it with Ctrl+S.")
         else:

@@ -22,7 +22,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="question")
+            yield Label(self.question, classes="question", markup=False)
             yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
             yield Label("Enter to accept, Escape to cancel", classes="hint")
 

@@ -32,7 +32,8 @@ def describe(status) -> str:
         fail = status.failure
         oom = " (out of memory)" if fail.oom else ""
         first = (fail.message or "").splitlines()[0] if fail.message else ""
-        return f"rank {fail.rank}: {first}{oom}"
+        who = f"rank {fail.rank}" if fail.rank is not None else "launcher"
+        return f"{who}: {first}{oom}"
     return status.message or ""
 
 
@@ -122,9 +123,9 @@ class RunsScreen(Screen):
     @staticmethod
     def _cells(run) -> tuple:
         started = (run.started_at or "").replace("T", " ")[:19]
-        return (run.id, Text(run.state, style=STATE_STYLE.get(run.state, "")), run.profile or "-",
-                Path(run.script).name if run.script else "-", started, str(len(run.ranks)),
-                describe(run))
+        return (Text(run.id), Text(run.state, style=STATE_STYLE.get(run.state, "")),
+                Text(run.profile or "-"), Text(Path(run.script).name if run.script else "-"),
+                Text(started), str(len(run.ranks)), Text(describe(run)))
 
     def selected(self):
         table = self.query_one(DataTable)

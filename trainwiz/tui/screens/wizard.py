@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -213,8 +214,8 @@ class WizardScreen(Screen):
         this_box = f"{THIS_BOX}:{len(self.app.gpus)}"
         select = self.query_one("#plan-for", Select)
         current = select.value
-        select.set_options([(self._this_box_label(), this_box)]
-                           + [(key, key) for key in self.presets])
+        select.set_options([(Text(self._this_box_label()), this_box)]
+                           + [(Text(key), key) for key in self.presets])
         select.value = current if current in self.presets else this_box
 
     def _this_box_label(self) -> str:
@@ -323,10 +324,10 @@ class WizardScreen(Screen):
         self.model, self.model_error = message.model, message.error
         status = self.query_one("#model-status", Static)
         if message.model is not None:
-            status.update(f"{message.model.name}: {fmt.params(message.model.params)} parameters")
+            status.update(Text(f"{message.model.name}: {fmt.params(message.model.params)} parameters"))
             status.set_class(False, "error")
         else:
-            status.update(short_error(message.error or ""))
+            status.update(Text(short_error(message.error or "")))
             status.set_class(True, "error")
         self.recompute()
 
@@ -388,7 +389,7 @@ class WizardScreen(Screen):
             parts.append("also: " + ", ".join(f"{n.replace('_', ' ')}: {getattr(self.config, n)}"
                                               for n in lost) + " (not saved in the profile)")
         extras_line = self.query_one("#config-extras", Static)
-        extras_line.update("; ".join(parts))
+        extras_line.update(Text("; ".join(parts)))
         extras_line.display = bool(parts)
 
     def palette_commands(self):
