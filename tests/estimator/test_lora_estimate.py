@@ -47,7 +47,8 @@ def test_the_table_shows_frozen_quantized_and_adapter_weights(run_cli):
     assert "trainable params: 41,943,040 || all params: 8,072,204,288 || trainable%: 0.5196" in out
     for row in ("frozen weights", "4-bit weights (NF4)", "LoRA adapters"):
         assert row in out
-    assert "activation checkpointing" in out  # QLoRA's recipe turns it on
+    # QLoRA's recipe turns checkpointing on; without the flag the estimate says so
+    assert "prepare_model_for_kbit_training turns it on" in out
 
 
 @pytest.mark.parametrize("args,message", [
@@ -94,3 +95,15 @@ def test_nf4_double_quant_storage():
     assert nf4_bytes(n, double_quant=False) == n // 2 + 4 * (n // 64) + 4 * 16
     # about 4.13 bits per weight with double quantization (the QLoRA paper: 4.127)
     assert 4.12 < 8 * nf4_bytes(n) / n < 4.14
+
+
+def test_bf16_pure_keeps_the_unquantized_weights_and_the_adapters_in_bf16():
+    # LitGPT's bf16-true and torchtune's recipes: no upcast of what NF4 leaves alone
+    model = resolve_model("llama-3-8b")
+    a = adapted(model, "qlora", 16, "all-linear")
+    pure = _est(precision="bf16-pure", method="qlora", loop="trainer")
+    mixed = _est(precision="bf16", method="qlora", loop="trainer")
+    assert pure.per_gpu.frozen_params == 2 * (model.params - a.quantized_weight_params)
+    assert mixed.per_gpu.frozen_params == 4 * (model.params - a.quantized_weight_params)
+    assert pure.per_gpu.adapter_params == 2 * a.trainable == mixed.per_gpu.adapter_params // 2
+    assert pure.per_gpu.quantized_params == mixed.per_gpu.quantized_params

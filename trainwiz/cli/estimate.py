@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=1, metavar="B", help="per-GPU micro-batch (default 1)")
     p.add_argument("--seq-len", type=int, default=2048, metavar="S", help="sequence length (default 2048)")
     p.add_argument("--grad-accum", type=int, default=1, metavar="N", help="gradient accumulation steps")
-    p.add_argument("--activation-checkpointing", action="store_true", default=None)
+    p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--offload-params", action="store_true", help="FSDP CPU offload")
     p.add_argument("--attention", choices=("sdpa", "eager"), default="sdpa",
                    help="sdpa: memory-efficient kernels (default); eager keeps the s×s scores "
@@ -53,16 +53,13 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=("full", "lora", "qlora"), default="full",
                    help="full fine-tuning (default); lora: PEFT LoRA adapters on a frozen base; "
                    "qlora: LoRA on a 4-bit NF4 base (bitsandbytes, double quantization, bf16 "
-                   "compute; gradient checkpointing on, as prepare_model_for_kbit_training sets)")
+                   "compute; prepare_model_for_kbit_training turns gradient checkpointing on: "
+                   "add --activation-checkpointing)")
     p.add_argument("--lora-rank", type=int, default=16, metavar="R",
                    help="LoRA rank r (default 16)")
     p.add_argument("--lora-targets", default="all-linear", metavar="TARGETS",
                    help="PEFT target_modules: all-linear (default: every linear layer but the "
                    "output layer) or a comma list of module names such as q_proj,v_proj")
-    p.add_argument("--no-activation-checkpointing", dest="activation_checkpointing",
-                   action="store_false", default=None,
-                   help="QLoRA without gradient checkpointing (prepare_model_for_kbit_training"
-                   "(use_gradient_checkpointing=False))")
     p.add_argument("--gradient-as-bucket-view", action="store_true",
                    help="DDP: gradients live in the reducer's buckets (no second copy)")
     out = p.add_mutually_exclusive_group()
@@ -140,9 +137,7 @@ def run(args) -> int:
         strategy=strategy, num_gpus=num_gpus, sharding=args.sharding, num_nodes=args.num_nodes,
         precision=precision, optimizer=args.optimizer, fused_optimizer=args.fused_optimizer,
         batch_size=args.batch_size, seq_len=args.seq_len, grad_accum=args.grad_accum,
-        # QLoRA's recipe turns checkpointing on (prepare_model_for_kbit_training) unless told not to
-        activation_checkpointing=(args.method == "qlora" if args.activation_checkpointing is None
-                                  else args.activation_checkpointing),
+        activation_checkpointing=args.activation_checkpointing,
         offload_params=args.offload_params, attention=args.attention,
         gradient_as_bucket_view=args.gradient_as_bucket_view,
         loop=args.loop,

@@ -146,10 +146,6 @@ def _check(config: TrainConfig) -> None:
     if config.method == "qlora" and config.precision == "fp32":
         raise UsageError("QLoRA computes in bf16 or fp16 (bnb_4bit_compute_dtype): --precision fp32 "
                          "is not QLoRA; use --precision bf16 (or fp16), or --method lora")
-    if config.method == "qlora" and config.precision == "bf16-pure":
-        raise UsageError("QLoRA keeps the weights it does not quantize in fp32 "
-                         "(prepare_model_for_kbit_training): use --precision bf16 (mixed), not "
-                         "bf16-pure")
     for name in ("num_gpus", "batch_size", "seq_len", "grad_accum", "num_nodes"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -238,7 +234,9 @@ def _weights(model: ModelSpec, config: TrainConfig, wb: int, gathered: int, fsdp
     L = model.num_layers
     per_block = [t for t in a.targets if t.per_block]
     ad_block = sum(config.lora_rank * (t.fan_in + t.fan_out) for t in per_block)
-    ad_bytes = 4  # PEFT's autocast_adapter_dtype: adapters in fp32 even over a bf16 base
+    # Adapters train in fp32 over fp32 weights (autocast, or PEFT's autocast_adapter_dtype over
+    # a bf16 base), and in bf16 under bf16-pure, as LitGPT's and torchtune's bf16 recipes do.
+    ad_bytes = wb
     stored = [("adapters", ADAPTERS, ad_bytes * a.trainable)]
     dequant = 0
     quantized_block = 0
@@ -249,11 +247,12 @@ def _weights(model: ModelSpec, config: TrainConfig, wb: int, gathered: int, fsdp
         quantized_block = sum(peft.nf4_bytes(t.weight, 1, config.double_quant)
                               for t in layers if t.per_block)
         stored.append(("weights.nf4", QUANTIZED, nf4))
-        # prepare_model_for_kbit_training: what is not quantized is upcast to fp32, except the
-        # biases of 4-bit layers, which bitsandbytes turns to the compute dtype on first use
+        # prepare_model_for_kbit_training upcasts what is not quantized to fp32 (bf16-pure: left
+        # in bf16, as LitGPT's bf16-true and torchtune do), except the biases of 4-bit layers,
+        # which bitsandbytes turns to the compute dtype on first use
         biases = sum(t.fan_out * (L if t.per_block else 1) for t in layers if t.bias)
         stored.append(("weights.frozen", FROZEN,
-                       4 * (P - a.quantized_weight_params - biases) + 2 * biases))
+                       wb * (P - a.quantized_weight_params - biases) + 2 * biases))
         biggest = max((t.weight for t in layers if t.per_block), default=0)
         dequant = 2 * biggest + 4 * -(-biggest // peft.NF4_BLOCK)  # bf16 weight + fp32 absmax
         q_params_block = sum(t.weight for t in layers if t.per_block)
@@ -315,6 +314,10 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         raise UsageError("LoRA and QLoRA need the model's layers to place the adapters: give a "
                          "catalog name or a config.json, not --params N")
     w = _weights(model, config, wb, gathered, fsdp)
+    if config.method == "qlora" and not config.activation_checkpointing:
+        notes.append("QLoRA without activation checkpointing: prepare_model_for_kbit_training "
+                     "turns it on unless told use_gradient_checkpointing=False (then add "
+                     "--activation-checkpointing)")
     frozen_cat = FROZEN if w.lora is not None else "params"
     gb = w.grad_bytes
 
