@@ -224,3 +224,17 @@ def test_eager_attention_dropout_keeps_the_mask_and_the_dropped_probabilities(fa
     # fp32 eager: a bool mask (CUDA) and the dropped fp32 probabilities, per layer
     assert peak(with_dropout, "eager") - peak(without, "eager") == layers * scores * (1 + 4)
     assert peak(with_dropout, "sdpa") == peak(without, "sdpa")  # fused kernels keep none of it
+
+
+def test_bf16_pure_bert_mlm_loss_runs_in_bf16_where_causal_lms_upcast():
+    # BertForMaskedLM calls CrossEntropyLoss on its logits as they are; causal LMs upcast first
+    bert, gpt2 = resolve_model("bert-base-cased"), resolve_model("gpt2")
+
+    def loss_terms(m, precision):
+        e = est(m, precision=precision, batch_size=8, seq_len=512, loop="trainer")
+        return e.terms["tensors_at_peak"].get("head.loss.log_softmax"), e
+
+    tokens = 8 * 512
+    assert loss_terms(bert, "bf16-pure")[0] == tokens * bert.vocab_size * 2
+    assert loss_terms(bert, "bf16")[0] == tokens * bert.vocab_size * 4  # autocast: fp32
+    assert loss_terms(gpt2, "bf16-pure")[0] == tokens * gpt2.vocab_size * 4

@@ -160,13 +160,14 @@ def _rms_norm(saved: dict, name: str, T: int, h: int, prec: Precision, gemma: bo
 
 
 def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shared: bool = False,
-          dropout: float = 0.0, softmax_fp32: bool = True, cast_probs: bool = True) -> int:
+          dropout: float = 0.0, softmax_fp32: bool = True, probs_bytes: int | None = None) -> int:
     """Attention core; returns its forward transient. q/k/v/out are (b, heads, s, d).
 
     Eager attention is transformers' ``eager_attention_forward``: scores = q @ k^T, softmax
     (``softmax_fp32``: asked for in fp32, as llama-style models do; else in the scores' dtype,
-    which autocast on CUDA raises to fp32), ``cast_probs``: cast back to q's dtype (llama, GPT-2;
-    BERT does not), dropout, probs @ v. With attention dropout the softmax output, the mask and
+    which autocast on CUDA raises to fp32), cast to ``probs_bytes`` (llama: q's dtype, which is
+    the residual stream's, fp32 under autocast, because RoPE multiplies by fp32 cos/sin; GPT-2:
+    v's; BERT does not cast: None), dropout, probs @ v. With attention dropout the softmax output, the mask and
     the dropped probabilities are all kept for backward. SDPA's CUDA kernels keep none of that,
     with or without dropout (the mask is regenerated from the RNG state).
     """
@@ -183,7 +184,7 @@ def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shar
         amp_fp32 = prec.amp and prec.cuda  # CPU autocast leaves softmax in low precision
         sm = FP32 if (softmax_fp32 or e == FP32 or amp_fp32) else e
         saved["attn.softmax"] = scores * sm  # softmax keeps its output for backward
-        probs = e if cast_probs else sm  # .to(q.dtype): a copy when the dtype changes
+        probs = probs_bytes or sm  # .to(q.dtype): a copy when the dtype changes
         fresh = probs != sm  # a new tensor, not the softmax output itself
         if dropout > 0:
             saved["attn.dropout.mask"] = scores * prec.mask(probs)
@@ -215,7 +216,8 @@ def block_memory(model: ModelSpec, dims: Dims, prec: Precision, attention: str,
         _linear_inputs(saved, "qkv_proj.input", 1, T * h, out1, prec)
     else:
         _linear_inputs(saved, "qkv_proj.input", 3, T * h, out1, prec)
-    fwd_t = _sdpa(saved, dims, prec, attention, dropout=model.attention_dropout)
+    fwd_t = _sdpa(saved, dims, prec, attention, dropout=model.attention_dropout,
+                  probs_bytes=prec.residual)
     # o_proj reads attn.out; its output is added to the fp32/bf16 residual
     if frozen:
         _adapter_inputs(saved, "attn.out", "attn_out", T * dims.a * dims.d, e, prec, lora)
@@ -276,7 +278,7 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
         linear_input("c_attn.input", "attn_in", T * h, r)
         saved["attn.qkv"] = 3 * T * h * e  # q, k, v are views of c_attn's output
         fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True,
-                      dropout=model.attention_dropout, softmax_fp32=False)
+                      dropout=model.attention_dropout, softmax_fp32=False, probs_bytes=e)
         if frozen:
             _adapter_inputs(saved, "attn.out", "attn_out", T * h, e, prec, lora)
         _dropout(saved, "attn.resid_dropout", T * h, p, e, prec)
@@ -311,7 +313,7 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
     saved["attn.k"] = T * h * e
     saved["attn.v"] = T * h * e
     fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True,
-                  dropout=model.attention_dropout, softmax_fp32=False, cast_probs=False)
+                  dropout=model.attention_dropout, softmax_fp32=False)
     if frozen:
         _adapter_inputs(saved, "attn.out", "attn_out", T * h, e, prec, lora)
     _dropout(saved, "attn.out_dropout", T * h, p, e, prec)
@@ -375,11 +377,14 @@ def head_memory(model: ModelSpec, dims: Dims, prec: Precision, frozen: bool = Fa
     if model.head == "seq_cls":  # logits are (b, labels): the loss is negligible
         return HeadMemory(embed, head, dims.b * model.num_labels * FP32, 0, 0)
     logits = T * V * e
-    # loss: logits.float() (a copy unless already fp32), log_softmax's output (saved)
-    upcast = T * V * FP32 if e != FP32 else 0
+    # loss: logits.float() (a copy unless already fp32), log_softmax's output (saved).
+    # transformers' causal-LM loss upcasts; BERT's masked-LM head calls CrossEntropyLoss on the
+    # logits as they are, so without autocast (bf16-pure) its loss runs in bf16.
+    loss_bytes = FP32 if (model.family != "bert" or prec.amp) else e
+    upcast = T * V * FP32 if e != FP32 and loss_bytes == FP32 else 0
     if model.final_logit_softcapping:  # logits / cap, tanh (saved), * cap
         head["softcap.tanh"] = T * V * e
-    head["loss.log_softmax"] = T * V * FP32
-    # backward: nll's grad (zeros + scatter) and log_softmax's grad, both fp32, alive together
+    head["loss.log_softmax"] = T * V * loss_bytes
+    # backward: nll's grad (zeros + scatter) and log_softmax's grad, alive together
     return HeadMemory(embed, head, logits, loss_forward_transient=upcast,
-                      loss_backward_transient=2 * T * V * FP32)
+                      loss_backward_transient=2 * T * V * loss_bytes)

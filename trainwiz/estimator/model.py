@@ -379,7 +379,9 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     for i, n in _segments(L):
         tl.add("blocks.gathered", frozen_cat, n * gather)
         marked = n == 1
-        prefetch = {"prefetch": (frozen_cat, gather)} if fsdp and i + 1 < L else {}
+        # FSDP2 keeps the block's flat all-gather output until the next block's all-gather is
+        # waited on (to overlap its copy-out with that collective): one more block in memory
+        prefetch = {"prefetch": (frozen_cat, gather)} if fsdp and shard > 1 else {}
         if ckpt:  # only the block input is kept (the first block's is the embedding output)
             tl.add("blocks.saved", "activations", n * saved_per_block if i > 0 else 0)
             if marked:
@@ -399,7 +401,10 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     if casts and head_linear:
         tl.add("head.weight_cast", "activations", 2 * head_linear)
     tl.add("logits", "activations", head.logits)
-    tl.mark("loss", {"loss.upcast": ("temporary", head.loss_forward_transient)})
+    loss_transient = {"loss.upcast": ("temporary", head.loss_forward_transient)}
+    if fsdp and shard > 1 and L:  # the last block's all-gather output, until the root's forward ends
+        loss_transient["prefetch"] = (frozen_cat, gather)
+    tl.mark("loss", loss_transient)
     tl.free("outputs.previous")  # the caller's variable now holds this step's outputs
     if not keep_outputs:
         tl.free("logits")  # the caller keeps only the loss
@@ -428,22 +433,33 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
             tl.add("block.recomputed", "activations", block.saved_total)
             if casts:
                 tl.add("blocks.weight_casts", "activations", w.casts_block)
+        freed_saved = -n * (saved_per_block if (i > 0 or not ckpt) else 0) + (
+            first_less if i == 0 else 0)
         if fsdp:
             tl.add("block.grads_unsharded", "grads", gathered * w.block_trainable)
             if marked:
                 tl.mark(f"backward block {i}", transient)
-            tl.free("block.grads_unsharded")
+            # The block's backward has run (its saved tensors are gone). FSDP2's post-backward:
+            # reshard, reclaim the previous reduce-scatter input (it keeps one in flight), copy
+            # this block's gradients into a new one, then drop them.
+            tl.free("block.recomputed")
+            tl.add("blocks.saved", "activations", freed_saved)
             tl.add("blocks.gathered", frozen_cat, -n * gather)
+            tl.free("rs.input")
+            tl.add("rs.input", "grads", gathered * w.block_trainable)
+            if marked:
+                tl.mark(f"backward block {i} reduce-scatter",
+                        {k: v for k, v in transient.items() if k == "prefetch"})
+            tl.free("block.grads_unsharded")
             tl.add("grads.sharded", "grads", n * -(-gb * w.block_trainable // shard))
-        else:
-            if marked:
-                tl.mark(f"backward block {i}", transient)
-            tl.add("grads.blocks", "grads", n * gb * w.block_trainable)
-            if marked:
-                tl.mark(f"backward block {i} grads")
+            continue
+        if marked:
+            tl.mark(f"backward block {i}", transient)
+        tl.add("grads.blocks", "grads", n * gb * w.block_trainable)
+        if marked:
+            tl.mark(f"backward block {i} grads")
         tl.free("block.recomputed")
-        tl.add("blocks.saved", "activations", -n * (saved_per_block if (i > 0 or not ckpt) else 0)
-               + (first_less if i == 0 else 0))
+        tl.add("blocks.saved", "activations", freed_saved)
         if casts:
             tl.add("blocks.weight_casts", "activations", -(n if not ckpt else 1) * w.casts_block
                    + (first_casts_less if i == 0 else 0))
@@ -453,8 +469,12 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         if w.embed_trainable:
             tl.add("root.grads_unsharded", "grads", gathered * (root_p - head_linear))
         tl.mark("backward embeddings")
-        tl.free("root.grads_unsharded", "root.gathered")  # the root reshards after its backward
+        tl.free("root.gathered", "rs.input")  # the root's post-backward: reshard, reclaim
         root_trainable = root_p if w.embed_trainable else w.head_trainable
+        tl.add("rs.input", "grads", gathered * root_trainable)
+        tl.mark("backward embeddings reduce-scatter")
+        # the end of backward waits for the reduce-scatters and drops their inputs
+        tl.free("root.grads_unsharded", "rs.input")
         tl.add("grads.sharded", "grads", -(-gb * root_trainable // shard))
     elif not w.embed_trainable:  # LoRA: frozen embeddings, no gradient
         tl.mark("backward embeddings")
