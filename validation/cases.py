@@ -208,7 +208,6 @@ CASES += [
     _c("lora-llama-fp32-adamw-custom", llama_config(), loop="custom", **_LORA),
     _c("lora-llama-bf16-adamw-qv-r16", llama_config(), precision="bf16", lora_rank=16,
        lora_targets=_QV, **_LORA),
-    _c("lora-qwen2-fp32-adamw-ac", qwen2_config(), activation_checkpointing=True, **_LORA),
     _c("qlora-llama-adamw-ac-r16-custom", llama_config(), activation_checkpointing=True,
        lora_rank=16, loop="custom", **_QLORA),
     _c("qlora-qwen2-adamw-qv", qwen2_config(), lora_targets=_QV, **_QLORA),
@@ -218,8 +217,6 @@ CASES += [
        activation_checkpointing=True, **_QLORA),
     # small vocabulary: the blocks (frozen inputs not kept, NF4 weights, dequantized copies) and
     # not the loss decide the peak
-    _c("lora-llama-wide-bf16-adamw", llama_config(**_WIDE), precision="bf16", method="lora",
-       batch_size=2, seq_len=256),
     _c("qlora-llama-wide-adamw", llama_config(**_WIDE), method="qlora", precision="bf16",
        batch_size=2, seq_len=256),
 ]
