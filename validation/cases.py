@@ -208,6 +208,7 @@ CASES += [
     _c("lora-llama-fp32-adamw-custom", llama_config(), loop="custom", **_LORA),
     _c("lora-llama-bf16-adamw-qv-r16", llama_config(), precision="bf16", lora_rank=16,
        lora_targets=_QV, **_LORA),
+    _c("lora-qwen2-fp32-adamw-ac", qwen2_config(), activation_checkpointing=True, **_LORA),
     _c("qlora-llama-adamw-ac-r16-custom", llama_config(), activation_checkpointing=True,
        lora_rank=16, loop="custom", **_QLORA),
     _c("qlora-qwen2-adamw-qv", qwen2_config(), lora_targets=_QV, **_QLORA),

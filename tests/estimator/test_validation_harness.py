@@ -111,3 +111,17 @@ def test_qlora_step_books_frozen_4bit_and_adapter_weights_as_the_estimate_does(t
     b = r["peak_breakdown"]
     assert b["Parameter"] == pg.params
     assert 0 <= b["Optstate"] - 2 * r["trainable_bytes"] < 4096  # AdamW on the adapters only
+
+
+def test_lora_and_qlora_cases_cover_the_promised_matrix():
+    peft_cases = [c for c in CASES if c.method != "full"]
+    for method in ("lora", "qlora"):
+        cases = [c for c in peft_cases if c.method == method]
+        assert {c.strategy for c in cases} == {"single", "ddp"}, method
+        assert {c.activation_checkpointing for c in cases} == {True, False}, method
+    assert {c.loop for c in peft_cases} == {"custom", "trainer"}
+    assert {c.hf_config["model_type"] for c in peft_cases} == {"llama", "qwen2"}
+    assert {c.lora_targets for c in peft_cases} == {"all-linear", "q_proj,v_proj"}
+    assert {c.lora_rank for c in peft_cases} == {8, 16}
+    assert {c.precision for c in peft_cases if c.method == "lora"} == {"fp32", "bf16"}
+    assert all(c.precision == "bf16" for c in peft_cases if c.method == "qlora")
