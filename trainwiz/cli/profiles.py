@@ -233,6 +233,8 @@ def _show(args: argparse.Namespace) -> int:
         if line:
             console.print(line)
         console.print(escape(f"loop: {LOOP_TEXT[req[1].loop]}"))
+        for text in _time_lines(profile, req, args):
+            console.print(escape(text))
         for note in estimate_notes(profile):
             console.print(f"[dim]note: {escape(note)}[/]")
     return 0
@@ -244,6 +246,20 @@ def _estimate_line(req, args) -> str | None:
 
     model, cfg = req
     return estimate_line(model, cfg, _gpu_memory(args))
+
+
+def _time_lines(profile, req, args) -> list[str]:
+    """How long the plan takes on this (or the simulated) box, with the profile's training length."""
+    from trainwiz.cli.config import run_estimate
+    from trainwiz.estimator.timing import summary_lines
+    from trainwiz.profiles import profile_time
+
+    model, cfg = req
+    est = run_estimate(model, cfg, _gpu_memory(args))
+    if est is None:
+        return []
+    time, _ = profile_time(profile, est, list(_gpus(args))[:cfg.num_gpus])
+    return summary_lines(time, est.fits)
 
 
 def _gpu_memory(args) -> int | None:
