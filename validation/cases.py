@@ -92,6 +92,7 @@ class Case:
     method: str = "full"  # full | lora | qlora
     lora_rank: int = 8
     lora_targets: str = "all-linear"  # PEFT's all-linear, or a comma list of module names
+    lora_dropout: float = 0.0  # PEFT's default; each adapter drops its own copy of its input
     # trainer: outputs dropped before backward (HF Trainer); custom: kept through backward and
     # the optimizer step until the next forward replaces them (accelerate's examples)
     loop: str = "trainer"
@@ -206,8 +207,8 @@ _QLORA = {"method": "qlora", "precision": "bf16", "batch_size": 4}
 _QV = "q_proj,v_proj"
 CASES += [
     _c("lora-llama-fp32-adamw-custom", llama_config(), loop="custom", **_LORA),
-    _c("lora-llama-bf16-adamw-qv-r16", llama_config(), precision="bf16", lora_rank=16,
-       lora_targets=_QV, **_LORA),
+    _c("lora-llama-bf16-adamw-qv-r16-drop", llama_config(), precision="bf16", lora_rank=16,
+       lora_targets=_QV, lora_dropout=0.05, **_LORA),
     _c("lora-qwen2-fp32-adamw-ac", qwen2_config(), activation_checkpointing=True, **_LORA),
     _c("qlora-llama-adamw-ac-r16-custom", llama_config(), activation_checkpointing=True,
        lora_rank=16, loop="custom", **_QLORA),
@@ -254,5 +255,6 @@ def case_to_estimate_inputs(case: Case) -> tuple[dict, dict]:
     if case.sharding is not None:
         fields["sharding"] = case.sharding
     if case.method != "full":
-        fields.update(method=case.method, lora_rank=case.lora_rank, lora_targets=case.lora_targets)
+        fields.update(method=case.method, lora_rank=case.lora_rank, lora_targets=case.lora_targets,
+                      lora_dropout=case.lora_dropout)
     return dict(case.hf_config), fields

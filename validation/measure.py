@@ -65,7 +65,8 @@ def _lora_config(case: Case):
     if targets != "all-linear":
         targets = [t.strip() for t in targets.split(",")]
     task = None if case.head == "masked_lm" else "CAUSAL_LM"
-    return LoraConfig(r=case.lora_rank, lora_alpha=2 * case.lora_rank, lora_dropout=0.0,
+    return LoraConfig(r=case.lora_rank, lora_alpha=2 * case.lora_rank,
+                      lora_dropout=case.lora_dropout,
                       target_modules=targets, task_type=task)
 
 
@@ -333,7 +334,8 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
     # Before wrapping: an FSDP forward on one rank only would wait for collectives forever.
     # Every rank runs it where it can: bitsandbytes' first forward converts 4-bit layers' biases
     # to the compute dtype, and DDP then checks that every rank holds the same parameters.
-    extra["sdpa_ops"] = _sdpa_ops(model, case, batch) if rank == 0 or case.strategy != "fsdp" else []
+    runs_alone = rank == 0 or case.strategy != "fsdp"
+    extra["sdpa_ops"] = _sdpa_ops(model, case, batch) if runs_alone else []
 
     if case.strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP

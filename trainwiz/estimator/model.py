@@ -367,6 +367,10 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     if w.lora is not None and not ckpt:
         first_less = block.saved.get("norm1.input", block.saved.get(
             "norm1.input_fp32", block.saved.get("ln_1.input", 0)))
+        # nor the first attention adapters' dropout masks (their input needs no gradient)
+        first_less += sum(size for name, size in block.saved.items()
+                          if name.endswith("lora_dropout.mask") and name.startswith(
+                              ("qkv_proj.", "c_attn.", "qkv.")))
         if casts and not w.lora.quantized:
             first_casts_less = 2 * sum(t.weight for t in peft.linear_layers(model)
                                        if t.per_block and t.part == "attn_in")
