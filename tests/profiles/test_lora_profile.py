@@ -70,3 +70,13 @@ def test_bad_lora_settings_name_the_file_line_key_and_what_is_allowed(text, mess
         _load(text)
     assert message in str(e.value)
     assert "problems" not in str(e.value)  # one mistake, one line
+
+
+def test_profiles_show_names_the_method_of_the_example_profile(run_cli):
+    from tests.conftest import REPO_ROOT
+
+    path = REPO_ROOT / "examples" / "profiles" / "cpu-lora.yaml"
+    proc = run_cli("profiles", "show", str(path), env={"COLUMNS": "200"}, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "ddp, 2 CPU rank(s), no, LoRA r8 all-linear" in proc.stdout
+    assert "method: lora" in proc.stdout and "rank: 8" in proc.stdout
