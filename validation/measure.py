@@ -1,10 +1,19 @@
 """Measure one validation case: peak tensor memory of a steady-state training step on CPU.
 
 ``measure(case)`` builds the model from ``case.hf_config`` with random weights (seed 0), runs two
-warm-up steps (so optimizer state exists), then measures the third step under
+warm-up steps (so optimizer state exists), then measures steady-state steps under
 ``torch.distributed._tools.mem_tracker.MemTracker`` (single, DDP) or
-``fsdp2_mem_tracker.FSDPMemTracker`` (FSDP2). DDP/FSDP cases spawn ``num_gpus`` gloo processes;
-rank 0's numbers are returned and every rank's are kept under ``"ranks"``.
+``fsdp2_mem_tracker.FSDPMemTracker`` (FSDP2), once per training loop:
+
+- ``custom``: ``outputs = model(**batch); loss = outputs.loss; loss.backward(); opt.step()`` with
+  ``outputs`` kept until the next forward returns (accelerate's examples). One tracked step
+  first, so that the previous step's outputs are tracked tensors when the measured one starts.
+- ``trainer``: ``loss = model(**batch).loss``: the outputs are dropped before backward.
+
+The tracker's peak is reset after each phase (forward with the loss, backward, optimizer step),
+so the result has the peak of every phase, and the breakdown at the peak of the step.
+DDP/FSDP cases spawn ``num_gpus`` gloo processes; rank 0's numbers are returned and every rank's
+are kept under ``"ranks"``.
 
 Imports torch and transformers; never imported by the estimator, the CLI start-up or the app.
 """
@@ -21,6 +30,7 @@ import time
 from validation.cases import Case
 
 PHASES = ("forward", "backward", "optimizer")
+LOOPS = ("custom", "trainer")
 
 
 def _set_threads() -> None:
@@ -39,7 +49,8 @@ def _build_model(case: Case):
     config = AutoConfig.for_model(model_type, **cfg)
     torch.manual_seed(0)
     auto = AutoModelForMaskedLM if case.head == "masked_lm" else AutoModelForCausalLM
-    model = auto.from_config(config, attn_implementation=case.attention, dtype=torch.float32)
+    dtype = torch.bfloat16 if case.precision == "bf16-pure" else torch.float32
+    model = auto.from_config(config, attn_implementation=case.attention, dtype=dtype)
     if case.method == "qlora":
         return _qlora_model(case, model, auto)
     model.train()
@@ -121,7 +132,7 @@ def _quant_state_tensors(model) -> list:
 
 
 def _mem_tracker():
-    """MemTracker that accepts frozen parameters (and is told about tensors made before it).
+    """MemTracker that accepts frozen parameters.
 
     MemTracker registers a gradient hook on every parameter a module owns, and
     ``register_hook`` refuses tensors that do not require grad (LoRA's frozen base weights). Here
@@ -153,10 +164,6 @@ def _mem_tracker():
             for t in tensors:
                 self._update_and_maybe_create_winfos(t, _MemRefType.PARAM)
 
-        def track_activations(self, tensors) -> None:
-            for t in tensors:
-                self._update_and_maybe_create_winfos(t, _MemRefType.ACT)
-
     return FrozenAwareMemTracker()
 
 
@@ -187,7 +194,7 @@ def _autocast(case: Case):
 
     if case.precision == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return contextlib.nullcontext()  # fp32, and bf16-pure: no autocast, the weights are bf16
 
 
 def _decoder_layers(model, num_layers: int):
@@ -238,27 +245,32 @@ def _dev_snap(snap: dict) -> dict:
     return out
 
 
-def _step(model, opt, batch, case: Case, tracker=None, kept: list | None = None) -> dict:
-    """One training step; with a tracker, returns current/peak snapshots after each phase.
+def _reset_peak(tracker) -> None:
+    """Start a new peak from the current memory (MemTracker does this on ``__enter__``; between
+    phases of one step we do it by hand, on the two fields it keeps the peak in)."""
+    current = tracker.get_tracker_snapshot("current")
+    tracker._peak_mem_snap = current
+    tracker._peak_mem = {dev: snap.get("Total", 0) for dev, snap in current.items()}
 
-    ``case.loop``: "trainer" drops the outputs (logits) before backward, as the HF Trainer does;
-    "custom" keeps them, as accelerate's examples do, until the next step's forward replaces
-    them (``kept`` carries them from one step to the next)."""
+
+def _step(model, opt, batch, case: Case, tracker=None, outputs: dict | None = None) -> dict:
+    """One training step; with a tracker, returns the current memory after each phase and the
+    peak within it. ``outputs``: the custom loop's variable (a dict holding the previous step's
+    outputs under "outputs"), replaced when this forward returns; None: the trainer loop."""
     record: dict = {}
 
     def mark(phase: str) -> None:
         if tracker is not None:
             record[phase] = {"current": _snap(tracker),
                              "peak": _dev_snap(tracker.get_tracker_snapshot("peak"))}
+            _reset_peak(tracker)
 
     with _autocast(case):
-        outputs = model(**batch)
-    if kept is not None:
-        kept.clear()  # the previous step's outputs: the caller's variable now holds these
-    loss = outputs.loss
-    if case.loop == "custom" and kept is not None:
-        kept.append(outputs)
-    del outputs
+        if outputs is None:
+            loss = model(**batch).loss  # trainer loop: the outputs are dropped before backward
+        else:
+            outputs["outputs"] = model(**batch)  # the previous step's outputs are freed here
+            loss = outputs["outputs"].loss
     mark("forward")
     loss.backward()
     del loss
@@ -269,20 +281,16 @@ def _step(model, opt, batch, case: Case, tracker=None, kept: list | None = None)
     return record
 
 
-def _result_from_record(record: dict, tracker) -> dict:
-    peak = _dev_snap(tracker.get_tracker_snapshot("peak"))
-    total = peak.get("Total", 0)
-    phase = None
-    for p in PHASES:  # first phase after which the running peak reached its final value
-        if record[p]["peak"].get("Total", 0) >= total:
-            phase = p
-            break
+def _result_from_record(record: dict) -> dict:
+    by_phase = {p: record[p]["peak"].get("Total", 0) for p in PHASES}
+    phase = max(PHASES, key=lambda p: by_phase[p])  # the first phase with the step's peak
+    peak = record[phase]["peak"]
     return {
-        "peak_total": total,
+        "peak_total": by_phase[phase],
         "peak_breakdown": {k: v for k, v in peak.items() if k != "Total"},
         "peak_phase": phase,
         "after_phase": {p: record[p]["current"] for p in PHASES},
-        "peak_by_phase": {p: record[p]["peak"].get("Total", 0) for p in PHASES},
+        "peak_by_phase": by_phase,
     }
 
 
@@ -361,13 +369,13 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
 
     opt = _optimizer(case, [p for p in model.parameters() if p.requires_grad])
 
-    kept: list = []  # the custom loop's outputs, alive from one step into the next
-    _step(model, opt, batch, case, kept=kept)  # warm-up 1: optimizer state; DDP rebuilds buckets
+    _step(model, opt, batch, case)  # warm-up 1: optimizer state exists; DDP rebuilds buckets
     buckets: list = []
+    outputs: dict = {}
     with _CaptureCollectives(buckets) if case.strategy == "ddp" else contextlib.nullcontext():
-        _step(model, opt, batch, case, kept=kept)  # warm-up 2: DDP's final buckets all-reduced
+        _step(model, opt, batch, case, outputs=outputs)  # warm-up 2: DDP's final buckets
     t1 = time.perf_counter()
-    # the weights as the measured step holds them (after bitsandbytes' first forward)
+    # the weights as the measured steps hold them (after bitsandbytes' first forward)
     extra.update(_param_kinds(getattr(model, "module", model)))
 
     if case.strategy == "fsdp":
@@ -376,7 +384,7 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
         tracker = FSDPMemTracker(model, opt)
         tracker.track_inputs((batch,))
     else:
-        tracker = _mem_tracker() if case.method != "full" or kept else MemTracker()
+        tracker = _mem_tracker() if case.method != "full" else MemTracker()
         # DDP's flat gradient buckets live for the whole run (CUDA's max_memory_allocated sees
         # them) but are allocated in C++ before the tracker starts; left alone, MemTracker
         # only meets them when the all-reduce returns them mid-backward and books them as Temp.
@@ -384,19 +392,25 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
         tracker.track_external(model, opt, batch["input_ids"], batch["labels"], *buckets)
         if case.method == "qlora":
             tracker.track_quant_state(_quant_state_tensors(model))
-        if kept:  # the previous step's logits, made before the tracker started
-            tracker.track_activations([kept[0].logits])
+    records = {}
+    with tracker:  # custom loop, once so that its outputs are tracked tensors ...
+        _step(model, opt, batch, case, outputs=outputs)
+    tracker.reset_mod_stats()  # FSDPMemTracker measures one iteration per stats
+    with tracker:  # ... when the measured step starts (entering resets the peak)
+        records["custom"] = _step(model, opt, batch, case, tracker, outputs=outputs)
+    outputs.clear()
+    tracker.reset_mod_stats()
     with tracker:
-        record = _step(model, opt, batch, case, tracker, kept=kept)
+        records["trainer"] = _step(model, opt, batch, case, tracker)
     t2 = time.perf_counter()
 
-    res = _result_from_record(record, tracker)
+    res = {"loops": {loop: _result_from_record(records[loop]) for loop in LOOPS}}
     if case.strategy == "ddp":
         res["ddp_buckets"] = _ddp_bucket_info(model)
         res["ddp_buckets"]["tracked_as_other_bytes"] = _storage_bytes(buckets)
     res.update(extra)
     res["rank"] = rank
-    res["seconds"] = {"build_and_warmup": round(t1 - t0, 2), "measured_step": round(t2 - t1, 2)}
+    res["seconds"] = {"build_and_warmup": round(t1 - t0, 2), "measured_steps": round(t2 - t1, 2)}
     return res
 
 
@@ -488,8 +502,9 @@ def _dist_worker(rank: int, world: int, port: int, case_json: str, out_dir: str)
 
 
 def measure(case: Case) -> dict:
-    """Measure ``case``; return rank 0's peak (``peak_total``), its breakdown at the peak
-    (``peak_breakdown``: tracker categories → bytes), ``peak_phase`` and details."""
+    """Measure ``case``; return rank 0's results per loop (``loops[loop]``: ``peak_total``, its
+    breakdown at the peak ``peak_breakdown`` (tracker categories → bytes), ``peak_phase``,
+    ``peak_by_phase``) and details."""
     import torch
 
     t0 = time.perf_counter()
@@ -506,11 +521,12 @@ def measure(case: Case) -> dict:
                 with open(os.path.join(tmp, f"rank{r}.json")) as f:
                     ranks.append(json.load(f))
         res = dict(ranks[0])
-        res["ranks"] = [{"rank": r["rank"], "peak_total": r["peak_total"],
-                         "peak_breakdown": r["peak_breakdown"], "peak_phase": r["peak_phase"]}
-                        for r in ranks]
-        worst = max(abs(r["peak_total"] - res["peak_total"]) for r in ranks)
-        res["rank_spread"] = worst / max(res["peak_total"], 1)
+        res["ranks"] = [{"rank": r["rank"], "loops": {
+            loop: {k: r["loops"][loop][k] for k in ("peak_total", "peak_breakdown", "peak_phase")}
+            for loop in LOOPS}} for r in ranks]
+        res["rank_spread"] = max(
+            abs(r["loops"][loop]["peak_total"] - res["loops"][loop]["peak_total"])
+            / max(res["loops"][loop]["peak_total"], 1) for r in ranks for loop in LOOPS)
     res["case"] = case.name
     res["torch"] = torch.__version__
     res["wall_seconds"] = round(time.perf_counter() - t0, 2)
@@ -530,10 +546,10 @@ def activation_histogram(case: Case) -> dict[int, int]:
     _set_threads()
     model = _build_model(case)
     batch = _batch(case)
-    opt = _optimizer(case, model.parameters())
+    opt = _optimizer(case, [p for p in model.parameters() if p.requires_grad])
     for _ in range(2):
         _step(model, opt, batch, case)
-    tracker = MemTracker()
+    tracker = _mem_tracker() if case.method != "full" else MemTracker()
     tracker.track_external(model, opt, batch["input_ids"], batch["labels"])
     hist: Counter = Counter()
     with tracker:

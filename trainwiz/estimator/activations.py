@@ -247,9 +247,12 @@ def block_memory(model: ModelSpec, dims: Dims, prec: Precision, attention: str,
     # Backward of the MLP holds d(product), d(act) and d(up) at once, plus the block's output grad.
     bwd_t = 3 * T * f * lo + T * h * prec.residual
     fwd_t = max(fwd_t, T * f * lo)
-    if frozen and lora.dequant:  # QLoRA: the weight being used, dequantized, in both directions
-        fwd_t += lora.dequant
-        bwd_t += lora.dequant
+    if frozen and lora.dequant:  # QLoRA: the weight in use, dequantized, while its matmul runs
+        fwd_t += lora.dequant  # forward: in the compute dtype, beside the layer's output
+        # backward: bitsandbytes dequantizes to the incoming gradient's dtype (the residual's)
+        # for down_proj's input gradient, before the MLP's elementwise gradients exist
+        bwd_t = max(bwd_t, T * h * prec.residual + T * f * lo
+                    + lora.dequant // 2 * prec.residual)
     return BlockMemory(saved=saved, forward_transient=fwd_t, backward_transient=bwd_t)
 
 
