@@ -48,6 +48,7 @@ def test_profiles_show_says_which_loop(run_cli, tmp_path):
     assert "mixed_precision: bf16-pure" in r.stdout and "loop: trainer" in r.stdout
     assert "loop: trainer (outputs dropped before backward" in r.stdout
     assert "Memory per GPU:" in r.stdout
+    assert "note: bf16-pure: the script loads the model in bf16" in r.stdout
     (tmp_path / "custom.yaml").write_text("strategy: single\nestimate:\n  model: gpt2\n")
     r = run_cli("profiles", "show", str(tmp_path / "custom.yaml"), "--simulate", "1x4090")
     assert "loop: custom (outputs kept through backward" in r.stdout

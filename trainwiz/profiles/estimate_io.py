@@ -95,6 +95,9 @@ def estimate_notes(profile: Profile) -> list[str]:
     if profile.mixed_precision == "fp8":
         notes.append("fp8 is estimated as bf16 mixed precision (an upper bound: fp8 keeps some "
                      "activations smaller)")
+    if profile.mixed_precision == "bf16-pure":
+        notes.append("bf16-pure: the script loads the model in bf16 (torch_dtype=torch.bfloat16) "
+                     "and trains it without autocast; accelerate is told mixed_precision no")
     if profile.device == "cpu":
         notes.append("the estimate is for CUDA GPUs; this profile runs CPU ranks")
     return notes

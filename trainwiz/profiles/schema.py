@@ -80,12 +80,12 @@ class EstimateInputs:
     grad_accum: int = 1
     activation_checkpointing: bool = False
     attention: str = "sdpa"
+    loop: str = "custom"  # custom: outputs kept through backward; trainer: dropped (HF Trainer)
     # For the time estimate: the training length (one of the two) and the network between
     # machines ("400Gbps"), needed when num_machines > 1.
     tokens: int | None = None
     steps: int | None = None
     network: str | None = None
-    loop: str = "custom"  # custom: outputs kept through backward; trainer: dropped (HF Trainer)
     method: str = "full"  # full | lora | qlora
     lora: LoraOptions | None = None  # lora/qlora: None means LoraOptions() defaults
     quantization: QuantizationOptions | None = None  # qlora: None means the QLoRA recipe

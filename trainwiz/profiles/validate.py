@@ -173,10 +173,10 @@ ESTIMATE_SPECS: dict[str, _Spec] = {
     "grad_accum": _Spec("int", minimum=1),
     "activation_checkpointing": _Spec("bool"),
     "attention": _Spec("enum", schema.ATTENTION),
+    "loop": _Spec("enum", schema.LOOPS),
     "tokens": _Spec("count", minimum=1, nullable=True),
     "steps": _Spec("count", minimum=1, nullable=True),
     "network": _Spec("str", nullable=True),
-    "loop": _Spec("enum", schema.LOOPS),
     "method": _Spec("enum", schema.METHODS),
 }
 
