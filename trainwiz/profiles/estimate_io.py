@@ -29,7 +29,7 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
     per = profile.processes_per_machine
     if per is None:
         per = num_gpus if num_gpus else 1
-    total = per * profile.num_machines
+    total = per * profile.machines
     strategy = profile.strategy
     if strategy == "ddp" and total == 1:
         strategy = "single"
@@ -38,7 +38,7 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
         strategy=strategy,
         num_gpus=total,
         sharding=fsdp.sharding_strategy if fsdp else "FULL_SHARD",
-        num_nodes=profile.num_machines,
+        num_nodes=profile.machines,
         precision=_PRECISION[profile.mixed_precision],
         optimizer=est.optimizer,
         fused_optimizer=bool(est.fused_optimizer and est.optimizer == "adamw"),

@@ -30,6 +30,7 @@ ATTENTION = ("sdpa", "eager")
 METHODS = ("full", "lora", "qlora")  # full fine-tuning, PEFT LoRA, QLoRA (4-bit base + LoRA)
 QUANT_TYPES = ("nf4", "fp4")
 QUANT_COMPUTE_DTYPES = ("bf16", "fp16")
+SCHEDULERS = ("local", "slurm")
 
 
 @dataclass
@@ -100,6 +101,19 @@ class EstimateInputs:
 
 
 @dataclass
+class SlurmOptions:
+    """How a ``scheduler: slurm`` profile is submitted: one sbatch job, one task per node."""
+
+    partition: str | None = None  # None: the cluster's default partition
+    nodes: int = 1
+    time: str | None = None  # Slurm's time limit format: "90", "4:00:00", "2-00:00:00"
+    account: str | None = None
+    qos: str | None = None
+    sbatch_args: list[str] = field(default_factory=list)  # extra #SBATCH lines: ["--mem=0"]
+    run_dir: str | None = None  # a folder every node shares; None: the runs folder in your home
+
+
+@dataclass
 class Profile:
     name: str
     strategy: str = "ddp"
@@ -122,6 +136,15 @@ class Profile:
     estimate: EstimateInputs | None = None
     version: int = SCHEMA_VERSION
     description: str | None = None  # one line for `trainwiz profiles list`
+    scheduler: str = "local"  # "slurm": submitted with sbatch, see `slurm`
+    slurm: SlurmOptions | None = None
+
+    @property
+    def machines(self) -> int:
+        """Machines the run spans: Slurm's node count for a Slurm profile, else num_machines."""
+        if self.scheduler == "slurm":
+            return int(self.slurm.nodes) if self.slurm is not None else 1
+        return int(self.num_machines or 1)
 
     @property
     def accelerate_mixed_precision(self) -> str:
@@ -143,4 +166,4 @@ class Profile:
     def world_size(self) -> int | None:
         """Ranks over all machines, when known."""
         per = self.processes_per_machine
-        return None if per is None else per * self.num_machines
+        return None if per is None else per * self.machines
