@@ -33,6 +33,7 @@ def test_plain_wizard_saves_the_profile_it_was_told(isolated_env, tmp_path):
     answer(child, "Mixed precision" + ARROWS, "\r")  # bf16: H100s support it
     answer(child, "Micro-batch size per GPU", "\x152\r")
     answer(child, "Sequence length", "\x151024\r")
+    answer(child, "Training loop" + ARROWS, "\r")  # custom, the default: not written
     answer(child, "Strategy" + ARROWS, "f\r")
     child.expect("Memory per GPU: [0-9.]+ GiB of 79.6 GiB")
     answer(child, "FSDP sharding" + ARROWS, "s\r")
@@ -81,3 +82,23 @@ def test_ctrl_c_saves_nothing(isolated_env, tmp_path):
     child.close()
     assert child.exitstatus == 130
     assert not (Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz").exists()
+
+
+def test_plain_wizard_asks_the_loop_and_offers_bf16_pure(isolated_env, tmp_path):
+    child = spawn(isolated_env, tmp_path, "--plain", "--simulate", "1xH100-80GB")
+    answer(child, "Model", "llama-3.2-1b\r")
+    answer(child, "Mixed precision" + ARROWS, "p\r")
+    answer(child, "Micro-batch size per GPU", "\x154\r")
+    answer(child, "Sequence length", "\x152048\r")
+    answer(child, "Training loop" + ARROWS, "t\r")
+    answer(child, "Strategy" + ARROWS, "\r")
+    child.expect("Memory per GPU: [0-9.]+ GiB of 79.6 GiB")
+    answer(child, "Profile name", "\x15pure\r")
+    child.expect("Saved profile")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    saved = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles" / "pure.yaml"
+    assert yaml.safe_load(saved.read_text()) == {
+        "version": 1, "strategy": "single", "mixed_precision": "bf16-pure",
+        "estimate": {"model": "llama-3.2-1b", "batch_size": 4, "loop": "trainer"}}

@@ -244,7 +244,7 @@ def _wizard(args: argparse.Namespace) -> int:
                     estimate=EstimateInputs(model=model or "params:1", batch_size=batch,
                                             seq_len=seq_len, optimizer=optimizer,
                                             fused_optimizer=fused, grad_accum=grad_accum,
-                                            activation_checkpointing=ac))
+                                            activation_checkpointing=ac, loop=loop))
         base.update(kw)
         return Profile(**base)
 
@@ -263,13 +263,18 @@ def _wizard(args: argparse.Namespace) -> int:
                   Choice("fp16", value="fp16", shortcut_key="f"),
                   Choice("no (fp32)", value="no", shortcut_key="n"),
                   Choice("fp8 (needs Transformer Engine, torchao or MS-AMP)", value="fp8",
-                         shortcut_key="8")]
+                         shortcut_key="8"),
+                  Choice("bf16-pure (not mixed: the model loaded in bf16 and trained as is; "
+                         "weights, gradients, optimizer state in bf16)", value="bf16-pure",
+                         shortcut_key="p")]
     if device == "cpu":
-        precisions = [precisions[2], precisions[0]]
+        precisions = [precisions[2], precisions[0], precisions[4]]
+    elif not bf16:  # no bf16 on these GPUs (V100, T4): no pure bf16 either
+        precisions = precisions[:4]
     precision = _ask(_select("Mixed precision:", precisions, precision_default))
 
     batch, seq_len, ac, optimizer, grad_accum = 1, 2048, False, "adamw", 1
-    fused = False
+    fused, loop = False, "custom"
     if spec is not None and getattr(spec, "max_position", None):
         seq_len = min(seq_len, spec.max_position)
     fsdp = FsdpOptions()
@@ -281,6 +286,11 @@ def _wizard(args: argparse.Namespace) -> int:
         seq_len = int(_ask(questionary.text(
             "Sequence length:", default=str(seq_len),
             validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+        loop = _ask(_select("Training loop:", [
+            Choice("custom  — keeps the model outputs through backward (accelerate's examples, "
+                   "most hand-written loops)", value="custom", shortcut_key="c"),
+            Choice("trainer — drops them before backward (HF Trainer, TRL)", value="trainer",
+                   shortcut_key="t")], loop))
 
     # Suggest the strategy from the estimate: DDP when a full copy fits, FSDP otherwise.
     default_strategy = strategy
@@ -357,6 +367,7 @@ def _wizard(args: argparse.Namespace) -> int:
         batch = change.get("batch_size", batch)
         seq_len = change.get("seq_len", seq_len)
         grad_accum = change.get("grad_accum", grad_accum)
+        loop = change.get("loop", loop)
         est = show_estimate(draft())
 
     # 5. machines ------------------------------------------------------------------------------
@@ -382,7 +393,7 @@ def _wizard(args: argparse.Namespace) -> int:
                     main_address=main_address, main_port=main_port,
                     estimate=(EstimateInputs(model=model, batch_size=batch, seq_len=seq_len,
                                              optimizer=optimizer, fused_optimizer=fused,
-                                             grad_accum=grad_accum,
+                                             grad_accum=grad_accum, loop=loop,
                                              activation_checkpointing=ac and strategy != "fsdp")
                               if model else None))
 
@@ -421,7 +432,7 @@ def _wizard(args: argparse.Namespace) -> int:
 # changes to the script or the machine, shown as tips).
 _PROFILE_CHANGES = {"strategy", "sharding", "precision", "optimizer", "fused_optimizer",
                     "batch_size", "seq_len", "grad_accum", "activation_checkpointing",
-                    "offload_params"}
+                    "offload_params", "loop"}
 
 
 def _applicable(change: dict, strategy: str) -> bool:

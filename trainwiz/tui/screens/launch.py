@@ -188,7 +188,9 @@ class LaunchScreen(Screen):
             pre = preflight(profile, script, args, simulate=simulate, yes=force)
             if not launch:
                 self.post_message(PreflightDone(notes=["all checks passed", *pre.notes,
-                                                       f"{pre.nproc} processes, port {pre.port}"]))
+                                                       f"{pre.nproc} processes"
+                                                       + (f", port {pre.port}" if pre.port
+                                                          is not None else "")]))
                 return
             handle = start(profile, script, args, simulate=simulate, yes=force, pre=pre,
                            cwd=str(Path.cwd()))
