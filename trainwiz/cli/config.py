@@ -163,6 +163,7 @@ def _wizard(args: argparse.Namespace) -> int:
     from trainwiz.profiles import (
         EstimateInputs,
         FsdpOptions,
+        LoraOptions,
         Profile,
         ProfileExistsError,
         estimate_request,
@@ -238,13 +239,17 @@ def _wizard(args: argparse.Namespace) -> int:
         req = estimate_request(profile, n_local)
         return req[1] if req else None
 
+    def lora_options():
+        return LoraOptions(rank=lora_rank, targets=lora_targets) if method != "full" else None
+
     def draft(**kw):
         base = dict(name="draft", strategy=strategy, device=device, gpu_ids=gpu_ids,
                     num_processes=num_processes, mixed_precision=precision, fsdp=fsdp,
                     estimate=EstimateInputs(model=model or "params:1", batch_size=batch,
                                             seq_len=seq_len, optimizer=optimizer,
                                             fused_optimizer=fused, grad_accum=grad_accum,
-                                            activation_checkpointing=ac, loop=loop))
+                                            activation_checkpointing=ac, loop=loop,
+                                            method=method, lora=lora_options()))
         base.update(kw)
         return Profile(**base)
 
@@ -275,6 +280,7 @@ def _wizard(args: argparse.Namespace) -> int:
 
     batch, seq_len, ac, optimizer, grad_accum = 1, 2048, False, "adamw", 1
     fused, loop = False, "custom"
+    method, lora_rank, lora_targets = "full", 16, "all-linear"
     if spec is not None and getattr(spec, "max_position", None):
         seq_len = min(seq_len, spec.max_position)
     fsdp = FsdpOptions()
@@ -291,6 +297,25 @@ def _wizard(args: argparse.Namespace) -> int:
                    "most hand-written loops)", value="custom", shortcut_key="c"),
             Choice("trainer — drops them before backward (HF Trainer, TRL)", value="trainer",
                    shortcut_key="t")], loop))
+    if spec is not None and spec.has_architecture:
+        method = _ask(_select("Fine-tuning method:", [
+            Choice("full  — every weight trains", value="full", shortcut_key="u"),
+            Choice("lora  — PEFT LoRA adapters on a frozen model", value="lora", shortcut_key="l"),
+            Choice("qlora — LoRA on a 4-bit (NF4) frozen model, bf16 compute", value="qlora",
+                   shortcut_key="q")], "full"))
+        if method != "full":
+            lora_rank = int(_ask(questionary.text(
+                "LoRA rank:", default=str(lora_rank),
+                validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+            lora_targets = _ask(questionary.text(
+                "LoRA target modules (all-linear, or names such as q_proj,v_proj):",
+                default=lora_targets, validate=lambda t: _targets_ok(spec, t))).strip()
+        if method == "qlora" and precision not in ("bf16", "fp16"):
+            precision = "bf16"
+            console.print("QLoRA computes in bf16 (bnb_4bit_compute_dtype): mixed precision set "
+                          "to bf16.")
+        if method == "qlora":
+            ac = True  # prepare_model_for_kbit_training turns gradient checkpointing on
 
     # Suggest the strategy from the estimate: DDP when a full copy fits, FSDP otherwise.
     default_strategy = strategy
@@ -368,6 +393,9 @@ def _wizard(args: argparse.Namespace) -> int:
         seq_len = change.get("seq_len", seq_len)
         grad_accum = change.get("grad_accum", grad_accum)
         loop = change.get("loop", loop)
+        method = change.get("method", method)
+        lora_rank = change.get("lora_rank", lora_rank)
+        lora_targets = change.get("lora_targets", lora_targets)
         est = show_estimate(draft())
 
     # 5. machines ------------------------------------------------------------------------------
@@ -394,7 +422,8 @@ def _wizard(args: argparse.Namespace) -> int:
                     estimate=(EstimateInputs(model=model, batch_size=batch, seq_len=seq_len,
                                              optimizer=optimizer, fused_optimizer=fused,
                                              grad_accum=grad_accum, loop=loop,
-                                             activation_checkpointing=ac and strategy != "fsdp")
+                                             activation_checkpointing=ac and strategy != "fsdp",
+                                             method=method, lora=lora_options())
                               if model else None))
 
     # 6. name and save --------------------------------------------------------------------------
@@ -432,7 +461,19 @@ def _wizard(args: argparse.Namespace) -> int:
 # changes to the script or the machine, shown as tips).
 _PROFILE_CHANGES = {"strategy", "sharding", "precision", "optimizer", "fused_optimizer",
                     "batch_size", "seq_len", "grad_accum", "activation_checkpointing",
-                    "offload_params", "loop"}
+                    "offload_params", "loop", "method", "lora_rank", "lora_targets"}
+
+
+def _targets_ok(spec, text: str) -> bool | str:
+    """The LoRA targets question: names the model's linear layers when one matches nothing."""
+    from trainwiz.errors import UsageError
+    from trainwiz.estimator.adapters import resolve_targets
+
+    try:
+        resolve_targets(spec, text)
+    except UsageError as exc:
+        return str(exc).removeprefix("--lora-targets: ")
+    return True
 
 
 def _applicable(change: dict, strategy: str) -> bool:
