@@ -22,6 +22,7 @@ PURE = {
     "trainwiz.estimator.models": HEAVY,
     "trainwiz.estimator.suggest": HEAVY,
     "trainwiz.profiles": HEAVY,
+    "trainwiz.plan": HEAVY + ("psutil",),
     "trainwiz.cli": HEAVY,
     "trainwiz.launchers": HEAVY,
     "trainwiz.launchers.command": HEAVY,

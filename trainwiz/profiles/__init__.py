@@ -26,7 +26,7 @@ from trainwiz.profiles.accelerate_io import (
     to_accelerate_config,
 )
 from trainwiz.profiles.estimate_io import estimate_notes, estimate_request
-from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, Profile
+from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, PlannedHardware, Profile
 from trainwiz.profiles.store import (
     ProfileEntry,
     ProfileStore,
@@ -53,7 +53,7 @@ __all__ = [
     "accelerate_config_text", "accelerate_default_config_path", "accelerate_export_notes",
     "from_accelerate_config", "is_accelerate_config", "to_accelerate_config",
     "estimate_notes", "estimate_request",
-    "EstimateInputs", "FsdpOptions", "Problem", "Profile", "ProfileEntry", "ProfileError",
+    "EstimateInputs", "FsdpOptions", "PlannedHardware", "Problem", "Profile", "ProfileEntry", "ProfileError",
     "ProfileExistsError",
     "ProfileStore", "check_profile_gpus", "find_profile", "load_profile", "profile_from_dict",
     "profile_to_dict", "project_profile_dirs", "project_save_dir", "read_profile_file",

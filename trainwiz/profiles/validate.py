@@ -16,7 +16,7 @@ import yaml
 
 from trainwiz.errors import TrainwizError
 from trainwiz.profiles import schema
-from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, Profile
+from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, PlannedHardware, Profile
 
 Path_ = tuple[str, ...]
 
@@ -165,12 +165,19 @@ ESTIMATE_SPECS: dict[str, _Spec] = {
     "attention": _Spec("enum", schema.ATTENTION),
 }
 
+HARDWARE_SPECS: dict[str, _Spec] = {
+    "gpu": _Spec("str"),
+    "gpu_memory": _Spec("int", minimum=1),
+    "gpus_per_machine": _Spec("int", minimum=1),
+    "simulated": _Spec("bool"),
+}
+
 # Key order in written files: what a reader wants first.
 PROFILE_KEY_ORDER = ("version", "description", "strategy", "fsdp", "mixed_precision", "device",
                      "gpu_ids", "num_processes", "num_machines", "machine_rank", "main_address",
                      "main_port", "rdzv_backend", "max_restarts", "launcher", "python", "env",
-                     "script", "script_args", "estimate")
-_ALL_TOP_KEYS = tuple(PROFILE_SPECS) + ("fsdp", "estimate")
+                     "script", "script_args", "estimate", "hardware")
+_ALL_TOP_KEYS = tuple(PROFILE_SPECS) + ("fsdp", "estimate", "hardware")
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -348,13 +355,24 @@ def profile_from_dict(data: Any, *, source: str, name: str,
     chk = _Checker(source, lines)
     if data is None:
         data = {}
-    top = chk.section(data, PROFILE_SPECS, (), extra=("fsdp", "estimate"))
+    top = chk.section(data, PROFILE_SPECS, (), extra=("fsdp", "estimate", "hardware"))
     version = top.get("version", schema.SCHEMA_VERSION)
     if isinstance(version, int) and version > schema.SCHEMA_VERSION:
         chk.add(("version",), f"key 'version': this file is version {version}, written by a newer "
                               f"trainwiz; this one reads version {schema.SCHEMA_VERSION}")
     fsdp_raw = top.pop("fsdp", None)
     est_raw = top.pop("estimate", None)
+    hardware_raw = top.pop("hardware", None)
+    hardware = None
+    if hardware_raw is not None:
+        hw_kw = chk.section(hardware_raw, HARDWARE_SPECS, ("hardware",))
+        missing = [k for k in ("gpu", "gpu_memory") if isinstance(hardware_raw, dict)
+                   and k not in hardware_raw]
+        if missing:
+            chk.add(("hardware",), f"key 'hardware.{missing[0]}' is missing: the planned "
+                                   "hardware names the GPU and its memory in bytes")
+        elif "gpu" in hw_kw and "gpu_memory" in hw_kw:
+            hardware = PlannedHardware(**hw_kw)
     fsdp_kw = chk.section(fsdp_raw, FSDP_SPECS, ("fsdp",)) if fsdp_raw is not None else {}
     est = None
     if est_raw is not None:
@@ -367,7 +385,8 @@ def profile_from_dict(data: Any, *, source: str, name: str,
     # Keep going with the fields that were fine: impossible combinations are reported together
     # with type errors, so one edit fixes the file.
 
-    profile = Profile(name=name, fsdp=FsdpOptions(**fsdp_kw), estimate=est, **top)
+    profile = Profile(name=name, fsdp=FsdpOptions(**fsdp_kw), estimate=est, hardware=hardware,
+                      **top)
     if fsdp_kw and profile.strategy != "fsdp" and FsdpOptions(**fsdp_kw) != FsdpOptions():
         chk.add(("fsdp",), f"key 'fsdp': FSDP options are set but strategy is "
                            f"'{profile.strategy}'; set strategy: fsdp or remove the fsdp section")
@@ -414,9 +433,7 @@ def _check_combinations(p: Profile, chk: _Checker) -> None:
     if p.machine_rank >= p.num_machines:
         chk.add(("machine_rank",), f"key 'machine_rank': {p.machine_rank} with num_machines "
                                    f"{p.num_machines}; allowed: 0 to {p.num_machines - 1}")
-    if p.num_machines > 1 and not p.main_address:
-        chk.add(("main_address",), f"key 'main_address' is missing: {p.num_machines} machines "
-                                   "need the address of machine 0 (host name or IP)")
+    # a multi-machine plan may leave main_address to launch time (the launcher asks for it)
     if p.main_port is not None and not 1 <= p.main_port <= 65535:
         chk.add(("main_port",), f"key 'main_port': {p.main_port} is not a port; allowed: 1 to "
                                 "65535")
@@ -495,6 +512,13 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             sub = _non_default(value, FsdpOptions())
             if sub:
                 out["fsdp"] = {k: _plain(v) for k, v in sub.items()}
+            continue
+        if key == "hardware":
+            if value is not None:
+                sub = _non_default(value, PlannedHardware(gpu="", gpu_memory=0))
+                out["hardware"] = {"gpu": value.gpu, "gpu_memory": value.gpu_memory,
+                                   **{k: v for k, v in sub.items()
+                                      if k not in ("gpu", "gpu_memory")}}
             continue
         if key == "estimate":
             if value is not None:

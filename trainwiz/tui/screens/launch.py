@@ -43,7 +43,7 @@ def _field(label: str, widget) -> Horizontal:
 
 
 class LaunchScreen(Screen):
-    AUTO_FOCUS = None  # the first field once; later visits keep their own focus
+    AUTO_FOCUS = ""  # on_mount focuses the first field once; later visits keep their own focus
     BINDINGS = [
         Binding("ctrl+t", "check", "Check"),
         Binding("ctrl+l", "launch", "Launch"),
@@ -72,7 +72,7 @@ class LaunchScreen(Screen):
             yield Label("Preflight", classes="section")
             yield Static("Choose a profile and a script, then Check or Launch.",
                          id="launch-status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#launch-script").focus()

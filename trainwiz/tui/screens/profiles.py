@@ -72,7 +72,7 @@ class ProfilesScreen(Screen):
         Binding("delete,x", "delete", "Delete"),
         Binding("e", "export", "Export"),
         Binding("L", "launch", "Launch"),
-        Binding("f5,ctrl+r", "reload", "Reload"),
+        Binding("f5,ctrl+r", "reload", "Reload", show=False),
     ]
 
     def __init__(self) -> None:
@@ -85,7 +85,7 @@ class ProfilesScreen(Screen):
         table = DataTable(id="profiles-table", cursor_type="row", zebra_stripes=False)
         table.add_columns("name", "scope", "summary")
         yield table
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "Profiles"
