@@ -187,7 +187,6 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from trainwiz.profiles import (
         estimate_notes,
-        estimate_request,
         load_profile,
         profile_to_dict,
         resolve_profile_path,
@@ -218,35 +217,22 @@ def _show(args: argparse.Namespace) -> int:
             check_profile_gpus(profile, count)
         except ProfileError as exc:
             console.print(f"[yellow]warning: on this machine: {escape(str(exc))}[/]")
-    req = estimate_request(profile, count)
-    if req is not None:
-        line = _estimate_line(req, args)
-        if line:
-            console.print(line)
+    if profile.estimate is not None:
+        for line in _plan_lines(profile, args):
+            console.print(escape(line))
         for note in estimate_notes(profile):
             console.print(f"[dim]note: {escape(note)}[/]")
     return 0
 
 
-def _estimate_line(req, args) -> str | None:
-    """One line with the memory estimate, or None when the estimator cannot say."""
-    from trainwiz.cli.config import estimate_line
-
-    model, cfg = req
-    return estimate_line(model, cfg, _gpu_memory(args))
-
-
-def _gpu_memory(args) -> int | None:
+def _plan_lines(profile, args) -> list[str]:
+    """The estimate of the profile's plan (and how this box differs from the hardware it was
+    planned for)."""
     from trainwiz.cli import simulate_spec
+    from trainwiz.cli.config import plan_line
+    from trainwiz.hardware import detect
 
-    try:
-        from trainwiz.hardware import detect
-
-        gpus = detect(simulate_spec(args)).gpus
-    except Exception:  # noqa: BLE001
-        return None
-    sizes = [g.memory_total for g in gpus if g.memory_total]
-    return min(sizes) if sizes else None
+    return plan_line(profile, detect(simulate_spec(args)))
 
 
 def _rm(args: argparse.Namespace) -> int:
