@@ -130,3 +130,18 @@ async def test_a_refused_profile_name_is_asked_again_with_what_was_typed(make_ap
         assert app.screen.query_one("#prompt-input").value == "my run!"
         assert "not allowed" in text_of(app.screen.query_one("#prompt-error"))
         assert wizard.plan.model == "gpt2"
+
+
+async def test_a_model_file_that_is_not_json_is_not_called_not_found(make_app, tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text("{not json")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("w")
+        wizard = app.screen
+        wizard.set_model(str(bad))
+        await wait_for(pilot, lambda: wizard.model_error)
+        await pilot.pause(0.1)
+        text = " ".join(text_of(wizard.query_one("#memory")).split())
+        assert "not valid JSON" in text and "not found" not in text

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--optimizer", choices=("adamw", "sgd", "adafactor", "adamw8bit"), default="adamw")
     p.add_argument("--fused-optimizer", action="store_true", help="fused AdamW kernel (no foreach temporaries)")
     p.add_argument("--batch-size", type=int, default=1, metavar="B", help="per-GPU micro-batch (default 1)")
-    p.add_argument("--seq-len", type=int, default=2048, metavar="S", help="sequence length (default 2048)")
+    p.add_argument("--seq-len", type=int, default=None, metavar="S", help="sequence length (default 2048)")
     p.add_argument("--grad-accum", type=int, default=1, metavar="N", help="gradient accumulation steps")
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--offload-params", action="store_true", help="FSDP CPU offload")
@@ -117,7 +117,7 @@ def run(args) -> int:
     config = TrainConfig(
         strategy=strategy, num_gpus=num_gpus, sharding=args.sharding, num_nodes=args.num_nodes,
         precision=precision, optimizer=args.optimizer, fused_optimizer=args.fused_optimizer,
-        batch_size=args.batch_size, seq_len=args.seq_len, grad_accum=args.grad_accum,
+        batch_size=args.batch_size, seq_len=args.seq_len or 2048, grad_accum=args.grad_accum,
         activation_checkpointing=args.activation_checkpointing,
         offload_params=args.offload_params, attention=args.attention,
         gradient_as_bucket_view=args.gradient_as_bucket_view,
@@ -126,13 +126,15 @@ def run(args) -> int:
         return _print_accelerate_table(model)
     est = estimate(model, config, gpu_memory=gpu_memory, gpu_free=gpu_free,
                    available_gpus=len(detected) or None)
-    if precision == "bf16" and no_bf16:
-        import dataclasses
+    import dataclasses
 
+    if precision == "bf16" and no_bf16:
         g = no_bf16[0]
         est = dataclasses.replace(est, notes=est.notes + (
             f"GPU {g.index} ({g.name}, compute capability {g.compute_capability}) has no bf16: "
             "use --precision fp16",))
+    est = dataclasses.replace(est, notes=est.notes + _input_notes(model, config, detected,
+                                                                  args.seq_len is not None))
     per_gpu = _per_gpu_fit(est, run_gpus)
     if args.json:
         import json
@@ -146,6 +148,18 @@ def run(args) -> int:
 
     print_estimate(est, source_line, per_gpu=per_gpu)
     return 0
+
+
+def _input_notes(model, config, detected, seq_given: bool) -> tuple[str, ...]:
+    """What in the request the model or the box cannot give, said next to the estimate."""
+    notes = []
+    if seq_given and model.max_position and config.seq_len > model.max_position:
+        notes.append(f"{model.name} has {model.max_position:,} positions; --seq-len "
+                     f"{config.seq_len:,} is longer than it can take")
+    if detected and config.num_gpus > len(detected):
+        notes.append(f"this box has {len(detected)} GPU{'s' if len(detected) != 1 else ''}; "
+                     f"the estimate is for {config.num_gpus} (more machines or a bigger box)")
+    return tuple(notes)
 
 
 def _per_gpu_fit(est, gpus) -> list[dict]:

@@ -108,7 +108,7 @@ def _summary(profile) -> str:
         where = "all GPUs"
     if profile.num_machines > 1:
         where += f" × {profile.num_machines} machines"
-    return f"{strat}, {where}, {profile.mixed_precision}"
+    return f"{strat}, {where}, mixed precision: {profile.mixed_precision}"
 
 
 def _short_error(error: str, path: str) -> str:

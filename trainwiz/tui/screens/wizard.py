@@ -25,7 +25,7 @@ from trainwiz.plan import Box, Plan, box_from_gpus, box_from_preset
 from trainwiz.profiles import ProfileExistsError, save_profile
 from trainwiz.profiles.store import check_name
 from trainwiz.tui.widgets.memory_panel import MemoryPanel
-from trainwiz.tui.widgets.model_field import ModelField
+from trainwiz.tui.widgets.model_field import ModelField, short_error
 from trainwiz.tui.widgets.plan_form import FIELDS, STRATEGY_LABELS, PlanForm
 
 THIS_BOX = "this box"
@@ -193,7 +193,7 @@ class WizardScreen(Screen):
         panel.note = plan.differs(self._here()) or ""
         if self.model is None:
             self.result = None
-            panel.message = ("Model not found — see the message under the model field."
+            panel.message = (f"No estimate: {short_error(self.model_error)}"
                              if self.model_error else "Choose a model to see the estimate.")
             panel.estimate = None
             return
