@@ -103,3 +103,24 @@ def test_one_resolver_for_every_model_string(tmp_path):
         '{"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 2, "vocab_size": 100,'
         ' "n_positions": 128}')
     assert resolve_model(str(tmp_path / "m")).params > 0
+
+
+def test_a_hugging_face_id_is_found_in_the_local_cache_or_the_catalog(tmp_path, monkeypatch):
+    hub = tmp_path / "hf" / "hub" / "models--acme--tiny-gpt"
+    (hub / "refs").mkdir(parents=True)
+    (hub / "refs" / "main").write_text("abc123")
+    snapshot = hub / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(
+        '{"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 2, "vocab_size": 100,'
+        ' "n_positions": 128}')
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    tiny = resolve_model("acme/tiny-gpt")
+    assert tiny.name == "acme/tiny-gpt" and tiny.family == "gpt2" and tiny.max_position == 128
+    assert resolve_model("meta-llama/Meta-Llama-3-8B").params == 8_030_261_248  # the catalog's
+    from trainwiz.errors import UsageError
+
+    with pytest.raises(UsageError, match="not in the Hugging Face cache"):
+        resolve_model("acme/unknown-model")
