@@ -86,6 +86,11 @@ async def test_letters_typed_in_the_form_are_not_commands(make_app):
     async with app.run_test(size=(80, 24)) as pilot:
         wizard = await _wizard_with(pilot, app, "gpt2")
         wizard.query_one("#strategy").focus()
+        await pilot.pause(0.05)
+        # the field with focus shows it without colour: its label is drawn reversed
+        label = wizard.query_one("#row-strategy .field-label")
+        assert label.rich_style.reverse
+        assert not wizard.query_one("#row-precision .field-label").rich_style.reverse
         await pilot.press(*"llama-3-70b", "q", "p", "g", "r")
         await pilot.pause(0.1)
         assert app.current_mode == "wizard" and app.is_running
