@@ -115,7 +115,8 @@ class WizardScreen(Screen):
 
     def _hardware_options(self) -> list:
         here = self._here()
-        options = [(Text(f"this box ({here.describe()})"), THIS_BOX)]
+        count = f"{here.size} GPU{'s' if here.size != 1 else ''}" if here.size else "no GPU"
+        options = [(Text(f"this box ({count})"), THIS_BOX)]
         if self.record_box is not None:
             options.append((Text(f"the profile's plan ({self.record_box.describe()})"), RECORD))
         options += [(Text(f"{key} × 8"), key) for key in self.presets]
