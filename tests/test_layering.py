@@ -1,6 +1,8 @@
 """The core stays headless, and the CLI and app never import torch.
 
-Each module is imported in a fresh interpreter and we look at what came with it.
+Statically, every import (function bodies included) is checked by import-linter against the
+contracts in pyproject.toml. At run time, each module is imported in a fresh interpreter and we
+look at what came with it.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +33,14 @@ PURE = {
     # the app: Textual of course, but never torch, and NVML only from its workers
     "trainwiz.tui.app": ("torch", "pynvml", "transformers", "accelerate"),
 }
+
+
+def test_import_contracts_hold():
+    """`lint-imports`: layers, no cycles, no UI/NVML/torch in pure logic (pyproject.toml)."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run([str(lint), "--no-cache"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout
 
 
 def _imported_after(module: str, code: str = "") -> set[str]:

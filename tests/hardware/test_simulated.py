@@ -114,7 +114,7 @@ def test_yaml_box_mixed_and_busy(tmp_path):
     ("gpus: [{preset: H100, colour: red}]", "gpus[0]: unknown key 'colour'; allowed: preset, count"),
     ("gpus: [{preset: A100}]", "gpus[0].preset: 'A100' is ambiguous"),
     ("gpus: [{preset: Z9}]", "gpus[0].preset: unknown GPU 'Z9'; allowed: H100-80GB"),
-    ("gpus: [{preset: H100, memory_used: lots}]", "gpus[0].memory_used: expected a size"),
+    ("gpus: [{preset: H100, memory_used: lots}]", "gpus[0].memory_used: cannot read 'lots' as a size"),
     ("gpus: [{preset: H100, count: 0}]", "gpus[0].count"),
     ("gpus: [{name: X}]", "missing memory_total"),
     ("gpus: [{preset: H100, utilization: 150}]", "out of range"),

@@ -39,7 +39,7 @@ def test_runs_newest_first_and_resolved_by_prefix(isolated_env):
 
 def test_unfinished_run_without_supervisor_reads_as_failed(isolated_env):
     d = create_run_dir("20260103-000000-cccc")
-    save_status(d, RunStatus(id="x", state="running", supervisor_pid=2 ** 22 + 7, run_dir=str(d)))
+    save_status(d, RunStatus(id=d.name, state="running", supervisor_pid=2 ** 22 + 7, run_dir=str(d)))
     st = read_status(d)
     assert st.state == "failed" and "supervisor" in st.failure.message
 

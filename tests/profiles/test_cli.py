@@ -146,3 +146,12 @@ def test_show_warns_about_gpus_this_box_does_not_have(run_cli, tmp_path):
     r = run_cli("profiles", "show", "p.yaml", "--simulate", "2xH100-80GB")
     assert r.returncode == 0
     assert "GPU 5 does not exist on this machine; allowed: 0 to 1" in r.stdout
+
+
+def test_show_with_a_bad_simulate_spec_is_an_error_not_a_shrug(run_cli, tmp_path):
+    (tmp_path / "p.yaml").write_text("strategy: ddp\n")
+    r = run_cli("profiles", "show", "p.yaml", "--simulate", "8xBOGUS")
+    assert r.returncode == 2
+    assert "unknown GPU 'BOGUS'" in r.stderr and r.stdout == ""
+    r = run_cli("profiles", "export", "p.yaml", "--format", "accelerate", "--simulate", "8xBOGUS")
+    assert r.returncode == 2 and "unknown GPU 'BOGUS'" in r.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -82,11 +83,13 @@ def test_write_is_atomic_a_failed_write_leaves_the_file(home, monkeypatch):
     before = path.read_bytes()
 
     def boom(*a, **k):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(ProfileError, match="cannot be written: the disk is full; nothing was "
+                                           "changed") as info:
         save_profile(Profile(name="p", mixed_precision="fp16"), force=True)
+    assert str(path) in str(info.value)
     assert path.read_bytes() == before
     assert [f.name for f in path.parent.iterdir()] == ["p.yaml"]
 

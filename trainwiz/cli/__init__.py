@@ -64,13 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate_option(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a command still being built on another branch
-            if exc.name != name:
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
@@ -99,12 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _open_app(args: argparse.Namespace) -> int:
-    try:
-        from trainwiz.tui.app import run_app
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("trainwiz.tui"):
-            print("trainwiz: the full-screen app is not built yet; see `trainwiz --help`.",
-                  file=sys.stderr)
-            return 2
-        raise
+    from trainwiz.tui.app import run_app
+
     return int(run_app(simulate=simulate_spec(args)) or 0)

@@ -73,7 +73,7 @@ def run(args) -> int:
     from trainwiz.errors import UsageError
     from trainwiz.estimator import TrainConfig, estimate
     from trainwiz.estimator.models import catalog_names, model_from_params, resolve_model
-    from trainwiz.estimator.units import parse_size
+    from trainwiz.units import parse_size
 
     if args.list:
         return _print_catalog(args)
@@ -212,7 +212,7 @@ def _print_accelerate_table(model) -> int:
     from rich.table import Table
 
     from trainwiz.estimator.accelerate_rule import table_rows
-    from trainwiz.estimator.units import accelerate_bytes
+    from trainwiz.units import accelerate_bytes
 
     def fmt(v):
         return "N/A" if v is None or v == -1 else accelerate_bytes(v)

@@ -79,7 +79,7 @@ def run(args) -> int:
     from trainwiz.cli import simulate_spec
     from trainwiz.errors import TrainwizError
     from trainwiz.launchers import api
-    from trainwiz.launchers.live import watch
+    from trainwiz.cli.live import watch
     from trainwiz.profiles import load_profile
 
     rest = _own_flags_after_script(args, list(args.args or []))

@@ -74,18 +74,17 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _gpu_count(args: argparse.Namespace) -> int | None:
-    """GPUs of this (or the simulated) machine, when the hardware probe is available."""
+def _gpus(args: argparse.Namespace) -> tuple:
+    """GPUs of this (or the simulated) machine; a bad ``--simulate`` is the error it is (exit 2),
+    a box without NVML simply has none."""
     from trainwiz.cli import simulate_spec
+    from trainwiz.hardware import detect
 
-    try:
-        from trainwiz.hardware import detect
-    except ImportError:
-        return None
-    try:
-        return len(detect(simulate_spec(args)).gpus) or None
-    except Exception:  # noqa: BLE001 - a count is only a fallback for export
-        return None
+    return detect(simulate_spec(args)).gpus
+
+
+def _gpu_count(args: argparse.Namespace) -> int | None:
+    return len(_gpus(args)) or None
 
 
 def _summary(profile) -> str:
@@ -205,11 +204,11 @@ def _show(args: argparse.Namespace) -> int:
 
     from trainwiz.profiles.validate import dump_yaml
 
+    count = _gpu_count(args)  # first: a bad --simulate is an error before anything is printed
     console = _console()
     console.print(f"[bold]{escape(profile.name)}[/]  {escape(str(path))}")
     console.print(escape(_summary(profile)))
     console.print(Syntax(dump_yaml(data), "yaml", theme="ansi_dark", background_color="default"))
-    count = _gpu_count(args)
     if count:
         from trainwiz.profiles import ProfileError, check_profile_gpus
 
@@ -242,7 +241,7 @@ def _rm(args: argparse.Namespace) -> int:
     from trainwiz.profiles import ProfileStore
 
     store = ProfileStore()
-    path = store.path(args.name)
+    path = store.removable(args.name)  # refuses any file that is not a profile, before asking
     if not args.yes:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             raise TrainwizError(f"not deleting {path} without confirmation; add --yes")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trainwiz.estimator.types import Estimate
-from trainwiz.estimator.units import format_bytes
+from trainwiz.units import format_bytes
 
 VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red",
                  "unknown": "bold"}

@@ -6,10 +6,20 @@ from __future__ import annotations
 def register(subparsers) -> None:
     from trainwiz.cli import add_simulate_option
 
-    p = subparsers.add_parser("runs", help="list runs, newest first")
-    p.add_argument("--json", action="store_true", help="machine-readable list")
+    p = subparsers.add_parser("runs", help="list runs, newest first; `runs prune` deletes old ones")
+    p.add_argument("--json", action="store_true", help="machine-readable list (every run)")
+    p.add_argument("--all", "-a", action="store_true",
+                   help=f"every run (default: the newest {SHOWN}, and how many are hidden)")
     add_simulate_option(p)
     p.set_defaults(func=cmd_runs)
+    sub = p.add_subparsers(dest="runs_command", metavar="")
+    q = sub.add_parser("prune", help="delete finished runs by age or count (never a running one)")
+    q.add_argument("--older-than", metavar="AGE",
+                   help="runs that ended more than AGE ago (30m, 12h, 7d, 2w)")
+    q.add_argument("--keep", type=int, metavar="N", help="keep the newest N runs")
+    q.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    add_simulate_option(q)
+    q.set_defaults(func=cmd_prune)
 
     p = subparsers.add_parser("attach", help="watch a run live again")
     p.add_argument("run", nargs="?", default="last", metavar="RUN",
@@ -37,6 +47,27 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_logs)
 
 
+SHOWN = 50
+
+
+def cmd_prune(args) -> int:
+    from trainwiz.errors import UsageError
+    from trainwiz.launchers.rundir import parse_age, prune_runs
+
+    if args.older_than is None and args.keep is None:
+        raise UsageError("runs prune: give --older-than AGE (e.g. 7d) and/or --keep N")
+    if args.keep is not None and args.keep < 0:
+        raise UsageError(f"runs prune: --keep {args.keep}: expected 0 or more")
+    older = parse_age(args.older_than) if args.older_than is not None else None
+    removed, skipped = prune_runs(older_than=older, keep=args.keep, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {len(removed)} finished run{'s' if len(removed) != 1 else ''}"
+          + (f"; kept {len(skipped)} that are still running or damaged "
+             f"({', '.join(r.id for r in skipped[:3])}{' ...' if len(skipped) > 3 else ''})"
+             if skipped else ""))
+    return 0
+
+
 def cmd_runs(args) -> int:
     import json
 
@@ -46,6 +77,10 @@ def cmd_runs(args) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in runs], indent=1))
         return 0
+    hidden = 0
+    if not args.all and len(runs) > SHOWN:
+        hidden = len(runs) - SHOWN
+        runs = runs[:SHOWN]
     if not runs:
         print(f"no runs yet ({runs_root()}); start one with "
               "`trainwiz launch --profile NAME train.py`")
@@ -56,12 +91,15 @@ def cmd_runs(args) -> int:
     rows = []
     for r in runs:
         fail = ""
-        if r.failure:
+        if r.damaged:
+            fail = r.message or "status.json damaged"
+        elif r.failure:
             who = f"rank {r.failure.rank}" if r.failure.rank is not None else "launcher"
             message = " ".join((r.failure.message or "").split())  # one line a run
             fail = f"{who}: {message}"
         script = (r.script or "").rsplit("/", 1)[-1]
-        state = r.state + (" OOM" if r.failure and r.failure.oom else "")
+        state = ("DAMAGED" if r.damaged else str(r.state)) + (
+            " OOM" if r.failure and r.failure.oom else "")
         rows.append((r.id, state, r.profile or "", script, str(len(r.ranks)), fail))
     console = Console()
     head = ("ID (UTC start)", "STATE", "PROFILE", "SCRIPT", "RANKS", "FAILURE")
@@ -79,11 +117,15 @@ def cmd_runs(args) -> int:
         line = "  ".join(cells) + "  " + cut(row[5], room)
         console.print(escape(line.rstrip()), style="bold" if row is head else None,
                       highlight=False, soft_wrap=True)
+    if hidden:
+        console.print(f"... {hidden} older run{'s' if hidden != 1 else ''} not shown "
+                      "(`trainwiz runs --all`; `trainwiz runs prune --older-than 7d` deletes "
+                      "old ones)", highlight=False)
     return 0
 
 
 def cmd_attach(args) -> int:
-    from trainwiz.launchers.live import watch
+    from trainwiz.cli.live import watch
     from trainwiz.launchers.rundir import resolve_run
 
     return watch(resolve_run(args.run), plain=True if args.plain else None)
@@ -98,21 +140,51 @@ def cmd_stop(args) -> int:
     if before.finished:
         print(f"run {before.id} already {before.state}")
         return 0
-    print(f"stopping run {before.id} ...", flush=True)
+    if before.damaged:
+        print(f"run {before.id} is damaged ({before.message}); stopping it by its id ...",
+              flush=True)
+    else:
+        print(f"stopping run {before.id} ...", flush=True)
     final = stop_run(run_dir, grace=args.grace)
     print(f"run {final.id} {final.state}")
     return 0
 
 
 def _print_file(path, n, stream) -> int:
+    """Print the file (its last ``n`` lines, read from the end); return the offset printed to."""
+    from trainwiz.launchers.rundir import tail_lines
+
     if path is None or not path.is_file():
         return 0
-    data = path.read_text(errors="replace")
+    size = path.stat().st_size
     if n is not None:
-        data = "\n".join(data.splitlines()[-n:]) + ("\n" if data else "")
-    stream.write(data)
+        lines = tail_lines(path, n)
+        if lines:
+            stream.write("\n".join(lines) + "\n")
+    else:
+        with open(path, "rb") as fh:
+            while True:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    break
+                stream.write(chunk.decode("utf-8", "replace"))
+                size = fh.tell()
     stream.flush()
-    return path.stat().st_size
+    return size
+
+
+def _rank_paths(run_dir, rank: int, out, err):
+    """What to print for a rank: its output in the order written when the run kept it
+    (``output.log``, on stdout), else its stdout then its stderr."""
+    from trainwiz.launchers.rundir import rank_log_paths, rank_output_path
+
+    both = rank_output_path(run_dir, rank)
+    if both is not None:
+        return [(both, out)]
+    o, e = rank_log_paths(run_dir, rank)
+    if o is None:
+        return None
+    return [(o, out), (e, err)]
 
 
 def cmd_logs(args) -> int:
@@ -120,16 +192,18 @@ def cmd_logs(args) -> int:
     import time
 
     from trainwiz.errors import TrainwizError
-    from trainwiz.launchers.rundir import rank_log_paths, read_status, resolve_run
+    from trainwiz.launchers.rundir import read_status, resolve_run
 
+    if args.lines is not None and args.lines < 0:
+        raise TrainwizError(f"-n {args.lines}: expected a number of lines, 0 or more")
     run_dir = resolve_run(args.run)
     if args.launcher:
         paths = [(run_dir / "launcher.log", sys.stdout), (run_dir / "supervisor.log", sys.stderr)]
     else:
         status = read_status(run_dir)
         nranks = len(status.ranks) or (status.num_processes or 0) * max(1, status.num_machines)
-        out, err = rank_log_paths(run_dir, args.rank)
-        if out is None and not args.follow:
+        paths = _rank_paths(run_dir, args.rank, sys.stdout, sys.stderr)
+        if paths is None and not args.follow:
             if status.ranks and args.rank not in {r.rank for r in status.ranks}:
                 raise TrainwizError(f"run {status.id} has no rank {args.rank} on this machine "
                                     f"(ranks: {', '.join(str(r.rank) for r in status.ranks)})")
@@ -137,23 +211,22 @@ def cmd_logs(args) -> int:
                 raise TrainwizError(f"run {status.id} has no rank {args.rank}")
             print(f"rank {args.rank} has no log yet (state {status.state})", file=sys.stderr)
             return 0
-        paths = [(out, sys.stdout), (err, sys.stderr)]
+        paths = paths or [(None, sys.stdout)]
     offsets = [_print_file(p, args.lines, s) for p, s in paths]
     if not args.follow:
         return 0
     try:
         while True:
             if not args.launcher and paths[0][0] is None:
-                out, err = rank_log_paths(run_dir, args.rank)
-                if out is not None:
-                    paths = [(out, sys.stdout), (err, sys.stderr)]
-                    offsets = [0, 0]
+                found = _rank_paths(run_dir, args.rank, sys.stdout, sys.stderr)
+                if found is not None:
+                    paths, offsets = found, [0] * len(found)
             for i, (path, stream) in enumerate(paths):
                 if path is None or not path.is_file():
                     continue
                 with open(path, "rb") as fh:
                     fh.seek(offsets[i])
-                    chunk = fh.read()
+                    chunk = fh.read(1 << 20)
                 if chunk:
                     stream.write(chunk.decode("utf-8", "replace"))
                     stream.flush()

@@ -41,10 +41,13 @@ from trainwiz.estimator.types import (
 MiB = 1 << 20
 GiB = 1 << 30
 
-# What CUDA takes outside the caching allocator, per process. A CUDA 12 context with cuBLAS
-# loaded is ~0.5 GiB on Hopper/Ampere; NCCL's buffers for one communicator a few hundred MiB.
-CUDA_CONTEXT = 512 * MiB
-NCCL_BUFFERS = 384 * MiB
+# What CUDA takes outside the caching allocator, per process, from published measurements of
+# these terms alone (validation/published.yaml "components"; docs/published.md says how):
+# the CUDA context with every kernel loaded (torch 2.1.1+cu121 on an A100: 0.92 GiB; lazy loading
+# starts at 0.47 GiB and grows towards it as a step loads its kernels), and what a rank's GPU
+# gains at the first collective of an NCCL group (2-rank measurement: 2.00 - 0.55 GiB).
+CUDA_CONTEXT = int(0.92 * GiB)
+NCCL_BUFFERS = int(1.45 * GiB)
 ALLOCATOR_SLACK = 0.08  # reserved beyond allocated at peak: fragmentation of the caching allocator
 TIGHT_MARGIN = 0.10  # "tight" when less than this fraction of the usable memory would be left
 

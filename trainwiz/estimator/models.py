@@ -115,21 +115,46 @@ def _from_catalog_hf_id(model_id: str) -> ModelSpec | None:
 def model_from_params(params: int, name: str | None = None) -> ModelSpec:
     if params <= 0:
         raise UsageError(f"--params must be a positive number of parameters, got {params}")
+    if params > MAX_PARAMS:
+        raise UsageError(f"--params {_big(int(params))}: allowed: at most 10^15 parameters")
     return ModelSpec(name=name or f"{_human_count(params)}-parameter model", params=int(params),
                      source="params")
 
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config.json is a few KiB; weights are not read
+MAX_FIELD = 2 ** 31  # any size field beyond this is not a model trainwiz can size
+MAX_PARAMS = 10 ** 15
+
+
+def _big(value) -> str:
+    """A number for a message, without overflowing on ints beyond float range."""
+    if isinstance(value, int) and abs(value) >= 10 ** 15:
+        return f"about 10^{len(str(abs(value))) - 1}"
+    return repr(value)
+
+
 def _from_config_file(path: Path) -> ModelSpec:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise UsageError(f"{path}: larger than {MAX_CONFIG_BYTES // 2 ** 20} MiB; not a "
+                             "Hugging Face config.json (not read)")
+        data = json.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except ValueError as exc:  # an integer of thousands of digits
+        raise UsageError(f"{path}: not a usable config.json ({exc})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a JSON object (a Hugging Face config.json)")
     name = path.parent.name if path.name == "config.json" else path.stem
-    return model_from_hf_config(data, name=name, source=str(path))
+    spec = model_from_hf_config(data, name=name, source=str(path))
+    if spec.params > MAX_PARAMS:
+        raise UsageError(f"{path}: sizes to {_big(spec.params)} parameters; allowed: at most "
+                         "10^15")
+    return spec
 
 
 def _get(cfg: dict, where: str, *keys: str, default=None, required: bool = True):
@@ -144,14 +169,22 @@ def _get(cfg: dict, where: str, *keys: str, default=None, required: bool = True)
 def _int(cfg: dict, where: str, *keys: str, default=None) -> int:
     value = _get(cfg, where, *keys, default=default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UsageError(f"{where}: field {keys[0]!r} must be a positive integer, got {value!r}")
+        shown = _big(value) if isinstance(value, int) and not isinstance(value, bool) else \
+            repr(value)
+        raise UsageError(f"{where}: field {keys[0]!r} must be a positive integer, got {shown}")
+    if value > MAX_FIELD:
+        raise UsageError(f"{where}: field {keys[0]!r} is {_big(value)}; allowed: at most "
+                         f"{MAX_FIELD:,}")
     return value
 
 
 def _float(cfg: dict, where: str, *keys: str, default: float = 0.0) -> float:
     value = _get(cfg, where, *keys, default=default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UsageError(f"{where}: field {keys[0]!r} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            -MAX_FIELD <= value <= MAX_FIELD):
+        shown = _big(value) if isinstance(value, (int, float)) else repr(value)
+        raise UsageError(f"{where}: field {keys[0]!r} must be a number of at most "
+                         f"{MAX_FIELD:,}, got {shown}")
     return float(value)
 
 

@@ -30,7 +30,6 @@ _LAZY = {
     "detect": "trainwiz.hardware.sampler",
     "GpuSampler": "trainwiz.hardware.sampler",
     "parse_simulate": "trainwiz.hardware.simulated",
-    "parse_size": "trainwiz.hardware.simulated",
     "PRESETS": "trainwiz.hardware.presets",
     "GpuPreset": "trainwiz.hardware.presets",
     "host_info": "trainwiz.hardware.host",

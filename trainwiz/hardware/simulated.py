@@ -22,8 +22,9 @@ YAML file (mixed boxes, busy GPUs)::
       cpu_count: 96
       ram_total: 1TiB
 
-Sizes are bytes (an integer) or a number with a unit: B, KB/MB/GB/TB (powers of 1000),
-KiB/MiB/GiB/TiB (powers of 1024).
+Sizes are bytes (an integer) or a number with a unit, read as everywhere in trainwiz
+(:mod:`trainwiz.units`): KiB/MiB/GiB/TiB and a bare K/M/G/T are powers of 1024, KB/MB/GB/TB
+powers of 1000.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+from trainwiz import safeyaml
 from trainwiz.errors import TrainwizError
 from trainwiz.hardware.presets import (
     PRESETS,
@@ -43,18 +45,11 @@ from trainwiz.hardware.presets import (
     unknown_preset_message,
 )
 from trainwiz.hardware.types import GpuInfo, GpuProcess
+from trainwiz.units import parse_size
 
 MAX_GPUS = 256
 _UUID_NS = uuid.UUID("5d1e4a1c-9b0e-4c55-9a53-7f7a3b1f0a11")
 _GROUP = re.compile(r"^\s*(?:(\d+)\s*[x×*]\s*)?(.+?)\s*$", re.IGNORECASE)
-
-_UNITS = {
-    "": 1, "B": 1,
-    "K": 1000, "KB": 1000, "M": 1000**2, "MB": 1000**2, "G": 1000**3, "GB": 1000**3,
-    "T": 1000**4, "TB": 1000**4,
-    "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40,
-}
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
 
 _ENTRY_KEYS = ("preset", "count", "name", "memory_total", "memory_used", "utilization",
                "temperature", "power_draw", "power_limit", "compute_capability", "processes")
@@ -64,27 +59,6 @@ _HOST_KEYS = ("cpu_count", "ram_total", "ram_available")
 def _usage() -> str:
     return (f"Presets: {preset_names()}. Write NxPRESET (e.g. 8xH100-80GB, 2x4090), "
             "join groups with '+', or give a YAML file (see `trainwiz gpus --help`).")
-
-
-def parse_size(value, where: str) -> int:
-    """Bytes from an int or a string like ``30GiB`` / ``80GB`` / ``512MiB``."""
-    if isinstance(value, bool):
-        raise TrainwizError(f"{where}: expected a size such as 30GiB, got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise TrainwizError(f"{where}: a size cannot be negative ({value})")
-        return value
-    if isinstance(value, float):
-        if value < 0:
-            raise TrainwizError(f"{where}: a size cannot be negative ({value})")
-        return int(value)
-    match = _SIZE.match(str(value))
-    unit = match.group(2).upper() if match else None
-    if not match or unit not in _UNITS:
-        raise TrainwizError(
-            f"{where}: expected a size such as 30GiB, 80GB or a byte count, got {value!r} "
-            "(units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")
-    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def _fake_uuid(seed: str, index: int) -> str:
@@ -148,11 +122,12 @@ def _load_yaml(path: Path):
     import yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:  # bounded: safeyaml refuses anything over its limit
+            text = fh.read(safeyaml.MAX_BYTES + 1).decode("utf-8", "replace")
     except OSError as exc:
         raise TrainwizError(f"{path}: cannot read the simulated box file ({exc.strerror})")
     try:
-        data = yaml.safe_load(text)
+        data, _ = safeyaml.load(text, str(path))
     except yaml.YAMLError as exc:
         raise TrainwizError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})")
     if isinstance(data, list):
@@ -192,7 +167,7 @@ def _parse_processes(items, where: str) -> tuple[GpuProcess, ...]:
             raise TrainwizError(f"{w}.pid: expected a process id (a whole number), got {pid!r}")
         mem = item.get("memory_used")
         out.append(GpuProcess(pid=pid,
-                              memory_used=None if mem is None else parse_size(mem, f"{w}.memory_used"),
+                              memory_used=None if mem is None else parse_size(mem, f"{w}.memory_used", positive=False),
                               name=None if item.get("name") is None else str(item["name"])))
     return tuple(out)
 
@@ -233,7 +208,8 @@ def _parse_yaml_box(path: Path) -> tuple[list[GpuInfo], dict]:
         if "memory_total" in entry:
             over["memory_total"] = parse_size(entry["memory_total"], f"{where}.memory_total")
         if "memory_used" in entry:
-            over["memory_used"] = parse_size(entry["memory_used"], f"{where}.memory_used")
+            over["memory_used"] = parse_size(entry["memory_used"], f"{where}.memory_used",
+                                             positive=False)
         if "utilization" in entry:
             over["utilization"] = _number(entry["utilization"], f"{where}.utilization", 0, 100)
         if "temperature" in entry:
@@ -273,7 +249,8 @@ def _parse_yaml_box(path: Path) -> tuple[list[GpuInfo], dict]:
         host_over["cpu_count"] = c
     for key in ("ram_total", "ram_available"):
         if key in host:
-            host_over[key] = parse_size(host[key], f"{path}: host.{key}")
+            host_over[key] = parse_size(host[key], f"{path}: host.{key}",
+                                        positive=key == "ram_total")
     if "ram_total" in host_over and "ram_available" not in host_over:
         host_over["ram_available"] = host_over["ram_total"]  # an idle planned box
     return gpus, host_over
@@ -373,4 +350,4 @@ class SimulatedBackend:
         return tuple(out)
 
 
-__all__ = ["PRESETS", "parse_simulate", "parse_box", "parse_size", "SimulatedBackend"]
+__all__ = ["PRESETS", "parse_simulate", "parse_box", "SimulatedBackend"]

@@ -25,16 +25,22 @@ from pathlib import Path
 
 from trainwiz.errors import TrainwizError
 from trainwiz.launchers import command as C
+from trainwiz.atomic import is_disk_full
 from trainwiz.launchers.rundir import (
+    RunState,
     RunStatus,
     create_run_dir,
     new_run_id,
     now_iso,
+    owner_problem,
     read_status,
     resolve_run,
+    runs_root,
     save_status,
     write_json_atomic,
 )
+from trainwiz.profiles import to_accelerate_config
+from trainwiz.profiles.validate import dump_yaml, profile_to_dict
 
 _CHECK = (
     "import importlib.util, json, sys\n"
@@ -83,20 +89,100 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PROBE_TIMEOUT_S = 20.0
+PROBE_MAX_BYTES = 64 * 1024
+
+
+def _probe(exe: str, modules: list[str], where: str) -> dict[str, bool]:
+    """Run the interpreter once to ask which modules it has: in its own process group, with a
+    timeout and a bound on what it may print, so a broken or hostile ``python:`` costs at most
+    PROBE_TIMEOUT_S and PROBE_MAX_BYTES and leaves no process behind."""
+    import selectors
+    import signal
+
+    try:
+        proc = subprocess.Popen([exe, "-c", _CHECK, *modules], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    except OSError as exc:
+        raise TrainwizError(f"{where}: could not run {exe!r} ({exc.strerror})") from None
+    out = bytearray()
+    problem = None
+    deadline = time.monotonic() + PROBE_TIMEOUT_S
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    problem = f"it did not answer within {PROBE_TIMEOUT_S:.0f} s"
+                    break
+                if not sel.select(timeout=left):
+                    continue
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                out += chunk
+                if len(out) > PROBE_MAX_BYTES:
+                    problem = f"it printed more than {PROBE_MAX_BYTES // 1024} KiB"
+                    break
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its whole group: children it started too
+        except OSError:
+            pass
+        proc.stdout.close()
+        proc.wait()
+    if problem is None and proc.returncode not in (0, -signal.SIGKILL):
+        problem = f"it exited with code {proc.returncode}"
+    if problem is None:
+        lines = out.decode("utf-8", "replace").strip().splitlines()
+        try:
+            found = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            found = None
+        if isinstance(found, dict) and all(isinstance(found.get(m), bool) for m in modules):
+            return {m: found[m] for m in modules}
+        problem = "it did not answer like a Python interpreter"
+    raise TrainwizError(f"{where}: {exe!r} is not a usable Python interpreter ({problem}); set "
+                        "python: to the training environment's interpreter")
+
+
 def _check_interpreter(profile, modules: list[str]) -> tuple[str, dict[str, bool]]:
     python = C.interpreter(profile)
     exe = python if os.sep in python else shutil.which(python)
     where = f"profile '{profile.name}': key 'python'"
-    if not exe or not os.access(exe, os.X_OK):
+    if not exe or not os.access(exe, os.X_OK) or not os.path.isfile(exe):
         raise TrainwizError(f"{where}: interpreter {python!r} not found; set python: to the "
                             "training environment's interpreter (e.g. /path/to/venv/bin/python)")
+    return exe, _probe(exe, modules, where)
+
+
+def _check_cores(profile, nproc: int) -> list[str]:
+    """A warning when a CPU profile starts more ranks than this process may use cores."""
     try:
-        out = subprocess.run([exe, "-c", _CHECK, *modules], capture_output=True, text=True,
-                             timeout=60, stdin=subprocess.DEVNULL)
-        found = json.loads(out.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-        raise TrainwizError(f"{where}: could not run {exe!r} ({exc})") from None
-    return exe, found
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count()
+    if profile.device == "cpu" and cores and nproc > cores:
+        return [f"warning: {nproc} CPU ranks but {cores} CPU cores usable here: the ranks will "
+                f"take turns on the cores (slow); lower num_processes to at most {cores}"]
+    return []
+
+
+def _check_host(profile, nproc: int, est_host: int | None = None, what: str = "") -> list[str]:
+    """A warning when the estimate needs more host memory than this machine has, saying what
+    it compared."""
+    import psutil
+
+    notes = []
+    if est_host:
+        total = psutil.virtual_memory().total
+        if est_host > total:
+            gib = 1024 ** 3
+            notes.append(f"warning: about {est_host / gib:.1f} GiB of host memory needed "
+                         f"({what}) but this machine has {total / gib:.1f} GiB of RAM")
+    return notes
 
 
 def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
@@ -126,22 +212,28 @@ def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
         raise
     except (ImportError, AttributeError) as exc:  # estimator not available in this build
         return [f"memory check skipped: {exc}"]
+    if profile.device == "cpu":  # the ranks' tensors live in host memory
+        return _check_host(profile, nproc, nproc * est.per_gpu.peak_allocated,
+                           f"{nproc} CPU rank(s) × {est.per_gpu.peak_allocated / 1024 ** 3:.1f} "
+                           "GiB (the estimate's peak per rank)")
+    host = _check_host(profile, nproc, est.host_ram,
+                       "the estimate's host RAM (loading the weights, CPU offload)")
     need = est.per_gpu.total
     if not frees:
-        return []
+        return host
     free, gpu = min(frees)
     gib = 1024 ** 3
     if need <= free:
-        return [f"memory check: {need / gib:.1f} GiB per GPU estimated, "
-                f"{free / gib:.1f} GiB free on the fullest GPU"]
+        return host + [f"memory check: {need / gib:.1f} GiB per GPU estimated, "
+                       f"{free / gib:.1f} GiB free on the fullest GPU"]
     msg = (f"the estimate for {model_str} needs {need / gib:.1f} GiB per GPU but GPU {gpu} has "
            f"only {free / gib:.1f} GiB free now")
     if yes is None:  # only reporting (--print-commands): nothing is launched
-        return [f"warning: {msg}"]
+        return host + [f"warning: {msg}"]
     if yes:
-        return [f"warning: {msg} (launching anyway: --yes)"]
+        return host + [f"warning: {msg} (launching anyway: --yes)"]
     if confirm is not None and confirm(f"{msg}. Launch anyway?"):
-        return [f"warning: {msg} (launching anyway)"]
+        return host + [f"warning: {msg} (launching anyway)"]
     raise TrainwizError(f"{msg}; free memory, change the profile, or pass --yes to launch anyway")
 
 
@@ -214,8 +306,7 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
                                     f"every GPU; unset it or set gpu_ids in profile "
                                     f"'{profile.name}'")
     nproc = C.nproc_per_node(profile, len(gpus))
-    if profile.device == "cuda":
-        notes += _check_fit(profile, gpus, nproc, yes, confirm)
+    notes += _check_cores(profile, nproc) + _check_fit(profile, gpus, nproc, yes, confirm)
 
     multi = int(profile.num_machines or 1) > 1
     port = profile.main_port
@@ -242,16 +333,7 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
 # ---- launch ----------------------------------------------------------------------------------
 
 def _profile_yaml(profile) -> str:
-    try:
-        from trainwiz.profiles.validate import dump_yaml, profile_to_dict
-
-        return dump_yaml(profile_to_dict(profile))
-    except ImportError:
-        import dataclasses
-
-        import yaml
-
-        return yaml.safe_dump(dataclasses.asdict(profile), sort_keys=False)
+    return dump_yaml(profile_to_dict(profile))
 
 
 def _accelerate_config(profile, nproc: int) -> dict:
@@ -261,12 +343,7 @@ def _accelerate_config(profile, nproc: int) -> dict:
     so a cpu profile goes through its torchrun path (``distributed_type: MULTI_GPU``,
     ``use_cpu: false``) and ``ACCELERATE_USE_CPU=true`` in the ranks' environment picks gloo.
     """
-    try:
-        from trainwiz.profiles import to_accelerate_config
-
-        cfg = to_accelerate_config(profile, nproc)
-    except ImportError:
-        cfg = C.accelerate_config_fallback(profile, nproc)
+    cfg = to_accelerate_config(profile, nproc)
     if profile.device == "cpu" and nproc * int(profile.num_machines or 1) > 1:
         cfg["distributed_type"] = "MULTI_GPU"
         cfg["use_cpu"] = False
@@ -289,7 +366,7 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
     """Check, create the run directory, start the supervisor; return once it is up.
 
     ``detach`` is accepted for symmetry with the CLI: the run is always owned by a detached
-    supervisor, and the caller decides whether to watch it (see :mod:`trainwiz.launchers.live`).
+    supervisor, and the caller decides whether to watch it (see :mod:`trainwiz.cli.live`).
     """
     import yaml
 
@@ -297,10 +374,15 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
     pre = pre or preflight(profile, script, args, module=module, simulate=simulate, yes=yes,
                            confirm=confirm, cwd=cwd)
     run_id = new_run_id()
-    run_dir = create_run_dir(run_id)
+    try:
+        run_dir = create_run_dir(run_id)
+    except OSError as exc:
+        raise TrainwizError(_write_problem(exc, runs_root() / run_id, "the run directory"),
+                            exit_code=1) from None
     try:
         cmd = C.build_command(profile, pre.script, pre.args, run_dir=str(run_dir), run_id=run_id,
-                              port=pre.port, module=module, nproc=pre.nproc, python=pre.python)
+                              port=pre.port, module=module, nproc=pre.nproc, python=pre.python,
+                              rank_entry=C.rank_entry_path())
         (run_dir / "profile.yaml").write_text(_profile_yaml(profile))
         if profile.launcher == "accelerate":
             cfg = _accelerate_config(profile, pre.nproc)
@@ -317,12 +399,18 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
             port=pre.port, simulate=simulate,
         )
         save_status(run_dir, status)
-        from trainwiz.launchers.supervisor import boot_argv
+        from trainwiz.launchers.supervisor import SUPERVISOR_MARK, boot_argv
 
+        env = dict(os.environ)
+        env[SUPERVISOR_MARK] = run_id  # how `stop` recognises this run's supervisor
         with open(run_dir / "supervisor.log", "ab") as out:
             proc = subprocess.Popen(boot_argv("supervisor", str(run_dir)), stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                                    stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env,
                                     start_new_session=True, close_fds=True)
+    except OSError as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise TrainwizError(_write_problem(exc, run_dir, "the run directory"),
+                            exit_code=1) from None
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -339,6 +427,13 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
     return RunHandle(run_dir=run_dir, id=run_id, supervisor_pid=proc.pid, notes=list(pre.notes))
 
 
+def _write_problem(exc: OSError, path: Path, what: str) -> str:
+    where = exc.filename or path
+    if is_disk_full(exc):
+        return f"{where}: cannot write {what}: the disk is full; nothing was started"
+    return f"{where}: cannot write {what}: {exc.strerror or exc}; nothing was started"
+
+
 def _reap_later(proc: subprocess.Popen) -> None:
     """Collect the supervisor's exit status if this process outlives it (the app)."""
     import threading
@@ -348,25 +443,64 @@ def _reap_later(proc: subprocess.Popen) -> None:
 
 # ---- stop ------------------------------------------------------------------------------------
 
+def find_supervisor(run_id: str, pid: int | None = None, started: float | None = None):
+    """The live supervisor of run ``run_id``: a process of this user whose environment says it
+    supervises that run (set when it was started) and, when ``pid``/``started`` are known, with
+    that pid and start time. None if there is no such process. A pid named by a status file is
+    never trusted by itself: it may be forged, or reused by the system for another process."""
+    import psutil
+
+    from trainwiz.launchers.supervisor import SUPERVISOR_MARK
+
+    uid = os.getuid()
+
+    def is_it(proc) -> bool:
+        try:
+            if proc.uids().real != uid or proc.status() == psutil.STATUS_ZOMBIE:
+                return False
+            if started and abs(proc.create_time() - started) > 1:
+                return False
+            return proc.environ().get(SUPERVISOR_MARK) == run_id
+        except psutil.Error:
+            return False
+
+    if pid:
+        try:
+            proc = psutil.Process(pid)
+        except psutil.Error:
+            proc = None
+        if proc is not None and is_it(proc):
+            return proc
+    for proc in psutil.process_iter():
+        if proc.pid != pid and is_it(proc):
+            return proc
+    return None
+
+
 def stop_run(run: str | os.PathLike, grace: float = 10.0) -> RunStatus:
     """End a run: SIGTERM through its supervisor (launcher group, grace, SIGKILL), then make sure
-    no process of the run is left even if the supervisor is gone. Returns the final status."""
+    no process of the run is left even if the supervisor is gone. Returns the final status.
+
+    Only this user's own processes that carry the run's id are ever signalled; a run directory
+    of another user is refused. A damaged run (status.json unusable) is stopped by its id."""
     import psutil
 
     from trainwiz.launchers.supervisor import run_processes, terminate
 
     run_dir = resolve_run(run)
+    problem = owner_problem(run_dir)
+    if problem:
+        raise TrainwizError(f"{run_dir}: not stopped: {problem}")
     status = read_status(run_dir, check_alive=False)
     if status.finished:
         return read_status(run_dir)
-    sup = None
-    if status.supervisor_pid:
-        try:
-            sup = psutil.Process(status.supervisor_pid)
-            if status.supervisor_started and abs(sup.create_time() - status.supervisor_started) > 1:
-                sup = None
-        except psutil.Error:
-            sup = None
+    run_id = run_dir.name
+    if status.damaged:
+        sup = find_supervisor(run_id)
+        known = []
+    else:
+        sup = find_supervisor(run_id, status.supervisor_pid, status.supervisor_started)
+        known = [status.launcher_pid] + [r.pid for r in status.ranks]
     if sup is not None:
         try:
             sup.terminate()
@@ -375,13 +509,20 @@ def stop_run(run: str | os.PathLike, grace: float = 10.0) -> RunStatus:
             pass
         except psutil.Error:
             pass
-    left = run_processes(status.id, [status.launcher_pid] + [r.pid for r in status.ranks])
+    left = run_processes(run_id, [p for p in known if p])
     if left:
         terminate(left, grace if sup is None else 2.0, first_signal_pgid=None)
     final = read_status(run_dir, check_alive=False)
     if not final.finished:
-        final.state = "stopped"
+        final.state = RunState.STOPPED
         final.ended_at = now_iso()
-        final.message = "stopped by request (the supervisor did not answer)"
-        save_status(run_dir, final)
+        final.message = ("stopped by request (the supervisor did not answer)" if sup is not None
+                         else "stopped by request (no supervisor of this run was running)")
+        if final.damaged:  # the file could not be read: what we know, written afresh
+            final.message += "; its status.json was damaged and has been rewritten"
+        try:
+            save_status(run_dir, final)
+        except OSError as exc:
+            raise TrainwizError(f"{run_dir / 'status.json'}: the run was stopped but its status "
+                                f"could not be written ({exc.strerror})", exit_code=1) from None
     return read_status(run_dir)

@@ -147,15 +147,29 @@ def rdzv_id(host: str, port: int) -> str:
     return f"trainwiz-{host}-{port}".replace(":", "-")
 
 
-def _target(script: str, args: list[str], module: bool, dash_module: str) -> list[str]:
+def _target(script: str, args: list[str], module: bool, dash_module: str,
+            rank_entry: str | None = None) -> list[str]:
+    if rank_entry:  # each rank runs rank_entry.py, which runs the script (see that module)
+        return [rank_entry, *(["-m"] if module else []), script, *args]
     return ([dash_module, script] if module else [script]) + list(args)
+
+
+def rank_entry_path() -> str:
+    """The file every rank of a launched run starts with (:mod:`trainwiz.launchers.rank_entry`):
+    a plain script, so the training environment needs no trainwiz."""
+    import os
+
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "rank_entry.py")
 
 
 def build_command(profile, script: str, args: list[str] | None = None, *, run_dir: str,
                   run_id: str, port: int, node_rank: int | None = None, module: bool = False,
                   nproc: int | None = None, accelerate_config: str | None = None,
-                  python: str | None = None) -> LaunchCommand:
-    """The launcher argv and env changes for machine ``node_rank`` (default: the profile's)."""
+                  python: str | None = None, rank_entry: str | None = None) -> LaunchCommand:
+    """The launcher argv and env changes for machine ``node_rank`` (default: the profile's).
+
+    ``rank_entry`` (a launch on this machine: :func:`rank_entry_path`) runs each rank through
+    that wrapper, which keeps its output in order and survives a full disk."""
     args = list(args or [])
     node_rank = profile.machine_rank if node_rank is None else node_rank
     nproc = nproc or nproc_per_node(profile)
@@ -179,9 +193,10 @@ def build_command(profile, script: str, args: list[str] | None = None, *, run_di
         # process); ACCELERATE_USE_CPU=true in the env makes the ranks pick gloo.
         if nnodes > 1 and profile.rdzv_backend:
             argv += ["--rdzv_backend", profile.rdzv_backend]
-        if module:
+        if module and not rank_entry:
             argv += ["--module"]
-        argv += [script, *args]
+        argv += [script, *args] if not rank_entry else _target(script, args, module, "",
+                                                               rank_entry)
         return LaunchCommand(argv=argv, env=env, node_rank=node_rank)
 
     argv = [python, "-m", "torch.distributed.run", "--nnodes", str(nnodes),
@@ -195,7 +210,7 @@ def build_command(profile, script: str, args: list[str] | None = None, *, run_di
             argv += ["--rdzv-id", rdzv_id(host, port)]
     argv += ["--max-restarts", str(int(profile.max_restarts or 0)),
              "--log-dir", log_dir, "--redirects", "3"]
-    argv += _target(script, args, module, "-m")
+    argv += _target(script, args, module, "-m", rank_entry)
     return LaunchCommand(argv=argv, env=env, node_rank=node_rank)
 
 
@@ -204,43 +219,3 @@ def build_all_nodes(profile, script: str, args: list[str] | None = None, **kw) -
     kw.pop("node_rank", None)
     return [build_command(profile, script, args, node_rank=r, **kw)
             for r in range(int(profile.num_machines or 1))]
-
-
-def accelerate_config_fallback(profile, num_processes: int) -> dict:
-    """A minimal accelerate config for the profile (used when the profiles package has none)."""
-    cfg = {
-        "compute_environment": "LOCAL_MACHINE",
-        "distributed_type": "MULTI_GPU",
-        "mixed_precision": profile.mixed_precision or "no",
-        "num_machines": int(profile.num_machines or 1),
-        "machine_rank": int(profile.machine_rank or 0),
-        "num_processes": num_processes * int(profile.num_machines or 1),
-        "gpu_ids": "all" if profile.gpu_ids is None else ",".join(map(str, profile.gpu_ids)),
-        "use_cpu": False,
-        "rdzv_backend": profile.rdzv_backend,
-        "same_network": True,
-        "main_training_function": "main",
-        "downcast_bf16": "no",
-        "debug": False,
-    }
-    if profile.num_machines and profile.num_machines > 1:
-        cfg["main_process_ip"] = profile.main_address
-    if profile.strategy == "fsdp":
-        cfg["distributed_type"] = "FSDP"
-        f = profile.fsdp
-        cfg["fsdp_config"] = {
-            "fsdp_version": f.version,
-            "fsdp_auto_wrap_policy": f.auto_wrap_policy,
-            "fsdp_offload_params": f.offload_params,
-            "fsdp_reshard_after_forward": (f.sharding_strategy in ("FULL_SHARD", "HYBRID_SHARD"))
-            if f.version == 2 else f.sharding_strategy,
-            "fsdp_state_dict_type": f.state_dict_type,
-            "fsdp_cpu_ram_efficient_loading": f.cpu_ram_efficient_loading,
-            "fsdp_activation_checkpointing": f.activation_checkpointing,
-        }
-        if f.transformer_layer_cls_to_wrap:
-            cfg["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"] = ",".join(
-                f.transformer_layer_cls_to_wrap)
-    elif num_processes * int(profile.num_machines or 1) < 2:
-        cfg["distributed_type"] = "NO"
-    return cfg

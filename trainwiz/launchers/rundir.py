@@ -21,17 +21,30 @@ import glob
 import json
 import os
 import secrets
-import tempfile
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from trainwiz.atomic import is_disk_full, write_atomic, write_json_atomic
 from trainwiz.errors import TrainwizError
+from trainwiz.launchers.records import (
+    TERMINAL,
+    DamagedStatus,
+    Failure,
+    RankStatus,
+    RunState,
+    RunStatus,
+    Sample,
+    status_from_file,
+)
 
-STATES = ("starting", "running", "succeeded", "failed", "stopped")
-TERMINAL = ("succeeded", "failed", "stopped")
+__all__ = ["TERMINAL", "Failure", "RankStatus", "RunState", "RunStatus", "Sample",
+           "write_json_atomic", "is_disk_full"]
+
+STATES = tuple(s.value for s in RunState)
 MAX_SAMPLES = 2000
+MAX_STATUS_BYTES = 1024 * 1024  # a status is a few KiB; a bigger file is not one
 
 
 def runs_root() -> Path:
@@ -64,105 +77,21 @@ def create_run_dir(run_id: str) -> Path:
     return path
 
 
-def write_json_atomic(path: Path | str, data) -> None:
-    """Write ``data`` as JSON so a reader sees the old file or the new one, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-@dataclass
-class RankStatus:
-    rank: int
-    pid: int | None = None
-    exit_code: int | None = None
-    local_rank: int | None = None
-    started: float | None = None  # the process's create time (pid reuse guard)
-
-    def to_json(self) -> dict:
-        return {"rank": self.rank, "pid": self.pid, "exit_code": self.exit_code}
-
-
-@dataclass
-class Failure:
-    rank: int | None
-    exit_code: int | None
-    message: str
-    oom: bool = False
-
-    def to_json(self) -> dict:
-        return {"rank": self.rank, "exit_code": self.exit_code, "message": self.message,
-                "oom": self.oom}
-
-
-@dataclass
-class RunStatus:
-    """What ``status.json`` holds. ``to_json()`` is the ``trainwiz runs --json`` record."""
-
-    id: str
-    state: str = "starting"
-    profile: str | None = None
-    script: str | None = None
-    args: list[str] = field(default_factory=list)
-    started_at: str | None = None
-    ended_at: str | None = None
-    run_dir: str = ""
-    supervisor_pid: int | None = None
-    supervisor_started: float | None = None
-    launcher_pid: int | None = None
-    launcher_exit_code: int | None = None
-    device: str = "cuda"
-    gpu_ids: list[int] | None = None
-    num_processes: int | None = None
-    num_machines: int = 1
-    machine_rank: int = 0
-    port: int | None = None
-    simulate: str | None = None
-    ranks: list[RankStatus] = field(default_factory=list)
-    failure: Failure | None = None
-    message: str | None = None  # a note: why stopped, supervisor lost, ...
-
-    @property
-    def finished(self) -> bool:
-        return self.state in TERMINAL
-
-    def to_json(self) -> dict:
-        return {
-            "id": self.id, "state": self.state, "profile": self.profile, "script": self.script,
-            "started_at": self.started_at, "ended_at": self.ended_at, "run_dir": self.run_dir,
-            "supervisor_pid": self.supervisor_pid,
-            "ranks": [r.to_json() for r in self.ranks],
-            "failure": self.failure.to_json() if self.failure else None,
-        }
-
-    def to_file(self) -> dict:
-        data = asdict(self)
-        return data
-
-    @classmethod
-    def from_file(cls, data: dict) -> RunStatus:
-        data = dict(data)
-        ranks = [RankStatus(**{k: v for k, v in r.items() if k in RankStatus.__dataclass_fields__})
-                 for r in data.pop("ranks", []) or []]
-        fail = data.pop("failure", None)
-        failure = Failure(**{k: v for k, v in fail.items() if k in Failure.__dataclass_fields__}) \
-            if fail else None
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known, ranks=ranks, failure=failure)
-
-
 def save_status(run_dir: Path | str, status: RunStatus) -> None:
-    write_json_atomic(Path(run_dir) / "status.json", status.to_file())
+    """Write ``status.json`` atomically (OSError, e.g. a full disk, leaves the old file)."""
+    write_atomic(Path(run_dir) / "status.json", json.dumps(status.to_file(), indent=1) + "\n",
+                 fsync=False)
+
+
+def owner_problem(run_dir: Path | str) -> str | None:
+    """Why this user must not act on ``run_dir`` (owned by another user), or None."""
+    try:
+        uid = os.stat(run_dir).st_uid
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if uid != os.getuid():
+        return f"owned by another user (uid {uid}); trainwiz only acts on your own runs"
+    return None
 
 
 def _supervisor_alive(status: RunStatus) -> bool:
@@ -179,28 +108,54 @@ def _supervisor_alive(status: RunStatus) -> bool:
         return False
 
 
-def read_status(run_dir: Path | str, *, check_alive: bool = True) -> RunStatus:
-    """The run's status. A run whose supervisor vanished without finishing reads as failed."""
-    run_dir = Path(run_dir)
+def damaged_status(run_dir: Path, why: str) -> RunStatus:
+    """The record of a run whose ``status.json`` cannot be used: listed, stoppable, readable."""
+    return RunStatus(id=run_dir.name, state=RunState.DAMAGED, run_dir=str(run_dir),
+                     message=why)
+
+
+def _load_status(run_dir: Path) -> RunStatus:
     path = run_dir / "status.json"
+    problem = owner_problem(run_dir)
+    if problem:
+        return damaged_status(run_dir, f"the run folder is {problem}")
     try:
-        data = json.loads(path.read_text())
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_STATUS_BYTES + 1)
     except FileNotFoundError:
         raise TrainwizError(f"{run_dir}: not a trainwiz run (no status.json)") from None
-    except (OSError, ValueError) as exc:
-        raise TrainwizError(f"{path}: unreadable ({exc})") from None
-    status = RunStatus.from_file(data)
+    except OSError as exc:
+        return damaged_status(run_dir, f"status.json cannot be read ({exc.strerror})")
+    if len(raw) > MAX_STATUS_BYTES:
+        return damaged_status(run_dir, f"status.json is larger than "
+                                       f"{MAX_STATUS_BYTES // 1024} KiB")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        return damaged_status(run_dir, f"status.json is not valid JSON ({exc})")
+    try:
+        status = status_from_file(data, "status.json")
+    except DamagedStatus as exc:
+        return damaged_status(run_dir, str(exc))
+    if status.id != run_dir.name:
+        return damaged_status(run_dir, f"status.json names run {status.id!r}, not "
+                                       f"{run_dir.name!r}")
     status.run_dir = str(run_dir)
-    if check_alive and not status.finished and status.supervisor_pid and not _supervisor_alive(status):
+    return status
+
+
+def read_status(run_dir: Path | str, *, check_alive: bool = True) -> RunStatus:
+    """The run's status. A run whose supervisor vanished without finishing reads as failed; a
+    ``status.json`` that is damaged (or forged, or another user's) reads as state DAMAGED with
+    the reason in ``message``. TrainwizError only when ``run_dir`` is no run at all."""
+    run_dir = Path(run_dir)
+    status = _load_status(run_dir)
+    if check_alive and not status.finished and not status.damaged and status.supervisor_pid \
+            and not _supervisor_alive(status):
         # Re-read once: the supervisor may have written its last status and exited just now.
-        try:
-            status2 = RunStatus.from_file(json.loads(path.read_text()))
-            status2.run_dir = str(run_dir)
-            status = status2
-        except (OSError, ValueError):
-            pass
-        if not status.finished:
-            status.state = "failed"
+        status = _load_status(run_dir)
+        if not status.finished and not status.damaged:
+            status.state = RunState.FAILED
             status.message = "the supervisor process is gone (killed?); its ranks were ended"
             if status.failure is None:
                 status.failure = Failure(rank=None, exit_code=None,
@@ -208,39 +163,72 @@ def read_status(run_dir: Path | str, *, check_alive: bool = True) -> RunStatus:
     return status
 
 
+_CACHE: dict[str, tuple[tuple, RunStatus]] = {}
+
+
+def _cached_status(run_dir: Path) -> RunStatus | None:
+    """read_status, re-reading ``status.json`` only when it changed (a finished run's status
+    never changes; the list of thousands of runs stays cheap to poll)."""
+    try:
+        st = os.stat(run_dir / "status.json")
+    except FileNotFoundError:
+        if (run_dir / "command.json").exists():  # created, status not written (killed, disk full)
+            return damaged_status(run_dir, "no status.json")
+        return None
+    except OSError as exc:
+        return damaged_status(run_dir, f"the run folder cannot be read ({exc.strerror})")
+    key = (st.st_mtime_ns, st.st_size, st.st_ino)
+    hit = _CACHE.get(str(run_dir))
+    if hit is not None and hit[0] == key and (hit[1].finished or hit[1].damaged):
+        return hit[1]
+    try:
+        status = read_status(run_dir)
+    except TrainwizError as exc:
+        return damaged_status(run_dir, str(exc))
+    _CACHE[str(run_dir)] = (key, status)
+    return status
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    """Run directories under ``root``, newest first (run ids sort by their start time)."""
+    try:
+        entries = [Path(e.path) for e in os.scandir(root)
+                   if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+    return sorted(entries, key=lambda p: p.name, reverse=True)
+
+
 def list_runs() -> list[RunStatus]:
-    """Every run of this user, newest first."""
+    """Every run of this user, newest first. A run whose status cannot be used is one DAMAGED
+    entry (never a failed list)."""
     root = runs_root()
     if not root.is_dir():
         return []
     out = []
-    for entry in root.iterdir():
-        if not (entry / "status.json").is_file():
-            continue
-        try:
-            out.append(read_status(entry))
-        except TrainwizError:
-            continue
-    out.sort(key=lambda s: (s.started_at or "", s.id), reverse=True)
+    for entry in _run_dirs(root):
+        status = _cached_status(entry)
+        if status is not None:
+            out.append(status)
     return out
 
 
 def resolve_run(ref: str | os.PathLike) -> Path:
-    """A run directory from an id, a unique id prefix, ``last``, or a path."""
+    """A run directory from an id, a unique id prefix, ``last`` (the newest run directory,
+    damaged or not), or a path."""
     ref = str(ref)
     path = Path(ref)
     if os.sep in ref and (path / "status.json").is_file():
         return path
     root = runs_root()
+    runs = _run_dirs(root) if root.is_dir() else []
     if ref == "last":
-        runs = list_runs()
         if not runs:
             raise TrainwizError(f"no runs yet (looked in {root})")
-        return Path(runs[0].run_dir)
-    if (root / ref / "status.json").is_file():
+        return runs[0]
+    if os.sep not in ref and ref in {p.name for p in runs}:
         return root / ref
-    matches = sorted(p for p in root.glob(f"{glob.escape(ref)}*") if (p / "status.json").is_file()) \
-        if root.is_dir() else []
+    matches = sorted(p for p in runs if p.name.startswith(ref)) if os.sep not in ref else []
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -249,13 +237,70 @@ def resolve_run(ref: str | os.PathLike) -> Path:
     raise TrainwizError(f"run {ref!r} is ambiguous: {names}{' ...' if len(matches) > 5 else ''}")
 
 
+def parse_age(text: str) -> float:
+    """Seconds from ``30m``, ``12h``, ``7d``, ``2w`` (or plain seconds)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    t = text.strip().lower()
+    try:
+        if t and t[-1] in units:
+            value = float(t[:-1]) * units[t[-1]]
+        else:
+            value = float(t)
+    except ValueError:
+        value = -1
+    if not (0 <= value < 1e10):
+        raise TrainwizError(f"--older-than {text!r}: expected an age such as 30m, 12h, 7d or 2w")
+    return value
+
+
+def prune_runs(*, older_than: float | None = None, keep: int | None = None,
+               dry_run: bool = False) -> tuple[list[RunStatus], list[RunStatus]]:
+    """Delete finished runs that ended more than ``older_than`` seconds ago and/or all but the
+    newest ``keep`` runs. A run that is not finished (running, starting, damaged: it may still
+    have processes) is never touched. Returns (removed, skipped because not finished)."""
+    runs = list_runs()
+    now = time.time()
+    removed: list[RunStatus] = []
+    skipped: list[RunStatus] = []
+    for i, run in enumerate(runs):
+        old = True
+        if older_than is not None:
+            ended = run.ended_at or run.started_at
+            try:
+                when = datetime.fromisoformat(ended).timestamp() if ended else None
+            except ValueError:
+                when = None
+            old = when is not None and now - when > older_than
+        beyond = keep is None or i >= keep
+        if not (old and beyond):
+            continue
+        if not run.finished or owner_problem(run.run_dir):
+            skipped.append(run)
+            continue
+        if not dry_run:
+            shutil.rmtree(run.run_dir, ignore_errors=True)
+            _CACHE.pop(run.run_dir, None)
+        removed.append(run)
+    return removed, skipped
+
+
 # ---- samples ------------------------------------------------------------------------------
 
-def append_sample(run_dir: Path | str, sample: dict, max_samples: int = MAX_SAMPLES) -> None:
-    """Append one sample; when the file holds twice the bound, keep the newest ``max_samples``."""
+def append_sample(run_dir: Path | str, sample: Sample | dict,
+                  max_samples: int = MAX_SAMPLES) -> None:
+    """Append one sample; when the file holds twice the bound, keep the newest ``max_samples``.
+    OSError (a full disk) is the caller's to handle: the file keeps whole lines only."""
     path = Path(run_dir) / "samples.jsonl"
-    with open(path, "a") as fh:
-        fh.write(json.dumps(sample, separators=(",", ":")) + "\n")
+    data = sample.to_json() if isinstance(sample, Sample) else sample
+    line = (json.dumps(data, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        n = os.write(fd, line)
+        if n != len(line):  # a short write on a nearly full disk: never leave half a line
+            os.ftruncate(fd, os.fstat(fd).st_size - n)
+            raise OSError(28, "No space left on device (short write)", str(path))
+    finally:
+        os.close(fd)
     try:
         size = path.stat().st_size
     except OSError:
@@ -266,28 +311,39 @@ def append_sample(run_dir: Path | str, sample: dict, max_samples: int = MAX_SAMP
     lines = path.read_text().splitlines()
     if len(lines) <= 2 * max_samples:
         return
-    fd, tmp = tempfile.mkstemp(prefix=".samples.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines[-max_samples:]) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, "\n".join(lines[-max_samples:]) + "\n", fsync=False)
 
 
-def read_samples(run_dir: Path | str, last: int | None = None) -> list[dict]:
-    """GPU memory samples, oldest first: ``{"t", "gpus": [{"index", "memory_used",
-    "memory_total"}], "ranks": [{"rank", "pid", "rss"}]}``."""
+def _tail_bytes(path: Path, max_bytes: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - max_bytes))
+        data = fh.read(max_bytes)
+    if size > max_bytes:  # the first line is cut: drop it
+        data = data.split(b"\n", 1)[1] if b"\n" in data else b""
+    return data
+
+
+def read_samples(run_dir: Path | str, last: int | None = None) -> list[Sample]:
+    """Memory samples (:class:`Sample`), oldest first; only the newest ``last`` when given
+    (read from the end of the file). Lines that are not samples are skipped."""
     path = Path(run_dir) / "samples.jsonl"
     try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
+        if last:
+            lines = _tail_bytes(path, last * 4096).splitlines()[-last:]
+        else:
+            lines = _tail_bytes(path, 64 * 1024 * 1024).splitlines()
+    except (FileNotFoundError, IsADirectoryError):
         return []
-    if last:
-        lines = lines[-last:]
     out = []
     for line in lines:
         try:
-            out.append(json.loads(line))
+            sample = Sample.from_json(json.loads(line))
         except ValueError:  # a line being written right now
             continue
+        if sample is not None:
+            out.append(sample)
     return out
 
 
@@ -331,22 +387,49 @@ def rank_log_paths(run_dir: Path | str, rank: int) -> tuple[Path | None, Path | 
     return folder / "stdout.log", folder / "stderr.log"
 
 
-def _tail_lines(path: Path | None, n: int) -> list[str]:
-    if path is None or not path.is_file():
+def rank_output_path(run_dir: Path | str, rank: int) -> Path | None:
+    """The rank's stdout and stderr together, in the order written (``output.log``, kept by
+    the rank's entry script), or None when the run has no such file (an older run)."""
+    folder = rank_log_dir(run_dir, local_rank_of(run_dir, rank))
+    if folder is None or not (folder / "output.log").is_file():
+        return None
+    return folder / "output.log"
+
+
+def tail_lines(path: Path | None, n: int) -> list[str]:
+    """The last ``n`` lines of a file, read from its end (a huge log costs what ``n`` lines
+    cost)."""
+    if path is None or not n:
         return []
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - max(4096, n * 400)))
-        data = fh.read().decode("utf-8", "replace")
-    return data.splitlines()[-n:] if n else []
+    chunk = max(8192, n * 400)
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            start = size
+            data = b""
+            while start > 0 and data.count(b"\n") <= n and len(data) < 64 * 1024 * 1024:
+                step = min(chunk, start)
+                start -= step
+                fh.seek(start)
+                data = fh.read(step) + data
+                chunk *= 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-n:]
+
+
+_tail_lines = tail_lines
 
 
 def tail_log(run_dir: Path | str, rank: int = 0, n: int = 50, stream: str = "both") -> list[str]:
-    """The last ``n`` lines of a rank's stdout, stderr, or both (stdout's, then stderr's)."""
+    """The last ``n`` lines of a rank's stdout, stderr, or both (in the order they were
+    written; runs from before ``output.log`` existed: stdout's, then stderr's)."""
     out_path, err_path = rank_log_paths(run_dir, rank)
     if stream == "stdout":
-        return _tail_lines(out_path, n)
+        return tail_lines(out_path, n)
     if stream == "stderr":
-        return _tail_lines(err_path, n)
-    return _tail_lines(out_path, n) + _tail_lines(err_path, n)
+        return tail_lines(err_path, n)
+    both = rank_output_path(run_dir, rank)
+    if both is not None:
+        return tail_lines(both, n)
+    return tail_lines(out_path, n) + tail_lines(err_path, n)

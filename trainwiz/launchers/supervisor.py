@@ -31,7 +31,9 @@ import sys
 import time
 from pathlib import Path
 
+from trainwiz.atomic import is_disk_full
 from trainwiz.launchers import failures as F
+from trainwiz.launchers.records import GpuReading, RankReading, RunState, Sample
 from trainwiz.launchers.rundir import (
     Failure,
     RankStatus,
@@ -48,7 +50,15 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 POLL_S = 0.5
 SAMPLE_S = 2.0
+REWRITE_S = 5.0  # status.json is rewritten at least this often, so a damaged one heals
 DEFAULT_GRACE_S = 10.0
+RESERVE_BYTES = 256 * 1024  # kept free in the run directory for the last status on a full disk
+SUPERVISOR_MARK = "TRAINWIZ_SUPERVISOR_OF"  # in the supervisor's environment: its run id
+# Set by torchrun for the processes it starts; trainwiz's launcher must own them, so they are
+# taken out of the launcher's environment (a Kubeflow pod's RANK would otherwise reach it).
+LAUNCHER_OWNED = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+                  "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID",
+                  "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS")
 
 BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
         "from trainwiz.launchers.{mod} import main; sys.exit(main(sys.argv[2:]))")
@@ -171,19 +181,72 @@ class Supervisor:
         self._sampler_failed = False
         self._last_sample = 0.0
         self._last_written: str | None = None
+        self._written_at = 0.0
+        self.samples_lost = 0
+        self.disk_full_since: str | None = None
+        self._reserve = run_dir / ".reserve"
 
     # status helpers
-    def write(self) -> None:
+    def write(self, force: bool = False) -> bool:
+        """Write status.json when it changed (and every REWRITE_S regardless, which heals a
+        damaged file). Never raises: a full disk is recorded as soon as there is room, using
+        the reserve kept in the run directory for the final status."""
+        self._note_disk()
         data = json.dumps(self.status.to_file(), sort_keys=True)
-        if data != self._last_written:
-            save_status(self.run_dir, self.status)
-            self._last_written = data
+        now = time.monotonic()
+        if data == self._last_written and not force and now - self._written_at < REWRITE_S:
+            return True
+        for attempt in range(2):
+            try:
+                save_status(self.run_dir, self.status)
+                self._last_written, self._written_at = data, now
+                return True
+            except OSError as exc:
+                if is_disk_full(exc):
+                    self._disk_full()
+                    if (attempt == 0 and (self.status.finished or force)
+                            and self._release_reserve()):
+                        continue  # the final status: spend the reserve on it
+                else:
+                    log.warning("could not write status.json: %s", exc)
+                return False
+        return False
 
-    def set_state(self, state: str) -> None:
+    def _make_reserve(self) -> None:
+        try:
+            with open(self._reserve, "wb") as fh:
+                fh.write(b"\0" * RESERVE_BYTES)
+        except OSError:
+            pass
+
+    def _release_reserve(self) -> bool:
+        try:
+            self._reserve.unlink()
+            return True
+        except OSError:
+            return False
+
+    def _disk_full(self) -> None:
+        if self.disk_full_since is None:
+            self.disk_full_since = now_iso()
+            log.warning("disk full: dropping memory samples until there is room; the ranks "
+                        "keep running")
+
+    def _note_disk(self) -> None:
+        if self.disk_full_since is None:
+            return
+        lost = f"{self.samples_lost} memory sample(s) dropped" if self.samples_lost else \
+            "memory samples dropped"
+        note = (f"disk full since {self.disk_full_since}: {lost}; rank output that found no "
+                "room is marked in its log; the ranks kept running")
+        if self.status.message is None or self.status.message.startswith("disk full"):
+            self.status.message = note
+
+    def set_state(self, state: RunState) -> None:
         if self.status.state != state:
             log.info("state %s -> %s", self.status.state, state)
-            self.status.state = state
-        self.write()
+            self.status.state = RunState(state)
+        self.write(force=True)
 
     def on_sigterm(self, signum, frame) -> None:
         self.stop_requested = True
@@ -198,10 +261,12 @@ class Supervisor:
         me = psutil.Process()
         self.status.supervisor_pid = me.pid
         self.status.supervisor_started = me.create_time()
-        self.write()
+        self._make_reserve()
+        self.write(force=True)
 
         watchdog_w = self._start_watchdog()
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items()
+               if k not in LAUNCHER_OWNED and k != SUPERVISOR_MARK}
         env.update(self.command.get("env", {}))
         env["TRAINWIZ_RUN_ID"] = self.status.id
         env["TRAINWIZ_RUN_DIR"] = str(self.run_dir)
@@ -218,10 +283,10 @@ class Supervisor:
             self.status.failure = Failure(rank=None, exit_code=None,
                                           message=f"could not start {argv[0]}: {exc}")
             self.status.ended_at = now_iso()
-            self.set_state("failed")
+            self.set_state(RunState.FAILED)
             return 1
         self.status.launcher_pid = self.launcher.pid
-        self.write()
+        self.write(force=True)
         try:
             return self.loop()
         finally:
@@ -245,9 +310,12 @@ class Supervisor:
                 self.track_ranks()
             except Exception:  # noqa: BLE001 - a bookkeeping hiccup must not end a healthy run
                 log.exception("tracking ranks failed this poll; trying again")
-            if self.status.state == "starting" and self.status.ranks:
-                self.set_state("running")
-            self.sample()
+            if self.status.state is RunState.STARTING and self.status.ranks:
+                self.set_state(RunState.RUNNING)
+            try:
+                self.sample()
+            except Exception:  # noqa: BLE001 - a bookkeeping hiccup must not end a healthy run
+                log.exception("sampling failed this poll; trying again")
             if rc is not None:
                 return self.finish(rc)
             if self.stop_requested:
@@ -266,6 +334,10 @@ class Supervisor:
             env = proc.environ()
         except psutil.Error:
             return None
+        # A rank is what torchrun made one: RANK together with the variables its agent sets for
+        # the workers it starts (a RANK inherited from a pod's environment is not enough).
+        if "TORCHELASTIC_RESTART_COUNT" not in env and "TORCHELASTIC_RUN_ID" not in env:
+            return {}
         found = {k: env[k] for k in ("RANK", "LOCAL_RANK") if k in env}
         # Only a rank's environment is cached: between fork and exec a new rank still shows
         # the agent's environment, so a miss is read again on the next poll.
@@ -284,7 +356,10 @@ class Supervisor:
             procs = []
         by_pid = {p.pid: p for p in procs}
         known = {r.rank: r for r in self.status.ranks}
+        launcher_pid = self.launcher.pid if self.launcher is not None else None
         for proc in procs:
+            if proc.pid == launcher_pid:
+                continue
             env = self._environ(proc)
             if not env or "RANK" not in env:
                 continue
@@ -295,7 +370,10 @@ class Supervisor:
             parent_env = self._environ(by_pid[ppid]) if ppid in by_pid else None
             if parent_env and parent_env.get("RANK") == env["RANK"]:
                 continue  # a rank's own child (data loader worker, compile worker)
-            rank = int(env["RANK"])
+            try:
+                rank = int(env["RANK"])
+            except ValueError:
+                continue
             entry = known.get(rank)
             if entry is None or entry.pid != proc.pid:
                 if not _alive(proc):
@@ -304,7 +382,9 @@ class Supervisor:
                     started = proc.create_time()
                 except psutil.Error:
                     continue
-                entry = RankStatus(rank=rank, pid=proc.pid, local_rank=int(env.get("LOCAL_RANK", rank)),
+                local = env.get("LOCAL_RANK", "")
+                entry = RankStatus(rank=rank, pid=proc.pid,
+                                   local_rank=int(local) if local.isdigit() else rank,
                                    started=started)
                 known[rank] = entry
                 self.rank_gone_at.pop(rank, None)
@@ -330,26 +410,34 @@ class Supervisor:
         ranks = []
         for r in live:
             try:
-                ranks.append({"rank": r.rank, "pid": r.pid, "rss": psutil.Process(r.pid).memory_info().rss})
+                ranks.append(RankReading(rank=r.rank, pid=r.pid,
+                                         rss=psutil.Process(r.pid).memory_info().rss))
             except psutil.Error:
                 pass
-        sample: dict = {"t": round(now, 3), "gpus": [], "ranks": ranks}
+        gpus: list[GpuReading] = []
         sampler = self._get_sampler()
         if sampler is not None:
             try:
                 snap = sampler.sample(self._pids_by_gpu(live))
-                sample["gpus"] = [
-                    {"index": g.index, "name": g.name, "memory_used": g.memory_used,
-                     "memory_total": g.memory_total, "utilization": g.utilization,
-                     "temperature": g.temperature, "power_draw": g.power_draw,
-                     "power_limit": g.power_limit}
-                    for g in snap.gpus
-                ]
+                gpus = [GpuReading(index=g.index, name=g.name, memory_used=g.memory_used,
+                                   memory_total=g.memory_total, utilization=g.utilization,
+                                   temperature=g.temperature, power_draw=g.power_draw,
+                                   power_limit=g.power_limit)
+                        for g in snap.gpus]
             except Exception as exc:  # a sampler error must never end the run
                 log.warning("GPU sampling failed: %s", exc)
                 self._sampler, self._sampler_failed = None, True
-        if ranks or sample["gpus"]:
-            append_sample(self.run_dir, sample)
+        if not (ranks or gpus):
+            return
+        try:
+            append_sample(self.run_dir, Sample(t=round(now, 3), gpus=tuple(gpus),
+                                               ranks=tuple(ranks)))
+        except OSError as exc:  # a full disk: the sample is dropped, the run goes on
+            self.samples_lost += 1
+            if is_disk_full(exc):
+                self._disk_full()
+            elif self.samples_lost == 1:
+                log.warning("could not write a memory sample: %s", exc)
 
     def _get_sampler(self):
         if self._sampler is not None or self._sampler_failed:
@@ -400,7 +488,7 @@ class Supervisor:
         self.status.message = "stopped by request" + (
             f"; {len(left)} process(es) could not be killed" if left else "")
         self.status.ended_at = now_iso()
-        self.set_state("stopped")
+        self.set_state(RunState.STOPPED)
         return 0
 
     def finish(self, rc: int) -> int:
@@ -415,18 +503,36 @@ class Supervisor:
         if self.stop_requested:
             self.status.ended_at = now_iso()
             self.status.message = "stopped by request"
-            self.set_state("stopped")
+            self.set_state(RunState.STOPPED)
+            return 0
+        if rc == 0 and not self.status.ranks and not self._any_rank_output():
+            # The launcher said "done" but no rank ever ran: an interpreter that is not Python,
+            # a wrapper that exits 0, a launcher that found nothing to do.
+            self.status.failure = Failure(
+                rank=None, exit_code=0,
+                message=f"the launcher exited 0 but no rank ever started (is "
+                        f"{self.command['argv'][0]!r} a real Python with torch?); see "
+                        "launcher.log")
+            self.status.ended_at = now_iso()
+            self.set_state(RunState.FAILED)
             return 0
         if rc == 0:
             for entry in self.status.ranks:
                 entry.exit_code = 0
             self.status.ended_at = now_iso()
-            self.set_state("succeeded")
+            self.set_state(RunState.SUCCEEDED)
             return 0
         self.status.failure = self.name_failure(rc)
         self.status.ended_at = now_iso()
-        self.set_state("failed")
+        self.set_state(RunState.FAILED)
         return 0
+
+    def _any_rank_output(self) -> bool:
+        """Whether any rank left a trace (its output file), for ranks too quick to be seen."""
+        import glob
+
+        return bool(glob.glob(str(self.run_dir / "torchrun" / "*" / "attempt_*" / "*" /
+                                  "output.log")))
 
     def name_failure(self, rc: int) -> Failure:
         try:
@@ -528,7 +634,7 @@ def watchdog(run_dir: Path) -> int:
         terminate(procs, 5.0, first_signal_pgid=status.launcher_pid)
     status = read_status(run_dir, check_alive=False)
     if not status.finished:
-        status.state = "failed"
+        status.state = RunState.FAILED
         status.ended_at = now_iso()
         status.message = "the supervisor was killed; the watchdog ended the run's processes"
         if status.failure is None:
@@ -542,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    logging.raiseExceptions = False  # a full disk drops log lines, never the supervisor
     if argv and argv[0] == "--watchdog":
         return watchdog(Path(argv[1]))
     run_dir = Path(argv[0])
@@ -557,7 +664,9 @@ def main(argv: list[str] | None = None) -> int:
             sup.status.failure = sup.status.failure or Failure(
                 rank=None, exit_code=None, message="trainwiz supervisor crashed; see supervisor.log")
             sup.status.ended_at = now_iso()
-            sup.set_state("failed")
+            sup.set_state(RunState.FAILED)
         except Exception:
             log.exception("could not record the crash")
         return 1
+    finally:
+        sup._release_reserve()

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from trainwiz.profiles import schema
+import trainwiz.profiles.schema as schema
 from trainwiz.profiles.schema import FsdpOptions, Profile
 from trainwiz.profiles.validate import (
     Path_,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trainwiz.estimator.types import TrainConfig
 from trainwiz.profiles.schema import Profile
 
 _PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16", "fp8": "bf16"}
@@ -15,8 +16,6 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
     ``params:N``). ``num_gpus``: GPUs on this machine, used when the profile leaves the count open
     (one rank per GPU). The TrainConfig's ``num_gpus`` counts ranks over all machines.
     """
-    from trainwiz.estimator.types import TrainConfig
-
     est = profile.estimate
     if est is None:
         return None

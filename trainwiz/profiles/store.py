@@ -9,10 +9,10 @@ name. Anything that looks like a path to a ``.yaml``/``.yml`` file works whereve
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainwiz.atomic import TargetExistsError, is_disk_full, sweep_stale, write_atomic
 from trainwiz.profiles.schema import Profile
 from trainwiz.profiles.validate import (
     NAME_RE,
@@ -22,10 +22,13 @@ from trainwiz.profiles.validate import (
     parse_yaml,
     profile_from_dict,
     profile_to_dict,
+    validate_profile,
 )
 
 PROJECT_SUBDIR = Path(".trainwiz") / "profiles"
 SUFFIXES = (".yaml", ".yml")
+MAX_NAME_LEN = 64  # the file name (NAME.yaml) and its temporary twin stay far below 255 bytes
+MAX_PROFILE_BYTES = 1024 * 1024  # a profile is a few hundred bytes; anything this big is not one
 
 
 def user_profiles_dir() -> Path:
@@ -68,6 +71,9 @@ def looks_like_path(name_or_path: str) -> bool:
 
 
 def check_name(name: str) -> str:
+    if len(name) > MAX_NAME_LEN:
+        raise ProfileError(f"profile name {name[:20]!r}... is {len(name)} characters long; "
+                           f"allowed: at most {MAX_NAME_LEN}")
     if not NAME_RE.match(name) or name.lower().endswith(SUFFIXES):
         raise ProfileError(f"profile name {name!r} is not allowed: use letters, digits, '.', '_' "
                            "and '-', starting with a letter or digit, without .yaml (e.g. "
@@ -87,7 +93,12 @@ def read_profile_file(path: Path, *, name: str | None = None) -> Profile:
     """Read and validate one profile file."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_PROFILE_BYTES + 1)
+        if len(raw) > MAX_PROFILE_BYTES:
+            raise ProfileError(f"{source}: larger than {MAX_PROFILE_BYTES // 1024} KiB; a profile "
+                               "is a short YAML file, so this one is not read", source=source)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ProfileError(f"{source}: no such profile file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -141,44 +152,22 @@ def load_profile(name_or_path: str, *, cwd: Path | None = None) -> Profile:
 
 
 def atomic_write_text(path: Path, text: str, *, force: bool = False) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, os.replace).
+    """Write ``text`` to ``path`` atomically (:func:`trainwiz.atomic.write_atomic`, fsynced).
 
-    Without ``force`` an existing file is never replaced (ProfileError). Creates parent folders.
+    Without ``force`` an existing file is never replaced (ProfileExistsError). Creates parent
+    folders. A full disk or a read-only folder is one ProfileError naming the path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not force:
-        raise ProfileExistsError(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            # link() fails if the name appeared meanwhile: no race can lose a file.
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise ProfileExistsError(path) from None
-            except OSError:  # file systems without hard links
-                if path.exists():
-                    raise ProfileExistsError(path) from None
-                os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale(path.parent)
+        return write_atomic(path, text, replace=force)
+    except TargetExistsError:
+        raise ProfileExistsError(path) from None
+    except OSError as exc:
+        why = "the disk is full" if is_disk_full(exc) else (exc.strerror or str(exc))
+        raise ProfileError(f"{path}: cannot be written: {why}; nothing was changed",
+                           source=str(path)) from None
 
 
 def profile_text(profile: Profile) -> str:
@@ -192,8 +181,6 @@ def save_profile(profile: Profile, *, scope: str = "user", force: bool = False,
     ``scope`` "user" or "project" picks the store (file ``NAME.yaml``); ``path`` writes exactly
     there instead. Never overwrites an existing file unless ``force``.
     """
-    from trainwiz.profiles.validate import validate_profile
-
     if path is None:
         check_name(profile.name)
         if scope == "user":
@@ -246,6 +233,7 @@ class ProfileStore:
         for folder, scope in self.dirs():
             if not folder.is_dir():
                 continue
+            sweep_stale(folder)  # temporary files of saves killed long ago
             files = sorted(p for p in folder.iterdir()
                            if p.suffix.lower() in SUFFIXES and not p.name.startswith("."))
             for path in files:
@@ -262,19 +250,50 @@ class ProfileStore:
     def path(self, name: str) -> Path:
         return resolve_profile_path(name, cwd=self.cwd)
 
+    def store_file(self, name: str) -> Path | None:
+        """The store file of profile NAME (project stores first), or None."""
+        found = find_profile(name, cwd=self.cwd) if NAME_RE.match(name) else None
+        return found[0] if found else None
+
+    def removable(self, name: str) -> Path:
+        """The file ``remove(name)`` would delete: profile NAME from the stores (the project one
+        when both exist), or the file NAME names when it lies in a store or is a valid profile.
+        Anything else (a training script, any file that is not a profile) is ProfileError."""
+        if looks_like_path(name):
+            path = Path(name).expanduser()
+            if not path.is_absolute():
+                path = Path(self.cwd or Path.cwd()) / path
+            in_store = path.suffix.lower() in SUFFIXES and any(
+                path.resolve().parent == d.resolve() for d, _ in self.dirs() if d.is_dir())
+            if not path.is_file():
+                raise ProfileError(f"{name}: no such profile file")
+            if not in_store:
+                try:
+                    read_profile_file(path)
+                except ProfileError as exc:
+                    raise ProfileError(f"{name}: not removed: it is not a valid trainwiz "
+                                       f"profile ({str(exc).splitlines()[0]})") from None
+            return path
+        return self.path(name)
+
     def remove(self, name: str) -> Path:
-        """Delete the file NAME resolves to (the project one when both exist); returns it."""
-        path = self.path(name)
+        """Delete what :meth:`removable` names; returns it."""
+        path = self.removable(name)
         path.unlink()
         return path
 
     def copy(self, name: str, new: str, force: bool = False) -> Path:
-        """Copy profile NAME to NEW in the same store, byte for byte (comments kept)."""
+        """Copy profile NAME to NEW in the same store, byte for byte (comments kept). One name
+        is one file: an existing ``NEW.yml`` is the target, never a second ``NEW.yaml``."""
         check_name(new)
         src = self.path(name)
         read_profile_file(src, name=name)  # refuse to copy a damaged file
         scope_dir = src.parent
         target = scope_dir / f"{new}.yaml"
+        for suffix in SUFFIXES:
+            if (scope_dir / f"{new}{suffix}").exists():
+                target = scope_dir / f"{new}{suffix}"
+                break
         if target.resolve() == src.resolve():
             raise ProfileError(f"'{name}' and '{new}' are the same file")
         return atomic_write_text(target, src.read_text(encoding="utf-8"), force=force)

@@ -1,8 +1,8 @@
 """Profile <-> plain dict, with validation that names the file, the line, the key and what is allowed.
 
-Pure: the standard library and PyYAML only. Files are parsed with ``yaml.safe_load``; a second,
-node-level pass (``yaml.compose`` with the safe loader) only remembers on which line each key sits,
-so messages can point at it.
+Pure: the standard library and PyYAML only. Files are parsed with the safe loader, bounded in
+size and alias expansion (:mod:`trainwiz.safeyaml`); the node graph also tells on which line each
+key sits, so messages can point at it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
+from trainwiz import safeyaml
 from trainwiz.errors import TrainwizError
-from trainwiz.profiles import schema
+import trainwiz.profiles.schema as schema
 from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, PlannedHardware, Profile
 
 Path_ = tuple[str, ...]
@@ -79,8 +80,9 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
     A syntax error becomes a ProfileError naming the file and line.
     """
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data, node = safeyaml.load(text, source)
+    except safeyaml.YamlRefused as exc:
+        raise ProfileError(str(exc), source=source) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -401,8 +403,19 @@ def validate_profile(profile: Profile, *, source: str | None = None) -> Profile:
                              name=profile.name)
 
 
+# Variables the launcher sets for each rank; a profile that set them would give every rank the
+# same RANK (or send the rendezvous elsewhere).
+LAUNCHER_OWNED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
 def _check_combinations(p: Profile, chk: _Checker) -> None:
     f = p.fsdp
+    owned = sorted(k for k in (p.env or {}) if str(k) in LAUNCHER_OWNED_ENV)
+    if owned:
+        chk.add(("env", owned[0]), f"key 'env.{owned[0]}': set by the launcher for each rank; "
+                                   f"not allowed in a profile (not allowed: "
+                                   f"{', '.join(LAUNCHER_OWNED_ENV)}; use main_address, "
+                                   "main_port, num_processes)")
     per = p.processes_per_machine
     world = p.world_size
     if p.gpu_ids is not None:

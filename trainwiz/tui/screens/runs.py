@@ -32,7 +32,8 @@ def describe(status) -> str:
         fail = status.failure
         oom = " (out of memory)" if fail.oom else ""
         first = (fail.message or "").splitlines()[0] if fail.message else ""
-        return f"rank {fail.rank}: {first}{oom}"
+        who = f"rank {fail.rank}" if fail.rank is not None else "launcher"
+        return f"{who}: {first}{oom}"
     return status.message or ""
 
 

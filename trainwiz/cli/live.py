@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from trainwiz.launchers.api import stop_run
 from trainwiz.launchers.rundir import read_samples, read_status, tail_log
+from trainwiz.tui.monitor_app import run_monitor
 
 GIB = 1024 ** 3
 
@@ -52,6 +54,10 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
 
     while True:
         status = read_status(run_dir)
+        if status.damaged:
+            say(f"[{status.id}] DAMAGED: {status.message}; `trainwiz logs {status.id}` reads "
+                f"its logs, `trainwiz stop {status.id}` ends it")
+            return 1
         if status.state != seen_state:
             say(f"[{status.id}] {status.state}")
             seen_state = status.state
@@ -93,22 +99,12 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
     return 0 if status.state == "succeeded" else 1
 
 
-def _monitor():
-    try:
-        from trainwiz.tui.monitor_app import run_monitor
-    except ImportError:
-        return None
-    return run_monitor
-
-
 def watch(run_dir: Path, *, plain: bool | None = None) -> int:
     """The live view; Ctrl-C asks whether to stop the run or leave it running."""
     if plain is None:
         plain = not sys.stdout.isatty()
     if not plain:
-        run_monitor = _monitor()
-        if run_monitor is not None:
-            return int(run_monitor(run_dir) or 0)
+        return int(run_monitor(run_dir) or 0)
     try:
         return follow_plain(run_dir)
     except KeyboardInterrupt:
@@ -126,8 +122,6 @@ def on_interrupt(run_dir: Path) -> int:
         except (EOFError, KeyboardInterrupt):
             answer = ""
     if answer in ("y", "yes"):
-        from trainwiz.launchers.api import stop_run
-
         final = stop_run(run_dir)
         print(f"run {final.id} {final.state}", flush=True)
         return 1

@@ -1,0 +1,76 @@
+"""Byte sizes: parsing what users type, printing what they read. One convention everywhere
+(command-line options, profiles, simulated box files):
+
+- KiB, MiB, GiB, TiB are powers of 1024; nvidia-smi's "MiB" and torch's memory counters are these.
+- KB, MB, GB, TB are powers of 1000, as the SI says (a disk vendor's "GB").
+- A bare K, M, G, T means the binary unit: ``80G`` is 80 GiB, as in Slurm's ``--mem=80G``,
+  ``free -g`` and docker.
+- A plain number is bytes.
+
+Printed sizes are always binary with the IEC name (``79.6 GiB``), as nvidia-smi shows MiB.
+"""
+
+from __future__ import annotations
+
+import re
+
+from trainwiz.errors import UsageError
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1 << 10, "kib": 1 << 10, "kb": 1000,
+    "m": 1 << 20, "mib": 1 << 20, "mb": 1000**2,
+    "g": 1 << 30, "gib": 1 << 30, "gb": 1000**3,
+    "t": 1 << 40, "tib": 1 << 40, "tb": 1000**4,
+}
+_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*")
+MAX_SIZE = 1 << 60  # an exbibyte: anything larger is a typo, not a GPU
+
+
+def parse_size(value: str | int | float, where: str = "--gpu-memory", *,
+               positive: bool = True) -> int:
+    """Bytes from ``'80GiB'``, ``'80GB'``, ``'80G'``, ``'40960MiB'``, ``85899345920`` or
+    ``8.5e10``. ``where`` names the option or file field in the error; ``positive`` refuses 0."""
+    if isinstance(value, bool):
+        raise UsageError(f"{where}: expected a size such as 80GiB, got {value!r}")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), ""
+    else:
+        match = _SIZE.fullmatch(str(value))
+        unit = match.group(2).lower() if match else None
+        if not match or unit not in _UNITS:
+            raise UsageError(f"{where}: cannot read {value!r} as a size; write it like 80GiB, "
+                             "24GB, 40960MiB or a number of bytes (KiB/MiB/GiB/TiB and a bare "
+                             "K/M/G/T are powers of 1024; KB/MB/GB/TB powers of 1000)")
+        number = float(match.group(1))
+    size = number * _UNITS[unit]
+    if size != size or size < 0 or (positive and size <= 0):
+        raise UsageError(f"{where} must be {'positive' if positive else 'zero or more'}, "
+                         f"got {value!r}")
+    if size > MAX_SIZE:
+        raise UsageError(f"{where}: {value!r} is larger than any machine (at most 1 EiB)")
+    return int(size)
+
+
+def format_bytes(n: int | float | None, precision: int = 1) -> str:
+    """Binary units, as nvidia-smi and torch report GPU memory: 1.5 GiB, 512 MiB."""
+    if n is None:
+        return "N/A"
+    sign = "-" if n < 0 else ""
+    n = abs(float(n))
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            if unit == "B":
+                return f"{sign}{int(n)} B"
+            return f"{sign}{n:.{precision}f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def accelerate_bytes(size: float) -> str:
+    """accelerate's convert_bytes: binary steps labelled KB/MB/GB, rounded to 2 places."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if size < 1024.0:
+            return f"{round(size, 2)} {unit}"
+        size /= 1024.0
+    return f"{round(size, 2)} PB"
