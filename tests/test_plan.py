@@ -15,15 +15,17 @@ def _box(spec: str):
 
 
 def test_a_suggestion_beyond_one_machine_plans_more_machines_and_saves_them():
-    plan = Plan.for_box(_box("8xH100-80GB"), "llama-3-70b").with_changes(
-        {"strategy": "fsdp", "precision": "fp32"})
+    plan = Plan.for_box(_box("8xH100-80GB"), "llama-3-70b").with_changes({"strategy": "fsdp"})
     model = resolve_model(plan.model)
     result = plan.estimate(model)
-    big = next(s for s in result.suggestions if s.change.get("num_gpus") == 32)
-    assert "4 machines × 8 GPUs" in big.note
+    big = next(s for s in result.suggestions if s.change.get("num_gpus", 0) > 8)
+    machines = big.change["num_gpus"] // 8
+    assert f"{machines} machines × 8 GPUs" in big.note and "this box has" not in big.note
     applied = plan.with_changes(big.change)
-    assert (applied.machines, applied.gpus_per_machine, applied.config.num_gpus) == (4, 8, 32)
+    assert (applied.machines, applied.gpus_per_machine) == (machines, 8)
     assert applied.estimate(model).estimate.per_gpu.total == big.total
+    applied = applied.with_changes({"machines": 4})  # 32 GPUs, as the form sets it
+    assert applied.config.num_gpus == 32
 
     profile = validate_profile(applied.to_profile("big"))
     assert profile.num_machines == 4 and profile.world_size == 32 and profile.gpu_ids is None
@@ -34,7 +36,8 @@ def test_a_suggestion_beyond_one_machine_plans_more_machines_and_saves_them():
     here = _box("2xH100-80GB")
     again = Plan.from_profile(profile, here)
     assert (again.machines, again.gpus_per_machine) == (4, 8)
-    assert again.estimate(model).estimate.per_gpu.total == big.total
+    assert again.estimate(model).estimate.per_gpu.total == \
+        applied.estimate(model).estimate.per_gpu.total
     assert "Planned for 8× NVIDIA H100 80GB HBM3 (simulated)" in again.differs(here)
     assert "this box has 2× NVIDIA H100" in again.differs(here)
 
@@ -124,3 +127,21 @@ def test_a_hugging_face_id_is_found_in_the_local_cache_or_the_catalog(tmp_path, 
 
     with pytest.raises(UsageError, match="not in the Hugging Face cache"):
         resolve_model("acme/unknown-model")
+
+
+def test_the_cli_gives_the_same_verdicts_and_the_gpu_subset(run_cli, tmp_path):
+    import json
+
+    box_file = tmp_path / "busy.yaml"
+    box_file.write_text("gpus:\n  - {preset: H100-80GB, count: 2}\n"
+                        "  - {preset: H100-80GB, memory_used: 60GiB}\n")
+    out = run_cli("estimate", "llama-3-8b", "--simulate", str(box_file), "--strategy", "ddp",
+                  "--json")
+    data = json.loads(out.stdout)
+    plan = Plan.for_box(_box(str(box_file)), "llama-3-8b")
+    result = plan.estimate(resolve_model("llama-3-8b"))
+    assert [g["verdict"] for g in data["gpus"]] == [f.verdict for f in result.gpus]
+    subset = [s for s in data["suggestions"] if "gpu_ids" in s["change"]]
+    assert subset and subset[0]["change"]["gpu_ids"] == [0, 1] and subset[0]["fits"]
+    text = run_cli("estimate", "llama-3-8b", "--simulate", str(box_file), "--strategy", "ddp")
+    assert "leave out GPU 2" in text.stdout and "CUDA_VISIBLE_DEVICES=0,1" in text.stdout

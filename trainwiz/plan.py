@@ -340,8 +340,10 @@ class Plan:
         cap = min(totals) if totals else None
         frees = [g.memory_free for g in used if g.memory_free is not None]
         free = min(frees) if frees and cap else None
+        # more GPUs than the plan has is judged as a bigger plan (so combinations that fit
+        # these GPUs are searched too), whichever way the hardware was chosen
         est = price(model, self.config, gpu_memory=cap, gpu_free=free,
-                    suggestions=suggestions, available_gpus=None)
+                    suggestions=suggestions, available_gpus=self.config.num_gpus)
         fits = []
         for machine in range(self.machines):
             for g in used:
@@ -357,17 +359,27 @@ class Plan:
         wanted = sug.change.get("num_gpus")
         if not wanted:
             return sug
+        # the estimator counts against the plan's GPUs; the plan says it in machines instead
+        note = sug.note.replace(f" (this box has {self.config.num_gpus})", "")
         after = self.with_changes(dict(sug.change))
         if after.machines > self.machines:
-            note = (f"{sug.note} — {after.machines} machines × {after.gpus_per_machine} GPUs")
-            return dataclasses.replace(sug, note=note)
-        return sug
+            note += f" — {after.machines} machines × {after.gpus_per_machine} GPUs"
+        return dataclasses.replace(sug, note=note)
 
     def _with_subset(self, model: ModelSpec, est: Estimate, sugs: list) -> list:
-        """On a mixed or busy box: the largest set of GPUs that fits (leaving out the busy or
-        smaller ones), alone or with the mildest change that makes it fit there."""
-        if not self.box.here or self.box.size < 2 or self.config.strategy == "single":
+        """The GPU-subset suggestion placed after the other changes that fit."""
+        suggestion = self.gpu_subset_suggestion(model)
+        if suggestion is None:
             return sugs
+        fitting = [s for s in sugs if s.fits]
+        return fitting + [suggestion] + [s for s in sugs if not s.fits]
+
+    def gpu_subset_suggestion(self, model: ModelSpec) -> Suggestion | None:
+        """On a mixed or busy box: the largest set of GPUs that fits (leaving out the busy or
+        smaller ones), alone or with the mildest change that makes it fit there; ``change``
+        holds their ``gpu_ids``."""
+        if not self.box.here or self.box.size < 2 or self.config.strategy == "single":
+            return None
         rooms = sorted({g.usable for g in self.box.gpus if g.usable is not None})
         for room in rooms:
             keep = tuple(g for g in self.box.gpus if g.usable is not None and g.usable >= room)
@@ -388,11 +400,9 @@ class Plan:
             note = (f"use GPU{'s' if len(ids) > 1 else ''} {','.join(map(str, ids))} (leave out "
                     f"{'GPU ' if len(left_out) == 1 else 'GPUs '}"
                     f"{','.join(map(str, left_out))}){extra}")
-            suggestion = Suggestion(change={"gpu_ids": list(ids), **change}, total=total,
-                                    note=note, fits=True, slower=bool(change.get("offload_params")))
-            fitting = [s for s in sugs if s.fits]
-            return fitting + [suggestion] + [s for s in sugs if not s.fits]
-        return sugs
+            return Suggestion(change={"gpu_ids": list(ids), **change}, total=total, note=note,
+                              fits=True, slower=bool(change.get("offload_params")))
+        return None
 
     # -- saving it -----------------------------------------------------------------------
     def to_profile(self, name: str) -> Profile:

@@ -27,20 +27,23 @@ async def test_32_gpus_stay_32_through_tab_and_save(make_app, isolated_env):
     app = make_app("8xH100-80GB")
     async with app.run_test(size=(80, 24)) as pilot:
         wizard = await _wizard_with(pilot, app, "llama-3-70b")
-        wizard.apply_changes({"strategy": "fsdp", "precision": "fp32"})
-        await wait_for(pilot, lambda: any(s.change.get("num_gpus") == 32
+        wizard.apply_changes({"strategy": "fsdp"})
+        await wait_for(pilot, lambda: any(s.change.get("num_gpus", 0) > 8
                                           for s in wizard.result.suggestions))
-        number = 1 + [s.change.get("num_gpus") for s in wizard.result.suggestions].index(32)
+        counts = [s.change.get("num_gpus", 0) for s in wizard.result.suggestions]
+        number, wanted = next((i, n) for i, n in enumerate(counts, 1) if n > 8)
         wizard.set_focus(None)
-        await pilot.press(str(number))
-        await wait_for(pilot, lambda: wizard.config.num_gpus == 32)
-        assert wizard.query_one("#machines").value == 4
+        await pilot.press(str(number))  # a suggestion beyond this box: more machines
+        await wait_for(pilot, lambda: wizard.config.num_gpus == wanted)
+        assert wizard.query_one("#machines").value == wanted // 8
         assert wizard.query_one("#num-gpus").value == 8
+        wizard.query_one("#machines").value = 4  # as a user picks it: 32 GPUs
+        await wait_for(pilot, lambda: wizard.config.num_gpus == 32)
         await pilot.press("tab", "tab", "tab")
         await pilot.pause(0.1)
         assert wizard.config.num_gpus == 32 and wizard.plan.machines == 4
         panel = text_of(wizard.query_one("#memory"))
-        assert "4 machines × 8" in panel and "FITS" in panel
+        assert "4 machines × 8" in panel and "needed per GPU" in panel
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
         await pilot.press(*"big-run", "enter")

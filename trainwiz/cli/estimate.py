@@ -135,6 +135,14 @@ def run(args) -> int:
             "use --precision fp16",))
     est = dataclasses.replace(est, notes=est.notes + _input_notes(model, config, detected,
                                                                   args.seq_len is not None))
+    if run_gpus and len(detected) > 1 and est.verdict in ("does not fit", "tight"):
+        # a mixed or busy box: the GPUs that fit, by id (the app's plan offers the same)
+        from trainwiz.plan import Plan, box_from_gpus
+
+        box = box_from_gpus(detected, simulated=detection.source == "simulated")
+        subset = Plan(box=box, config=config).gpu_subset_suggestion(model)
+        if subset is not None:
+            est = dataclasses.replace(est, suggestions=est.suggestions + (subset,))
     per_gpu = _per_gpu_fit(est, run_gpus)
     if args.json:
         import json
