@@ -419,7 +419,7 @@ class Plan:
                                        offload_params=cfg.offload_params,
                                        activation_checkpointing=cfg.activation_checkpointing,
                                        forward_prefetch=fsdp.forward_prefetch and version == 1)
-        precision = PROFILE_PRECISION[cfg.precision]
+        precision = PROFILE_PRECISION.get(cfg.precision, cfg.precision)  # fp32 is "no"
         if base.mixed_precision == "fp8" and cfg.precision == "bf16":
             precision = "fp8"  # estimated as bf16; the profile keeps fp8
         used = self.used_gpus()
@@ -431,12 +431,14 @@ class Plan:
         else:
             num_processes = None  # one rank per listed GPU
         model = stored_model(self.model)
-        estimate = EstimateInputs(
-            model=model, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
-            optimizer=cfg.optimizer, fused_optimizer=cfg.fused_optimizer,
-            grad_accum=cfg.grad_accum,
-            activation_checkpointing=cfg.activation_checkpointing and cfg.strategy != "fsdp",
-            attention=cfg.attention) if model else base.estimate
+        estimate = base.estimate
+        if model:  # every estimate input the config has under the same name (loop, …)
+            same = {f.name for f in dataclasses.fields(EstimateInputs)} & \
+                {f.name for f in dataclasses.fields(TrainConfig)}
+            values = {name: getattr(cfg, name) for name in same}
+            values["activation_checkpointing"] = (cfg.activation_checkpointing
+                                                  and cfg.strategy != "fsdp")  # FSDP's own
+            estimate = EstimateInputs(model=model, **values)
         hardware = record_of(self.box, used) if self.device == "cuda" else None
         return dataclasses.replace(
             base, name=name, strategy=cfg.strategy, fsdp=fsdp, mixed_precision=precision,
