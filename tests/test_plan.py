@@ -145,3 +145,12 @@ def test_the_cli_gives_the_same_verdicts_and_the_gpu_subset(run_cli, tmp_path):
     assert subset and subset[0]["change"]["gpu_ids"] == [0, 1] and subset[0]["fits"]
     text = run_cli("estimate", "llama-3-8b", "--simulate", str(box_file), "--strategy", "ddp")
     assert "leave out GPU 2" in text.stdout and "CUDA_VISIBLE_DEVICES=0,1" in text.stdout
+
+
+def test_cpu_ranks_are_not_capped_by_a_gpu_count():
+    import dataclasses
+
+    plan = dataclasses.replace(Plan.for_box(box_from_gpus(())), device="cpu")
+    plan = plan.with_changes({"strategy": "ddp", "gpus_per_machine": 16})
+    profile = validate_profile(plan.to_profile("cpu16"))
+    assert profile.device == "cpu" and profile.num_processes == 16 and profile.hardware is None

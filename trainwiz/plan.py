@@ -28,6 +28,7 @@ from trainwiz.profiles.estimate_io import estimate_request, model_argument
 from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, PlannedHardware, Profile
 
 GPUS_PER_PLANNED_MACHINE = 8  # a GPU preset planned for: machines of this many of them
+MAX_CPU_RANKS = 1024
 BUSY = 0.98  # a GPU with less than this share free is in use by others: judged by what is free
 PROFILE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 FSDP_V1_ONLY = ("NO_SHARD", "HYBRID_SHARD")  # FSDP2 has no such sharding: saved as version 1
@@ -268,6 +269,10 @@ class Plan:
                                      for i in range(self.box.size, per))
 
     def max_per_machine(self) -> int:
+        """Ranks one machine can take: its GPUs (CPU ranks: no such limit here; preflight
+        compares them with the cores)."""
+        if self.device == "cpu":
+            return MAX_CPU_RANKS
         return self.box.size or GPUS_PER_PLANNED_MACHINE
 
     def differs(self, here: Box) -> str | None:

@@ -82,7 +82,7 @@ FIELDS: tuple[Field, ...] = (
     Field("precision", "precision", "precision", _fixed(PRECISIONS), PRECISION_LABELS),
     Field("machines", "machines", "machines", _fixed(MACHINES), shown=_multi),
     Field("num-gpus", "gpus_per_machine", "GPUs/machine",
-          lambda plan: range(1, plan.max_per_machine() + 1), shown=_multi),
+          lambda plan: range(1, min(plan.max_per_machine(), 64) + 1), shown=_multi),
     Field("batch", "batch_size", "micro-batch", _fixed(BATCHES)),
     Field("seq-len", "seq_len", "seq len", _fixed(SEQ_LENS)),
     Field("accum", "grad_accum", "grad accum", _fixed(ACCUMS)),
