@@ -53,10 +53,19 @@ def summary(profile) -> str:
         if profile.fsdp.offload_params:
             parts[0] += " +offload"
     parts.append(profile.mixed_precision if profile.mixed_precision != "no" else "fp32")
-    gpus = ",".join(map(str, profile.gpu_ids)) if profile.gpu_ids else "all"
-    parts.append(f"GPUs {gpus}")
     if profile.device == "cpu":
-        parts.append("CPU ranks")
+        parts.append(f"{profile.processes_per_machine or '?'} CPU ranks")
+    elif profile.gpu_ids:
+        parts.append("GPUs " + ",".join(map(str, profile.gpu_ids)))
+    else:
+        per = profile.processes_per_machine
+        parts.append(f"{per} GPUs" if per else "all GPUs")
+    if profile.num_machines > 1:
+        parts[-1] += f" × {profile.num_machines} machines"
+    if profile.hardware is not None:  # what the plan was made for
+        hw = profile.hardware
+        parts.append(f"for {hw.gpu.removeprefix('NVIDIA ')}"
+                     + (" (simulated)" if hw.simulated else ""))
     if profile.estimate is not None:
         est = profile.estimate
         parts.append(f"{est.model} b{est.batch_size} s{est.seq_len}")
