@@ -52,6 +52,7 @@ class WizardScreen(Screen):
         self.record_box: Box | None = None  # the hardware an opened profile was planned for
         self._hardware_chosen = False  # the user (or a profile) chose; readings don't reset it
         self.presets = dict(PRESETS)
+        self._options_key: list[str] | None = None  # labels the hardware list shows
 
     # -- compatibility with callers that think in TrainConfig / rows --------------------------
     @property
@@ -122,12 +123,22 @@ class WizardScreen(Screen):
         options += [(Text(f"{key} × 8"), key) for key in self.presets]
         return options
 
-    def _gpus_changed(self, gpus: tuple) -> None:
-        here = self._here()
+    def _refresh_hardware_options(self) -> None:
+        """New labels only when they change: each GPU sample must not reset an open list."""
+        options = self._hardware_options()
+        key = [str(label) for label, _ in options]
+        if key == self._options_key:
+            return
+        self._options_key = key
         select = self.query_one("#plan-for", Select)
         current = select.value
-        select.set_options(self._hardware_options())
-        select.value = current if current != Select.NULL else THIS_BOX
+        select.set_options(options)
+        values = [value for _, value in options]
+        select.value = current if current in values else THIS_BOX
+
+    def _gpus_changed(self, gpus: tuple) -> None:
+        here = self._here()
+        self._refresh_hardware_options()
         if self.plan.box.here:
             if not self._hardware_chosen and here.size != self.plan.box.size:
                 # a sensible start for this box: all its GPUs, DDP when there are several
@@ -256,9 +267,8 @@ class WizardScreen(Screen):
         self._hardware_chosen = True
         plan = Plan.from_profile(profile, self._here())
         self.record_box = None if plan.box.here else plan.box
-        select = self.query_one("#plan-for", Select)
-        select.set_options(self._hardware_options())
-        select.value = THIS_BOX if plan.box.here else RECORD
+        self._refresh_hardware_options()
+        self.query_one("#plan-for", Select).value = THIS_BOX if plan.box.here else RECORD
         self.set_plan(plan)
         self.set_model(plan.model)
         self.notify(f"Opened profile {profile.name}.", timeout=2)
