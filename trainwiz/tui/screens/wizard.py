@@ -119,7 +119,8 @@ class WizardScreen(Screen):
         count = f"{here.size} GPU{'s' if here.size != 1 else ''}" if here.size else "no GPU"
         options = [(Text(f"this box ({count})"), THIS_BOX)]
         if self.record_box is not None:
-            options.append((Text(f"the profile's plan ({self.record_box.describe()})"), RECORD))
+            # short enough for the closed list at 80 columns; the panel names the hardware
+            options.append((Text(f"profile's {self.record_box.size} GPUs"), RECORD))
         options += [(Text(f"{key} × 8"), key) for key in self.presets]
         return options
 
