@@ -24,6 +24,7 @@ PURE = {
     "trainwiz.estimator.model": HEAVY,
     "trainwiz.estimator.models": HEAVY,
     "trainwiz.estimator.suggest": HEAVY,
+    "trainwiz.estimator.timing": HEAVY,
     "trainwiz.profiles": HEAVY,
     "trainwiz.plan": HEAVY + ("psutil",),
     "trainwiz.cli": HEAVY,

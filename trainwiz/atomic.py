@@ -49,7 +49,8 @@ def write_atomic(path: Path | str, data: str | bytes, *, replace: bool = True,
     if not replace and path.exists():
         raise TargetExistsError(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    # the temporary name stays under 255 bytes even for a target name near that limit
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=TMP_SUFFIX)
     try:
         try:
             if mode is not None:

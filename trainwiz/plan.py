@@ -443,7 +443,9 @@ class Plan:
             values = {name: getattr(cfg, name) for name in same}
             values["activation_checkpointing"] = (cfg.activation_checkpointing
                                                   and cfg.strategy != "fsdp")  # FSDP's own
-            estimate = EstimateInputs(model=model, **values)
+            # what the plan has no field for (the training length, …) stays as it was
+            estimate = (dataclasses.replace(base.estimate, model=model, **values)
+                        if base.estimate is not None else EstimateInputs(model=model, **values))
         hardware = record_of(self.box, used) if self.device == "cuda" else None
         return dataclasses.replace(
             base, name=name, strategy=cfg.strategy, fsdp=fsdp, mixed_precision=precision,

@@ -17,10 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.launchers.helpers import (
-    alive,
     launched_dir,
     run_pids,
-    status_of,
     wait_all_gone,
     wait_running,
     wait_state,
@@ -78,7 +76,7 @@ def test_full_disk_keeps_the_run_alive_and_says_so(run_cli, tmp_path, small_fs):
     config = small_fs / "config"
     env = {"XDG_STATE_HOME": str(state), "XDG_CONFIG_HOME": str(config)}
     prof = write_profile(tmp_path)
-    out = run_cli("launch", "-d", "--profile", str(prof), CHATTY, "--", "40", "0.15", env=env)
+    out = run_cli("launch", "-d", "--profile", str(prof), CHATTY, "--", "50", "0.15", env=env)
     assert out.returncode == 0, out.stderr
     run_dir = launched_dir(out.stdout)
     st = wait_running(run_dir)
@@ -92,7 +90,7 @@ def test_full_disk_keeps_the_run_alive_and_says_so(run_cli, tmp_path, small_fs):
 
     listing = run_cli("runs", env=env)
     assert listing.returncode == 0, listing.stderr
-    assert "succeeded" in listing.stdout
+    assert "succeeded" in listing.stdout and "disk full since" in listing.stdout
 
     # still full: commands that write say which path, in one line, and change nothing
     assert not (run_dir / ".reserve").exists()  # the supervisor's reserve went with it

@@ -15,6 +15,7 @@ A box is a plain dict (so it can cross into a subprocess as JSON)::
                "procs": [[pid, bytes]], "gprocs": [[pid, bytes]],
                "numa": 0, "switch": "A",     # where it sits: PCIe switch, CPU socket
                "mig": [{"uuid": "MIG-...", "name": ..., "total": ..., "used": ...}],
+               "pcie": [5, 16], "nvlinks": 18, "nvlinks_up": 18,
                "errors": {"nvmlDeviceGetTemperature": "NOT_SUPPORTED", "*": "GPU_IS_LOST"}}],
      "nvlink": [[0, 1]]}
 
@@ -65,6 +66,8 @@ SURFACE = (
     "nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses_v2",
     "nvmlDeviceGetGraphicsRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses_v2",
     "nvmlDeviceGetP2PStatus", "nvmlDeviceGetTopologyCommonAncestor",
+    "nvmlDeviceGetMaxPcieLinkGeneration", "nvmlDeviceGetMaxPcieLinkWidth",
+    "nvmlDeviceGetNvLinkState",
 )
 
 
@@ -239,6 +242,25 @@ def build(box: dict) -> types.ModuleType:
             return real.NVML_P2P_STATUS_OK
         return real.NVML_P2P_STATUS_NOT_SUPPORTED
 
+    def nvmlDeviceGetMaxPcieLinkGeneration(handle):
+        g, _ = dev("nvmlDeviceGetMaxPcieLinkGeneration", handle)
+        return g.get("pcie", [4, 16])[0]
+
+    def nvmlDeviceGetMaxPcieLinkWidth(handle):
+        g, _ = dev("nvmlDeviceGetMaxPcieLinkWidth", handle)
+        return g.get("pcie", [4, 16])[1]
+
+    def nvmlDeviceGetNvLinkState(device, link):
+        # as the driver answers: NotSupported on a GPU without NVLink, InvalidArgument for a
+        # link number past the GPU's last link (or past NVML_NVLINK_MAX_LINKS)
+        g, _ = dev("nvmlDeviceGetNvLinkState", device)
+        links = g.get("nvlinks", 0)
+        if not links:
+            fail("NOT_SUPPORTED")
+        if not 0 <= link < min(links, real.NVML_NVLINK_MAX_LINKS):
+            fail("INVALID_ARGUMENT")
+        return real.NVML_FEATURE_ENABLED if link < g.get("nvlinks_up", links) else real.NVML_FEATURE_DISABLED
+
     def nvmlDeviceGetTopologyCommonAncestor(device1, device2):
         pair("nvmlDeviceGetTopologyCommonAncestor", device1, device2)
         a, b = gpus[device1[0]], gpus[device2[0]]
@@ -293,7 +315,8 @@ GiB = 1 << 30
 def sample_box() -> dict:
     """Four GPUs that exercise every error path: a healthy H100 with processes, one that
     supports little, one that is lost, and one in MIG mode whose process list fails."""
-    h100 = dict(name="NVIDIA H100 80GB HBM3", total=81559 * MiB, cc=[9, 0], limit_mw=700_000)
+    h100 = dict(name="NVIDIA H100 80GB HBM3", total=81559 * MiB, cc=[9, 0], limit_mw=700_000,
+                pcie=[5, 16], nvlinks=18)
     return {
         "driver": "550.54.15", "cuda": 12040,
         "nvlink": [[0, 1]],
@@ -315,7 +338,8 @@ def sample_box() -> dict:
                  used=0, util=0, temp=30, power_mw=70_000, errors={"*": "GPU_IS_LOST"}),
             dict(name="NVIDIA A100-SXM4-80GB", uuid="GPU-dddddddd-1111-2222-3333-000000000003",
                  bus="00000000:5D:00.0", total=81920 * MiB, used=5 * GiB, cc=[8, 0], numa=1,
-                 limit_mw=400_000, util=12, temp=41, power_mw=90_000,
+                 limit_mw=400_000, util=12, temp=41, power_mw=90_000, pcie=[4, 16], nvlinks=12,
+                 nvlinks_up=10,
                  mig=[{"uuid": "MIG-11111111-2222-3333-4444-555555555555",
                        "name": "NVIDIA A100-SXM4-80GB MIG 3g.40gb", "total": 40192 * MiB,
                        "used": 3 * GiB},

@@ -61,3 +61,27 @@ def test_sampler_and_visible_devices_on_the_real_box():
     last = det.gpus[-1]
     assert [g.uuid for g in visible_gpus(det.gpus, last.uuid)] == [last.uuid]
     assert [g.index for g in visible_gpus(det.gpus, str(last.index), "PCI_BUS_ID")] == [last.index]
+
+
+def test_links_match_nvidia_smi_and_the_gpu_is_timed():
+    """The PCIe link nvidia-smi reports as the maximum, and a time estimate for this box (a GPU
+    without data-sheet figures says so instead)."""
+    from trainwiz.estimator import TrainConfig, estimate, resolve_model
+    from trainwiz.estimator.gpu_facts import gpu_facts
+    from trainwiz.estimator.timing import time_hardware, time_plan
+
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=pcie.link.gen.max,pcie.link.width.max",
+         "--format=csv,noheader,nounits"], capture_output=True, text=True, check=True,
+        timeout=60).stdout
+    det = detect()
+    for g, line in zip(det.gpus, out.strip().splitlines()):
+        gen, width = (x.strip() for x in line.split(","))
+        if gen.isdigit():
+            assert g.pcie_gen == int(gen)
+        if width.isdigit():
+            assert g.pcie_width == int(width)
+        assert g.nvlink_links is None or g.nvlink_links >= 0
+    est = estimate(resolve_model("gpt2"), TrainConfig(precision="bf16", seq_len=1024))
+    time, _ = time_plan(est, time_hardware(det.gpus[:1]))
+    assert time.estimated == (gpu_facts(det.gpus[0].name) is not None), time.reason

@@ -223,3 +223,24 @@ def test_older_driver_without_memory_v2_reports_v1(monkeypatch):
             g = sampler.sample().gpus[0]
     assert g.memory_used == 30 * GiB + 527 * MiB  # v1 counts the reservation as used
     assert g.memory_free == 81559 * MiB - 30 * GiB - 527 * MiB
+
+
+def test_links_for_the_time_estimate(box):
+    gpus = detect().gpus
+    h100, a100 = gpus[0], gpus[3]
+    assert (h100.pcie_gen, h100.pcie_width, h100.nvlink_links) == (5, 16, 18)
+    assert (a100.pcie_gen, a100.pcie_width, a100.nvlink_links) == (4, 16, 10)  # 2 of 12 down
+    assert gpus[2].nvlink_links is None and gpus[2].pcie_gen is None  # lost: unknown, not 0
+
+
+def test_a_gpu_without_nvlink_has_none_up_and_an_unreadable_one_is_unknown(monkeypatch):
+    card = dict(name="NVIDIA GeForce RTX 4090", total=24564 * MiB, cc=[8, 9], limit_mw=450_000,
+                used=0, util=0, temp=30, power_mw=20_000, bus="00000000:01:00.0", pcie=[4, 16])
+    nv = fake_nvml.build({"gpus": [
+        dict(card, uuid="GPU-1"),
+        dict(card, uuid="GPU-2", bus="00000000:02:00.0",
+             errors={"nvmlDeviceGetNvLinkState": "NO_PERMISSION"})]})
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    gpus = detect().gpus
+    assert gpus[0].nvlink_links == 0 and (gpus[0].pcie_gen, gpus[0].pcie_width) == (4, 16)
+    assert gpus[1].nvlink_links is None

@@ -176,3 +176,10 @@ def test_sampler_carries_real_memory_of_cpu_ranks(tmp_path):
         proc.wait()
     gone = sampler.sample({1: [proc.pid]}).gpus[1]  # a finished rank just disappears
     assert gone.processes == () and gone.memory_used == 1 << 30
+
+
+def test_simulated_gpus_carry_their_links():
+    h100 = parse_simulate("2xH100-80GB")[0]
+    assert (h100.pcie_gen, h100.pcie_width, h100.nvlink_links) == (5, 16, 18)
+    rtx = parse_simulate("2x4090")[0]
+    assert (rtx.pcie_gen, rtx.nvlink_links) == (4, 0)

@@ -96,3 +96,25 @@ def test_unknown_run_is_a_clear_error(run_cli):
         assert out.returncode == 2 and "no run 'nope'" in out.stderr
     out = run_cli("runs", "--json")
     assert out.returncode == 0 and out.stdout.strip() == "[]"
+
+
+def test_a_cpu_plan_that_would_swamp_this_machine_is_warned_about(run_cli, tmp_path):
+    import psutil
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    ram_gib = psutil.virtual_memory().total / 1024 ** 3
+    prof = write_profile(tmp_path, num_processes=cores + 1,
+                         estimate={"model": "llama-3-70b", "batch_size": 1, "seq_len": 512})
+    out = run_cli("launch", "--print-commands", "--profile", str(prof), TRAIN_DDP)
+    assert out.returncode == 0, out.stderr
+    assert (f"# warning: {cores + 1} CPU ranks but {cores} CPU cores usable here"
+            in out.stdout)
+    assert "CPU rank(s) × " in out.stdout and f"the estimate's peak per rank)) but this " \
+        f"machine has {ram_gib:.1f} GiB of RAM" in out.stdout
+
+    fits = write_profile(tmp_path, "small", num_processes=1)
+    quiet = run_cli("launch", "--print-commands", "--profile", str(fits), TRAIN_DDP)
+    assert quiet.returncode == 0 and "warning" not in quiet.stdout

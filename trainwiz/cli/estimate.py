@@ -43,6 +43,11 @@ def register(subparsers) -> None:
                    help="sdpa: memory-efficient kernels (default); eager keeps the s×s scores")
     p.add_argument("--gradient-as-bucket-view", action="store_true",
                    help="DDP: gradients live in the reducer's buckets (no second copy)")
+    p.add_argument("--tokens", metavar="N", help="training length in tokens (e.g. 1e8, 2B): "
+                   "prints the time to finish")
+    p.add_argument("--steps", metavar="N", help="training length in optimizer steps")
+    p.add_argument("--network", metavar="SPEED", help="bandwidth between machines, per machine "
+                   "(e.g. 400Gbps, 3.2Tbps, 50GB/s); needed to time runs on several machines")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="machine-readable output (bytes)")
     out.add_argument("--table", action="store_true",
@@ -69,6 +74,8 @@ def _count(text: str) -> int:
 
 
 def run(args) -> int:
+    import dataclasses
+
     from trainwiz.cli import simulate_spec
     from trainwiz.errors import UsageError
     from trainwiz.estimator import TrainConfig, estimate
@@ -83,15 +90,14 @@ def run(args) -> int:
         raise UsageError("name a model (e.g. `trainwiz estimate llama-3-8b`), or use --params N; "
                          f"catalog: {', '.join(catalog_names())}")
     model = model_from_params(args.params) if args.params is not None else resolve_model(args.model)
+    length = _training_length(args)
 
     gpu_memory = parse_size(args.gpu_memory) if args.gpu_memory else None
     gpu_free = None
-    detected = []
-    if gpu_memory is None or args.num_gpus is None:
-        from trainwiz.hardware import detect
+    from trainwiz.hardware import detect
 
-        detection = detect(simulate_spec(args))
-        detected = list(detection.gpus)
+    detection = detect(simulate_spec(args))  # the GPU model also times the run
+    detected = list(detection.gpus)
     if args.num_gpus is not None and args.num_gpus < 1:
         raise UsageError(f"--num-gpus must be a whole number of at least 1, got {args.num_gpus}")
     num_gpus = args.num_gpus or (1 if args.strategy == "single" else max(len(detected), 1))
@@ -126,7 +132,6 @@ def run(args) -> int:
         return _print_accelerate_table(model)
     est = estimate(model, config, gpu_memory=gpu_memory, gpu_free=gpu_free,
                    available_gpus=len(detected) or None)
-    import dataclasses
 
     if precision == "bf16" and no_bf16:
         g = no_bf16[0]
@@ -144,17 +149,23 @@ def run(args) -> int:
         if subset is not None:
             est = dataclasses.replace(est, suggestions=est.suggestions + (subset,))
     per_gpu = _per_gpu_fit(est, run_gpus)
+    time_est, timed = _time_plan(args, est, detected, detection if detected else None, length)
     if args.json:
         import json
 
         data = est.to_json()
         if per_gpu:
             data["gpus"] = per_gpu
+        data["time"] = time_est.to_json()
+        data["suggestions"] = [t.to_json() for t in timed]
         print(json.dumps(data, indent=2))
         return 0
     from trainwiz.cli.render import print_estimate
+    from trainwiz.estimator.timing import suggestion_time_text, summary_lines
 
-    print_estimate(est, source_line, per_gpu=per_gpu)
+    est = dataclasses.replace(est, suggestions=tuple(t.suggestion for t in timed))
+    print_estimate(est, source_line, per_gpu=per_gpu, time_lines=summary_lines(time_est, est.fits),
+                   suggestion_times=[suggestion_time_text(t) for t in timed])
     return 0
 
 
@@ -168,6 +179,32 @@ def _input_notes(model, config, detected, seq_given: bool) -> tuple[str, ...]:
         notes.append(f"this box has {len(detected)} GPU{'s' if len(detected) != 1 else ''}; "
                      f"the estimate is for {config.num_gpus} (more machines or a bigger box)")
     return tuple(notes)
+
+
+def _training_length(args) -> dict:
+    """--tokens / --steps as numbers (one line and exit 2 when they cannot be read)."""
+    from trainwiz.errors import UsageError
+    from trainwiz.units import parse_count
+
+    if args.tokens is not None and args.steps is not None:
+        raise UsageError("give the training length as --tokens N or --steps N, not both")
+    if args.tokens is not None:
+        return {"tokens": parse_count(args.tokens, "--tokens")}
+    if args.steps is not None:
+        return {"steps": parse_count(args.steps, "--steps")}
+    return {}
+
+
+def _time_plan(args, est, detected, detection, length: dict):
+    """The time of the config and its suggestions on the GPUs the run would use."""
+    from trainwiz.estimator.timing import time_hardware, time_plan
+    from trainwiz.units import parse_rate
+
+    network = parse_rate(args.network) if args.network else None
+    run = detected[:est.config.num_gpus]
+    topology = detection.extra.get("topology") if detection is not None else None
+    hardware = time_hardware(run, topology=topology, network=network)
+    return time_plan(est, hardware, available_gpus=len(detected) or None, **length)
 
 
 def _per_gpu_fit(est, gpus) -> list[dict]:

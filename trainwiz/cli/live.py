@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from trainwiz.launchers.api import stop_run
+from trainwiz.launchers.records import RunState, Sample
 from trainwiz.launchers.rundir import read_samples, read_status, tail_log
 from trainwiz.tui.monitor_app import run_monitor
 
@@ -26,17 +27,17 @@ def _fmt_bytes(n: int | None) -> str:
     return f"{n / 1024 ** 2:.0f}MiB"
 
 
-def _memory_line(sample: dict, simulated: bool = False) -> str | None:
-    gpus = sample.get("gpus") or []
+def _memory_line(sample: Sample, simulated: bool = False) -> str | None:
+    gpus = sample.gpus
     if gpus:
-        parts = [f"GPU{g['index']} {_fmt_bytes(g.get('memory_used'))}/{_fmt_bytes(g.get('memory_total'))}"
+        parts = [f"GPU{g.index} {_fmt_bytes(g.memory_used)}/{_fmt_bytes(g.memory_total)}"
                  for g in gpus]
         if simulated:  # CPU ranks' real memory, shown on the simulated box's GPUs
             return "memory (simulated GPUs, ranks' host memory): " + "  ".join(parts)
         return "memory: " + "  ".join(parts)
-    ranks = sample.get("ranks") or []
+    ranks = sample.ranks
     if ranks:
-        return "memory (host RSS): " + "  ".join(f"rank{r['rank']} {_fmt_bytes(r.get('rss'))}"
+        return "memory (host RSS): " + "  ".join(f"rank{r.rank} {_fmt_bytes(r.rss)}"
                                                  for r in ranks)
     return None
 
@@ -45,6 +46,7 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
     """Print the run's progress as plain lines until it ends. Returns 0 if it succeeded."""
     out = out or sys.stdout
     seen_state = None
+    seen_note = None
     seen_ranks: dict[int, tuple] = {}
     last_mem = 0.0
     status = read_status(run_dir)
@@ -61,13 +63,17 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
         if status.state != seen_state:
             say(f"[{status.id}] {status.state}")
             seen_state = status.state
+        if status.message and status.message.startswith("disk full") \
+                and status.message.split(":")[0] != seen_note:
+            seen_note = status.message.split(":")[0]
+            say(f"note: {status.message}")
         for r in status.ranks:
             key = (r.pid, r.exit_code)
             if seen_ranks.get(r.rank) == key:
                 continue
             prev = seen_ranks.get(r.rank)
             if prev is None or prev[0] != r.pid:
-                say(f"rank {r.rank}: started (pid {r.pid})")
+                say(f"rank {r.rank}: started" + (f" (pid {r.pid})" if r.pid else ""))
             if r.exit_code is not None:
                 say(f"rank {r.rank}: exited with code {r.exit_code}")
             seen_ranks[r.rank] = key
@@ -92,11 +98,11 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
                 say(f"--- last lines of rank {f.rank} stderr ---")
                 for line in tail:
                     say("  " + line)
-    if status.message and status.state == "stopped":
+    if status.message and status.state is RunState.STOPPED:
         say(status.message)
     say(f"run {status.id} {status.state}; logs: trainwiz logs {status.id} --rank N; "
         f"files: {status.run_dir}")
-    return 0 if status.state == "succeeded" else 1
+    return 0 if status.state is RunState.SUCCEEDED else 1
 
 
 def watch(run_dir: Path, *, plain: bool | None = None) -> int:
@@ -114,7 +120,7 @@ def watch(run_dir: Path, *, plain: bool | None = None) -> int:
 def on_interrupt(run_dir: Path) -> int:
     status = read_status(run_dir)
     if status.finished:
-        return 0 if status.state == "succeeded" else 1
+        return 0 if status.state is RunState.SUCCEEDED else 1
     answer = ""
     if sys.stdin is not None and sys.stdin.isatty():
         try:

@@ -219,6 +219,8 @@ def _show(args: argparse.Namespace) -> int:
     if profile.estimate is not None:
         for line in _plan_lines(profile, args):
             console.print(escape(line))
+        for text in _time_lines(profile, args):
+            console.print(escape(text))
         for note in estimate_notes(profile):
             console.print(f"[dim]note: {escape(note)}[/]")
     return 0
@@ -232,6 +234,26 @@ def _plan_lines(profile, args) -> list[str]:
     from trainwiz.hardware import detect
 
     return plan_line(profile, detect(simulate_spec(args)))
+
+
+def _time_lines(profile, args) -> list[str]:
+    """How long the plan takes on this (or the simulated) box, with the profile's training
+    length (when the plan is for this box's GPUs)."""
+    from trainwiz.cli import simulate_spec
+    from trainwiz.estimator.timing import summary_lines
+    from trainwiz.hardware import detect
+    from trainwiz.plan import Plan, box_from_gpus, resolve_model
+    from trainwiz.profiles import profile_time
+
+    detection = detect(simulate_spec(args))
+    here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
+    plan = Plan.from_profile(profile, here)
+    if not plan.model or not plan.box.here:
+        return []
+    est = plan.estimate(resolve_model(plan.model)).estimate
+    used = {g.index for g in plan.used_gpus()}
+    time, _ = profile_time(profile, est, [g for g in detection.gpus if g.index in used])
+    return summary_lines(time, est.fits)
 
 
 def _rm(args: argparse.Namespace) -> int:

@@ -40,7 +40,8 @@ def verdict_line(est: Estimate) -> str:
 
 
 def print_estimate(est: Estimate, source_line: str | None = None, console=None,
-                   per_gpu: list[dict] | None = None) -> None:
+                   per_gpu: list[dict] | None = None, time_lines: list[str] | None = None,
+                   suggestion_times: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -75,6 +76,8 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
             free = f", {format_bytes(g['memory_free'])} free" if g["memory_free"] is not None else ""
             console.print(Text(f"  GPU {g['index']} {g['name']} ({format_bytes(g['memory_total'])}{free}): "
                                f"{g['verdict']}", style=VERDICT_STYLE.get(g["verdict"], "")))
+    for line in time_lines or ():
+        console.print(Text(line))
     if est.host_ram:
         console.print(f"host RAM per machine: about {format_bytes(est.host_ram)}")
     for note in est.notes:
@@ -84,8 +87,10 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
                            else "What would leave more room:", style="bold"))
         for i, s in enumerate(est.suggestions, 1):
             mark = "fits" if s.fits else "still too big"
+            when = suggestion_times[i - 1] if suggestion_times and suggestion_times[i - 1] else ""
             console.print(Text.assemble(f"  {i}. {s.note} → {format_bytes(s.total)}, ",
-                                        (mark, "green" if s.fits else "red")))
+                                        (mark, "green" if s.fits else "red"),
+                                        f", {when}" if when else ""))
             console.print(Text(f"     {as_flags(s.change)}", style="dim"))
 
 

@@ -71,16 +71,13 @@ def cmd_prune(args) -> int:
 def cmd_runs(args) -> int:
     import json
 
-    from trainwiz.launchers.rundir import list_runs, runs_root
+    from trainwiz.launchers.rundir import count_runs, list_runs, runs_root
 
-    runs = list_runs()
     if args.json:
-        print(json.dumps([r.to_json() for r in runs], indent=1))
+        print(json.dumps([r.to_json() for r in list_runs()], indent=1))
         return 0
-    hidden = 0
-    if not args.all and len(runs) > SHOWN:
-        hidden = len(runs) - SHOWN
-        runs = runs[:SHOWN]
+    runs = list_runs(None if args.all else SHOWN)
+    hidden = 0 if args.all else max(0, count_runs() - len(runs))
     if not runs:
         print(f"no runs yet ({runs_root()}); start one with "
               "`trainwiz launch --profile NAME train.py`")
@@ -91,7 +88,7 @@ def cmd_runs(args) -> int:
     rows = []
     for r in runs:
         fail = ""
-        if r.damaged:
+        if r.damaged or (not r.failure and r.message and r.message.startswith("disk full")):
             fail = r.message or "status.json damaged"
         elif r.failure:
             who = f"rank {r.failure.rank}" if r.failure.rank is not None else "launcher"

@@ -5,6 +5,13 @@ Public API (stable; the CLI, the plain wizard and the app use only this):
     resolve_model(spec: str) -> ModelSpec          # catalog name, HF folder, config.json
     model_from_params(n: int) -> ModelSpec         # bare parameter count
     estimate(model, config, gpu_memory=None, gpu_free=None, suggestions=True) -> Estimate
+
+The time model (trainwiz.estimator.timing; the wizard's panel and the CLI use these):
+
+    time_hardware(gpus, topology=None, network=None) -> TimeHardware   # GpuInfo list or dicts
+    time_plan(est, hardware, tokens=None, steps=None, available_gpus=None)
+        -> (TimeEstimate, tuple[TimedSuggestion, ...])  # the config's time; fitting changes, fastest first
+    summary_lines(time, fits) -> list[str]            # "time: ~5,590 tokens/s ...", "to train ...: about 5 h"
 """
 
 from trainwiz.estimator.types import (
@@ -16,7 +23,8 @@ from trainwiz.estimator.types import (
 )
 
 __all__ = ["Estimate", "MemoryBreakdown", "ModelSpec", "Suggestion", "TrainConfig",
-           "estimate", "model_from_params", "resolve_model"]
+           "estimate", "model_from_params", "resolve_model", "time_hardware", "time_plan",
+           "summary_lines"]
 
 
 def __getattr__(name):  # lazy: keep `import trainwiz.estimator` cheap
@@ -26,4 +34,7 @@ def __getattr__(name):  # lazy: keep `import trainwiz.estimator` cheap
     if name in ("resolve_model", "model_from_params"):
         from trainwiz.estimator import models
         return getattr(models, name)
+    if name in ("time_hardware", "time_plan", "summary_lines"):
+        from trainwiz.estimator import timing
+        return getattr(timing, name)
     raise AttributeError(name)

@@ -178,15 +178,39 @@ class NvmlBackend:
         total = getattr(mem, "total", None)
         mig_mode = q("nvmlDeviceGetMigMode", h, index=i)
         mig = bool(mig_mode) and mig_mode[0] == getattr(nv, "NVML_DEVICE_MIG_ENABLE", 1)
+        pcie_gen = q("nvmlDeviceGetMaxPcieLinkGeneration", h, index=i)
+        pcie_width = q("nvmlDeviceGetMaxPcieLinkWidth", h, index=i)
         info = GpuInfo(
             index=i, name=name, memory_total=int(total) if total is not None else None, uuid=uuid,
             power_limit=limit / 1000.0 if isinstance(limit, (int, float)) else None,
             compute_capability=cc_text, pci_bus_id=bus_id, mig=mig,
             mig_devices=self._mig_devices(h, i) if mig else (),
+            pcie_gen=int(pcie_gen) if isinstance(pcie_gen, int) and pcie_gen > 0 else None,
+            pcie_width=int(pcie_width) if isinstance(pcie_width, int) and pcie_width > 0 else None,
+            nvlink_links=self._nvlink_links(h, i),
         )
         if i not in self._lost:  # don't cache a half-read lost GPU: it may come back
             self._static[i] = info
         return info
+
+    def _nvlink_links(self, h, i: int) -> int | None:
+        """NVLink links that are up: 0 on a GPU without NVLink (NotSupported), None when NVML
+        cannot tell. Links past the GPU's last answer InvalidArgument: the count stops there."""
+        nv = self.nv
+        if getattr(nv, "nvmlDeviceGetNvLinkState", None) is None:
+            return None
+        not_supported = getattr(nv, "NVMLError_NotSupported", None)
+        enabled = getattr(nv, "NVML_FEATURE_ENABLED", 1)
+        up = 0
+        for link in range(int(getattr(nv, "NVML_NVLINK_MAX_LINKS", 18))):
+            state = self.query("nvmlDeviceGetNvLinkState", h, link, default=_FAILED, index=i)
+            if state is _FAILED:
+                if link == 0:
+                    no_link = isinstance(not_supported, type) and isinstance(self.last_error, not_supported)
+                    return 0 if no_link else None
+                break
+            up += state == enabled
+        return up
 
     def _mig_devices(self, h, i: int) -> tuple[MigDevice, ...]:
         count = self.query("nvmlDeviceGetMaxMigDeviceCount", h, default=0, index=i) or 0

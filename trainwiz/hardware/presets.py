@@ -9,7 +9,7 @@ size: an "80GB" H100 shows 81559 MiB. ``power_limit`` is the default enforced bo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MiB = 1 << 20
 
@@ -24,6 +24,9 @@ class GpuPreset:
     idle_power: float  # watts
     interconnect: str  # "nvlink" | "pcie"
     aliases: tuple[str, ...] = ()
+    pcie_gen: int | None = None  # what NVML's max PCIe link generation / width report
+    pcie_width: int | None = None
+    nvlink_links: int | None = None  # NVLink links up on an SXM board / bridged pair (0: none)
 
 
 def _p(key, name, mib, cc, power, idle, link, *aliases) -> GpuPreset:
@@ -59,6 +62,18 @@ _ALL = (
        "V100-SXM2-32GB"),
     _p("T4", "Tesla T4", 15360, "7.5", 70, 10, "pcie", "T4-16GB"),
 )
+
+# The host link and NVLink of each card as NVML reports them on a usual server (data sheets:
+# SXM H100/H200/B200 18 NVLink links, A100 12, V100 6; H100 NVL pairs bridged with 12).
+_LINKS = {
+    "H100-80GB": (5, 16, 18), "H100-PCIE": (5, 16, 0), "H200": (5, 16, 18), "H100-NVL": (5, 16, 12),
+    "B200": (5, 16, 18), "A100-40GB": (4, 16, 12), "A100-80GB": (4, 16, 12),
+    "A100-80GB-PCIE": (4, 16, 0), "A6000": (4, 16, 0), "L40S": (4, 16, 0), "A10G": (4, 16, 0),
+    "L4": (4, 16, 0), "4090": (4, 16, 0), "3090": (4, 16, 0), "V100-16GB": (3, 16, 6),
+    "V100-32GB": (3, 16, 6), "T4": (3, 16, 0),
+}
+_ALL = tuple(replace(p, pcie_gen=_LINKS[p.key][0], pcie_width=_LINKS[p.key][1],
+                     nvlink_links=_LINKS[p.key][2]) if p.key in _LINKS else p for p in _ALL)
 
 #: Canonical key -> preset, in the order they are listed to users.
 PRESETS: dict[str, GpuPreset] = {p.key: p for p in _ALL}

@@ -91,6 +91,7 @@ def _from_preset(preset: GpuPreset, index: int, seed: str, **over) -> GpuInfo:
         compute_capability=over.pop("compute_capability", None) or preset.compute_capability,
         pci_bus_id=f"00000000:{(0x18 + 0x11 * index) % 0xF0 + 0x0F:02X}:00.0",
         processes=tuple(over.pop("processes", ()) or ()),
+        pcie_gen=preset.pcie_gen, pcie_width=preset.pcie_width, nvlink_links=preset.nvlink_links,
     )
     assert not over, over
     return gpu

@@ -46,6 +46,11 @@ class GpuInfo:
     # Added by the hardware probe (additive; all optional):
     mig_devices: tuple[MigDevice, ...] = ()
     error: str | None = None  # e.g. "GPU is lost": the GPU is listed but cannot be read
+    # Links, for the time estimate (None: not known). PCIe: the best generation and width this
+    # GPU and its slot allow (the current ones drop when idle); NVLink: links that are up.
+    pcie_gen: int | None = None
+    pcie_width: int | None = None
+    nvlink_links: int | None = None
 
     @property
     def supports_bf16(self) -> bool | None:

@@ -9,8 +9,10 @@ Public API (the CLI and the app use only these names)::
     list_runs() -> list[RunStatus]                          newest first
     read_status(run_dir) -> RunStatus                       .to_json() is the `runs --json` record
     resolve_run("last" | id | id prefix | path) -> Path
-    read_samples(run_dir, last=None) -> list[dict]
-    tail_log(run_dir, rank=0, n=50, stream="both") -> list[str]
+    read_samples(run_dir, last=None) -> list[Sample]          typed records (records.py)
+    tail_log(run_dir, rank=0, n=50, stream="both") -> list[str]   "both": in the order written
+    prune_runs(older_than=None, keep=None) -> (removed, skipped)  never a running run
+    RunState                                                 the states, an enum
     build_command(profile, script, args, *, run_dir, run_id, port, ...) -> LaunchCommand
 
 Importing this package is cheap (no torch, no psutil until used).
@@ -32,9 +34,14 @@ _LAZY = {
     "read_samples": "trainwiz.launchers.rundir",
     "tail_log": "trainwiz.launchers.rundir",
     "runs_root": "trainwiz.launchers.rundir",
-    "RunStatus": "trainwiz.launchers.rundir",
-    "RankStatus": "trainwiz.launchers.rundir",
-    "Failure": "trainwiz.launchers.rundir",
+    "prune_runs": "trainwiz.launchers.rundir",
+    "RunState": "trainwiz.launchers.records",
+    "RunStatus": "trainwiz.launchers.records",
+    "RankStatus": "trainwiz.launchers.records",
+    "Failure": "trainwiz.launchers.records",
+    "Sample": "trainwiz.launchers.records",
+    "GpuReading": "trainwiz.launchers.records",
+    "RankReading": "trainwiz.launchers.records",
     "build_command": "trainwiz.launchers.command",
     "build_all_nodes": "trainwiz.launchers.command",
     "accelerate_env": "trainwiz.launchers.command",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from trainwiz.errors import TrainwizError
 from trainwiz.launchers import command as C
-from trainwiz.atomic import is_disk_full
+from trainwiz.atomic import is_disk_full, write_atomic
 from trainwiz.launchers.rundir import (
     RunState,
     RunStatus,
@@ -383,16 +383,17 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
         cmd = C.build_command(profile, pre.script, pre.args, run_dir=str(run_dir), run_id=run_id,
                               port=pre.port, module=module, nproc=pre.nproc, python=pre.python,
                               rank_entry=C.rank_entry_path())
-        (run_dir / "profile.yaml").write_text(_profile_yaml(profile))
+        write_atomic(run_dir / "profile.yaml", _profile_yaml(profile), fsync=False)
         if profile.launcher == "accelerate":
             cfg = _accelerate_config(profile, pre.nproc)
-            (run_dir / "accelerate_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            write_atomic(run_dir / "accelerate_config.yaml", yaml.safe_dump(cfg, sort_keys=False),
+                         fsync=False)
         write_json_atomic(run_dir / "command.json", {
             "argv": cmd.argv, "env": cmd.env, "cwd": cwd, "grace_s": grace_s,
             "launcher": profile.launcher, "module": module, "notes": pre.notes,
         })
         status = RunStatus(
-            id=run_id, state="starting", profile=profile.name,
+            id=run_id, state=RunState.STARTING, profile=profile.name,
             script=pre.script, args=pre.args, started_at=now_iso(), run_dir=str(run_dir),
             device=profile.device, gpu_ids=pre.gpu_indices, num_processes=pre.nproc,
             num_machines=int(profile.num_machines or 1), machine_rank=int(profile.machine_rank),
@@ -460,7 +461,10 @@ def find_supervisor(run_id: str, pid: int | None = None, started: float | None =
                 return False
             if started and abs(proc.create_time() - started) > 1:
                 return False
-            return proc.environ().get(SUPERVISOR_MARK) == run_id
+            if proc.environ().get(SUPERVISOR_MARK) != run_id:
+                return False
+            cmd = proc.cmdline()  # [python, -c, boot, root, RUN_DIR]: the watchdog has --watchdog
+            return "--watchdog" not in cmd and any(a.endswith(run_id) for a in cmd)
         except psutil.Error:
             return False
 

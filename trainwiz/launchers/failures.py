@@ -19,6 +19,7 @@ OOM_PATTERNS = re.compile(
     r"Cannot allocate memory|std::bad_alloc|\bMemoryError\b|NCCL.*(?:ncclSystemError).*alloc",
     re.IGNORECASE,
 )
+MAX_ERROR_FILE = 4 * 1024 * 1024  # torch's error files are a few KiB; a larger one is not read
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure)[\w]*)(:.*)?$")
 
 
@@ -80,8 +81,12 @@ def read_error_file(path: str | Path | None) -> tuple[str | None, float | None]:
     if not path:
         return None, None
     try:
-        data = json.loads(Path(path).read_text())
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_ERROR_FILE + 1)
+        data = json.loads(raw) if len(raw) <= MAX_ERROR_FILE else None
     except (OSError, ValueError):
+        return None, None
+    if not isinstance(data, dict):
         return None, None
     msg = data.get("message")
     if isinstance(msg, dict):

@@ -86,6 +86,17 @@ class _Stream(io.TextIOBase):
             self._buffer = io.FileIO(self._fd, "wb", closefd=False)
         return self._buffer
 
+    @property
+    def mode(self) -> str:
+        return "w"
+
+    @property
+    def line_buffering(self) -> bool:
+        return True
+
+    def reconfigure(self, **kwargs) -> None:
+        """Accepted and ignored: every write already goes straight to the files."""
+
     def writable(self) -> bool:
         return True
 

@@ -9,6 +9,7 @@ wrong type is a :class:`DamagedStatus`, never a traceback further on.
 from __future__ import annotations
 
 import enum
+import functools
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
@@ -161,14 +162,19 @@ def _matches(value, tp) -> bool:
     return True  # a type this checker does not know: not checked
 
 
+@functools.cache
+def _fields_of(cls):
+    return typing.get_type_hints(cls), fields(cls)
+
+
 def _build(cls, data, where: str):
     """An instance of dataclass ``cls`` from ``data``, every known field type-checked; unknown
     keys (written by a newer trainwiz) are ignored."""
     if not isinstance(data, dict):
         raise DamagedStatus(f"{where}: expected a mapping, got {_json_type(data)}")
-    hints = typing.get_type_hints(cls)
+    hints, specs = _fields_of(cls)
     kwargs = {}
-    for f in fields(cls):
+    for f in specs:
         if f.name not in data:
             if f.default is MISSING and f.default_factory is MISSING:  # required
                 raise DamagedStatus(f"{where}: field '{f.name}' is missing")
@@ -189,7 +195,7 @@ def _json_type(value) -> str:
     if isinstance(value, (int, float)):
         return "a number"
     if isinstance(value, str):
-        return "a string"
+        return repr(value) if len(value) <= 40 else "a string"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):

@@ -116,6 +116,8 @@ def damaged_status(run_dir: Path, why: str) -> RunStatus:
 
 def _load_status(run_dir: Path) -> RunStatus:
     path = run_dir / "status.json"
+    if not run_dir.is_dir():
+        raise TrainwizError(f"{run_dir}: no such run folder (deleted or moved?)")
     problem = owner_problem(run_dir)
     if problem:
         return damaged_status(run_dir, f"the run folder is {problem}")
@@ -199,9 +201,9 @@ def _run_dirs(root: Path) -> list[Path]:
     return sorted(entries, key=lambda p: p.name, reverse=True)
 
 
-def list_runs() -> list[RunStatus]:
-    """Every run of this user, newest first. A run whose status cannot be used is one DAMAGED
-    entry (never a failed list)."""
+def list_runs(limit: int | None = None) -> list[RunStatus]:
+    """Every run of this user (or the newest ``limit``), newest first. A run whose status
+    cannot be used is one DAMAGED entry (never a failed list)."""
     root = runs_root()
     if not root.is_dir():
         return []
@@ -210,7 +212,15 @@ def list_runs() -> list[RunStatus]:
         status = _cached_status(entry)
         if status is not None:
             out.append(status)
+            if limit is not None and len(out) >= limit:
+                break
     return out
+
+
+def count_runs() -> int:
+    """How many run folders there are (without reading them)."""
+    root = runs_root()
+    return len(_run_dirs(root)) if root.is_dir() else 0
 
 
 def resolve_run(ref: str | os.PathLike) -> Path:
@@ -218,8 +228,10 @@ def resolve_run(ref: str | os.PathLike) -> Path:
     damaged or not), or a path."""
     ref = str(ref)
     path = Path(ref)
-    if os.sep in ref and (path / "status.json").is_file():
-        return path
+    if os.sep in ref:
+        if path.is_dir() and ((path / "status.json").exists() or (path / "command.json").exists()):
+            return path
+        raise TrainwizError(f"{ref}: not a trainwiz run folder")
     root = runs_root()
     runs = _run_dirs(root) if root.is_dir() else []
     if ref == "last":

@@ -42,6 +42,7 @@ from trainwiz.launchers.rundir import (
     rank_log_dir,
     read_status,
     save_status,
+    tail_lines,
 )
 
 log = logging.getLogger("trainwiz.supervisor")
@@ -198,6 +199,9 @@ class Supervisor:
             return True
         for attempt in range(2):
             try:
+                if attempt:  # the disk was found full just now: the status says so
+                    self._note_disk()
+                    data = json.dumps(self.status.to_file(), sort_keys=True)
                 save_status(self.run_dir, self.status)
                 self._last_written, self._written_at = data, now
                 return True
@@ -237,8 +241,8 @@ class Supervisor:
             return
         lost = f"{self.samples_lost} memory sample(s) dropped" if self.samples_lost else \
             "memory samples dropped"
-        note = (f"disk full since {self.disk_full_since}: {lost}; rank output that found no "
-                "room is marked in its log; the ranks kept running")
+        note = (f"disk full since {self.disk_full_since}: {lost}; the ranks kept running "
+                "(rank output that found no room is counted in its log once there is room)")
         if self.status.message is None or self.status.message.startswith("disk full"):
             self.status.message = note
 
@@ -295,9 +299,10 @@ class Supervisor:
     def _start_watchdog(self) -> int:
         r, w = os.pipe()
         os.set_inheritable(r, True)
+        env = {k: v for k, v in os.environ.items() if k != SUPERVISOR_MARK}  # not a supervisor
         with open(self.run_dir / "supervisor.log", "ab") as out:
             subprocess.Popen(boot_argv("supervisor", "--watchdog", str(self.run_dir)),
-                             stdin=r, stdout=out, stderr=subprocess.STDOUT,
+                             stdin=r, stdout=out, stderr=subprocess.STDOUT, env=env,
                              start_new_session=True, close_fds=True)
         os.close(r)
         return w
@@ -517,6 +522,7 @@ class Supervisor:
             self.set_state(RunState.FAILED)
             return 0
         if rc == 0:
+            self._add_unseen_ranks()
             for entry in self.status.ranks:
                 entry.exit_code = 0
             self.status.ended_at = now_iso()
@@ -527,6 +533,20 @@ class Supervisor:
         self.set_state(RunState.FAILED)
         return 0
 
+    def _add_unseen_ranks(self) -> None:
+        """Ranks that ran and ended between two polls left their log folder (torch's layout);
+        record them too, so a quick run does not read as one with fewer ranks."""
+        nproc = self.status.num_processes or 0
+        known = {r.local_rank for r in self.status.ranks}
+        for local in range(nproc):
+            if local in known or rank_log_dir(self.run_dir, local) is None:
+                continue
+            rank = self.status.machine_rank * nproc + local
+            if any(r.rank == rank for r in self.status.ranks):
+                continue
+            self.status.ranks.append(RankStatus(rank=rank, local_rank=local))
+        self.status.ranks.sort(key=lambda r: r.rank)
+
     def _any_rank_output(self) -> bool:
         """Whether any rank left a trace (its output file), for ranks too quick to be seen."""
         import glob
@@ -535,10 +555,7 @@ class Supervisor:
                                   "output.log")))
 
     def name_failure(self, rc: int) -> Failure:
-        try:
-            launcher_text = (self.run_dir / "launcher.log").read_text(errors="replace")[-200_000:]
-        except OSError:
-            launcher_text = ""
+        launcher_text = "\n".join(tail_lines(self.run_dir / "launcher.log", 3000))
         table = F.parse_failure_table(launcher_text)
         known = {r.rank: r for r in self.status.ranks}
         if table:
@@ -601,10 +618,8 @@ def _mtime(path: str | None) -> float | None:
 
 
 def _tail(path: Path | None, n: int) -> list[str]:
-    if path is None or not path.is_file():
-        return []
     try:
-        return path.read_text(errors="replace").splitlines()[-n:]
+        return tail_lines(path, n)  # from the end: a huge log costs what n lines cost
     except OSError:
         return []
 
@@ -640,7 +655,10 @@ def watchdog(run_dir: Path) -> int:
         if status.failure is None:
             status.failure = Failure(rank=None, exit_code=None,
                                      message="supervisor killed; run ended by its watchdog")
-        save_status(run_dir, status)
+        try:
+            save_status(run_dir, status)
+        except OSError as exc:  # a full disk: readers see the supervisor gone, which says as much
+            log.warning("watchdog: could not record the end of the run: %s", exc)
     return 0
 
 

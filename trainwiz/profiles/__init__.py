@@ -15,6 +15,8 @@ Public API (others code against these names):
     from_accelerate_config(data, *, name, source, warnings=None) -> Profile
     accelerate_default_config_path() -> Path
     estimate_request(profile, num_gpus=None) -> (model, TrainConfig) | None
+    time_request(profile) -> {"tokens"|"steps": N, "network": bytes/s}   # for the time estimate
+    profile_time(profile, est, gpus, topology=None) -> (TimeEstimate, timed suggestions)
 """
 
 from trainwiz.profiles.accelerate_io import (
@@ -25,7 +27,12 @@ from trainwiz.profiles.accelerate_io import (
     is_accelerate_config,
     to_accelerate_config,
 )
-from trainwiz.profiles.estimate_io import estimate_notes, estimate_request
+from trainwiz.profiles.estimate_io import (
+    estimate_notes,
+    estimate_request,
+    profile_time,
+    time_request,
+)
 from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, PlannedHardware, Profile
 from trainwiz.profiles.store import (
     ProfileEntry,
@@ -52,7 +59,7 @@ from trainwiz.profiles.validate import (
 __all__ = [
     "accelerate_config_text", "accelerate_default_config_path", "accelerate_export_notes",
     "from_accelerate_config", "is_accelerate_config", "to_accelerate_config",
-    "estimate_notes", "estimate_request",
+    "estimate_notes", "estimate_request", "profile_time", "time_request",
     "EstimateInputs", "FsdpOptions", "PlannedHardware", "Problem", "Profile", "ProfileEntry", "ProfileError",
     "ProfileExistsError",
     "ProfileStore", "check_profile_gpus", "find_profile", "load_profile", "profile_from_dict",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from trainwiz.estimator.timing import TimeEstimate, TimedSuggestion, time_hardware, time_plan
 from trainwiz.estimator.types import TrainConfig
 from trainwiz.profiles.schema import Profile
+from trainwiz.units import parse_rate
 
 _PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16", "fp8": "bf16"}
 
@@ -44,6 +46,34 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
         attention=est.attention,
     )
     return est.model, cfg
+
+
+def time_request(profile: Profile) -> dict:
+    """What the time estimate takes from a profile beyond the TrainConfig:
+    ``{"tokens" or "steps": N, "network": bytes/s or None}`` (keys only for what is set), for
+    :func:`trainwiz.estimator.timing.time_hardware` (``network``) and ``time_plan`` (the rest)."""
+    est = profile.estimate
+    out: dict = {}
+    if est is None:
+        return out
+    if est.tokens is not None:
+        out["tokens"] = est.tokens
+    elif est.steps is not None:
+        out["steps"] = est.steps
+    if est.network is not None:
+        out["network"] = parse_rate(est.network, "key 'estimate.network'")
+    return out
+
+
+def profile_time(profile: Profile, est, gpus, topology: list | None = None
+                 ) -> tuple[TimeEstimate, tuple[TimedSuggestion, ...]]:
+    """The time of ``est`` (the estimate of ``profile``'s plan) on ``gpus`` (GpuInfo objects, or
+    the dicts a run directory keeps), with the profile's training length and network: what the
+    wizard's panel shows while a plan is edited, and the estimated tokens/s the monitor sets
+    beside the measured ones."""
+    request = time_request(profile)
+    hardware = time_hardware(gpus, topology=topology, network=request.pop("network", None))
+    return time_plan(est, hardware, available_gpus=len(gpus) or None, **request)
 
 
 def estimate_notes(profile: Profile) -> list[str]:

@@ -52,6 +52,11 @@ class EstimateInputs:
     grad_accum: int = 1
     activation_checkpointing: bool = False
     attention: str = "sdpa"
+    # For the time estimate: the training length (one of the two) and the network between
+    # machines ("400Gbps"), needed when num_machines > 1.
+    tokens: int | None = None
+    steps: int | None = None
+    network: str | None = None
 
 
 @dataclass

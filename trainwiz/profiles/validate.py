@@ -15,9 +15,10 @@ from typing import Any
 import yaml
 
 from trainwiz import safeyaml
-from trainwiz.errors import TrainwizError
+from trainwiz.errors import TrainwizError, UsageError
 import trainwiz.profiles.schema as schema
 from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, PlannedHardware, Profile
+from trainwiz.units import parse_count, parse_rate
 
 Path_ = tuple[str, ...]
 
@@ -112,7 +113,7 @@ def _collect_lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
 
 @dataclass(frozen=True)
 class _Spec:
-    kind: str  # int bool str enum list_int list_str env
+    kind: str  # int count bool str enum list_int list_str env
     choices: tuple = ()
     minimum: int | None = None
     nullable: bool = False
@@ -165,6 +166,9 @@ ESTIMATE_SPECS: dict[str, _Spec] = {
     "grad_accum": _Spec("int", minimum=1),
     "activation_checkpointing": _Spec("bool"),
     "attention": _Spec("enum", schema.ATTENTION),
+    "tokens": _Spec("count", minimum=1, nullable=True),
+    "steps": _Spec("count", minimum=1, nullable=True),
+    "network": _Spec("str", nullable=True),
 }
 
 HARDWARE_SPECS: dict[str, _Spec] = {
@@ -254,7 +258,13 @@ class _Checker:
             self.add(path, f"key '{key}' needs a value ({self.describe(spec)})")
             return False, None
         kind = spec.kind
-        if kind == "int":
+        if kind == "count" and isinstance(value, str):  # 1e8, 2B, 500M as a user writes them
+            try:
+                value = parse_count(value, f"key '{key}'")
+            except UsageError as exc:
+                self.add(path, str(exc))
+                return False, None
+        if kind in ("int", "count"):
             if isinstance(value, bool) or not isinstance(value, int):
                 if isinstance(value, float) and value.is_integer():
                     value = int(value)
@@ -343,7 +353,8 @@ class _Checker:
     def describe(spec: _Spec) -> str:
         if spec.kind == "enum":
             return "allowed: " + ", ".join(map(str, spec.choices))
-        return {"int": "an integer", "bool": "true or false", "str": "a string",
+        return {"int": "an integer", "count": "a whole number such as 100000000 or 1e8",
+                "bool": "true or false", "str": "a string",
                 "list_int": "a list of GPU indices", "list_str": "a list of strings",
                 "env": "a mapping"}[spec.kind]
 
@@ -410,6 +421,15 @@ LAUNCHER_OWNED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER
 
 def _check_combinations(p: Profile, chk: _Checker) -> None:
     f = p.fsdp
+    if p.estimate is not None:
+        if p.estimate.tokens is not None and p.estimate.steps is not None:
+            chk.add(("estimate", "steps"), "keys 'estimate.tokens' and 'estimate.steps' are both "
+                                           "set; give the training length one way")
+        if p.estimate.network is not None:
+            try:
+                parse_rate(p.estimate.network, "key 'estimate.network'")
+            except UsageError as exc:
+                chk.add(("estimate", "network"), str(exc))
     owned = sorted(k for k in (p.env or {}) if str(k) in LAUNCHER_OWNED_ENV)
     if owned:
         chk.add(("env", owned[0]), f"key 'env.{owned[0]}': set by the launcher for each rank; "
