@@ -22,6 +22,7 @@ from pathlib import Path
 from trainwiz.estimator.fit import estimate as price
 from trainwiz.estimator.model import fit_on, usable_memory
 from trainwiz.estimator.models import model_from_params
+from trainwiz.estimator.timing import time_hardware, time_plan
 from trainwiz.estimator.models import resolve_model as resolve_named_model
 from trainwiz.estimator.types import Estimate, ModelSpec, Suggestion, TrainConfig
 from trainwiz.profiles.estimate_io import estimate_request, model_argument
@@ -208,7 +209,7 @@ class PlanEstimate:
 # --------------------------------------------------------------------------- the plan
 
 # Keys a change may hold besides TrainConfig's fields.
-PLAN_KEYS = ("machines", "gpus_per_machine", "gpu_ids")
+PLAN_KEYS = ("machines", "gpus_per_machine", "gpu_ids", "tokens")
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,8 @@ class Plan:
     gpu_ids: tuple[int, ...] | None = None  # GPUs of each machine; None: the box's first ones
     device: str = "cuda"
     base: Profile | None = None  # an opened profile: what the plan has no field for is kept
+    tokens: int | None = None  # training length in tokens (for the time estimate)
+    steps: int | None = None  # … or in optimizer steps (from a profile)
 
     # -- made from ---------------------------------------------------------------------
     @classmethod
@@ -247,8 +250,10 @@ class Plan:
             profile, estimate=EstimateInputs(model=""))
         model, cfg = estimate_request(draft, per)
         gpu_ids = tuple(profile.gpu_ids) if profile.gpu_ids and box.here else None
+        est = profile.estimate
         return cls(box=box, config=cfg, model=model or "", machines=profile.num_machines,
-                   gpu_ids=gpu_ids, device=profile.device, base=profile)
+                   gpu_ids=gpu_ids, device=profile.device, base=profile,
+                   tokens=getattr(est, "tokens", None), steps=getattr(est, "steps", None))
 
     # -- what it uses ------------------------------------------------------------------
     @property
@@ -327,6 +332,8 @@ class Plan:
         elif plan.config.strategy == "single" and "strategy" in cfg_changes \
                 and "num_gpus" not in changes and "gpus_per_machine" not in changes:
             per = max(min(plan.max_per_machine(), max(plan.box.size, 2)), 1)
+        if "tokens" in changes:  # a length in tokens replaces one in steps
+            plan = dataclasses.replace(plan, tokens=changes["tokens"] or None, steps=None)
         per = max(1, min(per, plan.max_per_machine()))
         cfg_changes.update(num_gpus=per * machines, num_nodes=machines)
         if cfg_changes.get("strategy", plan.config.strategy) == "ddp" and per * machines == 1:
@@ -409,6 +416,14 @@ class Plan:
                               fits=True, slower=bool(change.get("offload_params")))
         return None
 
+    def time(self, result: PlanEstimate):
+        """How long a step and the run take on the GPUs the plan uses (data-sheet figures for
+        their model): ``(TimeEstimate, timed suggestions)`` of ``trainwiz.estimator.timing``."""
+        gpus = [{"index": g.index, "name": g.name} for g in self.used_gpus()]
+        hardware = time_hardware(gpus)
+        return time_plan(result.estimate, hardware, tokens=self.tokens, steps=self.steps,
+                         available_gpus=self.config.num_gpus)
+
     # -- saving it -----------------------------------------------------------------------
     def to_profile(self, name: str) -> Profile:
         """The profile for this plan: launch settings from the opened profile, the plan's own
@@ -443,6 +458,8 @@ class Plan:
             values = {name: getattr(cfg, name) for name in same}
             values["activation_checkpointing"] = (cfg.activation_checkpointing
                                                   and cfg.strategy != "fsdp")  # FSDP's own
+            if "tokens" in {f.name for f in dataclasses.fields(EstimateInputs)}:
+                values.update(tokens=self.tokens, steps=self.steps)
             # what the plan has no field for (the training length, …) stays as it was
             estimate = (dataclasses.replace(base.estimate, model=model, **values)
                         if base.estimate is not None else EstimateInputs(model=model, **values))

@@ -164,3 +164,25 @@ def test_the_profiles_list_says_how_many_gpus_and_what_they_were_planned_for():
                                gpu="NVIDIA H100 80GB HBM3", gpu_memory=85520809984,
                                gpus_per_machine=8, simulated=True)))
     assert "8 GPUs × 4 machines" in line and "for H100 80GB HBM3 (simulated)" in line
+
+
+async def test_the_training_length_gives_a_run_time_and_is_saved(make_app, isolated_env):
+    from trainwiz.profiles import load_profile
+
+    app = make_app("8xH100-80GB")
+    async with app.run_test(size=(120, 40)) as pilot:
+        wizard = await _wizard_with(pilot, app, "llama-3-8b")
+        wizard.apply_changes({"strategy": "fsdp"})
+        await wait_for(pilot, lambda: wizard.result is not None)
+        assert "tokens/s" in text_of(wizard.query_one("#memory"))
+        wizard.query_one("#train-for").value = 10**9
+        await wait_for(pilot, lambda: wizard.plan.tokens == 10**9)
+        await pilot.pause(0.1)
+        assert "to train 1,000,000,000 tokens: about" in text_of(wizard.query_one("#memory"))
+        wizard.set_focus(None)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+        await pilot.press(*"timed", "enter")
+        await wait_for(pilot, lambda: (Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz"
+                                       / "profiles" / "timed.yaml").exists())
+        assert load_profile("timed").estimate.tokens == 10**9

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Select, Static
 
 from trainwiz.errors import TrainwizError
+from trainwiz.estimator.timing import summary_lines
 from trainwiz.hardware.presets import PRESETS
 from trainwiz.plan import Box, Plan, box_from_gpus, box_from_preset
 from trainwiz.profiles import ProfileExistsError, save_profile
@@ -219,6 +220,7 @@ class WizardScreen(Screen):
             return
         self.result = result
         panel.message = ""
+        panel.time_lines = tuple(summary_lines(plan.time(result)[0], result.fits))
         panel.estimate = result
 
     def _show_extras(self) -> None:

@@ -47,7 +47,7 @@ def describe_change(change: dict) -> str:
 
 
 def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
-                 note: str = "") -> Text:
+                 note: str = "", time_lines: tuple = ()) -> Text:
     """The panel's text from a ``trainwiz.plan.PlanEstimate``: the verdict first (it must stay
     visible at 80×24), one bar per group of identical GPUs, the legend, the suggestions.
     ``note``: a line about the hardware (planned for another box)."""
@@ -98,6 +98,8 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
     if machines > 1:
         where += f" ({machines} machines × {count // machines})"
     text.append(where + "\n", style="bright_black")
+    for line in time_lines:  # the time estimate (trainwiz.estimator.timing's words)
+        text.append(line + "\n", style="cyan")
     cells = [(glyph, gstyle, f"{word} {fmt.gib(getattr(per_gpu, name))}")
              for name, word, glyph, gstyle in CATEGORIES]
     if any(r.gpu.memory_free is not None for r in rows):
@@ -139,7 +141,8 @@ class MemoryPanel(Widget):
     title = reactive("", layout=True)
     message = reactive("", layout=True)
     note = reactive("", layout=True)
+    time_lines = reactive((), layout=True)
 
     def render(self) -> Text:
         return render_panel(self.estimate, self.content_size.width or 40, self.title,
-                            self.message, self.note)
+                            self.message, self.note, self.time_lines)

@@ -30,6 +30,9 @@ BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 SEQ_LENS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 ACCUMS = (1, 2, 4, 8, 16, 32, 64)
 MACHINES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+TOKENS = (0, 10**8, 10**9, 10**10, 10**11, 10**12)  # training length; 0: not given
+TOKEN_LABELS = {0: "—", 10**8: "100M tokens", 10**9: "1B tokens", 10**10: "10B tokens",
+                10**11: "100B tokens", 10**12: "1T tokens"}
 
 
 def _fixed(values: Iterable) -> Callable[[Plan], tuple]:
@@ -62,6 +65,8 @@ class Field:
     def value(self, plan: Plan):
         if self.key == "gpus_per_machine":
             return plan.gpus_per_machine
+        if self.key == "tokens":
+            return plan.tokens or 0
         if self.key in PLAN_KEYS:
             return getattr(plan, self.key)
         return getattr(plan.config, self.key)
@@ -71,6 +76,8 @@ class Field:
         current = self.value(plan)
         if current not in values:
             values = sorted([*values, current], key=lambda v: (str(type(v)), v))
+        if self.key == "tokens" and current not in self.labels:  # a profile's own length
+            self.labels.setdefault(current, f"{current:,} tokens")
         return values
 
 
@@ -89,6 +96,7 @@ FIELDS: tuple[Field, ...] = (
     Field("optimizer", "optimizer", "optimizer", _fixed(OPTIMIZERS)),
     Field("attention", "attention", "attention", _fixed(ATTENTIONS)),
     Field("ckpt", "activation_checkpointing", "act. ckpt", _fixed((False, True)), ON_OFF),
+    Field("train-for", "tokens", "train for", _fixed(TOKENS), TOKEN_LABELS),
 )
 FIELD_BY_KEY = {f.key: f for f in FIELDS}
 
