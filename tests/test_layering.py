@@ -30,6 +30,8 @@ PURE = {
     "trainwiz.cli": HEAVY,
     "trainwiz.launchers": HEAVY,
     "trainwiz.launchers.command": HEAVY,
+    "trainwiz.launchers.slurm": HEAVY + ("psutil",),
+    "trainwiz.hardware.slurm": HEAVY,
     "trainwiz.hardware": HEAVY,  # pynvml only when NVML is actually probed
     # the app: Textual of course, but never torch, and NVML only from its workers
     "trainwiz.tui.app": ("torch", "pynvml", "transformers", "accelerate"),

@@ -15,7 +15,8 @@ def _box(spec: str):
 
 
 def test_a_suggestion_beyond_one_machine_plans_more_machines_and_saves_them():
-    plan = Plan.for_box(_box("8xH100-80GB"), "llama-3-70b").with_changes({"strategy": "fsdp"})
+    plan = Plan.for_box(_box("8xH100-80GB"), "llama-3-70b").with_changes(
+        {"strategy": "fsdp", "loop": "trainer"})
     model = resolve_model(plan.model)
     result = plan.estimate(model)
     big = next(s for s in result.suggestions if s.change.get("num_gpus", 0) > 8)

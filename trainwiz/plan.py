@@ -25,13 +25,12 @@ from trainwiz.estimator.models import model_from_params
 from trainwiz.estimator.timing import time_hardware, time_plan
 from trainwiz.estimator.models import resolve_model as resolve_named_model
 from trainwiz.estimator.types import Estimate, ModelSpec, Suggestion, TrainConfig
-from trainwiz.profiles.estimate_io import estimate_request, model_argument
+from trainwiz.profiles.estimate_io import estimate_request, mixed_precision_for, model_argument
 from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, PlannedHardware, Profile
 
 GPUS_PER_PLANNED_MACHINE = 8  # a GPU preset planned for: machines of this many of them
 MAX_CPU_RANKS = 1024
 BUSY = 0.98  # a GPU with less than this share free is in use by others: judged by what is free
-PROFILE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 FSDP_V1_ONLY = ("NO_SHARD", "HYBRID_SHARD")  # FSDP2 has no such sharding: saved as version 1
 
 
@@ -439,7 +438,7 @@ class Plan:
                                        offload_params=cfg.offload_params,
                                        activation_checkpointing=cfg.activation_checkpointing,
                                        forward_prefetch=fsdp.forward_prefetch and version == 1)
-        precision = PROFILE_PRECISION.get(cfg.precision, cfg.precision)  # fp32 is "no"
+        precision = mixed_precision_for(cfg.precision)
         if base.mixed_precision == "fp8" and cfg.precision == "bf16":
             precision = "fp8"  # estimated as bf16; the profile keeps fp8
         used = self.used_gpus()

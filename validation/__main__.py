@@ -75,9 +75,11 @@ def _run_all(names: list[str], jobs: int) -> dict:
             if p.returncode == 0 and os.path.exists(out):
                 with open(out) as f:
                     results[name] = json.load(f)
-                r = results[name]
-                print(f"  {name}: {_mib(r['peak_total'])} MiB at {r['peak_phase']} "
-                      f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+                loops = results[name]["loops"]
+                print(f"  {name}: " + ", ".join(
+                    f"{loop} {_mib(r['peak_total'])} MiB at {r['peak_phase']}"
+                    for loop, r in loops.items()) + f" ({time.perf_counter() - t0:.0f}s)",
+                    file=sys.stderr, flush=True)
             else:
                 results[name] = {"error": f"exit {p.returncode}", "log_tail": log[-3000:]}
                 print(f"  {name}: FAILED (exit {p.returncode})\n{log[-3000:]}", file=sys.stderr,
@@ -89,6 +91,14 @@ def _print_table(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    runs = {}
+    for name, r in results.items():
+        if "error" in r:
+            runs[name] = r
+            continue
+        for loop, lr in r["loops"].items():
+            runs[f"{name} [{loop}]"] = {**r, **lr}
+    results = runs
     cats = [c for c in CATEGORIES
             if any(r.get("peak_breakdown", {}).get(c) for r in results.values())]
     heads = list(dict.fromkeys(CATEGORIES[c] for c in cats))
@@ -131,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report", help="estimated vs measured, per case and per term")
     rep.add_argument("--measured", default=str(DEFAULT_JSON), help="measurements to compare with")
     rep.add_argument("--markdown", metavar="FILE", help="also write the report as Markdown")
+    rep.add_argument("--readme", metavar="FILE",
+                     help="rewrite the accuracy summary between the validation markers in FILE")
     det = sub.add_parser("detail", help="activation storages after forward (single cases)")
     det.add_argument("name")
     one = sub.add_parser("_one")
@@ -155,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"total activations after forward: {total / 2**20:.2f} MiB")
         return 0
     if args.cmd == "report":
-        from validation.report import TOLERANCE, markdown, print_report, rows_from
+        from validation.report import markdown, print_report, rows_from, update_readme
 
         doc = json.loads(Path(args.measured).read_text())
         rows = rows_from(doc["cases"])
@@ -164,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
             Path(args.markdown).write_text(markdown(rows, doc))
             print(f"wrote {args.markdown}")
-        return 0 if all(abs(r.error) <= TOLERANCE for r in rows) else 1
+        if args.readme:
+            readme = Path(args.readme)
+            readme.write_text(update_readme(readme.read_text(), rows))
+            print(f"updated {args.readme}")
+        return 0 if all(r.ok for r in rows) else 1
     if args.cmd == "list":
         for c in CASES:
             print(c.name)

@@ -5,9 +5,15 @@ random weights. :func:`validation.measure.measure` runs it under torch's MemTrac
 (FSDPMemTracker for FSDP2); :func:`case_to_estimate_inputs` turns it into what the estimator
 takes. This module imports neither torch nor transformers, so the case list is cheap to import.
 
-Conventions (every case): attention dropout 0 (CPU SDPA with dropout falls back to the math
-kernel, CUDA does not), ``attn_implementation="sdpa"``, no attention mask passed (causal models
-use ``is_causal``), ``foreach=True`` optimizers, fp32 master weights, ``use_cache=False``.
+Every case is measured in both training loops (:data:`LOOPS`): ``custom`` keeps the model
+outputs through backward and until the next forward replaces them (accelerate's examples),
+``trainer`` drops them before backward (HF Trainer).
+
+Conventions (every case): attention dropout 0 with SDPA (CPU SDPA with dropout falls back to the
+math kernel, CUDA does not; eager attention is the same path on both, so eager cases may have
+attention dropout), no attention mask passed (causal models use ``is_causal``), ``foreach=True``
+optimizers, ``use_cache=False``. Weights in fp32 (``fp32``, ``bf16`` autocast) or loaded in
+bf16 and trained as is (``bf16-pure``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 STRATEGIES = ("single", "ddp", "fsdp")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "bf16-pure")
+LOOPS = ("custom", "trainer")
 OPTIMIZERS = ("adamw", "sgd")
 
 
@@ -79,7 +86,7 @@ class Case:
     hf_config: dict
     strategy: str = "single"  # single | ddp | fsdp
     num_gpus: int = 1
-    precision: str = "fp32"  # fp32 | bf16 (autocast bf16 around forward+loss, fp32 master weights)
+    precision: str = "fp32"  # fp32 | bf16 (autocast around forward+loss over fp32 weights) | bf16-pure
     optimizer: str = "adamw"  # adamw | sgd (momentum 0.9); always foreach=True
     batch_size: int = 2
     seq_len: int = 256
@@ -191,6 +198,39 @@ CASES += [
     _c("gemma-bf16-sgd", gemma_config(), precision="bf16", optimizer="sgd", batch_size=2, seq_len=256),
 ]
 
+# bf16-pure: the model loaded in bf16 and trained as is (no autocast; bf16 AdamW state).
+CASES += [
+    _c("llama-pure-adamw", llama_config(), precision="bf16-pure", batch_size=4),
+    _c("gpt2-pure-sgd", gpt2_config(), precision="bf16-pure", optimizer="sgd"),
+    _c("bert-mlm-pure-adamw-ac", bert_config(), precision="bf16-pure",
+       activation_checkpointing=True),
+    _c("ddp-qwen2-pure-adamw", qwen2_config(), strategy="ddp", num_gpus=2,
+       precision="bf16-pure"),
+    _c("fsdp-full-llama-pure-adamw", llama_config(), strategy="fsdp", num_gpus=2,
+       precision="bf16-pure"),
+]
+
+# Eager attention with attention dropout (the softmax output, the mask and the dropped
+# probabilities are kept: the same kernels on CPU and CUDA but for the mask's dtype).
+CASES += [
+    _c("gpt2-eager-attndrop-fp32-adamw", {**gpt2_config(vocab=4000), "attn_pdrop": 0.1},
+       attention="eager"),
+    _c("bert-mlm-eager-attndrop-fp32-sgd",
+       {**bert_config(vocab=4000), "attention_probs_dropout_prob": 0.1}, attention="eager",
+       optimizer="sgd"),
+    _c("llama-eager-attndrop-bf16-adamw", {**llama_config(vocab=4000), "attention_dropout": 0.1},
+       attention="eager", precision="bf16"),
+]
+
+# Deep and narrow: 12 blocks, so the estimator's bulk path for the middle blocks is measured.
+_DEEP = {"vocab": 2048, "hidden": 128, "layers": 12, "heads": 4, "kv_heads": 2,
+         "intermediate": 384}
+CASES += [
+    _c("llama-deep12-fp32-adamw", llama_config(**_DEEP), batch_size=2, seq_len=256),
+    _c("fsdp-full-llama-deep12-bf16-adamw", llama_config(**_DEEP), strategy="fsdp", num_gpus=2,
+       precision="bf16", batch_size=2, seq_len=256),
+]
+
 CASES_BY_NAME: dict[str, Case] = {c.name: c for c in CASES}
 
 
@@ -201,8 +241,8 @@ def get_case(name: str) -> Case:
         raise KeyError(f"unknown validation case {name!r}; known: {', '.join(CASES_BY_NAME)}")
 
 
-def case_to_estimate_inputs(case: Case) -> tuple[dict, dict]:
-    """Return ``(hf_config_dict, TrainConfig fields)`` for the estimator.
+def case_to_estimate_inputs(case: Case, loop: str = "custom") -> tuple[dict, dict]:
+    """Return ``(hf_config_dict, TrainConfig fields)`` for the estimator, for one of the loops.
 
     The config dict goes to ``trainwiz.estimator.models.model_from_hf_config``; the fields to
     ``trainwiz.estimator.types.TrainConfig(**fields)``.
@@ -218,6 +258,7 @@ def case_to_estimate_inputs(case: Case) -> tuple[dict, dict]:
         "activation_checkpointing": case.activation_checkpointing,
         "attention": case.attention,
         "gradient_as_bucket_view": case.gradient_as_bucket_view,
+        "loop": loop,
     }
     if case.sharding is not None:
         fields["sharding"] = case.sharding

@@ -1,10 +1,19 @@
 """Measure one validation case: peak tensor memory of a steady-state training step on CPU.
 
 ``measure(case)`` builds the model from ``case.hf_config`` with random weights (seed 0), runs two
-warm-up steps (so optimizer state exists), then measures the third step under
+warm-up steps (so optimizer state exists), then measures steady-state steps under
 ``torch.distributed._tools.mem_tracker.MemTracker`` (single, DDP) or
-``fsdp2_mem_tracker.FSDPMemTracker`` (FSDP2). DDP/FSDP cases spawn ``num_gpus`` gloo processes;
-rank 0's numbers are returned and every rank's are kept under ``"ranks"``.
+``fsdp2_mem_tracker.FSDPMemTracker`` (FSDP2), once per training loop:
+
+- ``custom``: ``outputs = model(**batch); loss = outputs.loss; loss.backward(); opt.step()`` with
+  ``outputs`` kept until the next forward returns (accelerate's examples). One tracked step
+  first, so that the previous step's outputs are tracked tensors when the measured one starts.
+- ``trainer``: ``loss = model(**batch).loss``: the outputs are dropped before backward.
+
+The tracker's peak is reset after each phase (forward with the loss, backward, optimizer step),
+so the result has the peak of every phase, and the breakdown at the peak of the step.
+DDP/FSDP cases spawn ``num_gpus`` gloo processes; rank 0's numbers are returned and every rank's
+are kept under ``"ranks"``.
 
 Imports torch and transformers; never imported by the estimator, the CLI start-up or the app.
 """
@@ -21,6 +30,7 @@ import time
 from validation.cases import Case
 
 PHASES = ("forward", "backward", "optimizer")
+LOOPS = ("custom", "trainer")
 
 
 def _set_threads() -> None:
@@ -39,7 +49,8 @@ def _build_model(case: Case):
     config = AutoConfig.for_model(model_type, **cfg)
     torch.manual_seed(0)
     auto = AutoModelForMaskedLM if case.head == "masked_lm" else AutoModelForCausalLM
-    model = auto.from_config(config, attn_implementation=case.attention, dtype=torch.float32)
+    dtype = torch.bfloat16 if case.precision == "bf16-pure" else torch.float32
+    model = auto.from_config(config, attn_implementation=case.attention, dtype=dtype)
     model.train()
     if case.activation_checkpointing:
         kwargs = {"use_reentrant": False}
@@ -78,7 +89,7 @@ def _autocast(case: Case):
 
     if case.precision == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return contextlib.nullcontext()  # fp32, and bf16-pure: no autocast, the weights are bf16
 
 
 def _decoder_layers(model, num_layers: int):
@@ -129,17 +140,32 @@ def _dev_snap(snap: dict) -> dict:
     return out
 
 
-def _step(model, opt, batch, case: Case, tracker=None) -> dict:
-    """One training step; with a tracker, returns current/peak snapshots after each phase."""
+def _reset_peak(tracker) -> None:
+    """Start a new peak from the current memory (MemTracker does this on ``__enter__``; between
+    phases of one step we do it by hand, on the two fields it keeps the peak in)."""
+    current = tracker.get_tracker_snapshot("current")
+    tracker._peak_mem_snap = current
+    tracker._peak_mem = {dev: snap.get("Total", 0) for dev, snap in current.items()}
+
+
+def _step(model, opt, batch, case: Case, tracker=None, outputs: dict | None = None) -> dict:
+    """One training step; with a tracker, returns the current memory after each phase and the
+    peak within it. ``outputs``: the custom loop's variable (a dict holding the previous step's
+    outputs under "outputs"), replaced when this forward returns; None: the trainer loop."""
     record: dict = {}
 
     def mark(phase: str) -> None:
         if tracker is not None:
             record[phase] = {"current": _snap(tracker),
                              "peak": _dev_snap(tracker.get_tracker_snapshot("peak"))}
+            _reset_peak(tracker)
 
     with _autocast(case):
-        loss = model(**batch).loss  # outputs (logits) dropped before backward, as HF Trainer
+        if outputs is None:
+            loss = model(**batch).loss  # trainer loop: the outputs are dropped before backward
+        else:
+            outputs["outputs"] = model(**batch)  # the previous step's outputs are freed here
+            loss = outputs["outputs"].loss
     mark("forward")
     loss.backward()
     del loss
@@ -150,20 +176,16 @@ def _step(model, opt, batch, case: Case, tracker=None) -> dict:
     return record
 
 
-def _result_from_record(record: dict, tracker) -> dict:
-    peak = _dev_snap(tracker.get_tracker_snapshot("peak"))
-    total = peak.get("Total", 0)
-    phase = None
-    for p in PHASES:  # first phase after which the running peak reached its final value
-        if record[p]["peak"].get("Total", 0) >= total:
-            phase = p
-            break
+def _result_from_record(record: dict) -> dict:
+    by_phase = {p: record[p]["peak"].get("Total", 0) for p in PHASES}
+    phase = max(PHASES, key=lambda p: by_phase[p])  # the first phase with the step's peak
+    peak = record[phase]["peak"]
     return {
-        "peak_total": total,
+        "peak_total": by_phase[phase],
         "peak_breakdown": {k: v for k, v in peak.items() if k != "Total"},
         "peak_phase": phase,
         "after_phase": {p: record[p]["current"] for p in PHASES},
-        "peak_by_phase": {p: record[p]["peak"].get("Total", 0) for p in PHASES},
+        "peak_by_phase": by_phase,
     }
 
 
@@ -219,8 +241,9 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
 
     _step(model, opt, batch, case)  # warm-up 1: optimizer state exists; DDP rebuilds buckets
     buckets: list = []
+    outputs: dict = {}
     with _CaptureCollectives(buckets) if case.strategy == "ddp" else contextlib.nullcontext():
-        _step(model, opt, batch, case)  # warm-up 2: DDP's final buckets are all-reduced
+        _step(model, opt, batch, case, outputs=outputs)  # warm-up 2: DDP's final buckets
     t1 = time.perf_counter()
 
     if case.strategy == "fsdp":
@@ -235,17 +258,25 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
         # only meets them when the all-reduce returns them mid-backward and books them as Temp.
         # Register them up front so they are counted all step long, as "Other".
         tracker.track_external(model, opt, batch["input_ids"], batch["labels"], *buckets)
+    records = {}
+    with tracker:  # custom loop, once so that its outputs are tracked tensors ...
+        _step(model, opt, batch, case, outputs=outputs)
+    tracker.reset_mod_stats()  # FSDPMemTracker measures one iteration per stats
+    with tracker:  # ... when the measured step starts (entering resets the peak)
+        records["custom"] = _step(model, opt, batch, case, tracker, outputs=outputs)
+    outputs.clear()
+    tracker.reset_mod_stats()
     with tracker:
-        record = _step(model, opt, batch, case, tracker)
+        records["trainer"] = _step(model, opt, batch, case, tracker)
     t2 = time.perf_counter()
 
-    res = _result_from_record(record, tracker)
+    res = {"loops": {loop: _result_from_record(records[loop]) for loop in LOOPS}}
     if case.strategy == "ddp":
         res["ddp_buckets"] = _ddp_bucket_info(model)
         res["ddp_buckets"]["tracked_as_other_bytes"] = _storage_bytes(buckets)
     res.update(extra)
     res["rank"] = rank
-    res["seconds"] = {"build_and_warmup": round(t1 - t0, 2), "measured_step": round(t2 - t1, 2)}
+    res["seconds"] = {"build_and_warmup": round(t1 - t0, 2), "measured_steps": round(t2 - t1, 2)}
     return res
 
 
@@ -337,8 +368,9 @@ def _dist_worker(rank: int, world: int, port: int, case_json: str, out_dir: str)
 
 
 def measure(case: Case) -> dict:
-    """Measure ``case``; return rank 0's peak (``peak_total``), its breakdown at the peak
-    (``peak_breakdown``: tracker categories → bytes), ``peak_phase`` and details."""
+    """Measure ``case``; return rank 0's results per loop (``loops[loop]``: ``peak_total``, its
+    breakdown at the peak ``peak_breakdown`` (tracker categories → bytes), ``peak_phase``,
+    ``peak_by_phase``) and details."""
     import torch
 
     t0 = time.perf_counter()
@@ -355,11 +387,12 @@ def measure(case: Case) -> dict:
                 with open(os.path.join(tmp, f"rank{r}.json")) as f:
                     ranks.append(json.load(f))
         res = dict(ranks[0])
-        res["ranks"] = [{"rank": r["rank"], "peak_total": r["peak_total"],
-                         "peak_breakdown": r["peak_breakdown"], "peak_phase": r["peak_phase"]}
-                        for r in ranks]
-        worst = max(abs(r["peak_total"] - res["peak_total"]) for r in ranks)
-        res["rank_spread"] = worst / max(res["peak_total"], 1)
+        res["ranks"] = [{"rank": r["rank"], "loops": {
+            loop: {k: r["loops"][loop][k] for k in ("peak_total", "peak_breakdown", "peak_phase")}
+            for loop in LOOPS}} for r in ranks]
+        res["rank_spread"] = max(
+            abs(r["loops"][loop]["peak_total"] - res["loops"][loop]["peak_total"])
+            / max(res["loops"][loop]["peak_total"], 1) for r in ranks for loop in LOOPS)
     res["case"] = case.name
     res["torch"] = torch.__version__
     res["wall_seconds"] = round(time.perf_counter() - t0, 2)

@@ -151,11 +151,14 @@ def markdown(results: list[dict], data: dict) -> str:
     lines += ["", "## Sources", ""]
     for key, src in data["sources"].items():
         lines.append(f"- **{key}**: {src['what']}. {src['url']}")
-    notes = [(r["row"]["id"], r["row"][k]) for r in results for k in ("network_note", "hardware_note")
-             if r["row"].get(k)]
+    notes: dict = {}  # the same note for several rows is written once
+    for r in results:
+        for k in ("network_note", "hardware_note"):
+            if r["row"].get(k):
+                notes.setdefault(r["row"][k], []).append(r["row"]["id"])
     if notes:
         lines += ["", "Notes on rows:", ""]
-        lines += [f"- {rid}: {text}" for rid, text in notes]
+        lines += [f"- {', '.join(ids)}: {text}" for text, ids in notes.items()]
     return "\n".join(lines) + "\n"
 
 

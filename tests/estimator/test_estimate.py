@@ -126,7 +126,8 @@ def test_bare_parameter_count_says_what_it_cannot_estimate():
     ({"strategy": "fsdp", "num_gpus": 1, "sharding": "SHARD_GRAD_OP"}, "needs at least 2 GPUs"),
     ({"strategy": "single", "num_gpus": 2}, "strategy single runs on one GPU"),
     ({"offload_params": True}, "needs --strategy fsdp"),
-    ({"precision": "fp8"}, "precision must be one of fp32, fp16, bf16"),
+    ({"precision": "fp8"}, "precision must be one of fp32, fp16, bf16, bf16-pure"),
+    ({"loop": "lightning"}, "loop must be one of custom, trainer"),
 ])
 def test_impossible_configs_are_refused(bad, match):
     with pytest.raises(UsageError, match=match):
@@ -139,3 +140,101 @@ def test_bare_count_under_fsdp_shards_its_weights():
     sixty_four = est(bare, strategy="fsdp", num_gpus=64, batch_size=1)
     assert sixty_four.per_gpu.params == pytest.approx(eight.per_gpu.params / 8, rel=1e-6)
     assert any("gathered blocks" in n for n in eight.notes)
+
+
+def test_custom_loop_keeps_the_logits_through_backward():
+    m = resolve_model("llama-3.2-1b")  # 128k vocabulary: the logits are the biggest tensor
+    custom = est(m, precision="bf16", batch_size=2, seq_len=2048)
+    trainer = est(m, precision="bf16", batch_size=2, seq_len=2048, loop="trainer")
+    assert custom.config.loop == "custom"  # the default: the safe side for a fit verdict
+    assert custom.terms["peak_at"] == trainer.terms["peak_at"] == "loss backward"
+    logits_bf16 = 2 * 2048 * m.vocab_size * 2
+    assert custom.per_gpu.peak_allocated - trainer.per_gpu.peak_allocated == logits_bf16
+    assert custom.per_gpu.activations - trainer.per_gpu.activations == logits_bf16
+
+
+def test_custom_loop_outputs_are_alive_in_the_optimizer_step():
+    # tiny activations, big optimizer step: the previous outputs still count there
+    m = resolve_model("llama-3.2-1b")
+    custom = est(m, precision="fp32", batch_size=1, seq_len=64)
+    trainer = est(m, precision="fp32", batch_size=1, seq_len=64, loop="trainer")
+    assert custom.terms["peak_at"] == "optimizer step"
+    assert custom.per_gpu.peak_allocated - trainer.per_gpu.peak_allocated == 64 * m.vocab_size * 4
+
+
+def test_bf16_pure_keeps_weights_gradients_and_adam_state_in_bf16():
+    m = resolve_model("llama-3.2-1b")
+    pure = est(m, precision="bf16-pure", batch_size=1, seq_len=64, loop="trainer")
+    mixed = est(m, precision="bf16", batch_size=1, seq_len=64, loop="trainer")
+    assert pure.terms["peak_at"] == "optimizer step"
+    assert pure.per_gpu.params == 2 * m.params
+    assert pure.per_gpu.grads == 2 * m.params
+    assert pure.per_gpu.optimizer == 4 * m.params  # exp_avg + exp_avg_sq, like the weights
+    assert mixed.per_gpu.peak_allocated > 1.9 * pure.per_gpu.peak_allocated
+    sgd = est(m, precision="bf16-pure", optimizer="sgd", batch_size=1, seq_len=64)
+    assert sgd.per_gpu.optimizer == 2 * m.params
+
+
+def test_bf16_pure_under_ddp_and_fsdp_halves_buckets_and_shards():
+    m = resolve_model("gpt2")
+    plain = est(m, precision="bf16-pure", strategy="ddp", num_gpus=2, batch_size=1, seq_len=64)
+    view = est(m, precision="bf16-pure", strategy="ddp", num_gpus=2, batch_size=1, seq_len=64,
+               gradient_as_bucket_view=True)
+    assert plain.per_gpu.peak_allocated - view.per_gpu.peak_allocated == 2 * m.params
+    fsdp = est(strategy="fsdp", num_gpus=8, precision="bf16-pure", batch_size=1, seq_len=128)
+    mixed = est(strategy="fsdp", num_gpus=8, precision="bf16", batch_size=1, seq_len=128)
+    assert fsdp.per_gpu.optimizer * 2 == pytest.approx(mixed.per_gpu.optimizer, rel=1e-6)
+    assert fsdp.host_ram * 2 == mixed.host_ram  # the model is loaded in bf16
+
+
+def test_dropping_the_outputs_is_suggested_with_what_it_saves():
+    from trainwiz.units import format_bytes
+
+    m = resolve_model("llama-3.2-1b")
+    trainer = est(m, precision="bf16", batch_size=2, seq_len=2048, loop="trainer", gpu=80 * GiB)
+    custom = est(m, precision="bf16", batch_size=2, seq_len=2048,
+                 gpu=(trainer.per_gpu.total + 256 * (1 << 20)))
+    assert custom.verdict == "does not fit"
+    first = custom.suggestions[0]
+    assert first.change == {"loop": "trainer"} and first.fits
+    saved = format_bytes(custom.per_gpu.total - trainer.per_gpu.total)
+    assert first.note == f"drop the outputs before backward (or use the HF Trainer): saves {saved}"
+    # never offered to a loop that already drops them
+    assert not any("loop" in s.change for s in est(m, precision="bf16", batch_size=2, seq_len=2048,
+                                                  loop="trainer", gpu=8 * GiB).suggestions)
+
+
+@pytest.mark.parametrize("family,key", [("gpt2", "attn_pdrop"), ("bert", "attention_probs_dropout_prob"),
+                                        ("llama", "attention_dropout")])
+def test_eager_attention_dropout_keeps_the_mask_and_the_dropped_probabilities(family, key):
+    from trainwiz.estimator.models import model_from_hf_config
+    from validation.cases import bert_config, gpt2_config, llama_config
+
+    cfg = {"gpt2": gpt2_config, "bert": bert_config, "llama": llama_config}[family]()
+    with_dropout = model_from_hf_config({**cfg, key: 0.1})
+    without = model_from_hf_config({**cfg, key: 0.0})
+    assert with_dropout.attention_dropout == 0.1  # read from the config
+
+    def peak(m, attention):
+        return est(m, precision="fp32", batch_size=2, seq_len=256, attention=attention,
+                   loop="trainer").per_gpu.activations
+
+    scores = 2 * with_dropout.num_heads * 256 * 256
+    layers = with_dropout.num_layers
+    # fp32 eager: a bool mask (CUDA) and the dropped fp32 probabilities, per layer
+    assert peak(with_dropout, "eager") - peak(without, "eager") == layers * scores * (1 + 4)
+    assert peak(with_dropout, "sdpa") == peak(without, "sdpa")  # fused kernels keep none of it
+
+
+def test_bf16_pure_bert_mlm_loss_runs_in_bf16_where_causal_lms_upcast():
+    # BertForMaskedLM calls CrossEntropyLoss on its logits as they are; causal LMs upcast first
+    bert, gpt2 = resolve_model("bert-base-cased"), resolve_model("gpt2")
+
+    def loss_terms(m, precision):
+        e = est(m, precision=precision, batch_size=8, seq_len=512, loop="trainer")
+        return e.terms["tensors_at_peak"].get("head.loss.log_softmax"), e
+
+    tokens = 8 * 512
+    assert loss_terms(bert, "bf16-pure")[0] == tokens * bert.vocab_size * 2
+    assert loss_terms(bert, "bf16")[0] == tokens * bert.vocab_size * 4  # autocast: fp32
+    assert loss_terms(gpt2, "bf16-pure")[0] == tokens * gpt2.vocab_size * 4

@@ -150,3 +150,20 @@ def test_a_mixed_box_is_named_and_sized_for_its_smallest_gpu(run_cli):
     data = json.loads(run_cli("estimate", "llama-3.2-3b", "--simulate", "4xA100-80GB+4xL4",
                               "--json").stdout)
     assert data["gpu_memory"] == min(g["memory_total"] for g in data["gpus"])
+
+
+def test_loop_and_bf16_pure_options(run_cli):
+    base = ("estimate", "llama-3.2-1b", "--gpu-memory", "80GiB", "--batch-size", "2", "--json")
+    custom = json.loads(run_cli(*base).stdout)
+    trainer = json.loads(run_cli(*base, "--loop", "trainer").stdout)
+    pure = json.loads(run_cli(*base, "--precision", "bf16-pure").stdout)
+    assert custom["config"]["loop"] == "custom" and trainer["config"]["loop"] == "trainer"
+    assert custom["per_gpu"]["peak_allocated"] > trainer["per_gpu"]["peak_allocated"]
+    assert pure["config"]["precision"] == "bf16-pure"
+    assert pure["per_gpu"]["params"] * 2 == custom["per_gpu"]["params"]
+    text = run_cli("estimate", "llama-3.2-1b", "--gpu-memory", "80GiB", "--precision", "bf16-pure")
+    assert "bf16 pure" in text.stdout and "loop: custom (outputs kept through backward" in text.stdout
+    text = run_cli("estimate", "llama-3.2-1b", "--gpu-memory", "80GiB", "--loop", "trainer")
+    assert "loop: trainer (outputs dropped before backward" in text.stdout
+    bad = run_cli("estimate", "llama-3.2-1b", "--loop", "keras")
+    assert bad.returncode == 2 and "--loop" in bad.stderr and "custom" in bad.stderr

@@ -209,3 +209,16 @@ def test_lora_hooks_skip_weight_gradients_and_qlora_pays_for_dequantizing():
     full, lora, qlora = tps("full"), tps("lora"), tps("qlora")
     assert 1.2 < lora / full < 1.6  # backward: input gradients only (2 of 3 forward-sized passes)
     assert qlora < lora  # every pass dequantizes the 4-bit weights first
+
+
+def test_a_suggestion_that_also_picks_gpus_is_timed_by_what_the_config_knows():
+    from dataclasses import replace
+
+    from trainwiz.estimator import Suggestion
+
+    gpus = parse_simulate("4xH100-80GB")
+    est = estimate(LLAMA8, TrainConfig(strategy="fsdp", num_gpus=4, precision="bf16", seq_len=2048),
+                   gpu_memory=gpus[0].memory_total)
+    two = Suggestion(change={"num_gpus": 2, "gpu_ids": [0, 1]}, total=1, note="GPUs 0 and 1")
+    _, (timed,) = time_plan(replace(est, suggestions=(two,)), time_hardware(gpus))
+    assert timed.time.estimated and timed.time.tokens_per_step == 2 * 2048

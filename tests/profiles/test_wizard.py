@@ -33,6 +33,7 @@ def test_plain_wizard_saves_the_profile_it_was_told(isolated_env, tmp_path):
     answer(child, "Mixed precision" + ARROWS, "\r")  # bf16: H100s support it
     answer(child, "Micro-batch size per GPU", "\x152\r")
     answer(child, "Sequence length", "\x151024\r")
+    answer(child, "Training loop" + ARROWS, "\r")  # custom, the default: not written
     answer(child, "Strategy" + ARROWS, "f\r")
     child.expect("Memory per GPU: [0-9.]+ GiB of 79.6 GiB")
     answer(child, "FSDP sharding" + ARROWS, "s\r")
@@ -102,6 +103,7 @@ def test_planned_on_a_simulated_box_exports_anywhere_and_keeps_the_model_path(
     answer(child, "Mixed precision" + ARROWS, "\r")
     answer(child, "Micro-batch size per GPU", "\r")
     answer(child, "Sequence length", "\r")
+    answer(child, "Training loop" + ARROWS, "\r")
     answer(child, "Strategy" + ARROWS, "d\r")
     answer(child, "several machines", "n")
     answer(child, "Profile name", "eight\r")
@@ -116,3 +118,25 @@ def test_planned_on_a_simulated_box_exports_anywhere_and_keeps_the_model_path(
                        str(tmp_path / "acc.yaml"))
     assert exported.returncode == 0, exported.stderr
     assert yaml.safe_load((tmp_path / "acc.yaml").read_text())["num_processes"] == 8
+
+
+def test_plain_wizard_asks_the_loop_and_offers_bf16_pure(isolated_env, tmp_path):
+    child = spawn(isolated_env, tmp_path, "--plain", "--simulate", "1xH100-80GB")
+    answer(child, "Model", "llama-3.2-1b\r")
+    answer(child, "Mixed precision" + ARROWS, "p\r")
+    answer(child, "Micro-batch size per GPU", "\x154\r")
+    answer(child, "Sequence length", "\x152048\r")
+    answer(child, "Training loop" + ARROWS, "t\r")
+    answer(child, "Strategy" + ARROWS, "\r")
+    child.expect("Memory per GPU: [0-9.]+ GiB of 79.6 GiB")
+    answer(child, "Profile name", "\x15pure\r")
+    child.expect("Saved profile")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    saved = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles" / "pure.yaml"
+    assert yaml.safe_load(saved.read_text()) == {
+        "version": 1, "strategy": "single", "mixed_precision": "bf16-pure",
+        "estimate": {"model": "llama-3.2-1b", "batch_size": 4, "loop": "trainer"},
+        "hardware": {"gpu": "NVIDIA H100 80GB HBM3", "gpu_memory": 85520809984,
+                     "simulated": True}}

@@ -27,7 +27,7 @@ async def test_32_gpus_stay_32_through_tab_and_save(make_app, isolated_env):
     app = make_app("8xH100-80GB")
     async with app.run_test(size=(80, 24)) as pilot:
         wizard = await _wizard_with(pilot, app, "llama-3-70b")
-        wizard.apply_changes({"strategy": "fsdp"})
+        wizard.apply_changes({"strategy": "fsdp", "loop": "trainer"})
         await wait_for(pilot, lambda: any(s.change.get("num_gpus", 0) > 8
                                           for s in wizard.result.suggestions))
         counts = [s.change.get("num_gpus", 0) for s in wizard.result.suggestions]

@@ -58,13 +58,15 @@ def format_estimate(result) -> str:
 def plan_line(profile, detection) -> list[str]:
     """What `profiles show` prints about a profile's plan: the estimate line and, when this
     box is not the hardware it was planned for, one line that says so."""
+    from trainwiz.estimator.types import LOOP_TEXT
     from trainwiz.plan import Plan, box_from_gpus, resolve_model
 
     here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
     plan = Plan.from_profile(profile, here)
     if not plan.model:
         return []
-    lines = [format_estimate(plan.estimate(resolve_model(plan.model)))]
+    lines = [format_estimate(plan.estimate(resolve_model(plan.model))),
+             f"loop: {LOOP_TEXT[plan.config.loop]}"]
     differs = plan.differs(here)
     if differs:
         lines.append(differs)
@@ -207,9 +209,14 @@ def _wizard(args: argparse.Namespace) -> int:
                   Choice("fp16", value="fp16", shortcut_key="f"),
                   Choice("no (fp32)", value="fp32", shortcut_key="n"),
                   Choice("fp8 (needs Transformer Engine, torchao or MS-AMP)", value="fp8",
-                         shortcut_key="8")]
+                         shortcut_key="8"),
+                  Choice("bf16-pure (not mixed: the model loaded in bf16 and trained as is; "
+                         "weights, gradients, optimizer state in bf16)", value="bf16-pure",
+                         shortcut_key="p")]
     if plan.device == "cpu":
-        precisions = [precisions[2], precisions[0]]
+        precisions = [precisions[2], precisions[0], precisions[4]]
+    elif not bf16:  # no bf16 on these GPUs (V100, T4): no pure bf16 either
+        precisions = precisions[:4]
     default = ("bf16" if bf16 else "fp16") if plan.device == "cuda" else "fp32"
     precision = _ask(_select("Mixed precision:", precisions, default))
     if precision == "fp8":  # estimated as bf16; the profile keeps fp8
@@ -226,6 +233,12 @@ def _wizard(args: argparse.Namespace) -> int:
             "Sequence length:", default=str(seq_default),
             validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
         plan = plan.with_changes({"batch_size": batch, "seq_len": seq_len})
+        loop = _ask(_select("Training loop:", [
+            Choice("custom  — keeps the model outputs through backward (accelerate's examples, "
+                   "most hand-written loops)", value="custom", shortcut_key="c"),
+            Choice("trainer — drops them before backward (HF Trainer, TRL)", value="trainer",
+                   shortcut_key="t")], plan.config.loop))
+        plan = plan.with_changes({"loop": loop})
 
     # DDP when a full copy fits, FSDP otherwise
     several = plan.gpus_per_machine > 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from trainwiz.estimator.types import LOOPS, PRECISIONS
+
 
 def register(subparsers) -> None:
     from trainwiz.cli import add_simulate_option
@@ -29,9 +31,10 @@ def register(subparsers) -> None:
     p.add_argument("--num-nodes", type=int, default=1, metavar="N", help="machines (HYBRID_SHARD)")
     p.add_argument("--gpu-memory", metavar="SIZE",
                    help="memory per GPU, e.g. 80GiB (default: from the detected or simulated GPUs)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="fp16/bf16: autocast mixed precision with fp32 master weights (default "
-                   "bf16, or fp16 on GPUs without bf16 such as V100 and T4)")
+                   "bf16, or fp16 on GPUs without bf16 such as V100 and T4); bf16-pure: the model "
+                   "loaded in bf16 and trained as is (weights, gradients, optimizer state in bf16)")
     p.add_argument("--optimizer", choices=("adamw", "sgd", "adafactor", "adamw8bit"), default="adamw")
     p.add_argument("--fused-optimizer", action="store_true", help="fused AdamW kernel (no foreach temporaries)")
     p.add_argument("--batch-size", type=int, default=1, metavar="B", help="per-GPU micro-batch (default 1)")
@@ -40,7 +43,13 @@ def register(subparsers) -> None:
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--offload-params", action="store_true", help="FSDP CPU offload")
     p.add_argument("--attention", choices=("sdpa", "eager"), default="sdpa",
-                   help="sdpa: memory-efficient kernels (default); eager keeps the s×s scores")
+                   help="sdpa: memory-efficient kernels (default); eager keeps the s×s scores "
+                   "(and, with attention dropout in the config, its mask and the dropped "
+                   "probabilities)")
+    p.add_argument("--loop", choices=LOOPS, default="custom",
+                   help="custom (default): your loop keeps the model outputs (logits) through "
+                   "backward, as accelerate's examples do; trainer: they are dropped before "
+                   "backward, as the HF Trainer and TRL do")
     p.add_argument("--gradient-as-bucket-view", action="store_true",
                    help="DDP: gradients live in the reducer's buckets (no second copy)")
     p.add_argument("--tokens", metavar="N", help="training length in tokens (e.g. 1e8, 2B): "
@@ -127,13 +136,13 @@ def run(args) -> int:
         activation_checkpointing=args.activation_checkpointing,
         offload_params=args.offload_params, attention=args.attention,
         gradient_as_bucket_view=args.gradient_as_bucket_view,
+        loop=args.loop,
     )
     if args.table:
         return _print_accelerate_table(model)
     est = estimate(model, config, gpu_memory=gpu_memory, gpu_free=gpu_free,
                    available_gpus=len(detected) or None)
-
-    if precision == "bf16" and no_bf16:
+    if precision in ("bf16", "bf16-pure") and no_bf16:
         g = no_bf16[0]
         est = dataclasses.replace(est, notes=est.notes + (
             f"GPU {g.index} ({g.name}, compute capability {g.compute_capability}) has no bf16: "

@@ -36,6 +36,9 @@ def register(subparsers) -> None:
                    help="refresh interval for --watch (default 1.0)")
     p.add_argument("--count", type=int, default=None, metavar="N",
                    help="with --watch, stop after N refreshes")
+    p.add_argument("--slurm", action="store_true",
+                   help="the Slurm cluster's partitions: nodes, their states, CPUs, memory, "
+                   "GPUs per node and type, and how to plan for them")
     add_simulate_option(p)
     p.set_defaults(func=run)
 
@@ -239,6 +242,10 @@ def run(args) -> int:
     from trainwiz.cli import simulate_spec
     from trainwiz.hardware import detect
 
+    if getattr(args, "slurm", False):
+        from trainwiz.cli.gpus_slurm import run_slurm
+
+        return run_slurm(args)
     spec = simulate_spec(args)
     if args.interval <= 0:
         from trainwiz.errors import UsageError

@@ -78,7 +78,7 @@ def run(args) -> int:
 
     from trainwiz.cli import simulate_spec
     from trainwiz.errors import TrainwizError
-    from trainwiz.launchers import api
+    from trainwiz.launchers import api, dispatch
     from trainwiz.cli.live import watch
     from trainwiz.profiles import load_profile
 
@@ -91,6 +91,14 @@ def run(args) -> int:
         script, module = args.module, True
     profile = load_profile(args.profile)
     simulate = simulate_spec(args)
+    if args.print_commands and profile.scheduler == "slurm":
+        from trainwiz.launchers.slurm_submit import plan_script
+
+        text, notes = plan_script(profile, script, rest, module=module)
+        for note in notes:
+            print(f"# note: {note}", file=sys.stderr)
+        sys.stdout.write(text)
+        return 0
     if args.print_commands:
         pre = api.preflight(profile, script, rest, module=module, simulate=simulate, yes=None,
                             confirm=None)
@@ -103,11 +111,15 @@ def run(args) -> int:
             print(f"# machine {cmd.node_rank}{here}")
             print(cmd.shell())
         return 0
-    handle = api.launch(profile, script, rest, module=module, simulate=simulate, yes=args.yes,
+    handle = dispatch.launch(profile, script, rest, module=module, simulate=simulate, yes=args.yes,
                         confirm=_confirm)
     for note in handle.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"launched run {handle.id} ({handle.run_dir})", flush=True)
+    if handle.job_id:
+        print(f"submitted Slurm job {handle.job_id} as run {handle.id} ({handle.run_dir})",
+              flush=True)
+    else:
+        print(f"launched run {handle.id} ({handle.run_dir})", flush=True)
     if args.detach:
         print(f"watch: trainwiz attach {handle.id}   stop: trainwiz stop {handle.id}   "
               f"logs: trainwiz logs {handle.id} --rank 0")

@@ -27,10 +27,15 @@ def _fmt_bytes(n: int | None) -> str:
     return f"{n / 1024 ** 2:.0f}MiB"
 
 
+def _gpu_label(g) -> str:
+    node = getattr(g, "node", None)  # a Slurm run's GPUs name their node
+    return f"{node}:GPU{g.local_index}" if node else f"GPU{g.index}"
+
+
 def _memory_line(sample: Sample, simulated: bool = False) -> str | None:
     gpus = sample.gpus
     if gpus:
-        parts = [f"GPU{g.index} {_fmt_bytes(g.memory_used)}/{_fmt_bytes(g.memory_total)}"
+        parts = [f"{_gpu_label(g)} {_fmt_bytes(g.memory_used)}/{_fmt_bytes(g.memory_total)}"
                  for g in gpus]
         if simulated:  # CPU ranks' real memory, shown on the simulated box's GPUs
             return "memory (simulated GPUs, ranks' host memory): " + "  ".join(parts)
@@ -60,9 +65,14 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
             say(f"[{status.id}] DAMAGED: {status.message}; `trainwiz logs {status.id}` reads "
                 f"its logs, `trainwiz stop {status.id}` ends it")
             return 1
-        if status.state != seen_state:
-            say(f"[{status.id}] {status.state}")
-            seen_state = status.state
+        shown = str(status.state)
+        if status.slurm:  # a Slurm job: Slurm's own state, and why it is pending
+            shown += f" (Slurm job {status.slurm.get('job_id')} {status.slurm.get('state')}"
+            reason = status.slurm.get("reason") if status.slurm.get("state") == "PENDING" else None
+            shown += f": {reason})" if reason else ")"
+        if shown != seen_state:
+            say(f"[{status.id}] {shown}")
+            seen_state = shown
         if status.message and status.message.startswith("disk full") \
                 and status.message.split(":")[0] != seen_note:
             seen_note = status.message.split(":")[0]
@@ -90,6 +100,8 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
     if status.failure:
         f = status.failure
         who = f"rank {f.rank}" if f.rank is not None else "the launcher"
+        if f.node:
+            who += f" on {f.node}"
         say(f"FAILED: {who} exited with code {f.exit_code}: {f.message}"
             + ("  [out of memory]" if f.oom else ""))
         if f.rank is not None:

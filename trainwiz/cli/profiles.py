@@ -55,9 +55,10 @@ def register(subparsers) -> None:
     add_simulate_option(imp)
     imp.set_defaults(func=_import)
 
-    exp = sub.add_parser("export", help="write a profile as a trainwiz or accelerate config file")
+    exp = sub.add_parser("export", help="write a profile as a trainwiz or accelerate config "
+                         "file, or (scheduler: slurm) as the sbatch script trainwiz submits")
     exp.add_argument("name", metavar="NAME")
-    exp.add_argument("--format", choices=("trainwiz", "accelerate"), default="trainwiz")
+    exp.add_argument("--format", choices=("trainwiz", "accelerate", "sbatch"), default="trainwiz")
     exp.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     exp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     add_simulate_option(exp)
@@ -105,7 +106,10 @@ def _summary(profile) -> str:
         where = f"{profile.num_processes} GPU(s)"
     else:
         where = "all GPUs"
-    if profile.num_machines > 1:
+    if profile.scheduler == "slurm":  # Slurm's nodes, on its partition
+        part = profile.slurm.partition if profile.slurm and profile.slurm.partition else None
+        where += f" × {profile.machines} Slurm node(s)" + (f" ({part})" if part else "")
+    elif profile.num_machines > 1:
         where += f" × {profile.num_machines} machines"
     return f"{strat}, {where}, mixed precision: {profile.mixed_precision}"
 
@@ -353,6 +357,13 @@ def _export(args: argparse.Namespace) -> int:
     if args.format == "accelerate":
         text = accelerate_config_text(profile, _gpu_count(args))
         notes = accelerate_export_notes(profile)
+    elif args.format == "sbatch":  # the script `trainwiz launch` would submit, for sbatch FILE
+        from trainwiz.launchers.slurm_submit import plan_script
+
+        text, slurm_notes = plan_script(profile, check=False)
+        for note in slurm_notes:
+            print(f"trainwiz: note: {note}", file=sys.stderr)
+        notes = []
     else:
         text = profile_text(profile)
         notes = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainwiz.estimator.types import Estimate
+from trainwiz.estimator.types import LOOP_TEXT, PRECISION_TEXT, Estimate
 from trainwiz.units import format_bytes
 
 VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red",
@@ -13,7 +13,7 @@ def describe_config(est: Estimate) -> str:
     c = est.config
     parts = [c.strategy if c.strategy != "fsdp" else f"fsdp {c.sharding}"]
     parts.append(f"{c.num_gpus} GPU" + ("s" if c.num_gpus > 1 else ""))
-    parts.append(c.precision if c.precision == "fp32" else f"{c.precision} mixed")
+    parts.append(PRECISION_TEXT.get(c.precision, c.precision))
     parts.append(c.optimizer + (" (fused)" if c.fused_optimizer else ""))
     parts.append(f"micro-batch {c.batch_size} × seq {c.seq_len}")
     if c.grad_accum > 1:
@@ -51,6 +51,7 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
     console.print(Text.assemble((f"{m.name}", "bold"), f"  {m.params:,} parameters",
                                 f"  ({m.family})" if m.family != "unknown" else ""))
     console.print(describe_config(est) + (f"  —  {source_line}" if source_line else ""))
+    console.print(f"loop: {LOOP_TEXT.get(est.config.loop, est.config.loop)}")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("per GPU, at the peak")
     table.add_column("memory", justify="right")

@@ -92,8 +92,16 @@ def cmd_runs(args) -> int:
             fail = r.message or "status.json damaged"
         elif r.failure:
             who = f"rank {r.failure.rank}" if r.failure.rank is not None else "launcher"
+            if r.failure.node:  # a Slurm run: the node the rank ran on
+                who += f" on {r.failure.node}"
             message = " ".join((r.failure.message or "").split())  # one line a run
             fail = f"{who}: {message}"
+        elif r.slurm and not r.finished:  # a Slurm job: its state, and why it waits
+            fail = f"Slurm job {r.slurm.get('job_id')} {r.slurm.get('state')}"
+            if r.slurm.get("state") == "PENDING" and r.slurm.get("reason"):
+                fail += f" ({r.slurm.get('reason')})"
+            elif r.slurm.get("nodelist"):
+                fail += f" on {r.slurm.get('nodelist')}"
         script = (r.script or "").rsplit("/", 1)[-1]
         state = ("DAMAGED" if r.damaged else str(r.state)) + (
             " OOM" if r.failure and r.failure.oom else "")
@@ -189,12 +197,15 @@ def cmd_logs(args) -> int:
     import time
 
     from trainwiz.errors import TrainwizError
-    from trainwiz.launchers.rundir import read_status, resolve_run
+    from trainwiz.launchers import slurm_jobs
+    from trainwiz.launchers.rundir import read_status, resolve_run, slurm_node_of_rank
 
     if args.lines is not None and args.lines < 0:
         raise TrainwizError(f"-n {args.lines}: expected a number of lines, 0 or more")
     run_dir = resolve_run(args.run)
-    if args.launcher:
+    if args.launcher and slurm_jobs.is_slurm_run(run_dir):  # the job's output, each node's logs
+        paths = [(p, sys.stdout) for p in slurm_jobs.launcher_logs(run_dir)]
+    elif args.launcher:
         paths = [(run_dir / "launcher.log", sys.stdout), (run_dir / "supervisor.log", sys.stderr)]
     else:
         status = read_status(run_dir)
@@ -209,7 +220,16 @@ def cmd_logs(args) -> int:
             print(f"rank {args.rank} has no log yet (state {status.state})", file=sys.stderr)
             return 0
         paths = paths or [(None, sys.stdout)]
-    offsets = [_print_file(p, args.lines, s) for p, s in paths]
+        node_dir = slurm_node_of_rank(run_dir, args.rank) if status.slurm else None
+        if node_dir is not None:  # a Slurm run: which node the rank ran on
+            print(f"rank {args.rank} ran on {slurm_jobs.node_name(node_dir)}", file=sys.stderr,
+                  flush=True)
+    headers = args.launcher and slurm_jobs.is_slurm_run(run_dir)  # several files: name each
+    offsets = []
+    for path, stream in paths:
+        if headers and path is not None and path.is_file():
+            print(f"==> {path} <==", file=stream, flush=True)
+        offsets.append(_print_file(path, args.lines, stream))
     if not args.follow:
         return 0
     try:

@@ -11,7 +11,13 @@ Dtypes: ``Precision.compute`` is the bytes of matmul outputs (2 under bf16/fp16,
 ``Precision.residual`` the bytes of the residual stream (4 when the weights are fp32 — autocast
 keeps embeddings, norms and residual adds in fp32 — 2 when FSDP gathers bf16 weights);
 ``Precision.autocast`` means each linear casts its fp32 input to a fresh low-precision copy,
-and saves that copy, not its input.
+and saves that copy, not its input. ``Precision.amp`` means an autocast region is active at all
+(also under FSDP, whose weights are already low precision): ops on autocast's fp32 list, such as
+softmax on CUDA, then return fp32.
+
+Kernels are CUDA's. ``Precision.cuda=False`` sizes what CPU kernels keep instead (for comparing
+with CPU measurements; see validation/): a dropout mask in the input's dtype rather than a bool,
+and softmax, pow (GPT-2's gelu) and layer_norm left in low precision under CPU autocast.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ class Precision:
     compute: int
     residual: int
     autocast: bool
+    amp: bool = False
+    cuda: bool = True
+
+    def mask(self, input_bytes: int) -> int:
+        """Bytes per element of a dropout mask: CUDA's fused dropout keeps a bool mask, CPU's
+        dropout multiplies by a scaled noise tensor in the input's dtype and keeps that."""
+        return BOOL if self.cuda else input_bytes
 
 
 @dataclass(frozen=True)
@@ -95,8 +108,18 @@ def _rms_norm(saved: dict, name: str, T: int, h: int, prec: Precision, gemma: bo
     return prec.residual
 
 
-def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shared: bool = False) -> int:
-    """Attention core; returns its forward transient. q/k/v/out are (b, heads, s, d)."""
+def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shared: bool = False,
+          dropout: float = 0.0, softmax_fp32: bool = True, probs_bytes: int | None = None) -> int:
+    """Attention core; returns its forward transient. q/k/v/out are (b, heads, s, d).
+
+    Eager attention is transformers' ``eager_attention_forward``: scores = q @ k^T, softmax
+    (``softmax_fp32``: asked for in fp32, as llama-style models do; else in the scores' dtype,
+    which autocast on CUDA raises to fp32), cast to ``probs_bytes`` (llama: q's dtype, which is
+    the residual stream's, fp32 under autocast, because RoPE multiplies by fp32 cos/sin; GPT-2:
+    v's; BERT does not cast: None), dropout, probs @ v. With attention dropout the softmax output, the mask and
+    the dropped probabilities are all kept for backward. SDPA's CUDA kernels keep none of that,
+    with or without dropout (the mask is regenerated from the RNG state).
+    """
     T, e = dims.T, prec.compute
     if not q_elems_shared:
         saved["attn.q"] = T * dims.a * dims.d * e
@@ -107,9 +130,18 @@ def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shar
         scores = dims.b * dims.a * dims.s * dims.s
         if dims.kv != dims.a and not q_elems_shared:  # repeat_kv materialises full-head k and v
             saved["attn.k"] = saved["attn.v"] = T * dims.a * dims.d * e
-        saved["attn.probs_fp32"] = scores * FP32  # softmax(..., dtype=float32) keeps its output
-        if e != FP32:
-            saved["attn.probs"] = scores * e  # .to(q.dtype), kept by probs @ v
+        amp_fp32 = prec.amp and prec.cuda  # CPU autocast leaves softmax in low precision
+        sm = FP32 if (softmax_fp32 or e == FP32 or amp_fp32) else e
+        saved["attn.softmax"] = scores * sm  # softmax keeps its output for backward
+        probs = probs_bytes or sm  # .to(q.dtype): a copy when the dtype changes
+        fresh = probs != sm  # a new tensor, not the softmax output itself
+        if dropout > 0:
+            saved["attn.dropout.mask"] = scores * prec.mask(probs)
+            fresh = True  # the dropped probabilities are a new tensor
+        if prec.amp and probs == FP32 and e != FP32:
+            saved["attn.probs"] = scores * e  # autocast's matmul keeps its bf16 copy of them
+        elif fresh:
+            saved["attn.probs"] = scores * probs  # kept by probs @ v
         return 2 * scores * e  # q @ k^T and the masked scores before softmax
     saved["attn.lse"] = dims.b * dims.a * dims.s * FP32  # logsumexp of the flash kernels
     return 0
@@ -127,7 +159,8 @@ def block_memory(model: ModelSpec, dims: Dims, prec: Precision, attention: str) 
         _linear_inputs(saved, "qkv_proj.input", 1, T * h, out1, prec)
     else:
         _linear_inputs(saved, "qkv_proj.input", 3, T * h, out1, prec)
-    fwd_t = _sdpa(saved, dims, prec, attention)
+    fwd_t = _sdpa(saved, dims, prec, attention, dropout=model.attention_dropout,
+                  probs_bytes=prec.residual)
     # o_proj reads attn.out; its output is added to the fp32/bf16 residual
     saved["residual"] = 0  # the block input is counted as norm1.input (or the checkpoint input)
     if family == "gemma2":  # post-attention norm on the branch, then pre-feedforward norm
@@ -152,9 +185,10 @@ def block_memory(model: ModelSpec, dims: Dims, prec: Precision, attention: str) 
     return BlockMemory(saved=saved, forward_transient=fwd_t, backward_transient=bwd_t)
 
 
-def _dropout(saved: dict, name: str, elems: int, p: float, out_bytes: int) -> None:
+def _dropout(saved: dict, name: str, elems: int, p: float, input_bytes: int,
+             prec: Precision) -> None:
     if p > 0:
-        saved[f"{name}.mask"] = elems * BOOL
+        saved[f"{name}.mask"] = elems * prec.mask(input_bytes)
 
 
 def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, attention: str) -> BlockMemory:
@@ -165,12 +199,13 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
         saved["ln_1.input"] = T * h * r
         _linear_inputs(saved, "c_attn.input", 1, T * h, r, prec)
         saved["attn.qkv"] = 3 * T * h * e  # q, k, v are views of c_attn's output
-        fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True)
-        _dropout(saved, "attn.resid_dropout", T * h, p, e)
+        fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True,
+                      dropout=model.attention_dropout, softmax_fp32=False, probs_bytes=e)
+        _dropout(saved, "attn.resid_dropout", T * h, p, e, prec)
         saved["ln_2.input"] = T * h * r
         _linear_inputs(saved, "c_fc.input", 1, T * h, r, prec)
         # gelu_new, written out in Python: 0.5*x*(1+tanh(c*(x+0.044715*x**3)))
-        if prec.autocast:  # pow runs in fp32 under autocast, so the chain is fp32
+        if prec.autocast and prec.cuda:  # pow runs in fp32 under CUDA autocast: an fp32 chain
             saved["mlp.pow_input_fp32"] = T * f * FP32
             saved["mlp.tanh"] = T * f * FP32
             saved["mlp.one_plus_tanh"] = T * f * FP32
@@ -182,7 +217,7 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
             saved["mlp.one_plus_tanh"] = T * f * e
             saved["mlp.half_x"] = T * f * e
             saved["mlp.product"] = T * f * e
-        _dropout(saved, "mlp.dropout", T * h, p, e)
+        _dropout(saved, "mlp.dropout", T * h, p, e, prec)
         bwd_t = 3 * T * f * FP32 + T * h * r
         return BlockMemory(saved=saved, forward_transient=max(fwd_t, 2 * T * f * FP32),
                            backward_transient=bwd_t)
@@ -191,15 +226,16 @@ def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, atten
     saved["attn.q"] = T * h * e
     saved["attn.k"] = T * h * e
     saved["attn.v"] = T * h * e
-    fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True)
-    _dropout(saved, "attn.out_dropout", T * h, p, e)
+    fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True,
+                  dropout=model.attention_dropout, softmax_fp32=False)
+    _dropout(saved, "attn.out_dropout", T * h, p, e, prec)
     saved["attn.ln.input"] = T * h * r  # dropout(dense(x)) + x, kept by LayerNorm
     saved["attn.ln.output"] = T * h * r  # input of the intermediate dense and of the next residual
     if prec.autocast:
         saved["intermediate.input.cast"] = T * h * e
     saved["intermediate.gelu_input"] = T * f * e
     _linear_inputs(saved, "output.input", 1, T * f, e, prec)  # gelu output, kept by the dense
-    _dropout(saved, "output.dropout", T * h, p, e)
+    _dropout(saved, "output.dropout", T * h, p, e, prec)
     saved["output.ln.input"] = T * h * r
     bwd_t = 2 * T * f * e + T * h * r
     return BlockMemory(saved=saved, forward_transient=max(fwd_t, T * f * e),
@@ -221,7 +257,7 @@ def head_memory(model: ModelSpec, dims: Dims, prec: Precision) -> HeadMemory:
     T, h, V, e, r = dims.T, dims.h, dims.V, prec.compute, prec.residual
     embed: dict = {"block_input": T * h * r}
     if model.family in ("gpt2", "bert"):
-        _dropout(embed, "embed.dropout", T * h, model.embedding_dropout, r)
+        _dropout(embed, "embed.dropout", T * h, model.embedding_dropout, r, prec)
     if model.family == "bert":
         embed["embed.ln.input"] = T * h * r
     head: dict = {}
@@ -234,7 +270,8 @@ def head_memory(model: ModelSpec, dims: Dims, prec: Precision) -> HeadMemory:
         if model.head == "masked_lm":  # transform: dense + gelu + LayerNorm, then the decoder
             _linear_inputs(head, "transform.input", 1, T * h, r, prec)
             head["transform.gelu_input"] = T * h * e
-            head["transform.ln.input"] = T * h * (FP32 if prec.autocast else e)
+            # LayerNorm is on CUDA autocast's fp32 list: it keeps an fp32 copy of its bf16 input
+            head["transform.ln.input"] = T * h * (FP32 if prec.autocast and prec.cuda else e)
             _linear_inputs(head, "decoder.input", 1, T * h, r, prec)
     else:
         out = _rms_norm(head, "final_norm", T, h, prec, model.family in ("gemma", "gemma2"))
@@ -242,11 +279,14 @@ def head_memory(model: ModelSpec, dims: Dims, prec: Precision) -> HeadMemory:
     if model.head == "seq_cls":  # logits are (b, labels): the loss is negligible
         return HeadMemory(embed, head, dims.b * model.num_labels * FP32, 0, 0)
     logits = T * V * e
-    # loss: logits.float() (a copy unless already fp32), log_softmax's output (saved)
-    upcast = T * V * FP32 if e != FP32 else 0
+    # loss: logits.float() (a copy unless already fp32), log_softmax's output (saved).
+    # transformers' causal-LM loss upcasts; BERT's masked-LM head calls CrossEntropyLoss on the
+    # logits as they are, so without autocast (bf16-pure) its loss runs in bf16.
+    loss_bytes = FP32 if (model.family != "bert" or prec.amp) else e
+    upcast = T * V * FP32 if e != FP32 and loss_bytes == FP32 else 0
     if model.final_logit_softcapping:  # logits / cap, tanh (saved), * cap
         head["softcap.tanh"] = T * V * e
-    head["loss.log_softmax"] = T * V * FP32
-    # backward: nll's grad (zeros + scatter) and log_softmax's grad, both fp32, alive together
+    head["loss.log_softmax"] = T * V * loss_bytes
+    # backward: nll's grad (zeros + scatter) and log_softmax's grad, alive together
     return HeadMemory(embed, head, logits, loss_forward_transient=upcast,
-                      loss_backward_transient=2 * T * V * FP32)
+                      loss_backward_transient=2 * T * V * loss_bytes)

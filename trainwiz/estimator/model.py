@@ -2,7 +2,12 @@
 
 The step is the usual loop in steady state (the optimizer state exists):
 
-    optimizer.zero_grad(set_to_none=True); loss = model(**batch).loss; loss.backward(); optimizer.step()
+    outputs = model(**batch); loss = outputs.loss; loss.backward(); optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+With ``loop="custom"`` (accelerate's examples, most hand-written loops) ``outputs`` holds the
+logits through backward and the optimizer step, until the next forward replaces them; with
+``loop="trainer"`` (the HF Trainer, TRL) only the loss leaves the forward.
 
 We walk it block by block — forward, loss, backward in reverse, optimizer step — adding and
 removing named tensors, and keep the moment where the sum peaks and what it was made of. That
@@ -18,6 +23,8 @@ the root stays gathered for the whole step. Mixed precision is autocast over fp3
 low-precision weight copies autocast makes are kept for backward), except under FSDP, where the
 weights are gathered in bf16/fp16 directly and gradients reduced in that dtype
 (MixedPrecisionPolicy with param_dtype = reduce_dtype), as accelerate 1.x sets up FSDP2.
+``bf16-pure`` is the model loaded in bf16 and trained as is (lit-gpt's bf16-true, torchtune's
+default): weights, gradients and optimizer state all 2 bytes, no autocast.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from trainwiz.errors import UsageError
 from trainwiz.estimator import activations as acts
 from trainwiz.estimator.types import (
     ATTENTIONS,
+    LOOPS,
     OPTIMIZERS,
     PRECISIONS,
     SHARDINGS,
@@ -116,6 +124,7 @@ def _check(config: TrainConfig) -> None:
     allowed("precision", config.precision, PRECISIONS)
     allowed("optimizer", config.optimizer, OPTIMIZERS)
     allowed("attention", config.attention, ATTENTIONS)
+    allowed("loop", config.loop, LOOPS)
     for name in ("num_gpus", "batch_size", "seq_len", "grad_accum", "num_nodes"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -134,27 +143,34 @@ def _check(config: TrainConfig) -> None:
         raise UsageError("--offload-params needs --strategy fsdp (FSDP's CPU offload)")
 
 
-def optimizer_state_bytes(optimizer: str, params: int, largest_matrix: int | None = None) -> int:
+def weight_bytes(precision: str) -> int:
+    """Bytes of one stored weight (and of its gradient and each optimizer state value)."""
+    return 2 if precision == "bf16-pure" else 4
+
+
+def optimizer_state_bytes(optimizer: str, params: int, largest_matrix: int | None = None,
+                          dtype_bytes: int = 4) -> int:
+    """Optimizer state; torch creates it like the parameters (``zeros_like``), so in their dtype."""
     if optimizer == "adamw":
-        return 8 * params  # exp_avg + exp_avg_sq in fp32
+        return 2 * dtype_bytes * params  # exp_avg + exp_avg_sq
     if optimizer == "sgd":
-        return 4 * params  # momentum buffer
+        return dtype_bytes * params  # momentum buffer
     if optimizer == "adamw8bit":  # bitsandbytes: 1 byte per state + an fp32 absmax per 256-value block
         return 2 * params + 2 * (params // 256 + 1) * 4
     # adafactor: factored second moment (row + column statistics) for matrices; no first moment
-    return int(4 * params * 0.01) + 4 * 1024
+    return int(dtype_bytes * params * 0.01) + 4 * 1024
 
 
-def optimizer_temporary_bytes(optimizer: str, params: int, fused: bool) -> int:
+def optimizer_temporary_bytes(optimizer: str, params: int, fused: bool, dtype_bytes: int = 4) -> int:
     """Extra memory inside optimizer.step(). foreach AdamW holds sqrt(exp_avg_sq) for every
-    parameter at once (one fp32 copy of the parameters); fused kernels and SGD without weight
-    decay allocate nothing that size."""
+    parameter at once (one copy of the parameters in their dtype); fused kernels and SGD without
+    weight decay allocate nothing that size."""
     if fused:
         return 0
     if optimizer == "adamw":
-        return 4 * params
+        return dtype_bytes * params
     if optimizer == "adafactor":
-        return 4 * params  # the per-parameter update before clipping
+        return dtype_bytes * params  # the per-parameter update before clipping
     return 0
 
 
@@ -174,9 +190,12 @@ def _block_norm_params(model: ModelSpec) -> int:
 
 
 def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = None,
-             gpu_free: int | None = None) -> Estimate:
+             gpu_free: int | None = None, *, kernels: str = "cuda") -> Estimate:
     """Per-GPU memory of one steady-state training step and its fit verdict (no suggestions:
-    ``trainwiz.estimator.fit.estimate`` adds those, pricing alternatives with this function)."""
+    ``trainwiz.estimator.fit.estimate`` adds those, pricing alternatives with this function).
+
+    ``kernels="cpu"`` sizes what CPU kernels keep where they differ from CUDA's (dropout masks,
+    autocast's fp32 ops): only for comparing with CPU measurements (validation/)."""
     _check(config)
     if gpu_memory is not None and gpu_memory <= 0:
         raise UsageError(f"--gpu-memory must be positive, got {gpu_memory}")
@@ -184,14 +203,19 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     tl = Timeline()
     P = model.params
     fsdp = config.strategy == "fsdp" and config.sharding != "NO_SHARD"
-    low = config.precision in ("fp16", "bf16")
+    low = config.precision != "fp32"
+    wb = weight_bytes(config.precision)  # stored weights, their gradients, optimizer state
+    amp = config.precision in ("fp16", "bf16")  # autocast around forward and loss (accelerate)
     if fsdp:
         shard = config.num_gpus // config.num_nodes if config.sharding == "HYBRID_SHARD" else config.num_gpus
         gathered = 2 if low else 4  # FSDP gathers weights in the compute dtype
-        prec = acts.Precision(compute=gathered, residual=gathered, autocast=False)
+        prec = acts.Precision(compute=gathered, residual=gathered, autocast=False, amp=amp,
+                              cuda=kernels == "cuda")
     else:
-        shard, gathered = 1, 4
-        prec = acts.Precision(compute=2 if low else 4, residual=4, autocast=low)
+        shard, gathered = 1, wb
+        # autocast over fp32 weights; bf16-pure computes in the weights' own dtype
+        prec = acts.Precision(compute=2 if low else 4, residual=wb, autocast=amp, amp=amp,
+                              cuda=kernels == "cuda")
     attention = config.attention
     if model.family == "gemma2" and attention == "sdpa":
         attention = "eager"
@@ -204,12 +228,13 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     # ---- persistent state ------------------------------------------------------------------
     on_gpu = not (fsdp and config.offload_params)
     local_params = -(-P // shard)
-    opt_state = optimizer_state_bytes(config.optimizer, local_params)
+    opt_state = optimizer_state_bytes(config.optimizer, local_params, dtype_bytes=wb)
+    opt_temp = optimizer_temporary_bytes(config.optimizer, local_params, config.fused_optimizer, wb)
     if on_gpu:
-        tl.add("params", "params", 4 * local_params)
+        tl.add("params", "params", wb * local_params)
         tl.add("optimizer.state", "optimizer", opt_state)
     if config.strategy == "ddp" and not config.gradient_as_bucket_view:
-        tl.add("ddp.buckets", "grads", 4 * P)
+        tl.add("ddp.buckets", "grads", wb * P)
     if fsdp and model.has_architecture:
         tl.add("root.gathered", "params", gathered * root_p)  # unsharded from forward to its backward
 
@@ -219,11 +244,9 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         if fsdp:
             notes.append("FSDP's gathered blocks not estimated either: the layer sizes are unknown")
         tl.mark("forward")
-        grads_full = 4 * local_params
-        tl.add("grads", "grads", grads_full)
+        tl.add("grads", "grads", wb * local_params)
         tl.mark("backward end")
-        tl.mark("optimizer step", {"optimizer.temp": ("temporary", optimizer_temporary_bytes(
-            config.optimizer, local_params, config.fused_optimizer))})
+        tl.mark("optimizer step", {"optimizer.temp": ("temporary", opt_temp)})
         return _finish(model, config, tl, gpu_memory, gpu_free, notes, shard)
 
     dims = acts.dims_of(model, config.batch_size, config.seq_len)
@@ -231,6 +254,11 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     head = acts.head_memory(model, dims, prec)
     ckpt = config.activation_checkpointing
     casts = prec.autocast  # autocast keeps a low-precision copy of each linear weight for backward
+
+    # The custom loop's ``outputs`` from the previous step, alive until this forward returns.
+    keep_outputs = config.loop == "custom"
+    if keep_outputs:
+        tl.add("outputs.previous", "activations", head.logits)
 
     # ---- forward ----------------------------------------------------------------------------
     # Blocks are alike, so their tensors are kept under shared names ("blocks.saved" grows by one
@@ -243,7 +271,9 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     for i, n in _segments(L):
         tl.add("blocks.gathered", "params", n * gather)
         marked = n == 1
-        prefetch = {"prefetch": ("params", gather)} if fsdp and i + 1 < L else {}
+        # FSDP2 keeps the block's flat all-gather output until the next block's all-gather is
+        # waited on (to overlap its copy-out with that collective): one more block in memory
+        prefetch = {"prefetch": ("params", gather)} if fsdp and shard > 1 else {}
         if ckpt:  # only the block input is kept (the first block's is the embedding output)
             tl.add("blocks.saved", "activations", n * saved_per_block if i > 0 else 0)
             if marked:
@@ -262,8 +292,13 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     if casts and head_linear:
         tl.add("head.weight_cast", "activations", 2 * head_linear)
     tl.add("logits", "activations", head.logits)
-    tl.mark("loss", {"loss.upcast": ("temporary", head.loss_forward_transient)})
-    tl.free("logits")  # the caller keeps only the loss
+    loss_transient = {"loss.upcast": ("temporary", head.loss_forward_transient)}
+    if fsdp and shard > 1 and L:  # the last block's all-gather output, until the root's forward ends
+        loss_transient["prefetch"] = ("params", gather)
+    tl.mark("loss", loss_transient)
+    tl.free("outputs.previous")  # the caller's variable now holds this step's outputs
+    if not keep_outputs:
+        tl.free("logits")  # the caller keeps only the loss
 
     # ---- backward ---------------------------------------------------------------------------
     if fsdp and not keep_gathered and L:  # the root's pre-backward gathers the last block
@@ -276,7 +311,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         # the root's gradients stay unsharded until the root's backward ends (after embeddings)
         tl.add("root.grads_unsharded", "grads", gathered * head_linear)
     else:
-        tl.add("grads.head", "grads", 4 * head_linear)
+        tl.add("grads.head", "grads", wb * head_linear)
     for i, n in _segments(L, backward=True):
         marked = n == 1
         transient = {"block.grad_transient": ("temporary", block.backward_transient)}
@@ -289,33 +324,48 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
             tl.add("block.recomputed", "activations", block.saved_total)
             if casts:
                 tl.add("blocks.weight_casts", "activations", 2 * linear_in_block)
+        freed_saved = -n * (saved_per_block if (i > 0 or not ckpt) else 0)
         if fsdp:
             tl.add("block.grads_unsharded", "grads", gathered * block_p)
             if marked:
                 tl.mark(f"backward block {i}", transient)
-            tl.free("block.grads_unsharded")
+            # The block's backward has run (its saved tensors are gone). FSDP2's post-backward:
+            # reshard, reclaim the previous reduce-scatter input (it keeps one in flight), copy
+            # this block's gradients into a new one, then drop them.
+            tl.free("block.recomputed")
+            tl.add("blocks.saved", "activations", freed_saved)
             tl.add("blocks.gathered", "params", -n * gather)
-            tl.add("grads.sharded", "grads", n * -(-4 * block_p // shard))
-        else:
+            tl.free("rs.input")
+            tl.add("rs.input", "grads", gathered * block_p)
             if marked:
-                tl.mark(f"backward block {i}", transient)
-            tl.add("grads.blocks", "grads", n * 4 * block_p)
-            if marked:
-                tl.mark(f"backward block {i} grads")
+                tl.mark(f"backward block {i} reduce-scatter",
+                        {k: v for k, v in transient.items() if k == "prefetch"})
+            tl.free("block.grads_unsharded")
+            tl.add("grads.sharded", "grads", n * -(-wb * block_p // shard))
+            continue
+        if marked:
+            tl.mark(f"backward block {i}", transient)
+        tl.add("grads.blocks", "grads", n * wb * block_p)
+        if marked:
+            tl.mark(f"backward block {i} grads")
         tl.free("block.recomputed")
-        tl.add("blocks.saved", "activations", -n * (saved_per_block if (i > 0 or not ckpt) else 0))
+        tl.add("blocks.saved", "activations", freed_saved)
         if casts:
             tl.add("blocks.weight_casts", "activations", -(n if not ckpt else 1) * 2 * linear_in_block)
     # embeddings: a dense gradient of the table; tied to the head, it is added into the head's
-    embed_grad = 4 * (root_p - head_linear if not model.tie_embeddings else root_p)
+    embed_grad = wb * (root_p - head_linear if not model.tie_embeddings else root_p)
     if fsdp:
         tl.add("root.grads_unsharded", "grads", gathered * (root_p - head_linear))
         tl.mark("backward embeddings")
-        tl.free("root.grads_unsharded", "root.gathered")  # the root reshards after its backward
-        tl.add("grads.sharded", "grads", -(-4 * root_p // shard))
+        tl.free("root.gathered", "rs.input")  # the root's post-backward: reshard, reclaim
+        tl.add("rs.input", "grads", gathered * root_p)
+        tl.mark("backward embeddings reduce-scatter")
+        # the end of backward waits for the reduce-scatters and drops their inputs
+        tl.free("root.grads_unsharded", "rs.input")
+        tl.add("grads.sharded", "grads", -(-wb * root_p // shard))
     elif model.tie_embeddings:
-        tl.mark("backward embeddings", {"embed.grad": ("temporary", 4 * (model.embedding_params or 0))})
-        tl.add("grads.embed", "grads", max(embed_grad - 4 * head_linear, 0))
+        tl.mark("backward embeddings", {"embed.grad": ("temporary", wb * (model.embedding_params or 0))})
+        tl.add("grads.embed", "grads", max(embed_grad - wb * head_linear, 0))
     else:
         tl.add("grads.embed", "grads", embed_grad)
         tl.mark("backward embeddings")
@@ -325,9 +375,8 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         tl.free("grads.sharded")  # offloaded to the host as they are reduced
 
     # ---- optimizer step --------------------------------------------------------------------
-    temp = optimizer_temporary_bytes(config.optimizer, local_params, config.fused_optimizer)
     if on_gpu:
-        tl.mark("optimizer step", {"optimizer.temp": ("temporary", temp)})
+        tl.mark("optimizer step", {"optimizer.temp": ("temporary", opt_temp)})
     return _finish(model, config, tl, gpu_memory, gpu_free, notes, shard)
 
 
@@ -377,12 +426,13 @@ def _verdict(total: int, gpu_memory, gpu_free) -> tuple[bool | None, str]:
 def _host_ram(model: ModelSpec, config: TrainConfig, shard: int) -> int:
     """Host RAM per machine: loading the weights, plus what FSDP's CPU offload keeps there."""
     P = model.params
+    wb = weight_bytes(config.precision)
     ranks = max(config.num_gpus // max(config.num_nodes, 1), 1)
     if config.strategy == "fsdp":
-        ram = 4 * P  # one full fp32 copy while loading (rank 0, cpu_ram_efficient_loading)
+        ram = wb * P  # one full copy while loading (rank 0, cpu_ram_efficient_loading)
         if config.offload_params:
             local = -(-P // shard)
-            ram += ranks * (4 * local + 4 * local + optimizer_state_bytes(config.optimizer, local)
-                            + optimizer_temporary_bytes(config.optimizer, local, config.fused_optimizer))
+            ram += ranks * (2 * wb * local + optimizer_state_bytes(config.optimizer, local, dtype_bytes=wb)
+                            + optimizer_temporary_bytes(config.optimizer, local, config.fused_optimizer, wb))
         return ram
-    return ranks * 4 * P  # every rank loads its own fp32 copy
+    return ranks * wb * P  # every rank loads its own copy

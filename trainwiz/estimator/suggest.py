@@ -11,10 +11,11 @@ from __future__ import annotations
 from trainwiz.errors import UsageError
 from trainwiz.estimator.model import estimate, usable_memory
 from trainwiz.estimator.types import Estimate, ModelSpec, Suggestion, TrainConfig
+from trainwiz.units import format_bytes
 
 # Rough cost in training speed, used to rank changes that fit (lower is better).
 _COST = {
-    "fused_optimizer": 0, "precision": 1, "sharding": 2, "strategy": 2, "attention": 2,
+    "fused_optimizer": 0, "loop": 0, "precision": 1, "sharding": 2, "strategy": 2, "attention": 2,
     "batch_size": 3, "activation_checkpointing": 4, "optimizer": 5, "num_gpus": 6,
     "offload_params": 9,
 }
@@ -22,6 +23,8 @@ _COST = {
 
 def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | None):
     c = config
+    if model.has_architecture and c.loop == "custom":
+        yield {"loop": "trainer"}, LOOP_NOTE
     if c.optimizer == "adamw" and not c.fused_optimizer:
         yield {"fused_optimizer": True}, "fused AdamW (no foreach temporaries)"
     if c.precision == "fp32":
@@ -59,6 +62,16 @@ def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | Non
     elif c.strategy in ("single", "ddp"):
         yield ({"strategy": "fsdp", "sharding": "FULL_SHARD", "offload_params": True},
                "FSDP with CPU offload (much slower)")
+
+
+LOOP_NOTE = "drop the outputs before backward (or use the HF Trainer): saves {saved}"
+
+
+def _note(note: str, saved: int | None) -> str:
+    """Fill in what the loop change alone saves (also when it is paired with another change)."""
+    if "{saved}" in note:
+        return note.replace("{saved}", format_bytes(max(saved or 0, 0)))
+    return note
 
 
 def _smaller_batches(b: int):
@@ -149,10 +162,13 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
     ranked = sorted(results.values(), key=rank)
     if usable is not None and any(e.per_gpu.total <= usable for _, _, e in ranked):
         ranked = [t for t in ranked if t[2].per_gpu.total <= usable]  # only what helps
+    loop_only = priced.get(_key({"loop": "trainer"}))
+    loop_saved = base_total - loop_only.per_gpu.total if loop_only is not None else None
     out = []
     for change, note, est in ranked[:limit]:
         fits = usable is not None and est.per_gpu.total <= usable
-        out.append(Suggestion(change=change, total=est.per_gpu.total, note=note, fits=fits,
+        out.append(Suggestion(change=change, total=est.per_gpu.total,
+                              note=_note(note, loop_saved), fits=fits,
                               slower=bool(change.get("offload_params"))))
     return out
 

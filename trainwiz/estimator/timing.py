@@ -9,7 +9,7 @@ One step is ``grad_accum`` micro-batches on every GPU, then the optimizer step:
   checkpointing one more forward of the blocks; run at ``MATMUL_EFFICIENCY`` /
   ``ATTENTION_EFFICIENCY`` of the GPU's peak dense throughput for the compute dtype. Besides the
   FLOPs, eager PyTorch moves every activation through HBM for the norms, RoPE, the MLP's
-  activation, residual adds and the loss; that traffic (:func:`_elementwise_bytes`) runs at
+  activation, residual adds and the loss; that traffic (the ``ELEMENTWISE_*`` counts) runs at
   ``MEMORY_EFFICIENCY`` of the HBM bandwidth. That term is what makes a GPU with more FLOPs per
   byte (H100 against A100) reach a lower MFU on the same model, with no per-GPU constant.
 * communication: DDP's all-reduce of the gradients (once per step, fp32 under autocast);
@@ -24,8 +24,9 @@ One step is ``grad_accum`` micro-batches on every GPU, then the optimizer step:
   fp32 gradient shard comes back every micro-batch; then the optimizer step runs on the CPU, at
   ``HOST_BANDWIDTH_PER_RANK`` for the ``CPU_ADAM_BYTES`` it touches per parameter.
 
-Every constant below is one assumption for all models and GPUs; docs/throughput.md checks them
-against published throughput figures (``python -m validation.throughput``).
+Every constant below is one assumption for all models and GPUs. The four efficiencies (matmul,
+attention, memory, overlap cost) were fitted on published throughput rows; docs/throughput.md
+shows the error per row, calibration and held-out (``python -m validation.throughput``).
 
 Hooks for what other branches add: ``config.method`` ``lora``/``qlora`` (no weight gradients for
 the frozen base weights; QLoRA dequantizes each 4-bit weight to the compute dtype in forward,
@@ -34,7 +35,7 @@ backward and recompute) are read with ``getattr`` so this module works before an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from trainwiz.estimator.gpu_facts import GpuFacts, gpu_facts
 from trainwiz.estimator.types import ModelSpec, TrainConfig
@@ -57,7 +58,7 @@ ELEMENTWISE_PER_KV = 38  # bytes per unit of key/value width (RoPE on k, SDPA re
 ELEMENTWISE_PER_FFN = 10  # bytes per unit of MLP width
 LOSS_BYTES_PER_VOCAB = 30  # logits written, upcast, log-softmax, their gradient
 
-MAX_GPUS_PER_MACHINE = 8  # an HGX/DGX board; more GPUs than that (and than the box has) are more machines
+MAX_GPUS_PER_MACHINE = 8  # an HGX/DGX board: more GPUs (than that and than the box) are more machines
 PCIE_GBS_PER_LANE = {3: 0.985, 4: 1.969, 5: 3.938, 6: 7.563}  # GB/s per lane, one direction
 
 BOUNDS = ("compute", "communication", "offload")
@@ -422,12 +423,12 @@ def time_plan(est, hardware: TimeHardware, tokens: int | None = None, steps: int
             slow = on_gpu.tokens_per_second / current.tokens_per_second
             current = replace(current, notes=current.notes + (
                 f"CPU offload makes this ~{slow:.0f}× slower than the same plan kept on the GPUs",))
+    known = {f.name for f in fields(est.config)}
     timed = []
     for s in est.suggestions:
-        try:
-            t = estimate_time(est.model, est.config.with_changes(**s.change), hardware, tokens, steps)
-        except TypeError:  # a change this TrainConfig does not know
-            t = TimeEstimate(reason="this change cannot be timed")
+        # changes outside the TrainConfig (which GPUs, say) do not change the time
+        change = {k: v for k, v in s.change.items() if k in known}
+        t = estimate_time(est.model, est.config.with_changes(**change), hardware, tokens, steps)
         timed.append(TimedSuggestion(s, t))
     def beyond(t):  # more GPUs than this box has, or another training method (LoRA instead of
         # full fine-tuning): after the changes that keep the plan on this box and its method

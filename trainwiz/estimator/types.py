@@ -6,7 +6,15 @@ from dataclasses import asdict, dataclass, field, replace
 
 STRATEGIES = ("single", "ddp", "fsdp")
 SHARDINGS = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "bf16-pure")
+# custom: the caller keeps the model outputs (logits) through backward and until the next forward
+# replaces them, as accelerate's examples do; trainer: dropped before backward (HF Trainer, TRL)
+LOOPS = ("custom", "trainer")
+# How each choice reads in an explanation (the CLI's config line, the app's field help).
+LOOP_TEXT = {"custom": "custom (outputs kept through backward; --loop trainer if yours drops them)",
+             "trainer": "trainer (outputs dropped before backward, as the HF Trainer does)"}
+PRECISION_TEXT = {"fp32": "fp32", "fp16": "fp16 mixed", "bf16": "bf16 mixed",
+                  "bf16-pure": "bf16 pure"}
 OPTIMIZERS = ("adamw", "sgd", "adafactor", "adamw8bit")
 ATTENTIONS = ("sdpa", "eager")
 HEADS = ("causal_lm", "masked_lm", "seq_cls", "base")
@@ -53,7 +61,7 @@ class TrainConfig:
     num_gpus: int = 1
     sharding: str = "FULL_SHARD"  # FSDP only
     num_nodes: int = 1  # HYBRID_SHARD shards within a node of num_gpus // num_nodes GPUs
-    precision: str = "fp32"  # fp16/bf16: autocast with fp32 master weights
+    precision: str = "fp32"  # fp16/bf16: autocast with fp32 master weights; bf16-pure: all bf16
     optimizer: str = "adamw"
     fused_optimizer: bool = False  # fused kernels allocate no foreach temporaries
     batch_size: int = 1  # per-GPU micro-batch
@@ -63,6 +71,7 @@ class TrainConfig:
     offload_params: bool = False
     attention: str = "sdpa"
     gradient_as_bucket_view: bool = False  # DDP
+    loop: str = "custom"  # see LOOPS
 
     def with_changes(self, **changes) -> TrainConfig:
         return replace(self, **changes)

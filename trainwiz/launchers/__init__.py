@@ -23,8 +23,8 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "launch": "trainwiz.launchers.api",
-    "preflight": "trainwiz.launchers.api",
+    "launch": "trainwiz.launchers.dispatch",  # api (this machine) or slurm_submit (sbatch)
+    "preflight": "trainwiz.launchers.dispatch",
     "stop_run": "trainwiz.launchers.api",
     "RunHandle": "trainwiz.launchers.api",
     "Preflight": "trainwiz.launchers.api",

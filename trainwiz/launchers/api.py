@@ -26,6 +26,7 @@ from pathlib import Path
 from trainwiz.errors import TrainwizError
 from trainwiz.launchers import command as C
 from trainwiz.atomic import is_disk_full, write_atomic
+from trainwiz.launchers import slurm_jobs
 from trainwiz.launchers.rundir import (
     RunState,
     RunStatus,
@@ -55,6 +56,7 @@ class RunHandle:
     id: str
     supervisor_pid: int | None = None
     notes: list[str] = field(default_factory=list)
+    job_id: str | None = None  # a Slurm run: the job sbatch submitted
 
 
 @dataclass
@@ -62,7 +64,7 @@ class Preflight:
     script: str
     args: list[str]
     nproc: int
-    port: int
+    port: int | None  # None: a Slurm job chooses it when it starts, on a node not known yet
     gpu_count: int
     notes: list[str] = field(default_factory=list)
     python: str | None = None  # the interpreter, resolved to a path
@@ -170,22 +172,26 @@ def _check_cores(profile, nproc: int) -> list[str]:
     return []
 
 
-def _check_host(profile, nproc: int, est_host: int | None = None, what: str = "") -> list[str]:
-    """A warning when the estimate needs more host memory than this machine has, saying what
-    it compared."""
+def _check_host(profile, nproc: int, est_host: int | None = None, what: str = "", *,
+                host: tuple[int | None, str] | None = None) -> list[str]:
+    """A warning when the estimate needs more host memory than this machine has (or ``host``:
+    (bytes, which machine), e.g. a Slurm partition's node), saying what it compared."""
     import psutil
 
     notes = []
+    total, machine = host if host is not None else (None, "this machine")
     if est_host:
-        total = psutil.virtual_memory().total
-        if est_host > total:
+        if host is None:
+            total = psutil.virtual_memory().total
+        if total and est_host > total:
             gib = 1024 ** 3
             notes.append(f"warning: about {est_host / gib:.1f} GiB of host memory needed "
-                         f"({what}) but this machine has {total / gib:.1f} GiB of RAM")
+                         f"({what}) but {machine} has {total / gib:.1f} GiB of RAM")
     return notes
 
 
-def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
+def _check_fit(profile, gpus, nproc: int, yes: bool, confirm, *,
+               host: tuple[int | None, str] | None = None) -> list[str]:
     try:
         from trainwiz.profiles import estimate_request
         from trainwiz.profiles.estimate_io import model_argument
@@ -215,9 +221,9 @@ def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
     if profile.device == "cpu":  # the ranks' tensors live in host memory
         return _check_host(profile, nproc, nproc * est.per_gpu.peak_allocated,
                            f"{nproc} CPU rank(s) × {est.per_gpu.peak_allocated / 1024 ** 3:.1f} "
-                           "GiB (the estimate's peak per rank)")
+                           "GiB (the estimate's peak per rank)", host=host)
     host = _check_host(profile, nproc, est.host_ram,
-                       "the estimate's host RAM (loading the weights, CPU offload)")
+                       "the estimate's host RAM (loading the weights, CPU offload)", host=host)
     need = est.per_gpu.total
     if not frees:
         return host
@@ -237,11 +243,13 @@ def _check_fit(profile, gpus, nproc: int, yes: bool, confirm) -> list[str]:
     raise TrainwizError(f"{msg}; free memory, change the profile, or pass --yes to launch anyway")
 
 
-def preflight(profile, script: str | None = None, args: list[str] | None = None, *,
-              module: bool = False, simulate: str | None = None, yes: bool = False,
-              confirm: Callable[[str], bool] | None = None, cwd: str | os.PathLike | None = None,
-              ) -> Preflight:
-    """Every check a launch needs, in order; raises TrainwizError naming what to fix."""
+def resolve_script_and_python(profile, script: str | None = None,
+                              args: list[str] | None = None, *, module: bool = False,
+                              cwd: str | os.PathLike | None = None,
+                              ) -> tuple[str, list[str], str, list[str]]:
+    """The training script (absolute path, or the module) and its arguments, and the ranks'
+    interpreter (a path, with torch, and accelerate when the profile launches with it).
+    Returns (script, args, interpreter, notes); raises TrainwizError naming what to fix."""
     cwd = Path(cwd or os.getcwd())
     notes: list[str] = []
     if not script:  # the profile's script, its arguments, then the command line's
@@ -283,6 +291,16 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
                             "launcher: torchrun)")
     if module and not found.get(script):
         raise TrainwizError(f"{script}: no such module for {python!r}")
+    return script, args, exe, notes
+
+
+def preflight(profile, script: str | None = None, args: list[str] | None = None, *,
+              module: bool = False, simulate: str | None = None, yes: bool = False,
+              confirm: Callable[[str], bool] | None = None, cwd: str | os.PathLike | None = None,
+              ) -> Preflight:
+    """Every check a launch needs, in order; raises TrainwizError naming what to fix."""
+    script, args, exe, notes = resolve_script_and_python(profile, script, args, module=module,
+                                                         cwd=cwd)
 
     gpus: tuple = ()
     if profile.device == "cuda":
@@ -388,10 +406,6 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
             cfg = _accelerate_config(profile, pre.nproc)
             write_atomic(run_dir / "accelerate_config.yaml", yaml.safe_dump(cfg, sort_keys=False),
                          fsync=False)
-        write_json_atomic(run_dir / "command.json", {
-            "argv": cmd.argv, "env": cmd.env, "cwd": cwd, "grace_s": grace_s,
-            "launcher": profile.launcher, "module": module, "notes": pre.notes,
-        })
         status = RunStatus(
             id=run_id, state=RunState.STARTING, profile=profile.name,
             script=pre.script, args=pre.args, started_at=now_iso(), run_dir=str(run_dir),
@@ -399,7 +413,11 @@ def launch(profile, script: str | None = None, args: list[str] | None = None, *,
             num_machines=int(profile.num_machines or 1), machine_rank=int(profile.machine_rank),
             port=pre.port, simulate=simulate,
         )
-        save_status(run_dir, status)
+        save_status(run_dir, status)  # first: a listing never sees a run without status
+        write_json_atomic(run_dir / "command.json", {
+            "argv": cmd.argv, "env": cmd.env, "cwd": cwd, "grace_s": grace_s,
+            "launcher": profile.launcher, "module": module, "notes": pre.notes,
+        })
         from trainwiz.launchers.supervisor import SUPERVISOR_MARK, boot_argv
 
         env = dict(os.environ)
@@ -495,6 +513,10 @@ def stop_run(run: str | os.PathLike, grace: float = 10.0) -> RunStatus:
     problem = owner_problem(run_dir)
     if problem:
         raise TrainwizError(f"{run_dir}: not stopped: {problem}")
+    if slurm_jobs.is_slurm_run(run_dir):  # scancel, and wait for Slurm to end the job
+        if not read_status(run_dir).finished:
+            slurm_jobs.stop_job(run_dir)
+        return read_status(run_dir)
     status = read_status(run_dir, check_alive=False)
     if status.finished:
         return read_status(run_dir)

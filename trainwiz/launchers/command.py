@@ -86,7 +86,7 @@ def accelerate_env(profile) -> dict[str, str]:
     The test suite checks these against what accelerate's own launcher builds for the profile's
     exported config. Not covered: fp8 recipes (``ACCELERATE_FP8_*``), DeepSpeed, Megatron.
     """
-    env = {"ACCELERATE_MIXED_PRECISION": str(profile.mixed_precision or "no"),
+    env = {"ACCELERATE_MIXED_PRECISION": str(profile.accelerate_mixed_precision or "no"),
            # accelerate's defaults for torch.compile: off
            "ACCELERATE_DYNAMO_BACKEND": "NO", "ACCELERATE_DYNAMO_MODE": "default",
            "ACCELERATE_DYNAMO_USE_FULLGRAPH": "False", "ACCELERATE_DYNAMO_USE_DYNAMIC": "False",

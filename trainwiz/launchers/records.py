@@ -58,10 +58,14 @@ class Failure:
     exit_code: int | None
     message: str
     oom: bool = False
+    node: str | None = None  # a Slurm run: the node the rank ran on
 
     def to_json(self) -> dict:
-        return {"rank": self.rank, "exit_code": self.exit_code, "message": self.message,
+        data = {"rank": self.rank, "exit_code": self.exit_code, "message": self.message,
                 "oom": self.oom}
+        if self.node is not None:
+            data["node"] = self.node
+        return data
 
 
 @dataclass
@@ -90,6 +94,8 @@ class RunStatus:
     ranks: list[RankStatus] = field(default_factory=list)
     failure: Failure | None = None
     message: str | None = None  # a note: why stopped, supervisor lost, disk full, damaged ...
+    scheduler: str | None = None  # "slurm": a Slurm job (trainwiz.launchers.slurm_jobs)
+    slurm: dict | None = None  # its job id, Slurm's state and reason, the node list
 
     def __post_init__(self) -> None:
         self.state = RunState(self.state)
@@ -109,6 +115,8 @@ class RunStatus:
             "run_dir": self.run_dir, "supervisor_pid": self.supervisor_pid,
             "ranks": [r.to_json() for r in self.ranks],
             "failure": self.failure.to_json() if self.failure else None,
+            **({"scheduler": self.scheduler, "slurm": self.slurm, "message": self.message}
+               if self.scheduler else {}),
         }
 
     def to_file(self) -> dict:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from trainwiz.atomic import is_disk_full, write_atomic, write_json_atomic
 from trainwiz.errors import TrainwizError
+from trainwiz.launchers import slurm_jobs
 from trainwiz.launchers.records import (
     TERMINAL,
     DamagedStatus,
@@ -151,6 +152,8 @@ def read_status(run_dir: Path | str, *, check_alive: bool = True) -> RunStatus:
     ``status.json`` that is damaged (or forged, or another user's) reads as state DAMAGED with
     the reason in ``message``. TrainwizError only when ``run_dir`` is no run at all."""
     run_dir = Path(run_dir)
+    if slurm_jobs.is_slurm_run(run_dir) and not owner_problem(run_dir):
+        return _slurm_status(run_dir)  # Slurm's state, every node's ranks
     status = _load_status(run_dir)
     if check_alive and not status.finished and not status.damaged and status.supervisor_pid \
             and not _supervisor_alive(status):
@@ -163,6 +166,34 @@ def read_status(run_dir: Path | str, *, check_alive: bool = True) -> RunStatus:
                 status.failure = Failure(rank=None, exit_code=None,
                                          message="supervisor exited unexpectedly", oom=False)
     return status
+
+
+def slurm_node_statuses(run_dir: Path | str) -> list[tuple[str, RunStatus]]:
+    """A Slurm run's nodes: (node name, the node supervisor's status), in node order."""
+    out = []
+    for d in slurm_jobs.node_dirs(run_dir):
+        try:
+            st = _load_status(d)
+        except TrainwizError:
+            continue
+        if not st.damaged:
+            out.append((slurm_jobs.node_name(d), st))
+    return out
+
+
+def slurm_node_of_rank(run_dir: Path | str, rank: int) -> Path | None:
+    """The node folder of a Slurm run where global ``rank`` ran."""
+    for _, st in slurm_node_statuses(run_dir):
+        if any(r.rank == rank for r in st.ranks):
+            return Path(st.run_dir)
+    return None
+
+
+def _slurm_status(run_dir: Path) -> RunStatus:
+    status = _load_status(run_dir)
+    if status.damaged:
+        return status
+    return slurm_jobs.job_status(run_dir, status, slurm_node_statuses(run_dir))
 
 
 _CACHE: dict[str, tuple[tuple, RunStatus]] = {}
@@ -195,7 +226,9 @@ def _run_dirs(root: Path) -> list[Path]:
     """Run directories under ``root``, newest first (run ids sort by their start time)."""
     try:
         entries = [Path(e.path) for e in os.scandir(root)
-                   if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+                   if not e.name.startswith(".") and (e.is_dir(follow_symlinks=False) or (
+                       # a Slurm run kept on a shared path (slurm.run_dir), linked from here
+                       e.is_symlink() and slurm_jobs.is_slurm_run(e.path)))]
     except OSError:
         return []
     return sorted(entries, key=lambda p: p.name, reverse=True)
@@ -290,7 +323,12 @@ def prune_runs(*, older_than: float | None = None, keep: int | None = None,
             skipped.append(run)
             continue
         if not dry_run:
-            shutil.rmtree(run.run_dir, ignore_errors=True)
+            path = Path(run.run_dir)
+            if path.is_symlink():  # a Slurm run kept on a shared path: its folder, the link
+                shutil.rmtree(path.resolve(), ignore_errors=True)
+                path.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(run.run_dir, ignore_errors=True)
             _CACHE.pop(run.run_dir, None)
         removed.append(run)
     return removed, skipped
@@ -339,7 +377,11 @@ def _tail_bytes(path: Path, max_bytes: int) -> bytes:
 
 def read_samples(run_dir: Path | str, last: int | None = None) -> list[Sample]:
     """Memory samples (:class:`Sample`), oldest first; only the newest ``last`` when given
-    (read from the end of the file). Lines that are not samples are skipped."""
+    (read from the end of the file). Lines that are not samples are skipped. A Slurm run's are
+    every node's, merged (see :func:`slurm_jobs.merge_samples`)."""
+    if slurm_jobs.is_slurm_run(run_dir):
+        return slurm_jobs.merge_samples([(slurm_jobs.node_name(d), read_samples(d, last=last))
+                                         for d in slurm_jobs.node_dirs(run_dir)])
     path = Path(run_dir) / "samples.jsonl"
     try:
         if last:
@@ -393,6 +435,9 @@ def local_rank_of(run_dir: Path | str, rank: int) -> int:
 
 
 def rank_log_paths(run_dir: Path | str, rank: int) -> tuple[Path | None, Path | None]:
+    if slurm_jobs.is_slurm_run(run_dir):  # the rank's node's folder
+        node = slurm_node_of_rank(run_dir, rank)
+        return rank_log_paths(node, rank) if node is not None else (None, None)
     folder = rank_log_dir(run_dir, local_rank_of(run_dir, rank))
     if folder is None:
         return None, None
@@ -402,6 +447,9 @@ def rank_log_paths(run_dir: Path | str, rank: int) -> tuple[Path | None, Path | 
 def rank_output_path(run_dir: Path | str, rank: int) -> Path | None:
     """The rank's stdout and stderr together, in the order written (``output.log``, kept by
     the rank's entry script), or None when the run has no such file (an older run)."""
+    if slurm_jobs.is_slurm_run(run_dir):
+        node = slurm_node_of_rank(run_dir, rank)
+        return rank_output_path(node, rank) if node is not None else None
     folder = rank_log_dir(run_dir, local_rank_of(run_dir, rank))
     if folder is None or not (folder / "output.log").is_file():
         return None

@@ -123,7 +123,7 @@ def to_accelerate_config(profile: Profile, num_gpus: int | None = None) -> dict[
     out: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": distributed,
-        "mixed_precision": profile.mixed_precision,
+        "mixed_precision": profile.accelerate_mixed_precision,
         "use_cpu": cpu,
         "debug": False,
         "num_machines": profile.num_machines,
@@ -183,8 +183,12 @@ def accelerate_export_notes(profile: Profile) -> list[str]:
     if profile.max_restarts:
         notes.append(f"max_restarts {profile.max_restarts} (pass --max_restarts to accelerate "
                      "launch)")
+    if profile.mixed_precision == "bf16-pure":
+        notes.append("mixed_precision bf16-pure (accelerate has no setting for it: exported as "
+                     "mixed_precision: no, which keeps autocast off and, under FSDP, the weights "
+                     "as loaded; the script must load the model with torch_dtype=torch.bfloat16)")
     if profile.estimate is not None:
-        notes.append("estimate inputs (model, batch, sequence length, optimizer)")
+        notes.append("estimate inputs (model, batch, sequence length, optimizer, loop)")
     if profile.strategy == "fsdp" and profile.fsdp.version == 2:
         f, d = profile.fsdp, FsdpOptions()
         for key in ("backward_prefetch", "use_orig_params", "sync_module_states"):

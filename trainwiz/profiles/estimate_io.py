@@ -7,7 +7,12 @@ from trainwiz.estimator.types import TrainConfig
 from trainwiz.profiles.schema import Profile
 from trainwiz.units import parse_rate
 
-_PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16", "fp8": "bf16"}
+_PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16", "fp8": "bf16", "bf16-pure": "bf16-pure"}
+
+
+def mixed_precision_for(precision: str) -> str:
+    """The profile's ``mixed_precision`` for an estimator precision (fp32 is "no")."""
+    return {"fp32": "no"}.get(precision, precision)
 
 
 def estimate_request(profile: Profile, num_gpus: int | None = None):
@@ -24,7 +29,7 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
     per = profile.processes_per_machine
     if per is None:
         per = num_gpus if num_gpus else 1
-    total = per * profile.num_machines
+    total = per * profile.machines
     strategy = profile.strategy
     if strategy == "ddp" and total == 1:
         strategy = "single"
@@ -33,7 +38,7 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
         strategy=strategy,
         num_gpus=total,
         sharding=fsdp.sharding_strategy if fsdp else "FULL_SHARD",
-        num_nodes=profile.num_machines,
+        num_nodes=profile.machines,
         precision=_PRECISION[profile.mixed_precision],
         optimizer=est.optimizer,
         fused_optimizer=bool(est.fused_optimizer and est.optimizer == "adamw"),
@@ -44,6 +49,7 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
                                       or (fsdp is not None and fsdp.activation_checkpointing)),
         offload_params=bool(fsdp is not None and fsdp.offload_params),
         attention=est.attention,
+        loop=est.loop,
     )
     return est.model, cfg
 
@@ -82,6 +88,9 @@ def estimate_notes(profile: Profile) -> list[str]:
     if profile.mixed_precision == "fp8":
         notes.append("fp8 is estimated as bf16 mixed precision (an upper bound: fp8 keeps some "
                      "activations smaller)")
+    if profile.mixed_precision == "bf16-pure":
+        notes.append("bf16-pure: the script loads the model in bf16 (torch_dtype=torch.bfloat16) "
+                     "and trains it without autocast; accelerate is told mixed_precision no")
     if profile.device == "cpu":
         notes.append("the estimate is for CUDA GPUs; this profile runs CPU ranks")
     return notes

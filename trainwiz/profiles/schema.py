@@ -1,18 +1,24 @@
 """The Profile: everything a launch needs, and optionally what the estimate needs.
 
 Plain dataclasses; defaults are the values a saved file may leave out. Validation, YAML and the
-store live beside this module. This module imports nothing outside the standard library.
+store live beside this module. This module imports nothing outside the standard library (and the
+estimator's plain types, for the choices the two share).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trainwiz.estimator.types import LOOPS
+
 SCHEMA_VERSION = 1
 
 STRATEGIES = ("single", "ddp", "fsdp")
 SHARDING_STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD")
-MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")
+# bf16-pure is not mixed precision: the script loads the model in bf16 and trains it as is
+# (weights, gradients, optimizer state in bf16; no autocast). To accelerate that is
+# mixed_precision "no": no autocast, and under FSDP no upcast to fp32 master weights.
+MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8", "bf16-pure")
 AUTO_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP")
 BACKWARD_PREFETCH = ("BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH")
 STATE_DICT_TYPES = ("SHARDED_STATE_DICT", "FULL_STATE_DICT")
@@ -21,6 +27,7 @@ DEVICES = ("cuda", "cpu")
 RDZV_BACKENDS = ("c10d", "static")
 OPTIMIZERS = ("adamw", "sgd", "adafactor", "adamw8bit")
 ATTENTION = ("sdpa", "eager")
+SCHEDULERS = ("local", "slurm")
 
 
 @dataclass
@@ -52,6 +59,7 @@ class EstimateInputs:
     grad_accum: int = 1
     activation_checkpointing: bool = False
     attention: str = "sdpa"
+    loop: str = "custom"  # custom: outputs kept through backward; trainer: dropped (HF Trainer)
     # For the time estimate: the training length (one of the two) and the network between
     # machines ("400Gbps"), needed when num_machines > 1.
     tokens: int | None = None
@@ -68,6 +76,19 @@ class PlannedHardware:
     gpu_memory: int  # bytes per GPU (of the smallest GPU used)
     gpus_per_machine: int = 1
     simulated: bool = False  # planned against a simulated box or a preset, not measured
+
+
+@dataclass
+class SlurmOptions:
+    """How a ``scheduler: slurm`` profile is submitted: one sbatch job, one task per node."""
+
+    partition: str | None = None  # None: the cluster's default partition
+    nodes: int = 1
+    time: str | None = None  # Slurm's time limit format: "90", "4:00:00", "2-00:00:00"
+    account: str | None = None
+    qos: str | None = None
+    sbatch_args: list[str] = field(default_factory=list)  # extra #SBATCH lines: ["--mem=0"]
+    run_dir: str | None = None  # a folder every node shares; None: the runs folder in your home
 
 
 @dataclass
@@ -94,6 +115,20 @@ class Profile:
     hardware: PlannedHardware | None = None  # the hardware the plan was made for
     version: int = SCHEMA_VERSION
     description: str | None = None  # one line for `trainwiz profiles list`
+    scheduler: str = "local"  # "slurm": submitted with sbatch, see `slurm`
+    slurm: SlurmOptions | None = None
+
+    @property
+    def machines(self) -> int:
+        """Machines the run spans: Slurm's node count for a Slurm profile, else num_machines."""
+        if self.scheduler == "slurm":
+            return int(self.slurm.nodes) if self.slurm is not None else 1
+        return int(self.num_machines or 1)
+
+    @property
+    def accelerate_mixed_precision(self) -> str:
+        """What accelerate's ``mixed_precision`` is for this profile (bf16-pure is "no")."""
+        return "no" if self.mixed_precision == "bf16-pure" else self.mixed_precision
 
     @property
     def processes_per_machine(self) -> int | None:
@@ -110,4 +145,4 @@ class Profile:
     def world_size(self) -> int | None:
         """Ranks over all machines, when known."""
         per = self.processes_per_machine
-        return None if per is None else per * self.num_machines
+        return None if per is None else per * self.machines

@@ -17,7 +17,13 @@ import yaml
 from trainwiz import safeyaml
 from trainwiz.errors import TrainwizError, UsageError
 import trainwiz.profiles.schema as schema
-from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, PlannedHardware, Profile
+from trainwiz.profiles.schema import (
+    EstimateInputs,
+    FsdpOptions,
+    PlannedHardware,
+    Profile,
+    SlurmOptions,
+)
 from trainwiz.units import parse_count, parse_rate
 
 Path_ = tuple[str, ...]
@@ -139,6 +145,7 @@ PROFILE_SPECS: dict[str, _Spec] = {
     "env": _Spec("env"),
     "script": _Spec("str", nullable=True),
     "script_args": _Spec("list_str"),
+    "scheduler": _Spec("enum", schema.SCHEDULERS),
 }
 
 FSDP_SPECS: dict[str, _Spec] = {
@@ -166,6 +173,7 @@ ESTIMATE_SPECS: dict[str, _Spec] = {
     "grad_accum": _Spec("int", minimum=1),
     "activation_checkpointing": _Spec("bool"),
     "attention": _Spec("enum", schema.ATTENTION),
+    "loop": _Spec("enum", schema.LOOPS),
     "tokens": _Spec("count", minimum=1, nullable=True),
     "steps": _Spec("count", minimum=1, nullable=True),
     "network": _Spec("str", nullable=True),
@@ -178,12 +186,22 @@ HARDWARE_SPECS: dict[str, _Spec] = {
     "simulated": _Spec("bool"),
 }
 
+SLURM_SPECS: dict[str, _Spec] = {
+    "partition": _Spec("str", nullable=True),
+    "nodes": _Spec("int", minimum=1),
+    "time": _Spec("str", nullable=True),
+    "account": _Spec("str", nullable=True),
+    "qos": _Spec("str", nullable=True),
+    "sbatch_args": _Spec("list_str"),
+    "run_dir": _Spec("str", nullable=True),
+}
+
 # Key order in written files: what a reader wants first.
 PROFILE_KEY_ORDER = ("version", "description", "strategy", "fsdp", "mixed_precision", "device",
                      "gpu_ids", "num_processes", "num_machines", "machine_rank", "main_address",
                      "main_port", "rdzv_backend", "max_restarts", "launcher", "python", "env",
-                     "script", "script_args", "estimate", "hardware")
-_ALL_TOP_KEYS = tuple(PROFILE_SPECS) + ("fsdp", "estimate", "hardware")
+                     "script", "script_args", "estimate", "scheduler", "slurm", "hardware")
+_ALL_TOP_KEYS = tuple(PROFILE_SPECS) + ("fsdp", "estimate", "slurm", "hardware")
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -368,7 +386,7 @@ def profile_from_dict(data: Any, *, source: str, name: str,
     chk = _Checker(source, lines)
     if data is None:
         data = {}
-    top = chk.section(data, PROFILE_SPECS, (), extra=("fsdp", "estimate", "hardware"))
+    top = chk.section(data, PROFILE_SPECS, (), extra=("fsdp", "estimate", "slurm", "hardware"))
     version = top.get("version", schema.SCHEMA_VERSION)
     if isinstance(version, int) and version > schema.SCHEMA_VERSION:
         chk.add(("version",), f"key 'version': this file is version {version}, written by a newer "
@@ -386,6 +404,8 @@ def profile_from_dict(data: Any, *, source: str, name: str,
                                    "hardware names the GPU and its memory in bytes")
         elif "gpu" in hw_kw and "gpu_memory" in hw_kw:
             hardware = PlannedHardware(**hw_kw)
+    slurm_raw = top.pop("slurm", None)
+    slurm_kw = chk.section(slurm_raw, SLURM_SPECS, ("slurm",)) if slurm_raw is not None else None
     fsdp_kw = chk.section(fsdp_raw, FSDP_SPECS, ("fsdp",)) if fsdp_raw is not None else {}
     est = None
     if est_raw is not None:
@@ -400,10 +420,13 @@ def profile_from_dict(data: Any, *, source: str, name: str,
 
     profile = Profile(name=name, fsdp=FsdpOptions(**fsdp_kw), estimate=est, hardware=hardware,
                       **top)
+    if slurm_kw is not None:
+        profile.slurm = SlurmOptions(**slurm_kw)
     if fsdp_kw and profile.strategy != "fsdp" and FsdpOptions(**fsdp_kw) != FsdpOptions():
         chk.add(("fsdp",), f"key 'fsdp': FSDP options are set but strategy is "
                            f"'{profile.strategy}'; set strategy: fsdp or remove the fsdp section")
     _check_combinations(profile, chk)
+    _check_slurm(profile, chk)
     chk.fail_if_any()
     return profile
 
@@ -503,6 +526,47 @@ def _check_combinations(p: Profile, chk: _Checker) -> None:
                 f"not {f.auto_wrap_policy}")
 
 
+# Slurm's time limit formats (sbatch --time): minutes, minutes:seconds, hours:minutes:seconds,
+# days-hours, days-hours:minutes, days-hours:minutes:seconds; also UNLIMITED / INFINITE.
+_SLURM_TIME = re.compile(r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}"
+                         r"|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE|unlimited|infinite)$")
+_SLURM_NAME = re.compile(r"^[A-Za-z0-9._+-]+$")
+
+
+def _check_slurm(p: Profile, chk: _Checker) -> None:
+    s = p.slurm
+    if p.scheduler != "slurm":
+        if s is not None:
+            chk.add(("slurm",), f"key 'slurm': Slurm options are set but scheduler is "
+                                f"'{p.scheduler}'; set scheduler: slurm or remove the slurm section")
+        return
+    for key in ("num_machines", "machine_rank", "main_address"):
+        if getattr(p, key) != getattr(Profile(name=p.name), key):
+            chk.add((key,), f"key '{key}': with scheduler slurm Slurm chooses the machines (the "
+                            "job's nodes; the rendezvous is on its first node); remove "
+                            f"{key}{' and set slurm.nodes' if key == 'num_machines' else ''}")
+    if p.gpu_ids is not None:
+        chk.add(("gpu_ids",), "key 'gpu_ids': with scheduler slurm Slurm assigns each node's GPUs; "
+                              "remove gpu_ids and set num_processes (ranks per node)")
+    if s is None:
+        return
+    for key in ("partition", "account", "qos"):
+        value = getattr(s, key)
+        if value is not None and not _SLURM_NAME.match(value):
+            chk.add(("slurm", key), f"key 'slurm.{key}': {value!r} is not a Slurm name (letters, "
+                                    "digits, '.', '_', '-', '+')")
+    if s.time is not None and not _SLURM_TIME.match(s.time.strip()):
+        chk.add(("slurm", "time"), f"key 'slurm.time': {s.time!r} is not a Slurm time limit; "
+                                   "allowed: minutes, hours:minutes:seconds, days-hours:minutes "
+                                   "(e.g. 90, 4:00:00, 2-00:00:00)")
+    for arg in s.sbatch_args:
+        if not arg.startswith("-") or "\n" in arg or "\r" in arg:
+            chk.add(("slurm", "sbatch_args"), f"key 'slurm.sbatch_args': {arg!r} is not an sbatch "
+                                              "option; each item is one option, such as "
+                                              "--mem=0 or --exclusive")
+            break
+
+
 def check_profile_gpus(profile: Profile, gpu_count: int, *, source: str | None = None) -> None:
     """Refuse GPU ids (or a process count) this box cannot provide. ``gpu_count``: GPUs found."""
     chk = _Checker(source or f"profile '{profile.name}'", None)
@@ -552,6 +616,11 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
                 out["hardware"] = {"gpu": value.gpu, "gpu_memory": value.gpu_memory,
                                    **{k: v for k, v in sub.items()
                                       if k not in ("gpu", "gpu_memory")}}
+            continue
+        if key == "slurm":
+            if value is not None:
+                sub = _non_default(value, SlurmOptions())
+                out["slurm"] = {k: _plain(v) for k, v in sub.items()}
             continue
         if key == "estimate":
             if value is not None:

@@ -231,7 +231,9 @@ class LaunchScreen(Screen):
                 # Launch reuses this check while the form is unchanged: the port it names is
                 # the port torchrun gets
                 self.post_message(PreflightDone(notes=["all checks passed", *pre.notes,
-                                                       f"{pre.nproc} processes, port {pre.port}"],
+                                                       f"{pre.nproc} processes"
+                                                       + (f", port {pre.port}" if pre.port
+                                                          is not None else "")],
                                                 checked=(_key(profile, script, args), pre)))
                 return
             handle = start(profile, script, args, simulate=simulate, yes=force, pre=pre,

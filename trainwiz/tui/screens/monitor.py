@@ -246,7 +246,8 @@ class MonitorScreen(Screen):
             box.append("FAILED", style="bold red")
             if fail is not None:
                 box.append(f" — rank {fail.rank if fail.rank is not None else '?'}"
-                           f", exit code {fail.exit_code if fail.exit_code is not None else '?'}")
+                           + (f" on {fail.node}" if fail.node else "")  # a Slurm run's node
+                           + f", exit code {fail.exit_code if fail.exit_code is not None else '?'}")
                 box.append(f"\n{fail.message}")
                 box.append("\nout of memory: ")
                 box.append("YES" if fail.oom else "no", style="bold red" if fail.oom else "")

@@ -19,13 +19,21 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Label, Select
 
-from trainwiz.estimator.types import ATTENTIONS, OPTIMIZERS, PRECISIONS, SHARDINGS, STRATEGIES
+from trainwiz.estimator.types import (
+    ATTENTIONS,
+    LOOPS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SHARDINGS,
+    STRATEGIES,
+)
 from trainwiz.plan import PLAN_KEYS, Plan
 
 STRATEGY_LABELS = {"single": "single GPU", "ddp": "DDP", "fsdp": "FSDP"}
 PRECISION_LABELS = {"bf16": "bf16 mixed", "fp16": "fp16 mixed", "fp32": "fp32 (no mixed)",
                     "bf16-pure": "bf16 pure (no fp32 copy)"}
 ON_OFF = {False: "off", True: "on"}
+LOOP_LABELS = {"custom": "custom (outputs kept)", "trainer": "HF Trainer"}
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 SEQ_LENS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 ACCUMS = (1, 2, 4, 8, 16, 32, 64)
@@ -96,6 +104,7 @@ FIELDS: tuple[Field, ...] = (
     Field("optimizer", "optimizer", "optimizer", _fixed(OPTIMIZERS)),
     Field("attention", "attention", "attention", _fixed(ATTENTIONS)),
     Field("ckpt", "activation_checkpointing", "act. ckpt", _fixed((False, True)), ON_OFF),
+    Field("loop", "loop", "loop", _fixed(LOOPS), LOOP_LABELS),
     Field("train-for", "tokens", "train for", _fixed(TOKENS), TOKEN_LABELS),
 )
 FIELD_BY_KEY = {f.key: f for f in FIELDS}

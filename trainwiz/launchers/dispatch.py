@@ -1,0 +1,28 @@
+"""Check or start a run where its profile says: on this machine (:mod:`api`: the detached
+supervisor) or on a Slurm cluster (:mod:`slurm_submit`: sbatch). The package's ``launch`` and
+``preflight`` are these, so the CLI and the app never choose themselves."""
+
+from __future__ import annotations
+
+from trainwiz.launchers import api, slurm_submit
+
+
+def preflight(profile, script: str | None = None, args: list[str] | None = None, *,
+              module: bool = False, simulate: str | None = None, yes: bool | None = False,
+              confirm=None, cwd=None) -> api.Preflight:
+    if profile.scheduler == "slurm":
+        return slurm_submit.preflight(profile, script, args, module=module, yes=yes,
+                                      confirm=confirm, cwd=cwd)
+    return api.preflight(profile, script, args, module=module, simulate=simulate, yes=yes,
+                         confirm=confirm, cwd=cwd)
+
+
+def launch(profile, script: str | None = None, args: list[str] | None = None, *,
+           detach: bool = True, module: bool = False, simulate: str | None = None,
+           yes: bool = False, confirm=None, cwd=None, grace_s: float = 10.0,
+           pre: api.Preflight | None = None) -> api.RunHandle:
+    if profile.scheduler == "slurm":
+        return slurm_submit.submit(profile, script, args, module=module, yes=yes,
+                                   confirm=confirm, cwd=cwd, pre=pre)
+    return api.launch(profile, script, args, detach=detach, module=module, simulate=simulate,
+                      yes=yes, confirm=confirm, cwd=cwd, grace_s=grace_s, pre=pre)
