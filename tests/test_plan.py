@@ -155,3 +155,14 @@ def test_cpu_ranks_are_not_capped_by_a_gpu_count():
     plan = plan.with_changes({"strategy": "ddp", "gpus_per_machine": 16})
     profile = validate_profile(plan.to_profile("cpu16"))
     assert profile.device == "cpu" and profile.num_processes == 16 and profile.hardware is None
+
+
+def test_a_slurm_plan_leaves_the_nodes_to_slurm():
+    plan = Plan.for_box(_box("8xH100-80GB"), "llama-3-8b").with_changes(
+        {"scheduler": "slurm", "machines": 4})
+    profile = validate_profile(plan.to_profile("on-slurm"))
+    assert profile.scheduler == "slurm" and profile.slurm.nodes == 4
+    assert profile.num_machines == 1 and profile.gpu_ids is None and profile.num_processes == 8
+    assert profile.world_size == 32
+    again = Plan.from_profile(profile, _box("8xH100-80GB"))
+    assert (again.scheduler, again.machines, again.config.num_gpus) == ("slurm", 4, 32)

@@ -26,7 +26,13 @@ from trainwiz.estimator.timing import time_hardware, time_plan
 from trainwiz.estimator.models import resolve_model as resolve_named_model
 from trainwiz.estimator.types import Estimate, ModelSpec, Suggestion, TrainConfig
 from trainwiz.profiles.estimate_io import estimate_request, mixed_precision_for, model_argument
-from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, PlannedHardware, Profile
+from trainwiz.profiles.schema import (
+    EstimateInputs,
+    FsdpOptions,
+    PlannedHardware,
+    Profile,
+    SlurmOptions,
+)
 
 GPUS_PER_PLANNED_MACHINE = 8  # a GPU preset planned for: machines of this many of them
 MAX_CPU_RANKS = 1024
@@ -208,7 +214,7 @@ class PlanEstimate:
 # --------------------------------------------------------------------------- the plan
 
 # Keys a change may hold besides TrainConfig's fields.
-PLAN_KEYS = ("machines", "gpus_per_machine", "gpu_ids", "tokens")
+PLAN_KEYS = ("machines", "gpus_per_machine", "gpu_ids", "tokens", "scheduler")
 
 
 @dataclass(frozen=True)
@@ -222,6 +228,7 @@ class Plan:
     base: Profile | None = None  # an opened profile: what the plan has no field for is kept
     tokens: int | None = None  # training length in tokens (for the time estimate)
     steps: int | None = None  # … or in optimizer steps (from a profile)
+    scheduler: str = "local"  # "slurm": submitted with sbatch; Slurm picks the machines
 
     # -- made from ---------------------------------------------------------------------
     @classmethod
@@ -250,8 +257,9 @@ class Plan:
         model, cfg = estimate_request(draft, per)
         gpu_ids = tuple(profile.gpu_ids) if profile.gpu_ids and box.here else None
         est = profile.estimate
-        return cls(box=box, config=cfg, model=model or "", machines=profile.num_machines,
+        return cls(box=box, config=cfg, model=model or "", machines=profile.machines,
                    gpu_ids=gpu_ids, device=profile.device, base=profile,
+                   scheduler=profile.scheduler,
                    tokens=getattr(est, "tokens", None), steps=getattr(est, "steps", None))
 
     # -- what it uses ------------------------------------------------------------------
@@ -333,6 +341,10 @@ class Plan:
             per = max(min(plan.max_per_machine(), max(plan.box.size, 2)), 1)
         if "tokens" in changes:  # a length in tokens replaces one in steps
             plan = dataclasses.replace(plan, tokens=changes["tokens"] or None, steps=None)
+        if "scheduler" in changes:
+            plan = dataclasses.replace(plan, scheduler=changes["scheduler"])
+        if plan.scheduler == "slurm":
+            ids = None  # Slurm assigns each node's GPUs
         per = max(1, min(per, plan.max_per_machine()))
         cfg_changes.update(num_gpus=per * machines, num_nodes=machines)
         if cfg_changes.get("strategy", plan.config.strategy) == "ddp" and per * machines == 1:
@@ -463,12 +475,18 @@ class Plan:
             estimate = (dataclasses.replace(base.estimate, model=model, **values)
                         if base.estimate is not None else EstimateInputs(model=model, **values))
         hardware = record_of(self.box, used) if self.device == "cuda" else None
+        machines = dict(num_machines=self.machines,
+                        machine_rank=min(base.machine_rank, self.machines - 1))
+        slurm = None
+        if self.scheduler == "slurm":  # Slurm chooses the nodes: their count is slurm.nodes
+            slurm = dataclasses.replace(base.slurm or SlurmOptions(), nodes=self.machines)
+            machines = dict(num_machines=1, machine_rank=0, main_address=None)
+            gpu_ids, num_processes = None, self.gpus_per_machine
         return dataclasses.replace(
             base, name=name, strategy=cfg.strategy, fsdp=fsdp, mixed_precision=precision,
             device=self.device, gpu_ids=gpu_ids, num_processes=num_processes,
-            num_machines=self.machines,
-            machine_rank=min(base.machine_rank, self.machines - 1),
-            estimate=estimate, hardware=hardware or base.hardware)
+            estimate=estimate, hardware=hardware or base.hardware,
+            scheduler=self.scheduler, slurm=slurm, **machines)
 
 
 def _matches(record: PlannedHardware, box: Box) -> bool:

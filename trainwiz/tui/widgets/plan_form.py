@@ -28,6 +28,7 @@ from trainwiz.estimator.types import (
     STRATEGIES,
 )
 from trainwiz.plan import PLAN_KEYS, Plan
+from trainwiz.profiles.schema import SCHEDULERS
 
 STRATEGY_LABELS = {"single": "single GPU", "ddp": "DDP", "fsdp": "FSDP"}
 PRECISION_LABELS = {"bf16": "bf16 mixed", "fp16": "fp16 mixed", "fp32": "fp32 (no mixed)",
@@ -106,6 +107,8 @@ FIELDS: tuple[Field, ...] = (
     Field("ckpt", "activation_checkpointing", "act. ckpt", _fixed((False, True)), ON_OFF),
     Field("loop", "loop", "loop", _fixed(LOOPS), LOOP_LABELS),
     Field("train-for", "tokens", "train for", _fixed(TOKENS), TOKEN_LABELS),
+    Field("scheduler", "scheduler", "scheduler", _fixed(SCHEDULERS),
+          {"local": "here (torchrun)", "slurm": "Slurm (sbatch)"}, shown=_multi),
 )
 FIELD_BY_KEY = {f.key: f for f in FIELDS}
 
