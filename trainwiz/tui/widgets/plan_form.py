@@ -34,7 +34,7 @@ STRATEGY_LABELS = {"single": "single GPU", "ddp": "DDP", "fsdp": "FSDP"}
 PRECISION_LABELS = {"bf16": "bf16 mixed", "fp16": "fp16 mixed", "fp32": "fp32 (no mixed)",
                     "bf16-pure": "bf16 pure (no fp32 copy)"}
 ON_OFF = {False: "off", True: "on"}
-LOOP_LABELS = {"custom": "custom (outputs kept)", "trainer": "HF Trainer"}
+LOOP_LABELS = {"custom": "custom loop", "trainer": "HF Trainer"}  # estimator.LOOP_TEXT says more
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 SEQ_LENS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 ACCUMS = (1, 2, 4, 8, 16, 32, 64)
