@@ -166,3 +166,13 @@ def test_a_slurm_plan_leaves_the_nodes_to_slurm():
     assert profile.world_size == 32
     again = Plan.from_profile(profile, _box("8xH100-80GB"))
     assert (again.scheduler, again.machines, again.config.num_gpus) == ("slurm", 4, 32)
+
+
+def test_a_lora_plan_saves_its_adapters_and_reopens_as_the_same_plan():
+    plan = Plan.for_box(_box("1xH100-80GB"), "llama-3-8b").with_changes(
+        {"method": "lora", "lora_rank": 8})
+    profile = validate_profile(plan.to_profile("lora8"))
+    assert profile.estimate.method == "lora" and profile.estimate.lora.rank == 8
+    assert Plan.from_profile(profile, _box("1xH100-80GB")).config == plan.config
+    full = Plan.from_profile(profile, _box("1xH100-80GB")).with_changes({"method": "full"})
+    assert validate_profile(full.to_profile("full")).estimate.lora is None

@@ -29,8 +29,10 @@ from trainwiz.profiles.estimate_io import estimate_request, mixed_precision_for,
 from trainwiz.profiles.schema import (
     EstimateInputs,
     FsdpOptions,
+    LoraOptions,
     PlannedHardware,
     Profile,
+    QuantizationOptions,
     SlurmOptions,
 )
 
@@ -471,6 +473,20 @@ class Plan:
                                                   and cfg.strategy != "fsdp")  # FSDP's own
             if "tokens" in {f.name for f in dataclasses.fields(EstimateInputs)}:
                 values.update(tokens=self.tokens, steps=self.steps)
+            if cfg.method != "full":  # the adapters as PEFT's LoraConfig names them
+                old = (base.estimate.lora if base.estimate is not None else None) or LoraOptions()
+                values["lora"] = dataclasses.replace(old, rank=cfg.lora_rank,
+                                                     targets=cfg.lora_targets,
+                                                     dropout=cfg.lora_dropout)
+            else:
+                values["lora"] = None
+            old_q = base.estimate.quantization if base.estimate is not None else None
+            if cfg.method == "qlora" and (old_q is not None
+                                          or cfg.double_quant != QuantizationOptions().double_quant):
+                values["quantization"] = dataclasses.replace(old_q or QuantizationOptions(),
+                                                             double_quant=cfg.double_quant)
+            elif cfg.method != "qlora":
+                values["quantization"] = None
             # what the plan has no field for (the training length, …) stays as it was
             estimate = (dataclasses.replace(base.estimate, model=model, **values)
                         if base.estimate is not None else EstimateInputs(model=model, **values))

@@ -94,6 +94,12 @@ class Case:
     reshard_after_forward: bool = True  # fsdp: True = FULL_SHARD, False = SHARD_GRAD_OP
     gradient_as_bucket_view: bool = False  # ddp
     attention: str = "sdpa"  # sdpa | eager (transformers' attn_implementation)
+    # full fine-tuning, or PEFT LoRA / QLoRA (bitsandbytes NF4 + double quant, bf16 compute,
+    # prepare_model_for_kbit_training) with adapters of this rank on these modules
+    method: str = "full"  # full | lora | qlora
+    lora_rank: int = 8
+    lora_targets: str = "all-linear"  # PEFT's all-linear, or a comma list of module names
+    lora_dropout: float = 0.0  # PEFT's default; each adapter drops its own copy of its input
     notes: str = field(default="", compare=False)
 
     @property
@@ -231,6 +237,28 @@ CASES += [
        precision="bf16", batch_size=2, seq_len=256),
 ]
 
+# LoRA (PEFT, frozen fp32 base) and QLoRA (bitsandbytes NF4 with double quantization, bf16
+# compute, prepare_model_for_kbit_training, then PEFT): Llama and Qwen2, all-linear and q/v only.
+_LORA = {"method": "lora", "batch_size": 4}
+_QLORA = {"method": "qlora", "precision": "bf16", "batch_size": 4}
+_QV = "q_proj,v_proj"
+CASES += [
+    _c("lora-llama-fp32-adamw", llama_config(), **_LORA),
+    _c("lora-llama-bf16-adamw-qv-r16-drop", llama_config(), precision="bf16", lora_rank=16,
+       lora_targets=_QV, lora_dropout=0.05, **_LORA),
+    _c("lora-qwen2-fp32-adamw-ac", qwen2_config(), activation_checkpointing=True, **_LORA),
+    _c("qlora-llama-adamw-ac-r16", llama_config(), activation_checkpointing=True, lora_rank=16,
+       **_QLORA),
+    _c("qlora-qwen2-adamw-qv", qwen2_config(), lora_targets=_QV, **_QLORA),
+    _c("ddp-lora-llama-bf16-adamw", llama_config(), strategy="ddp", num_gpus=2,
+       precision="bf16", **_LORA),
+    _c("ddp-qlora-qwen2-adamw-ac", qwen2_config(), strategy="ddp", num_gpus=2,
+       activation_checkpointing=True, **_QLORA),
+    # small vocabulary: the blocks (NF4 weights, dequantized copies), not the loss, set the peak
+    _c("qlora-llama-wide-adamw", llama_config(**_WIDE), method="qlora", precision="bf16",
+       batch_size=2, seq_len=256),
+]
+
 CASES_BY_NAME: dict[str, Case] = {c.name: c for c in CASES}
 
 
@@ -262,4 +290,7 @@ def case_to_estimate_inputs(case: Case, loop: str = "custom") -> tuple[dict, dic
     }
     if case.sharding is not None:
         fields["sharding"] = case.sharding
+    if case.method != "full":
+        fields.update(method=case.method, lora_rank=case.lora_rank, lora_targets=case.lora_targets,
+                      lora_dropout=case.lora_dropout)
     return dict(case.hf_config), fields

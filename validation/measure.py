@@ -51,6 +51,8 @@ def _build_model(case: Case):
     auto = AutoModelForMaskedLM if case.head == "masked_lm" else AutoModelForCausalLM
     dtype = torch.bfloat16 if case.precision == "bf16-pure" else torch.float32
     model = auto.from_config(config, attn_implementation=case.attention, dtype=dtype)
+    if case.method == "qlora":
+        return _qlora_model(case, model, auto)
     model.train()
     if case.activation_checkpointing:
         kwargs = {"use_reentrant": False}
@@ -59,7 +61,110 @@ def _build_model(case: Case):
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     del transformers
+    if case.method == "lora":
+        from peft import get_peft_model
+
+        model = get_peft_model(model, _lora_config(case))
+        model.train()
     return model
+
+
+def _lora_config(case: Case):
+    from peft import LoraConfig
+
+    targets = case.lora_targets
+    if targets != "all-linear":
+        targets = [t.strip() for t in targets.split(",")]
+    task = None if case.head == "masked_lm" else "CAUSAL_LM"
+    return LoraConfig(r=case.lora_rank, lora_alpha=2 * case.lora_rank,
+                      lora_dropout=case.lora_dropout,
+                      target_modules=targets, task_type=task)
+
+
+def _qlora_model(case: Case, model, auto):
+    """The QLoRA recipe: the (random, seed 0) model saved, loaded back with bitsandbytes NF4 +
+    double quantization and bf16 compute, prepare_model_for_kbit_training, then LoRA."""
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    import torch.distributed as dist
+
+    ranks = dist.is_available() and dist.is_initialized()
+    with tempfile.TemporaryDirectory() as tmp:
+        # one checkpoint on disk, as a real run has: transformers writes it from rank 0 only
+        where = [tmp]
+        if ranks:
+            dist.broadcast_object_list(where, src=0)
+        if not ranks or dist.get_rank() == 0:
+            model.save_pretrained(where[0])
+        if ranks:
+            dist.barrier()
+        del model
+        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                 bnb_4bit_use_double_quant=True,
+                                 bnb_4bit_compute_dtype=torch.bfloat16)
+        model = auto.from_pretrained(where[0], quantization_config=bnb, device_map="cpu",
+                                     attn_implementation=case.attention)
+        if ranks:
+            dist.barrier()  # everyone has read it before rank 0's folder goes
+    model = prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=case.activation_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = get_peft_model(model, _lora_config(case))
+    model.train()
+    return model
+
+
+def _quant_state_tensors(model) -> list:
+    """The NF4 constants beside each 4-bit weight (absmax, code tables, offset): not parameters
+    nor buffers, so a tracker does not find them on its own."""
+    import torch
+
+    out = []
+    for p in model.parameters():
+        qs = getattr(p, "quant_state", None)
+        while qs is not None:
+            out += [t for t in (qs.absmax, qs.code, getattr(qs, "offset", None))
+                    if isinstance(t, torch.Tensor)]
+            qs = getattr(qs, "state2", None)
+    return out
+
+
+def _mem_tracker():
+    """MemTracker that accepts frozen parameters.
+
+    MemTracker registers a gradient hook on every parameter a module owns, and
+    ``register_hook`` refuses tensors that do not require grad (LoRA's frozen base weights). Here
+    the hooks go only on trainable parameters; frozen ones are still booked as Parameter.
+    """
+    from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
+
+    class FrozenAwareMemTracker(MemTracker):
+        def _track_module_params_and_buffers(self, module, install_grad_hooks: bool = True):
+            param_memory = buffer_memory = 0
+            for param in module.parameters():
+                winfos = self._update_and_maybe_create_winfos(param, _MemRefType.PARAM)
+                param_memory += sum(w.mem_consumed for w in winfos)
+                if param.grad is not None:
+                    self._update_and_maybe_create_winfos(param.grad, _MemRefType.GRAD)
+                if (param.requires_grad and install_grad_hooks
+                        and self._param_to_grad_hook_handles.get(param) is None):
+                    def hook(grad, self=self):
+                        self._update_and_maybe_create_winfos(grad, _MemRefType.GRAD)
+                    self._param_to_grad_hook_handles[param] = (
+                        param.register_hook(hook),
+                        param.register_post_accumulate_grad_hook(lambda p, hook=hook: hook(p.grad)))
+            for buffer in module.buffers():
+                winfos = self._update_and_maybe_create_winfos(buffer, _MemRefType.BUFFER)
+                buffer_memory += sum(w.mem_consumed for w in winfos)
+            return param_memory, buffer_memory
+
+        def track_quant_state(self, tensors) -> None:
+            for t in tensors:
+                self._update_and_maybe_create_winfos(t, _MemRefType.PARAM)
+
+    return FrozenAwareMemTracker()
 
 
 def _batch(case: Case, rank: int = 0) -> dict:
@@ -201,6 +306,28 @@ def _param_bytes(model) -> tuple[int, int]:
     return n, b
 
 
+def _param_kinds(model) -> dict:
+    """Bytes of trainable, frozen (16/32-bit) and 4-bit weights (with their NF4 constants), and
+    PEFT's own trainable / total counts."""
+    seen = set()
+    out = {"trainable_bytes": 0, "frozen_bytes": 0, "quantized_bytes": 0}
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        size = p.numel() * p.element_size()
+        if p.__class__.__name__ == "Params4bit":
+            out["quantized_bytes"] += size
+        elif p.requires_grad:
+            out["trainable_bytes"] += size
+        else:
+            out["frozen_bytes"] += size
+    out["quantized_bytes"] += _storage_bytes(_quant_state_tensors(model))
+    if hasattr(model, "get_nb_trainable_parameters"):
+        out["peft_trainable"], out["peft_total"] = model.get_nb_trainable_parameters()
+    return out
+
+
 def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
     """Run the case in this process (rank ``rank`` of an initialised group when world > 1)."""
     import torch
@@ -213,7 +340,10 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
     batch = _batch(case, rank)
     extra: dict = {"params": n_params, "param_bytes": param_bytes}
     # Before wrapping: an FSDP forward on one rank only would wait for collectives forever.
-    extra["sdpa_ops"] = _sdpa_ops(model, case, batch) if rank == 0 else []
+    # Every rank runs it where it can: bitsandbytes' first forward converts 4-bit layers' biases
+    # to the compute dtype, and DDP then checks that every rank holds the same parameters.
+    runs_alone = rank == 0 or case.strategy != "fsdp"
+    extra["sdpa_ops"] = _sdpa_ops(model, case, batch) if runs_alone else []
 
     if case.strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -237,7 +367,7 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
             fully_shard(layer, **kw)
         fully_shard(model, **kw)
 
-    opt = _optimizer(case, model.parameters())
+    opt = _optimizer(case, [p for p in model.parameters() if p.requires_grad])
 
     _step(model, opt, batch, case)  # warm-up 1: optimizer state exists; DDP rebuilds buckets
     buckets: list = []
@@ -245,6 +375,8 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
     with _CaptureCollectives(buckets) if case.strategy == "ddp" else contextlib.nullcontext():
         _step(model, opt, batch, case, outputs=outputs)  # warm-up 2: DDP's final buckets
     t1 = time.perf_counter()
+    # the weights as the measured steps hold them (after bitsandbytes' first forward)
+    extra.update(_param_kinds(getattr(model, "module", model)))
 
     if case.strategy == "fsdp":
         from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
@@ -252,12 +384,14 @@ def _measure_local(case: Case, rank: int = 0, world: int = 1) -> dict:
         tracker = FSDPMemTracker(model, opt)
         tracker.track_inputs((batch,))
     else:
-        tracker = MemTracker()
+        tracker = _mem_tracker() if case.method != "full" else MemTracker()
         # DDP's flat gradient buckets live for the whole run (CUDA's max_memory_allocated sees
         # them) but are allocated in C++ before the tracker starts; left alone, MemTracker
         # only meets them when the all-reduce returns them mid-backward and books them as Temp.
         # Register them up front so they are counted all step long, as "Other".
         tracker.track_external(model, opt, batch["input_ids"], batch["labels"], *buckets)
+        if case.method == "qlora":
+            tracker.track_quant_state(_quant_state_tensors(model))
     records = {}
     with tracker:  # custom loop, once so that its outputs are tracked tensors ...
         _step(model, opt, batch, case, outputs=outputs)
@@ -412,10 +546,10 @@ def activation_histogram(case: Case) -> dict[int, int]:
     _set_threads()
     model = _build_model(case)
     batch = _batch(case)
-    opt = _optimizer(case, model.parameters())
+    opt = _optimizer(case, [p for p in model.parameters() if p.requires_grad])
     for _ in range(2):
         _step(model, opt, batch, case)
-    tracker = MemTracker()
+    tracker = _mem_tracker() if case.method != "full" else MemTracker()
     tracker.track_external(model, opt, batch["input_ids"], batch["labels"])
     hist: Counter = Counter()
     with tracker:

@@ -77,6 +77,10 @@ FEATURES = {
         "quantized (the recipe calls no empty_cache before training; the tutorial gives 9.13 GB "
         "reserved after init and 9.29 GB during training), so loading, not the training step, "
         "sets the figure", True),
+    "bnb-keeps-4bit-inputs": Feature(
+        "bitsandbytes before 0.43.2 kept every 4-bit layer's input for backward (MatMul4Bit "
+        "ctx.tensors = (A, B); removed by bitsandbytes PR #1270, July 2024); trainwiz models "
+        "current bitsandbytes (validated with 0.50 on CPU), which keeps none", True),
     "below-state-floor": Feature("the figure is below what the weights, gradients and AdamW state "
                                  "of the stated configuration take on their own (computed in the "
                                  "reason), so the stated configuration is not what was measured", True),

@@ -316,6 +316,15 @@ def markdown(rows: list[Row], meta: dict) -> str:
         "`torch.cuda.max_memory_allocated()`; the estimate compared is `peak_allocated` (without "
         "the CUDA context/NCCL/allocator overhead that `total` adds).",
         "",
+        "LoRA cases wrap the model with PEFT's `get_peft_model`; QLoRA cases save the random model, "
+        "load it back with `BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4', "
+        "bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)` on CPU "
+        "(bitsandbytes), then `prepare_model_for_kbit_training` and `get_peft_model`. MemTracker "
+        "refuses frozen parameters (it hooks every parameter's gradient), so these cases use a "
+        "subclass that hooks only the trainable ones and still books the frozen ones as "
+        "Parameter, and registers the NF4 constants bitsandbytes keeps beside each 4-bit weight "
+        "(absmax, code tables, offset) as Parameter too.",
+        "",
         f"A measurement passes when the estimate, with the CPU correction (the column `CPU corr.`, "
         f"computed as the last section says), is within {TOLERANCE:.0%} of the measured peak, "
         f"every term at the peak is within {TERM_TOLERANCE:.0%} of the measured peak of its "

@@ -16,11 +16,14 @@ def test_json_contract(run_cli):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["model"] == {"name": "llama-3-8b", "params": 8030261248, "family": "llama",
-                             "source": "catalog"}
+                             "source": "catalog", "trainable_params": 8030261248,
+                             "total_params": 8030261248}
     assert data["config"]["strategy"] == "fsdp" and data["config"]["num_gpus"] == 2
     per_gpu = data["per_gpu"]
     assert set(per_gpu) == {"params", "grads", "optimizer", "activations", "temporary",
-                            "peak_allocated", "overhead", "total"}
+                            "peak_allocated", "overhead", "total",
+                            "frozen_params", "quantized_params", "adapter_params"}
+    assert per_gpu["frozen_params"] == per_gpu["quantized_params"] == per_gpu["adapter_params"] == 0
     assert all(isinstance(v, int) for v in per_gpu.values())
     assert per_gpu["total"] == per_gpu["peak_allocated"] + per_gpu["overhead"]
     assert data["gpu_memory"] == 80 * GiB

@@ -126,3 +126,41 @@ def test_ddp_ranks_agree_and_buckets_are_counted(tmp_path, isolated_env):
     assert buckets["tracked_as_other_bytes"] == buckets["computed_bytes"] == r["param_bytes"]
     for loop in LOOPS:
         assert r["loops"][loop]["peak_breakdown"]["Other"] >= buckets["computed_bytes"]
+
+
+def test_qlora_step_books_frozen_4bit_and_adapter_weights_as_the_estimate_does(tmp_path,
+                                                                               isolated_env):
+    """MemTracker refuses frozen parameters; the harness's tracker books them (and the NF4
+    constants bitsandbytes keeps beside each 4-bit weight) as Parameter. Each part of the
+    weights is then exactly what the estimate says, and the optimizer holds adapters only."""
+    pytest.importorskip("peft")
+    pytest.importorskip("bitsandbytes")
+    from trainwiz.estimator import estimate
+    from trainwiz.estimator.models import model_from_hf_config
+
+    case = CASES_BY_NAME["qlora-qwen2-adamw-qv"]
+    (res,) = _measure([case.name], tmp_path / "m.json", isolated_env).values()
+    cfg, fields = case_to_estimate_inputs(case, "trainer")
+    est = estimate(model_from_hf_config(cfg), TrainConfig(**fields), suggestions=False)
+    pg = est.per_gpu
+    assert res["quantized_bytes"] == pg.quantized_params  # packed 4-bit + absmax + code tables
+    assert res["frozen_bytes"] == pg.frozen_params  # fp32 embeddings, norms, head; bf16 biases
+    assert res["trainable_bytes"] == pg.adapter_params
+    assert (res["peft_trainable"], res["peft_total"]) == (est.trainable_params, est.total_params)
+    b = res["loops"]["trainer"]["peak_breakdown"]
+    assert b["Parameter"] == pg.params
+    assert 0 <= b["Optstate"] - 2 * res["trainable_bytes"] < 4096  # AdamW on the adapters only
+
+
+def test_lora_and_qlora_cases_cover_the_promised_matrix():
+    peft_cases = [c for c in CASES if c.method != "full"]
+    for method in ("lora", "qlora"):
+        cases = [c for c in peft_cases if c.method == method]
+        assert {c.strategy for c in cases} == {"single", "ddp"}, method
+        assert {c.activation_checkpointing for c in cases} == {True, False}, method
+    assert {c.hf_config["model_type"] for c in peft_cases} == {"llama", "qwen2"}
+    assert {c.lora_targets for c in peft_cases} == {"all-linear", "q_proj,v_proj"}
+    assert {c.lora_rank for c in peft_cases} == {8, 16}
+    assert {c.precision for c in peft_cases if c.method == "lora"} == {"fp32", "bf16"}
+    assert all(c.precision == "bf16" for c in peft_cases if c.method == "qlora")
+    assert any(c.lora_dropout > 0 for c in peft_cases)

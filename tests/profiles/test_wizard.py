@@ -34,6 +34,7 @@ def test_plain_wizard_saves_the_profile_it_was_told(isolated_env, tmp_path):
     answer(child, "Micro-batch size per GPU", "\x152\r")
     answer(child, "Sequence length", "\x151024\r")
     answer(child, "Training loop" + ARROWS, "\r")  # custom, the default: not written
+    answer(child, "Fine-tuning method" + ARROWS, "\r")  # full
     answer(child, "Strategy" + ARROWS, "f\r")
     child.expect("Memory per GPU: [0-9.]+ GiB of 79.6 GiB")
     answer(child, "FSDP sharding" + ARROWS, "s\r")
@@ -53,6 +54,36 @@ def test_plain_wizard_saves_the_profile_it_was_told(isolated_env, tmp_path):
                     "estimate": {"model": "llama-3-8b", "batch_size": 2, "seq_len": 1024},
                     "hardware": {"gpu": "NVIDIA H100 80GB HBM3", "gpu_memory": 85520809984,
                                  "gpus_per_machine": 2, "simulated": True}}
+
+
+def test_plain_wizard_plans_qlora_and_names_the_modules_a_target_must_match(isolated_env,
+                                                                             tmp_path):
+    child = spawn(isolated_env, tmp_path, "--plain", "--simulate", "1x4090")
+    answer(child, "Model", "llama-3-8b\r")
+    answer(child, "Mixed precision" + ARROWS, "n\r")  # fp32: QLoRA will say it needs bf16
+    answer(child, "Micro-batch size per GPU", "\r")
+    answer(child, "Sequence length", "\r")
+    answer(child, "Training loop" + ARROWS, "\r")
+    answer(child, "Fine-tuning method" + ARROWS, "q\r")
+    answer(child, "LoRA rank", "\x158\r")
+    answer(child, "LoRA target modules", "\x15q_proj,query\r")
+    child.expect("'query' matches no linear layer of this llama model; its linear layers are "
+                 "q_proj, k_proj")
+    child.send("\x15q_proj,v_proj\r")
+    child.expect("mixed precision set to bf16")
+    answer(child, "Strategy" + ARROWS, "\r")
+    child.expect("Memory per GPU: [0-9.]+ GiB of 24.0 GiB")
+    answer(child, "Profile name", "\x15qlora-4090\r")
+    child.expect("Saved profile")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    saved = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles" / "qlora-4090.yaml"
+    data = yaml.safe_load(saved.read_text())
+    assert data["mixed_precision"] == "bf16"
+    assert data["estimate"] == {"model": "llama-3-8b", "activation_checkpointing": True,
+                                "method": "qlora",
+                                "lora": {"rank": 8, "targets": "q_proj,v_proj"}}
 
 
 def test_wizard_project_store_asks_before_replacing(isolated_env, tmp_path):
@@ -104,6 +135,7 @@ def test_planned_on_a_simulated_box_exports_anywhere_and_keeps_the_model_path(
     answer(child, "Micro-batch size per GPU", "\r")
     answer(child, "Sequence length", "\r")
     answer(child, "Training loop" + ARROWS, "\r")
+    answer(child, "Fine-tuning method" + ARROWS, "\r")
     answer(child, "Strategy" + ARROWS, "d\r")
     answer(child, "several machines", "n")
     answer(child, "Profile name", "eight\r")
@@ -127,6 +159,7 @@ def test_plain_wizard_asks_the_loop_and_offers_bf16_pure(isolated_env, tmp_path)
     answer(child, "Micro-batch size per GPU", "\x154\r")
     answer(child, "Sequence length", "\x152048\r")
     answer(child, "Training loop" + ARROWS, "t\r")
+    answer(child, "Fine-tuning method" + ARROWS, "\r")
     answer(child, "Strategy" + ARROWS, "\r")
     child.expect("Memory per GPU: [0-9.]+ GiB of 79.6 GiB")
     answer(child, "Profile name", "\x15pure\r")

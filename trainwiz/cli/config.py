@@ -239,6 +239,28 @@ def _wizard(args: argparse.Namespace) -> int:
             Choice("trainer — drops them before backward (HF Trainer, TRL)", value="trainer",
                    shortcut_key="t")], plan.config.loop))
         plan = plan.with_changes({"loop": loop})
+    if spec is not None and spec.has_architecture:
+        method = _ask(_select("Fine-tuning method:", [
+            Choice("full  — every weight trains", value="full", shortcut_key="u"),
+            Choice("lora  — PEFT LoRA adapters on a frozen model", value="lora", shortcut_key="l"),
+            Choice("qlora — LoRA on a 4-bit (NF4) frozen model, bf16 compute", value="qlora",
+                   shortcut_key="q")], "full"))
+        changes: dict = {"method": method}
+        if method != "full":
+            changes["lora_rank"] = int(_ask(questionary.text(
+                "LoRA rank:", default=str(plan.config.lora_rank),
+                validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+            changes["lora_targets"] = _ask(questionary.text(
+                "LoRA target modules (all-linear, or names such as q_proj,v_proj):",
+                default=plan.config.lora_targets,
+                validate=lambda t: _targets_ok(spec, t))).strip()
+        if method == "qlora" and plan.config.precision not in ("bf16", "fp16"):
+            changes["precision"] = "bf16"
+            show("QLoRA computes in bf16 (bnb_4bit_compute_dtype): mixed precision set to bf16.")
+        if method == "qlora":
+            # prepare_model_for_kbit_training turns gradient checkpointing on
+            changes["activation_checkpointing"] = True
+        plan = plan.with_changes(changes)
 
     # DDP when a full copy fits, FSDP otherwise
     several = plan.gpus_per_machine > 1
@@ -343,6 +365,18 @@ def _wizard(args: argparse.Namespace) -> int:
              f"address) in {path}.")
     show(f"Launch it with: trainwiz launch --profile {name} train.py")
     return 0
+
+
+def _targets_ok(spec, text: str) -> bool | str:
+    """The LoRA targets question: names the model's linear layers when one matches nothing."""
+    from trainwiz.errors import UsageError
+    from trainwiz.estimator.adapters import resolve_targets
+
+    try:
+        resolve_targets(spec, text)
+    except UsageError as exc:
+        return str(exc).removeprefix("--lora-targets: ")
+    return True
 
 
 def _short_note(note: str) -> str:

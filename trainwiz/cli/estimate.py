@@ -50,6 +50,16 @@ def register(subparsers) -> None:
                    help="custom (default): your loop keeps the model outputs (logits) through "
                    "backward, as accelerate's examples do; trainer: they are dropped before "
                    "backward, as the HF Trainer and TRL do")
+    p.add_argument("--method", choices=("full", "lora", "qlora"), default="full",
+                   help="full fine-tuning (default); lora: PEFT LoRA adapters on a frozen base; "
+                   "qlora: LoRA on a 4-bit NF4 base (bitsandbytes, double quantization, bf16 "
+                   "compute; prepare_model_for_kbit_training turns gradient checkpointing on: "
+                   "add --activation-checkpointing)")
+    p.add_argument("--lora-rank", type=int, default=16, metavar="R",
+                   help="LoRA rank r (default 16)")
+    p.add_argument("--lora-targets", default="all-linear", metavar="TARGETS",
+                   help="PEFT target_modules: all-linear (default: every linear layer but the "
+                   "output layer) or a comma list of module names such as q_proj,v_proj")
     p.add_argument("--gradient-as-bucket-view", action="store_true",
                    help="DDP: gradients live in the reducer's buckets (no second copy)")
     p.add_argument("--tokens", metavar="N", help="training length in tokens (e.g. 1e8, 2B): "
@@ -137,6 +147,7 @@ def run(args) -> int:
         offload_params=args.offload_params, attention=args.attention,
         gradient_as_bucket_view=args.gradient_as_bucket_view,
         loop=args.loop,
+        method=args.method, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
     )
     if args.table:
         return _print_accelerate_table(model)

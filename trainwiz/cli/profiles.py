@@ -111,7 +111,15 @@ def _summary(profile) -> str:
         where += f" × {profile.machines} Slurm node(s)" + (f" ({part})" if part else "")
     elif profile.num_machines > 1:
         where += f" × {profile.num_machines} machines"
-    return f"{strat}, {where}, mixed precision: {profile.mixed_precision}"
+    line = f"{strat}, {where}, mixed precision: {profile.mixed_precision}"
+    est = profile.estimate
+    if est is not None and est.method != "full":
+        lora = est.lora_options
+        line += f", {'QLoRA' if est.method == 'qlora' else 'LoRA'} r{lora.rank} {lora.targets}"
+        if est.method == "qlora":
+            q = est.quantization_options
+            line += f" ({q.type}{' double-quant' if q.double_quant else ''}, {q.compute_dtype} compute)"
+    return line
 
 
 def _short_error(error: str, path: str) -> str:

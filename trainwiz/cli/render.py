@@ -16,6 +16,9 @@ def describe_config(est: Estimate) -> str:
     parts.append(PRECISION_TEXT.get(c.precision, c.precision))
     parts.append(c.optimizer + (" (fused)" if c.fused_optimizer else ""))
     parts.append(f"micro-batch {c.batch_size} × seq {c.seq_len}")
+    if c.method != "full":
+        parts.append(f"{'QLoRA (NF4)' if c.method == 'qlora' else 'LoRA'} r{c.lora_rank} "
+                     f"{c.lora_targets}" + (f" dropout {c.lora_dropout:g}" if c.lora_dropout else ""))
     if c.grad_accum > 1:
         parts.append(f"accumulate {c.grad_accum}")
     if c.activation_checkpointing:
@@ -50,6 +53,10 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
     m = est.model
     console.print(Text.assemble((f"{m.name}", "bold"), f"  {m.params:,} parameters",
                                 f"  ({m.family})" if m.family != "unknown" else ""))
+    if est.trainable_params is not None:  # PEFT's print_trainable_parameters, word for word
+        total = est.total_params or m.params
+        console.print(f"trainable params: {est.trainable_params:,} || all params: {total:,} || "
+                      f"trainable%: {100 * est.trainable_params / total:.4f}")
     console.print(describe_config(est) + (f"  —  {source_line}" if source_line else ""))
     console.print(f"loop: {LOOP_TEXT.get(est.config.loop, est.config.loop)}")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -57,8 +64,17 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
     table.add_column("memory", justify="right")
     table.add_column("share", justify="right")
     pg = est.per_gpu
-    rows = [("parameters", pg.params), ("gradients", pg.grads), ("optimizer state", pg.optimizer),
-            ("activations", pg.activations), ("temporaries", pg.temporary)]
+    if pg.frozen_params or pg.quantized_params or pg.adapter_params:  # the parts of parameters
+        rows = [("frozen weights", pg.frozen_params), ("4-bit weights (NF4)", pg.quantized_params),
+                ("LoRA adapters", pg.adapter_params)]
+        rows = [r for r in rows if r[1] or r[0] == "LoRA adapters"]
+        other = pg.params - sum(v for _, v in rows)
+        if other:
+            rows.append(("other parameters", other))
+    else:
+        rows = [("parameters", pg.params)]
+    rows += [("gradients", pg.grads), ("optimizer state", pg.optimizer),
+             ("activations", pg.activations), ("temporaries", pg.temporary)]
     for label, value in rows:
         share = f"{100 * value / pg.total:.0f}%" if pg.total else ""
         table.add_row(label, format_bytes(value), share)
@@ -93,6 +109,10 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
                                         (mark, "green" if s.fits else "red"),
                                         f", {when}" if when else ""))
             console.print(Text(f"     {as_flags(s.change)}", style="dim"))
+        if any(s.method_change for s in est.suggestions):
+            from trainwiz.estimator.suggest import METHOD_NOTE
+
+            console.print(Text(METHOD_NOTE, style="dim"))
 
 
 def as_flags(change: dict) -> str:

@@ -68,6 +68,52 @@ def dims_of(model: ModelSpec, batch: int, seq: int) -> Dims:
 
 
 @dataclass(frozen=True)
+class Lora:
+    """PEFT LoRA on every block: the base weights frozen, adapters on some linear layers.
+
+    A frozen linear keeps nothing for a weight gradient (its input is not saved; under autocast
+    the low-precision copy of its weight is, for the input gradient). Each adapter's lora_A keeps
+    its own input: PEFT casts the input to the adapter's dtype (fp32: ``autocast_adapter_dtype``)
+    and applies the adapter's own dropout, so under autocast, with dropout, or when the input is
+    in another dtype, every adapter keeps a copy of its own; otherwise they share the one input.
+    lora_B keeps lora_A's (tokens x rank) output.
+    """
+
+    rank: int
+    parts: tuple  # the part of the block of each adapted layer: attn_in attn_out mlp_in mlp_out
+    adapter_bytes: int = FP32  # the adapters' dtype when they compute
+    quantized: bool = False  # QLoRA: bitsandbytes' 4-bit layers return their input's dtype
+    dropout: float = 0.0
+    dequant: int = 0  # QLoRA: the largest weight, dequantized while its layer computes
+
+    def count(self, part: str) -> int:
+        return sum(p == part for p in self.parts)
+
+
+def _adapter_inputs(saved: dict, name: str, part: str, elems: int, input_bytes: int,
+                    prec: Precision, lora: Lora) -> None:
+    """What the adapters on ``part`` keep of their input (``elems`` elements, ``input_bytes``)."""
+    n = lora.count(part)
+    if not n:
+        return
+    ab = lora.adapter_bytes
+    if lora.dropout > 0:  # dropout(x.to(adapter dtype)): a mask and a fresh tensor per adapter
+        saved[f"{name}.lora_dropout.mask"] = n * elems * prec.mask(ab)
+        saved[f"{name}.lora_A.input"] = n * elems * (prec.compute if prec.autocast else ab)
+    elif prec.autocast or input_bytes != ab:  # autocast's (or PEFT's) cast, one per adapter
+        saved[f"{name}.lora_A.input"] = n * elems * (prec.compute if prec.autocast else ab)
+    else:
+        saved[name] = elems * input_bytes  # the input itself, shared
+
+
+def _adapter_outputs(saved: dict, T: int, prec: Precision, lora: Lora | None) -> None:
+    """lora_A's output, kept by lora_B, for every adapter of the block."""
+    if lora is not None and lora.parts:
+        out = prec.compute if prec.autocast else lora.adapter_bytes
+        saved["lora_A.outputs"] = len(lora.parts) * T * lora.rank * out
+
+
+@dataclass(frozen=True)
 class BlockMemory:
     """One transformer block: what it saves for backward, and its short-lived peaks."""
 
@@ -93,15 +139,20 @@ def _linear_inputs(saved: dict, name: str, consumers: int, elems: int, input_byt
         saved[name] = elems * input_bytes
 
 
-def _rms_norm(saved: dict, name: str, T: int, h: int, prec: Precision, gemma: bool) -> int:
-    """Saves of an RMSNorm over the residual stream; returns the output's bytes per element."""
+def _rms_norm(saved: dict, name: str, T: int, h: int, prec: Precision, gemma: bool,
+              frozen: bool = False) -> int:
+    """Saves of an RMSNorm over the residual stream; returns the output's bytes per element.
+    A frozen norm weight (LoRA) needs no weight gradient: the normalized input is not kept."""
     if prec.residual == FP32:
         saved[f"{name}.input"] = T * h * FP32  # x (the residual itself), kept by pow and mul
-        saved[f"{name}.normalized"] = T * h * FP32  # x * rsqrt(var + eps), kept for the weight grad
+        if not frozen:
+            saved[f"{name}.normalized"] = T * h * FP32  # x * rsqrt(var + eps), for the weight grad
         return FP32
     # bf16 residual stream: the norm upcasts, so the fp32 copy is what backward keeps
     saved[f"{name}.input_fp32"] = T * h * FP32
-    if gemma:  # (x * rsqrt * (1 + w)) in fp32, then .type_as(x)
+    if frozen:
+        pass
+    elif gemma:  # (x * rsqrt * (1 + w)) in fp32, then .type_as(x)
         saved[f"{name}.normalized"] = T * h * FP32
     else:  # weight * x_normalized.to(bf16)
         saved[f"{name}.normalized"] = T * h * prec.residual
@@ -147,41 +198,61 @@ def _sdpa(saved: dict, dims: Dims, prec: Precision, attention: str, q_elems_shar
     return 0
 
 
-def block_memory(model: ModelSpec, dims: Dims, prec: Precision, attention: str) -> BlockMemory:
+def block_memory(model: ModelSpec, dims: Dims, prec: Precision, attention: str,
+                 lora: Lora | None = None) -> BlockMemory:
     family = model.family
     if family in ("gpt2", "bert"):
-        return _block_layernorm_family(model, dims, prec, attention)
+        return _block_layernorm_family(model, dims, prec, attention, lora)
     T, h, f, e = dims.T, dims.h, dims.f, prec.compute
     gemma = family in ("gemma", "gemma2")
+    frozen = lora is not None
+    # bitsandbytes' 4-bit layers return their input's dtype: the MLP runs in the residual's
+    lo = prec.residual if frozen and lora.quantized else e
     saved: dict = {}
-    out1 = _rms_norm(saved, "norm1", T, h, prec, gemma)
-    if family == "phi3":  # fused qkv_proj: q, k, v are views of one (T, q+2kv) output
+    out1 = _rms_norm(saved, "norm1", T, h, prec, gemma, frozen)
+    if frozen:
+        _adapter_inputs(saved, "qkv_proj.input", "attn_in", T * h, out1, prec, lora)
+    elif family == "phi3":  # fused qkv_proj: q, k, v are views of one (T, q+2kv) output
         _linear_inputs(saved, "qkv_proj.input", 1, T * h, out1, prec)
     else:
         _linear_inputs(saved, "qkv_proj.input", 3, T * h, out1, prec)
     fwd_t = _sdpa(saved, dims, prec, attention, dropout=model.attention_dropout,
                   probs_bytes=prec.residual)
     # o_proj reads attn.out; its output is added to the fp32/bf16 residual
+    if frozen:
+        _adapter_inputs(saved, "attn.out", "attn_out", T * dims.a * dims.d, e, prec, lora)
     saved["residual"] = 0  # the block input is counted as norm1.input (or the checkpoint input)
     if family == "gemma2":  # post-attention norm on the branch, then pre-feedforward norm
-        _rms_norm(saved, "norm_post_attn", T, h, prec, gemma)
-        out2 = _rms_norm(saved, "norm2", T, h, prec, gemma)
+        _rms_norm(saved, "norm_post_attn", T, h, prec, gemma, frozen)
+        out2 = _rms_norm(saved, "norm2", T, h, prec, gemma, frozen)
     else:
-        out2 = _rms_norm(saved, "norm2", T, h, prec, gemma)
-    if family == "phi3":
+        out2 = _rms_norm(saved, "norm2", T, h, prec, gemma, frozen)
+    if frozen:
+        _adapter_inputs(saved, "gate_up.input", "mlp_in", T * h, out2, prec, lora)
+    elif family == "phi3":
         _linear_inputs(saved, "gate_up.input", 1, T * h, out2, prec)
     else:
         _linear_inputs(saved, "gate_up.input", 2, T * h, out2, prec)
-    saved["mlp.gate"] = T * f * e  # kept by the activation
-    saved["mlp.act"] = T * f * e  # kept by the product
-    saved["mlp.up"] = T * f * e  # kept by the product
-    saved["mlp.product"] = T * f * e  # kept by down_proj
+    saved["mlp.gate"] = T * f * lo  # kept by the activation
+    saved["mlp.act"] = T * f * lo  # kept by the product
+    saved["mlp.up"] = T * f * lo  # kept by the product
+    if frozen:  # kept only by an adapter on down_proj
+        _adapter_inputs(saved, "mlp.product", "mlp_out", T * f, lo, prec, lora)
+    else:
+        saved["mlp.product"] = T * f * e  # kept by down_proj
     if family == "gemma2":
-        _rms_norm(saved, "norm_post_ffw", T, h, prec, gemma)
+        _rms_norm(saved, "norm_post_ffw", T, h, prec, gemma, frozen)
     del saved["residual"]
+    _adapter_outputs(saved, T, prec, lora)
     # Backward of the MLP holds d(product), d(act) and d(up) at once, plus the block's output grad.
-    bwd_t = 3 * T * f * e + T * h * prec.residual
-    fwd_t = max(fwd_t, T * f * e)
+    bwd_t = 3 * T * f * lo + T * h * prec.residual
+    fwd_t = max(fwd_t, T * f * lo)
+    if frozen and lora.dequant:  # QLoRA: the weight in use, dequantized, while its matmul runs
+        fwd_t += lora.dequant  # forward: in the compute dtype, beside the layer's output
+        # backward: bitsandbytes dequantizes to the incoming gradient's dtype (the residual's)
+        # for down_proj's input gradient, before the MLP's elementwise gradients exist
+        bwd_t = max(bwd_t, T * h * prec.residual + T * f * lo
+                    + lora.dequant // 2 * prec.residual)
     return BlockMemory(saved=saved, forward_transient=fwd_t, backward_transient=bwd_t)
 
 
@@ -191,52 +262,75 @@ def _dropout(saved: dict, name: str, elems: int, p: float, input_bytes: int,
         saved[f"{name}.mask"] = elems * prec.mask(input_bytes)
 
 
-def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, attention: str) -> BlockMemory:
+def _block_layernorm_family(model: ModelSpec, dims: Dims, prec: Precision, attention: str,
+                            lora: Lora | None = None) -> BlockMemory:
     T, h, f, e, r = dims.T, dims.h, dims.f, prec.compute, prec.residual
     p = model.hidden_dropout
+    frozen = lora is not None
+
+    def linear_input(name: str, part: str, elems: int, input_bytes: int) -> None:
+        if frozen:
+            _adapter_inputs(saved, name, part, elems, input_bytes, prec, lora)
+        else:
+            _linear_inputs(saved, name, 1 if part != "attn_in" or model.family == "gpt2" else 3,
+                           elems, input_bytes, prec)
+
     saved: dict = {}
     if model.family == "gpt2":  # pre-LN
         saved["ln_1.input"] = T * h * r
-        _linear_inputs(saved, "c_attn.input", 1, T * h, r, prec)
+        linear_input("c_attn.input", "attn_in", T * h, r)
         saved["attn.qkv"] = 3 * T * h * e  # q, k, v are views of c_attn's output
         fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True,
                       dropout=model.attention_dropout, softmax_fp32=False, probs_bytes=e)
+        if frozen:
+            _adapter_inputs(saved, "attn.out", "attn_out", T * h, e, prec, lora)
         _dropout(saved, "attn.resid_dropout", T * h, p, e, prec)
         saved["ln_2.input"] = T * h * r
-        _linear_inputs(saved, "c_fc.input", 1, T * h, r, prec)
+        linear_input("c_fc.input", "mlp_in", T * h, r)
         # gelu_new, written out in Python: 0.5*x*(1+tanh(c*(x+0.044715*x**3)))
         if prec.autocast and prec.cuda:  # pow runs in fp32 under CUDA autocast: an fp32 chain
             saved["mlp.pow_input_fp32"] = T * f * FP32
             saved["mlp.tanh"] = T * f * FP32
             saved["mlp.one_plus_tanh"] = T * f * FP32
             saved["mlp.half_x"] = T * f * e
-            saved["mlp.product.cast"] = T * f * e
+            if not frozen:
+                saved["mlp.product.cast"] = T * f * e
         else:
             saved["mlp.x"] = T * f * e
             saved["mlp.tanh"] = T * f * e
             saved["mlp.one_plus_tanh"] = T * f * e
             saved["mlp.half_x"] = T * f * e
-            saved["mlp.product"] = T * f * e
+            if not frozen:
+                saved["mlp.product"] = T * f * e
+        if frozen:  # the product is fp32 under autocast (the chain is)
+            _adapter_inputs(saved, "mlp.product", "mlp_out", T * f,
+                            FP32 if prec.autocast else e, prec, lora)
         _dropout(saved, "mlp.dropout", T * h, p, e, prec)
+        _adapter_outputs(saved, T, prec, lora)
         bwd_t = 3 * T * f * FP32 + T * h * r
         return BlockMemory(saved=saved, forward_transient=max(fwd_t, 2 * T * f * FP32),
                            backward_transient=bwd_t)
     # bert: post-LN; the block input is the previous LayerNorm's output (counted by the caller)
-    _linear_inputs(saved, "qkv.input", 3, T * h, r, prec)
+    linear_input("qkv.input", "attn_in", T * h, r)
     saved["attn.q"] = T * h * e
     saved["attn.k"] = T * h * e
     saved["attn.v"] = T * h * e
     fwd_t = _sdpa(saved, dims, prec, attention, q_elems_shared=True,
                   dropout=model.attention_dropout, softmax_fp32=False)
+    if frozen:
+        _adapter_inputs(saved, "attn.out", "attn_out", T * h, e, prec, lora)
     _dropout(saved, "attn.out_dropout", T * h, p, e, prec)
     saved["attn.ln.input"] = T * h * r  # dropout(dense(x)) + x, kept by LayerNorm
     saved["attn.ln.output"] = T * h * r  # input of the intermediate dense and of the next residual
-    if prec.autocast:
+    if frozen:
+        _adapter_inputs(saved, "intermediate.input", "mlp_in", T * h, r, prec, lora)
+    elif prec.autocast:
         saved["intermediate.input.cast"] = T * h * e
     saved["intermediate.gelu_input"] = T * f * e
-    _linear_inputs(saved, "output.input", 1, T * f, e, prec)  # gelu output, kept by the dense
+    linear_input("output.input", "mlp_out", T * f, e)  # gelu output, kept by the dense
     _dropout(saved, "output.dropout", T * h, p, e, prec)
     saved["output.ln.input"] = T * h * r
+    _adapter_outputs(saved, T, prec, lora)
     bwd_t = 2 * T * f * e + T * h * r
     return BlockMemory(saved=saved, forward_transient=max(fwd_t, T * f * e),
                        backward_transient=bwd_t)
@@ -253,7 +347,9 @@ class HeadMemory:
     loss_backward_transient: int  # the loss's backward: d(log_softmax), d(logits) in fp32
 
 
-def head_memory(model: ModelSpec, dims: Dims, prec: Precision) -> HeadMemory:
+def head_memory(model: ModelSpec, dims: Dims, prec: Precision, frozen: bool = False) -> HeadMemory:
+    """``frozen``: LoRA's frozen base: the final norm and the head keep nothing for weight
+    gradients (their inputs are not saved; the norm's input still is)."""
     T, h, V, e, r = dims.T, dims.h, dims.V, prec.compute, prec.residual
     embed: dict = {"block_input": T * h * r}
     if model.family in ("gpt2", "bert"):
@@ -265,17 +361,22 @@ def head_memory(model: ModelSpec, dims: Dims, prec: Precision) -> HeadMemory:
         return HeadMemory(embed, {"final_norm.input": T * h * r}, T * h * r, 0, 0)
     if model.family in ("gpt2",):
         head["ln_f.input"] = T * h * r
-        _linear_inputs(head, "lm_head.input", 1, T * h, r, prec)
+        if not frozen:
+            _linear_inputs(head, "lm_head.input", 1, T * h, r, prec)
     elif model.family == "bert":
         if model.head == "masked_lm":  # transform: dense + gelu + LayerNorm, then the decoder
-            _linear_inputs(head, "transform.input", 1, T * h, r, prec)
+            if not frozen:
+                _linear_inputs(head, "transform.input", 1, T * h, r, prec)
             head["transform.gelu_input"] = T * h * e
             # LayerNorm is on CUDA autocast's fp32 list: it keeps an fp32 copy of its bf16 input
             head["transform.ln.input"] = T * h * (FP32 if prec.autocast and prec.cuda else e)
-            _linear_inputs(head, "decoder.input", 1, T * h, r, prec)
+            if not frozen:
+                _linear_inputs(head, "decoder.input", 1, T * h, r, prec)
     else:
-        out = _rms_norm(head, "final_norm", T, h, prec, model.family in ("gemma", "gemma2"))
-        _linear_inputs(head, "lm_head.input", 1, T * h, out, prec)
+        out = _rms_norm(head, "final_norm", T, h, prec, model.family in ("gemma", "gemma2"),
+                        frozen)
+        if not frozen:
+            _linear_inputs(head, "lm_head.input", 1, T * h, out, prec)
     if model.head == "seq_cls":  # logits are (b, labels): the loss is negligible
         return HeadMemory(embed, head, dims.b * model.num_labels * FP32, 0, 0)
     logits = T * V * e

@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 
 from trainwiz.errors import UsageError
 from trainwiz.estimator import activations as acts
+from trainwiz.estimator import adapters as peft
 from trainwiz.estimator.types import (
     ATTENTIONS,
     LOOPS,
+    METHODS,
     OPTIMIZERS,
     PRECISIONS,
     SHARDINGS,
@@ -60,6 +62,10 @@ ALLOCATOR_SLACK = 0.08  # reserved beyond allocated at peak: fragmentation of th
 TIGHT_MARGIN = 0.10  # "tight" when less than this fraction of the usable memory would be left
 
 CATEGORIES = ("params", "grads", "optimizer", "activations", "temporary")
+SUBCATEGORIES = ("frozen_params", "quantized_params", "adapter_params")  # parts of params
+FROZEN = "params:frozen_params"
+QUANTIZED = "params:quantized_params"
+ADAPTERS = "params:adapter_params"
 
 
 @dataclass
@@ -94,9 +100,14 @@ class Timeline:
 
     @property
     def peak_parts(self) -> dict:
-        parts = dict.fromkeys(CATEGORIES, 0)
+        """Bytes per category at the peak; a category ``"params:frozen_params"`` counts in
+        ``params`` and also in its own part, ``frozen_params``."""
+        parts = dict.fromkeys(CATEGORIES + SUBCATEGORIES, 0)
         for category, size in self.peak_tensors.values():
-            parts[category] += size
+            main, _, sub = category.partition(":")
+            parts[main] += size
+            if sub:
+                parts[sub] += size
         return parts
 
 
@@ -125,6 +136,16 @@ def _check(config: TrainConfig) -> None:
     allowed("optimizer", config.optimizer, OPTIMIZERS)
     allowed("attention", config.attention, ATTENTIONS)
     allowed("loop", config.loop, LOOPS)
+    allowed("method", config.method, METHODS)
+    if config.method != "full":
+        r = config.lora_rank
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise UsageError(f"--lora-rank must be a whole number of at least 1, got {r!r}")
+        if not 0 <= config.lora_dropout < 1:
+            raise UsageError(f"LoRA dropout must be from 0 to below 1, got {config.lora_dropout!r}")
+    if config.method == "qlora" and config.precision == "fp32":
+        raise UsageError("QLoRA computes in bf16 or fp16 (bnb_4bit_compute_dtype): --precision fp32 "
+                         "is not QLoRA; use --precision bf16 (or fp16), or --method lora")
     for name in ("num_gpus", "batch_size", "seq_len", "grad_accum", "num_nodes"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -184,6 +205,72 @@ def _layout(model: ModelSpec):
     return block, root, head_linear
 
 
+@dataclass(frozen=True)
+class _Weights:
+    """Where the weights live and which train: full fine-tuning, or PEFT's frozen base + LoRA."""
+
+    stored: tuple  # (name, category, bytes) of the weights kept for the whole run, unsharded
+    trainable: int  # parameters that train (and have gradients and optimizer state)
+    grad_bytes: int  # bytes per gradient (and optimizer state value) of a trainable parameter
+    block_trainable: int  # trainable parameters of one block
+    head_trainable: int  # trainable parameters of the head (full: the output layer)
+    embed_trainable: bool  # the embeddings train
+    gather_block: int  # FSDP: one block all-gathered
+    casts_block: int  # autocast: the low-precision weight copies one block keeps for backward
+    lora: acts.Lora | None
+    adapted: peft.Adapted | None = None
+
+
+def _weights(model: ModelSpec, config: TrainConfig, wb: int, gathered: int, fsdp: bool) -> _Weights:
+    P = model.params
+    block_p, root_p, head_linear = _layout(model)
+    linear_in_block = max(block_p - _block_norm_params(model), 0)
+    if config.method == "full":
+        return _Weights(stored=(("params", "params", wb * P),), trainable=P, grad_bytes=wb,
+                        block_trainable=block_p, head_trainable=head_linear, embed_trainable=True,
+                        gather_block=gathered * block_p, casts_block=2 * linear_in_block,
+                        lora=None)
+    a = peft.adapted(model, config.method, config.lora_rank, config.lora_targets)
+    L = model.num_layers
+    per_block = [t for t in a.targets if t.per_block]
+    ad_block = sum(config.lora_rank * (t.fan_in + t.fan_out) for t in per_block)
+    # Adapters train in fp32 over fp32 weights (autocast, or PEFT's autocast_adapter_dtype over
+    # a bf16 base), and in bf16 under bf16-pure, as LitGPT's and torchtune's bf16 recipes do.
+    ad_bytes = wb
+    stored = [("adapters", ADAPTERS, ad_bytes * a.trainable)]
+    dequant = 0
+    quantized_block = 0
+    if config.method == "qlora":
+        layers = [t for t in peft.linear_layers(model) if t.quantizable]
+        nf4 = sum(peft.nf4_bytes(t.weight, 1, config.double_quant) * (L if t.per_block else 1)
+                  for t in layers)
+        quantized_block = sum(peft.nf4_bytes(t.weight, 1, config.double_quant)
+                              for t in layers if t.per_block)
+        stored.append(("weights.nf4", QUANTIZED, nf4))
+        # prepare_model_for_kbit_training upcasts what is not quantized to fp32 (bf16-pure: left
+        # in bf16, as LitGPT's bf16-true and torchtune do), except the biases of 4-bit layers,
+        # which bitsandbytes turns to the compute dtype on first use
+        biases = sum(t.fan_out * (L if t.per_block else 1) for t in layers if t.bias)
+        stored.append(("weights.frozen", FROZEN,
+                       wb * (P - a.quantized_weight_params - biases) + 2 * biases))
+        biggest = max((t.weight for t in layers if t.per_block), default=0)
+        dequant = 2 * biggest + 4 * -(-biggest // peft.NF4_BLOCK)  # bf16 weight + fp32 absmax
+        q_params_block = sum(t.weight for t in layers if t.per_block)
+        gather_block = quantized_block + gathered * (block_p - q_params_block + ad_block)
+        casts = 2 * ad_block  # bitsandbytes dequantizes in backward instead of keeping a copy
+    else:
+        stored.append(("weights.frozen", FROZEN, wb * P))
+        gather_block = gathered * (block_p + ad_block)
+        casts = 2 * (linear_in_block + ad_block)
+    lora = acts.Lora(rank=config.lora_rank, parts=tuple(t.part for t in per_block),
+                     adapter_bytes=gathered if fsdp else ad_bytes,
+                     quantized=config.method == "qlora", dropout=config.lora_dropout,
+                     dequant=dequant)
+    return _Weights(stored=tuple(stored), trainable=a.trainable, grad_bytes=ad_bytes,
+                    block_trainable=ad_block, head_trainable=a.head_params, embed_trainable=False,
+                    gather_block=gather_block, casts_block=casts, lora=lora, adapted=a)
+
+
 def _block_norm_params(model: ModelSpec) -> int:
     h = model.hidden_size or 0
     return {"gemma2": 4 * h, "gpt2": 4 * h, "bert": 4 * h}.get(model.family, 2 * h)
@@ -223,20 +310,30 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
 
     block_p, root_p, head_linear = _layout(model)
     L = model.num_layers or 0
-    linear_in_block = max(block_p - _block_norm_params(model), 0)
+    if config.method != "full" and not model.has_architecture:
+        raise UsageError("LoRA and QLoRA need the model's layers to place the adapters: give a "
+                         "catalog name or a config.json, not --params N")
+    w = _weights(model, config, wb, gathered, fsdp)
+    if config.method == "qlora" and not config.activation_checkpointing:
+        notes.append("QLoRA without activation checkpointing: prepare_model_for_kbit_training "
+                     "turns it on unless told use_gradient_checkpointing=False (then add "
+                     "--activation-checkpointing)")
+    frozen_cat = FROZEN if w.lora is not None else "params"
+    gb = w.grad_bytes
 
     # ---- persistent state ------------------------------------------------------------------
     on_gpu = not (fsdp and config.offload_params)
-    local_params = -(-P // shard)
-    opt_state = optimizer_state_bytes(config.optimizer, local_params, dtype_bytes=wb)
-    opt_temp = optimizer_temporary_bytes(config.optimizer, local_params, config.fused_optimizer, wb)
+    local_params = -(-w.trainable // shard)  # trainable parameters this rank updates
+    opt_state = optimizer_state_bytes(config.optimizer, local_params, dtype_bytes=gb)
+    opt_temp = optimizer_temporary_bytes(config.optimizer, local_params, config.fused_optimizer, gb)
     if on_gpu:
-        tl.add("params", "params", wb * local_params)
+        for name, category, size in w.stored:
+            tl.add(name, category, -(-size // shard))
         tl.add("optimizer.state", "optimizer", opt_state)
     if config.strategy == "ddp" and not config.gradient_as_bucket_view:
-        tl.add("ddp.buckets", "grads", wb * P)
+        tl.add("ddp.buckets", "grads", gb * w.trainable)  # buckets hold trainable parameters only
     if fsdp and model.has_architecture:
-        tl.add("root.gathered", "params", gathered * root_p)  # unsharded from forward to its backward
+        tl.add("root.gathered", frozen_cat, gathered * root_p)  # unsharded from forward to its backward
 
     if not model.has_architecture:
         notes.append("activations, logits and temporaries not estimated: only the parameter count "
@@ -250,8 +347,8 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         return _finish(model, config, tl, gpu_memory, gpu_free, notes, shard)
 
     dims = acts.dims_of(model, config.batch_size, config.seq_len)
-    block = acts.block_memory(model, dims, prec, attention)
-    head = acts.head_memory(model, dims, prec)
+    block = acts.block_memory(model, dims, prec, attention, w.lora)
+    head = acts.head_memory(model, dims, prec, frozen=w.lora is not None)
     ckpt = config.activation_checkpointing
     casts = prec.autocast  # autocast keeps a low-precision copy of each linear weight for backward
 
@@ -263,30 +360,46 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     # ---- forward ----------------------------------------------------------------------------
     # Blocks are alike, so their tensors are kept under shared names ("blocks.saved" grows by one
     # block at a time).
+    # LoRA: the embeddings are frozen, so nothing before the first adapter needs a gradient and
+    # autograd keeps none of it: not the embedding output, not the first norm's input, not the
+    # first attention projections' weight copies.
+    first_less = first_casts_less = 0
+    if w.lora is not None and not ckpt:
+        first_less = block.saved.get("norm1.input", block.saved.get(
+            "norm1.input_fp32", block.saved.get("ln_1.input", 0)))
+        # nor the first attention adapters' dropout masks (their input needs no gradient)
+        first_less += sum(size for name, size in block.saved.items()
+                          if name.endswith("lora_dropout.mask") and name.startswith(
+                              ("qkv_proj.", "c_attn.", "qkv.")))
+        if casts and not w.lora.quantized:
+            first_casts_less = 2 * sum(t.weight for t in peft.linear_layers(model)
+                                       if t.per_block and t.part == "attn_in")
     for name, size in head.embed_saved.items():
-        tl.add(f"embed.{name}", "activations", size)
-    gather = gathered * block_p if fsdp else 0
+        if not (first_less and name == "block_input"):
+            tl.add(f"embed.{name}", "activations", size)
+    gather = w.gather_block if fsdp else 0
     keep_gathered = fsdp and config.sharding == "SHARD_GRAD_OP"
     saved_per_block = dims.T * dims.h * prec.residual if ckpt else block.saved_total
     for i, n in _segments(L):
-        tl.add("blocks.gathered", "params", n * gather)
+        tl.add("blocks.gathered", frozen_cat, n * gather)
         marked = n == 1
         # FSDP2 keeps the block's flat all-gather output until the next block's all-gather is
         # waited on (to overlap its copy-out with that collective): one more block in memory
-        prefetch = {"prefetch": ("params", gather)} if fsdp and shard > 1 else {}
+        prefetch = {"prefetch": (frozen_cat, gather)} if fsdp and shard > 1 else {}
         if ckpt:  # only the block input is kept (the first block's is the embedding output)
             tl.add("blocks.saved", "activations", n * saved_per_block if i > 0 else 0)
             if marked:
                 tl.mark(f"forward block {i}", {**prefetch, "block.transient": (
                     "temporary", block.saved_total + block.forward_transient)})
         else:
-            tl.add("blocks.saved", "activations", n * block.saved_total)
+            tl.add("blocks.saved", "activations", n * block.saved_total - (first_less if i == 0 else 0))
             if casts:
-                tl.add("blocks.weight_casts", "activations", n * 2 * linear_in_block)
+                tl.add("blocks.weight_casts", "activations",
+                       n * w.casts_block - (first_casts_less if i == 0 else 0))
             if marked:
                 tl.mark(f"forward block {i}", {**prefetch, "block.transient": ("temporary", block.forward_transient)})
         if not keep_gathered:
-            tl.add("blocks.gathered", "params", -n * gather)
+            tl.add("blocks.gathered", frozen_cat, -n * gather)
     for name, size in head.head_saved.items():
         tl.add(f"head.{name}", "activations", size)
     if casts and head_linear:
@@ -294,7 +407,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     tl.add("logits", "activations", head.logits)
     loss_transient = {"loss.upcast": ("temporary", head.loss_forward_transient)}
     if fsdp and shard > 1 and L:  # the last block's all-gather output, until the root's forward ends
-        loss_transient["prefetch"] = ("params", gather)
+        loss_transient["prefetch"] = (frozen_cat, gather)
     tl.mark("loss", loss_transient)
     tl.free("outputs.previous")  # the caller's variable now holds this step's outputs
     if not keep_outputs:
@@ -302,31 +415,32 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
 
     # ---- backward ---------------------------------------------------------------------------
     if fsdp and not keep_gathered and L:  # the root's pre-backward gathers the last block
-        tl.add("blocks.gathered", "params", gather)
+        tl.add("blocks.gathered", frozen_cat, gather)
     tl.mark("loss backward", {"loss.grads": ("temporary", head.loss_backward_transient)})
     for name in head.head_saved:
         tl.free(f"head.{name}")
     tl.free("head.weight_cast")
     if fsdp:
         # the root's gradients stay unsharded until the root's backward ends (after embeddings)
-        tl.add("root.grads_unsharded", "grads", gathered * head_linear)
+        tl.add("root.grads_unsharded", "grads", gathered * w.head_trainable)
     else:
-        tl.add("grads.head", "grads", wb * head_linear)
+        tl.add("grads.head", "grads", gb * w.head_trainable)
     for i, n in _segments(L, backward=True):
         marked = n == 1
         transient = {"block.grad_transient": ("temporary", block.backward_transient)}
         if fsdp and not keep_gathered:
             if i != L - 1:
-                tl.add("blocks.gathered", "params", n * gather)
+                tl.add("blocks.gathered", frozen_cat, n * gather)
             if i > 0:
-                transient["prefetch"] = ("params", gather)
+                transient["prefetch"] = (frozen_cat, gather)
         if ckpt:  # recompute the block's forward, keeping its saved tensors for its backward
             tl.add("block.recomputed", "activations", block.saved_total)
             if casts:
-                tl.add("blocks.weight_casts", "activations", 2 * linear_in_block)
-        freed_saved = -n * (saved_per_block if (i > 0 or not ckpt) else 0)
+                tl.add("blocks.weight_casts", "activations", w.casts_block)
+        freed_saved = -n * (saved_per_block if (i > 0 or not ckpt) else 0) + (
+            first_less if i == 0 else 0)
         if fsdp:
-            tl.add("block.grads_unsharded", "grads", gathered * block_p)
+            tl.add("block.grads_unsharded", "grads", gathered * w.block_trainable)
             if marked:
                 tl.mark(f"backward block {i}", transient)
             # The block's backward has run (its saved tensors are gone). FSDP2's post-backward:
@@ -334,35 +448,40 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
             # this block's gradients into a new one, then drop them.
             tl.free("block.recomputed")
             tl.add("blocks.saved", "activations", freed_saved)
-            tl.add("blocks.gathered", "params", -n * gather)
+            tl.add("blocks.gathered", frozen_cat, -n * gather)
             tl.free("rs.input")
-            tl.add("rs.input", "grads", gathered * block_p)
+            tl.add("rs.input", "grads", gathered * w.block_trainable)
             if marked:
                 tl.mark(f"backward block {i} reduce-scatter",
                         {k: v for k, v in transient.items() if k == "prefetch"})
             tl.free("block.grads_unsharded")
-            tl.add("grads.sharded", "grads", n * -(-wb * block_p // shard))
+            tl.add("grads.sharded", "grads", n * -(-gb * w.block_trainable // shard))
             continue
         if marked:
             tl.mark(f"backward block {i}", transient)
-        tl.add("grads.blocks", "grads", n * wb * block_p)
+        tl.add("grads.blocks", "grads", n * gb * w.block_trainable)
         if marked:
             tl.mark(f"backward block {i} grads")
         tl.free("block.recomputed")
         tl.add("blocks.saved", "activations", freed_saved)
         if casts:
-            tl.add("blocks.weight_casts", "activations", -(n if not ckpt else 1) * 2 * linear_in_block)
+            tl.add("blocks.weight_casts", "activations", -(n if not ckpt else 1) * w.casts_block
+                   + (first_casts_less if i == 0 else 0))
     # embeddings: a dense gradient of the table; tied to the head, it is added into the head's
     embed_grad = wb * (root_p - head_linear if not model.tie_embeddings else root_p)
     if fsdp:
-        tl.add("root.grads_unsharded", "grads", gathered * (root_p - head_linear))
+        if w.embed_trainable:
+            tl.add("root.grads_unsharded", "grads", gathered * (root_p - head_linear))
         tl.mark("backward embeddings")
         tl.free("root.gathered", "rs.input")  # the root's post-backward: reshard, reclaim
-        tl.add("rs.input", "grads", gathered * root_p)
+        root_trainable = root_p if w.embed_trainable else w.head_trainable
+        tl.add("rs.input", "grads", gathered * root_trainable)
         tl.mark("backward embeddings reduce-scatter")
         # the end of backward waits for the reduce-scatters and drops their inputs
         tl.free("root.grads_unsharded", "rs.input")
-        tl.add("grads.sharded", "grads", -(-wb * root_p // shard))
+        tl.add("grads.sharded", "grads", -(-gb * root_trainable // shard))
+    elif not w.embed_trainable:  # LoRA: frozen embeddings, no gradient
+        tl.mark("backward embeddings")
     elif model.tie_embeddings:
         tl.mark("backward embeddings", {"embed.grad": ("temporary", wb * (model.embedding_params or 0))})
         tl.add("grads.embed", "grads", max(embed_grad - wb * head_linear, 0))
@@ -377,10 +496,11 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     # ---- optimizer step --------------------------------------------------------------------
     if on_gpu:
         tl.mark("optimizer step", {"optimizer.temp": ("temporary", opt_temp)})
-    return _finish(model, config, tl, gpu_memory, gpu_free, notes, shard)
+    return _finish(model, config, tl, gpu_memory, gpu_free, notes, shard, w.adapted)
 
 
-def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, shard) -> Estimate:
+def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, shard,
+            adapted: peft.Adapted | None = None) -> Estimate:
     parts = tl.peak_parts
     peak = tl.peak
     overhead = CUDA_CONTEXT + int(ALLOCATOR_SLACK * peak)
@@ -390,7 +510,10 @@ def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, shard) -> 
     per_gpu = MemoryBreakdown(params=parts["params"], grads=parts["grads"],
                               optimizer=parts["optimizer"], activations=parts["activations"],
                               temporary=parts["temporary"], peak_allocated=peak,
-                              overhead=overhead, total=total)
+                              overhead=overhead, total=total,
+                              frozen_params=parts["frozen_params"],
+                              quantized_params=parts["quantized_params"],
+                              adapter_params=parts["adapter_params"])
     host_ram = _host_ram(model, config, shard)
     fits, verdict = _verdict(total, gpu_memory, gpu_free)
     terms = {"peak_at": tl.peak_at, "tensors_at_peak": {
@@ -398,7 +521,9 @@ def _finish(model, config, tl: Timeline, gpu_memory, gpu_free, notes, shard) -> 
         if size}}
     return Estimate(model=model, config=config, per_gpu=per_gpu, host_ram=host_ram,
                     gpu_memory=gpu_memory, gpu_free=gpu_free, fits=fits, verdict=verdict,
-                    notes=tuple(notes), terms=terms)
+                    notes=tuple(notes), terms=terms,
+                    trainable_params=adapted.trainable if adapted else None,
+                    total_params=adapted.total if adapted else None)
 
 
 def usable_memory(gpu_memory: int | None, gpu_free: int | None) -> int | None:

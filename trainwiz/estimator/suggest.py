@@ -17,8 +17,15 @@ from trainwiz.units import format_bytes
 _COST = {
     "fused_optimizer": 0, "loop": 0, "precision": 1, "sharding": 2, "strategy": 2, "attention": 2,
     "batch_size": 3, "activation_checkpointing": 4, "optimizer": 5, "num_gpus": 6,
-    "offload_params": 9,
+    "offload_params": 9, "method": 8,
 }
+
+_WITH_METHOD = ("lora_rank", "lora_targets", "activation_checkpointing", "precision")
+
+# A change of method is not a setting of the same training: say so once, beside the suggestions.
+METHOD_NOTE = ("LoRA and QLoRA train small adapters on a frozen (QLoRA: 4-bit) copy of the model "
+               "instead of every weight; whether that quality is enough for your task is your "
+               "call.")
 
 
 def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | None):
@@ -57,6 +64,19 @@ def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | Non
         more_gpus.append((change, note))
     if more_gpus:
         yield more_gpus
+    if c.method == "full" and model.has_architecture:
+        yield {"method": "lora", "lora_rank": 16, "lora_targets": "all-linear"}, \
+            "change of method: LoRA r16 all-linear (frozen base, adapters train)"
+    if c.method == "lora":
+        yield {"method": "qlora", "activation_checkpointing": True,
+               **({} if c.precision in ("fp16", "bf16") else {"precision": "bf16"})}, \
+            "change of method: QLoRA (the same adapters on a 4-bit NF4 base, checkpointing)"
+    if c.method == "full" and model.has_architecture:
+        qlora = {"method": "qlora", "lora_rank": 16, "lora_targets": "all-linear",
+                 "activation_checkpointing": True}
+        if c.precision not in ("fp16", "bf16"):
+            qlora["precision"] = "bf16"  # QLoRA computes in bf16
+        yield qlora, "change of method: QLoRA r16 all-linear (4-bit NF4 base + LoRA, checkpointing)"
     if c.strategy == "fsdp" and not c.offload_params:
         yield {"offload_params": True}, "CPU offload (much slower)"
     elif c.strategy in ("single", "ddp"):
@@ -127,9 +147,10 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
             singles.append(found)
     for change, note, est in singles:
         results[_key(change)] = (change, note, est)
-    def practical(change: dict) -> bool:  # no CPU offload, no more GPUs than the box has
+    def practical(change: dict) -> bool:  # no CPU offload, no more GPUs than the box has, and
+        # the same training (a change of method does not stop the search for one that keeps it)
         too_many = available_gpus is not None and change.get("num_gpus", 0) > available_gpus
-        return not change.get("offload_params") and not too_many
+        return not change.get("offload_params") and not too_many and "method" not in change
 
     if usable is not None and not any(e.per_gpu.total <= usable and practical(c) for c, _, e in singles):
         # nothing fits alone: add a second change to each of the two most effective ones (the
@@ -150,18 +171,26 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
     def rank(item):
         change, _, est = item
         fits = usable is not None and est.per_gpu.total <= usable
-        cost = sum(_COST.get(k, 5) for k in change if k != "grad_accum")
+        keys = [k for k in change if k != "grad_accum"]
+        if "method" in change:  # the method's own settings come with it
+            keys = [k for k in keys if k not in _WITH_METHOD]
+        cost = sum(_COST.get(k, 5) for k in keys)
         if "num_gpus" in change:  # each doubling of the GPU count costs more; beyond the box, more
             cost += change["num_gpus"] / config.num_gpus
             if available_gpus is not None and change["num_gpus"] > available_gpus:
                 cost += 10
         if "batch_size" in change:
             cost += config.batch_size / change["batch_size"] / 2
-        return (not fits, cost, est.per_gpu.total)
+        # the same training first: a change of method comes after every change that keeps it
+        return (not fits, "method" in change, cost, est.per_gpu.total)
 
     ranked = sorted(results.values(), key=rank)
-    if usable is not None and any(e.per_gpu.total <= usable for _, _, e in ranked):
-        ranked = [t for t in ranked if t[2].per_gpu.total <= usable]  # only what helps
+    fitting = [t for t in ranked if usable is not None and t[2].per_gpu.total <= usable]
+    if fitting and all("method" in t[0] for t in fitting):
+        # only another method fits: still show what comes closest with this one
+        ranked = fitting + [t for t in ranked if t not in fitting]
+    elif fitting:
+        ranked = fitting  # only what helps
     loop_only = priced.get(_key({"loop": "trainer"}))
     loop_saved = base_total - loop_only.per_gpu.total if loop_only is not None else None
     out = []
@@ -169,7 +198,8 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
         fits = usable is not None and est.per_gpu.total <= usable
         out.append(Suggestion(change=change, total=est.per_gpu.total,
                               note=_note(note, loop_saved), fits=fits,
-                              slower=bool(change.get("offload_params"))))
+                              slower=bool(change.get("offload_params")),
+                              method_change="method" in change))
     return out
 
 

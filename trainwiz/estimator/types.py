@@ -18,6 +18,7 @@ PRECISION_TEXT = {"fp32": "fp32", "fp16": "fp16 mixed", "bf16": "bf16 mixed",
 OPTIMIZERS = ("adamw", "sgd", "adafactor", "adamw8bit")
 ATTENTIONS = ("sdpa", "eager")
 HEADS = ("causal_lm", "masked_lm", "seq_cls", "base")
+METHODS = ("full", "lora", "qlora")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,14 @@ class TrainConfig:
     offload_params: bool = False
     attention: str = "sdpa"
     gradient_as_bucket_view: bool = False  # DDP
+    # Parameter-efficient fine-tuning (PEFT): frozen base weights, LoRA adapters of this rank on
+    # these modules (all-linear or a comma list); qlora also stores the frozen linear weights in
+    # 4-bit NF4 (bitsandbytes), double-quantized unless double_quant is False.
+    method: str = "full"  # full | lora | qlora
+    lora_rank: int = 16
+    lora_targets: str = "all-linear"
+    lora_dropout: float = 0.0
+    double_quant: bool = True
     loop: str = "custom"  # see LOOPS
 
     def with_changes(self, **changes) -> TrainConfig:
@@ -93,6 +102,12 @@ class MemoryBreakdown:
     peak_allocated: int = 0
     overhead: int = 0
     total: int = 0
+    # Parts of ``params`` under LoRA/QLoRA (0 for full fine-tuning): the frozen base weights kept
+    # in 16/32 bit, the frozen weights stored in 4-bit NF4 with their quantization constants, and
+    # the trainable adapters.
+    frozen_params: int = 0
+    quantized_params: int = 0
+    adapter_params: int = 0
 
     def to_json(self) -> dict:
         return {k: int(v) for k, v in asdict(self).items()}
@@ -105,10 +120,11 @@ class Suggestion:
     note: str
     fits: bool = True
     slower: bool = False  # e.g. CPU offload: fits, but much slower
+    method_change: bool = False  # LoRA/QLoRA instead of full fine-tuning: another training
 
     def to_json(self) -> dict:
         return {"change": dict(self.change), "total": int(self.total), "note": self.note,
-                "fits": self.fits, "slower": self.slower}
+                "fits": self.fits, "slower": self.slower, "method_change": self.method_change}
 
 
 @dataclass(frozen=True)
@@ -124,10 +140,18 @@ class Estimate:
     suggestions: tuple[Suggestion, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. which terms could not be estimated
     terms: dict = field(default_factory=dict)  # finer breakdown for reports (name -> bytes)
+    # PEFT's print_trainable_parameters(): trainable and all parameters (LoRA adds its adapters
+    # to the model's own); for full fine-tuning both are the model's parameter count.
+    trainable_params: int | None = None
+    total_params: int | None = None
 
     def to_json(self) -> dict:
         return {
             "model": {"name": self.model.name, "params": self.model.params,
+                      "trainable_params": (self.model.params if self.trainable_params is None
+                                           else self.trainable_params),
+                      "total_params": (self.model.params if self.total_params is None
+                                       else self.total_params),
                       "family": self.model.family, "source": self.model.source},
             "config": self.config.to_json(),
             "per_gpu": self.per_gpu.to_json(),

@@ -33,7 +33,14 @@ from trainwiz.profiles.estimate_io import (
     profile_time,
     time_request,
 )
-from trainwiz.profiles.schema import EstimateInputs, FsdpOptions, PlannedHardware, Profile
+from trainwiz.profiles.schema import (
+    EstimateInputs,
+    FsdpOptions,
+    LoraOptions,
+    PlannedHardware,
+    Profile,
+    QuantizationOptions,
+)
 from trainwiz.profiles.store import (
     ProfileEntry,
     ProfileStore,
@@ -60,7 +67,8 @@ __all__ = [
     "accelerate_config_text", "accelerate_default_config_path", "accelerate_export_notes",
     "from_accelerate_config", "is_accelerate_config", "to_accelerate_config",
     "estimate_notes", "estimate_request", "profile_time", "time_request",
-    "EstimateInputs", "FsdpOptions", "PlannedHardware", "Problem", "Profile", "ProfileEntry", "ProfileError",
+    "EstimateInputs", "FsdpOptions", "LoraOptions", "QuantizationOptions", "PlannedHardware", "Problem", "Profile",
+    "ProfileEntry", "ProfileError",
     "ProfileExistsError",
     "ProfileStore", "check_profile_gpus", "find_profile", "load_profile", "profile_from_dict",
     "profile_to_dict", "project_profile_dirs", "project_save_dir", "read_profile_file",

@@ -50,7 +50,14 @@ def estimate_request(profile: Profile, num_gpus: int | None = None):
         offload_params=bool(fsdp is not None and fsdp.offload_params),
         attention=est.attention,
         loop=est.loop,
+        method=est.method,
     )
+    if est.method != "full":
+        lora = est.lora_options
+        cfg = cfg.with_changes(lora_rank=lora.rank, lora_targets=lora.targets,
+                               lora_dropout=float(lora.dropout))
+    if est.method == "qlora":
+        cfg = cfg.with_changes(double_quant=est.quantization_options.double_quant)
     return est.model, cfg
 
 

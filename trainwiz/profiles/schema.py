@@ -27,6 +27,9 @@ DEVICES = ("cuda", "cpu")
 RDZV_BACKENDS = ("c10d", "static")
 OPTIMIZERS = ("adamw", "sgd", "adafactor", "adamw8bit")
 ATTENTION = ("sdpa", "eager")
+METHODS = ("full", "lora", "qlora")  # full fine-tuning, PEFT LoRA, QLoRA (4-bit base + LoRA)
+QUANT_TYPES = ("nf4", "fp4")
+QUANT_COMPUTE_DTYPES = ("bf16", "fp16")
 SCHEDULERS = ("local", "slurm")
 
 
@@ -48,6 +51,25 @@ class FsdpOptions:
 
 
 @dataclass
+class LoraOptions:
+    """PEFT LoraConfig: adapter rank, scaling (alpha), dropout and the modules that get one."""
+
+    rank: int = 16
+    alpha: float | None = None  # None: 2 x rank
+    dropout: float = 0.0  # PEFT's default
+    targets: str = "all-linear"  # PEFT's all-linear, or a comma list of module names
+
+
+@dataclass
+class QuantizationOptions:
+    """bitsandbytes 4-bit loading (BitsAndBytesConfig) for QLoRA: the QLoRA paper's recipe."""
+
+    type: str = "nf4"  # bnb_4bit_quant_type
+    double_quant: bool = True  # bnb_4bit_use_double_quant
+    compute_dtype: str = "bf16"  # bnb_4bit_compute_dtype
+
+
+@dataclass
 class EstimateInputs:
     """What the memory estimate needs beyond the launch settings."""
 
@@ -65,6 +87,17 @@ class EstimateInputs:
     tokens: int | None = None
     steps: int | None = None
     network: str | None = None
+    method: str = "full"  # full | lora | qlora
+    lora: LoraOptions | None = None  # lora/qlora: None means LoraOptions() defaults
+    quantization: QuantizationOptions | None = None  # qlora: None means the QLoRA recipe
+
+    @property
+    def lora_options(self) -> LoraOptions:
+        return self.lora or LoraOptions()
+
+    @property
+    def quantization_options(self) -> QuantizationOptions:
+        return self.quantization or QuantizationOptions()
 
 
 @dataclass

@@ -20,8 +20,10 @@ import trainwiz.profiles.schema as schema
 from trainwiz.profiles.schema import (
     EstimateInputs,
     FsdpOptions,
+    LoraOptions,
     PlannedHardware,
     Profile,
+    QuantizationOptions,
     SlurmOptions,
 )
 from trainwiz.units import parse_count, parse_rate
@@ -119,9 +121,10 @@ def _collect_lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
 
 @dataclass(frozen=True)
 class _Spec:
-    kind: str  # int count bool str enum list_int list_str env
+    kind: str  # int count float bool str enum list_int list_str env
     choices: tuple = ()
     minimum: int | None = None
+    maximum: float | None = None
     nullable: bool = False
     upper: bool = False  # enum values written upper-case (FSDP names)
 
@@ -177,6 +180,20 @@ ESTIMATE_SPECS: dict[str, _Spec] = {
     "tokens": _Spec("count", minimum=1, nullable=True),
     "steps": _Spec("count", minimum=1, nullable=True),
     "network": _Spec("str", nullable=True),
+    "method": _Spec("enum", schema.METHODS),
+}
+
+LORA_SPECS: dict[str, _Spec] = {
+    "rank": _Spec("int", minimum=1),
+    "alpha": _Spec("float", minimum=0, nullable=True),
+    "dropout": _Spec("float", minimum=0, maximum=0.99),
+    "targets": _Spec("str"),
+}
+
+QUANTIZATION_SPECS: dict[str, _Spec] = {
+    "type": _Spec("enum", schema.QUANT_TYPES),
+    "double_quant": _Spec("bool"),
+    "compute_dtype": _Spec("enum", schema.QUANT_COMPUTE_DTYPES),
 }
 
 HARDWARE_SPECS: dict[str, _Spec] = {
@@ -294,6 +311,17 @@ class _Checker:
                 self.add(path, f"key '{key}' must be at least {spec.minimum}, not {value}")
                 return False, None
             return True, value
+        if kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.add(path, f"key '{key}' must be a number, not {_type_name(value)} {value!r}")
+                return False, None
+            if spec.minimum is not None and value < spec.minimum or \
+                    spec.maximum is not None and value > spec.maximum:
+                self.add(path, f"key '{key}' must be from {spec.minimum} to {spec.maximum}, "
+                               f"not {value}" if spec.maximum is not None else
+                               f"key '{key}' must be at least {spec.minimum}, not {value}")
+                return False, None
+            return True, value
         if kind == "bool":
             if not isinstance(value, bool):
                 self.add(path, f"key '{key}' must be true or false, not {value!r}")
@@ -372,7 +400,7 @@ class _Checker:
         if spec.kind == "enum":
             return "allowed: " + ", ".join(map(str, spec.choices))
         return {"int": "an integer", "count": "a whole number such as 100000000 or 1e8",
-                "bool": "true or false", "str": "a string",
+                "float": "a number", "bool": "true or false", "str": "a string",
                 "list_int": "a list of GPU indices", "list_str": "a list of strings",
                 "env": "a mapping"}[spec.kind]
 
@@ -409,7 +437,19 @@ def profile_from_dict(data: Any, *, source: str, name: str,
     fsdp_kw = chk.section(fsdp_raw, FSDP_SPECS, ("fsdp",)) if fsdp_raw is not None else {}
     est = None
     if est_raw is not None:
-        est_kw = chk.section(est_raw, ESTIMATE_SPECS, ("estimate",))
+        est_kw = chk.section(est_raw, ESTIMATE_SPECS, ("estimate",),
+                             extra=("lora", "quantization"))
+        lora_raw = est_kw.pop("lora", None)
+        quant_raw = est_kw.pop("quantization", None)
+        if lora_raw is not None:
+            est_kw["lora"] = LoraOptions(**chk.section(lora_raw, LORA_SPECS, ("estimate", "lora")))
+            if isinstance(lora_raw, dict) and "targets" in lora_raw:
+                _check_targets(est_kw["lora"].targets, chk)
+        if quant_raw is not None:
+            est_kw["quantization"] = QuantizationOptions(
+                **chk.section(quant_raw, QUANTIZATION_SPECS, ("estimate", "quantization")))
+        if not (isinstance(est_raw, dict) and "method" in est_raw and "method" not in est_kw):
+            _check_method(est_kw, lora_raw, quant_raw, top, chk)  # (a bad method said so)
         if isinstance(est_raw, dict) and "model" not in est_raw:
             chk.add(("estimate",), "key 'estimate.model' is missing: the estimate needs a model "
                                    "(catalog name, Hugging Face folder, config.json or params:N)")
@@ -429,6 +469,31 @@ def profile_from_dict(data: Any, *, source: str, name: str,
     _check_slurm(profile, chk)
     chk.fail_if_any()
     return profile
+
+
+def _check_targets(targets: str, chk: _Checker) -> None:
+    names = [t.strip() for t in targets.split(",")]
+    if not any(names):
+        chk.add(("estimate", "lora", "targets"), "key 'estimate.lora.targets' is empty; allowed: "
+                "all-linear, or a comma list of module names such as q_proj,v_proj")
+    elif "all-linear" in [n.lower() for n in names] and len(names) > 1:
+        chk.add(("estimate", "lora", "targets"), "key 'estimate.lora.targets': all-linear already "
+                "names every linear layer; give it alone, or a list of module names")
+
+
+def _check_method(est: dict, lora_raw, quant_raw, top: dict, chk: _Checker) -> None:
+    method = est.get("method", "full")
+    if method == "full" and lora_raw is not None:
+        chk.add(("estimate", "lora"), "key 'estimate.lora' is set but estimate.method is full; "
+                "set method: lora or qlora, or remove the lora section")
+    if method != "qlora" and quant_raw is not None:
+        chk.add(("estimate", "quantization"), f"key 'estimate.quantization' is for method qlora, "
+                f"not {method}; set method: qlora or remove the quantization section")
+    mp = top.get("mixed_precision", "no")
+    if method == "qlora" and mp not in ("bf16", "fp16", "fp8"):
+        chk.add(("mixed_precision",), f"key 'mixed_precision': QLoRA computes in bf16 or fp16 "
+                f"(bnb_4bit_compute_dtype) over fp32 weights it does not quantize, not "
+                f"{'fp32' if mp == 'no' else mp}; with method qlora allowed: bf16, fp16")
 
 
 def validate_profile(profile: Profile, *, source: str | None = None) -> Profile:
@@ -625,6 +690,14 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         if key == "estimate":
             if value is not None:
                 sub = _non_default(value, EstimateInputs(model=value.model))
+                for part, cls in (("lora", LoraOptions), ("quantization", QuantizationOptions)):
+                    if sub.get(part) is not None:  # the section, with its defaults left out
+                        opts = sub[part]
+                        sub[part] = _non_default(opts, cls())
+                        if part == "lora":  # but the rank and targets always: readers look
+                            sub[part] = {"rank": opts.rank, "targets": opts.targets, **sub[part]}
+                        else:
+                            sub[part] = {"type": opts.type, **sub[part]}
                 out["estimate"] = {"model": value.model,
                                    **{k: _plain(v) for k, v in sub.items() if k != "model"}}
             continue

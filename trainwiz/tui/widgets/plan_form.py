@@ -22,6 +22,7 @@ from textual.widgets import Label, Select
 from trainwiz.estimator.types import (
     ATTENTIONS,
     LOOPS,
+    METHODS,
     OPTIMIZERS,
     PRECISIONS,
     SHARDINGS,
@@ -106,6 +107,10 @@ FIELDS: tuple[Field, ...] = (
     Field("attention", "attention", "attention", _fixed(ATTENTIONS)),
     Field("ckpt", "activation_checkpointing", "act. ckpt", _fixed((False, True)), ON_OFF),
     Field("loop", "loop", "loop", _fixed(LOOPS), LOOP_LABELS),
+    Field("method", "method", "method", _fixed(METHODS),
+          {"full": "full fine-tune", "lora": "LoRA", "qlora": "QLoRA (4-bit)"}),
+    Field("lora-rank", "lora_rank", "LoRA rank", _fixed((4, 8, 16, 32, 64, 128)),
+          shown=lambda plan: plan.config.method != "full", indent=True),
     Field("train-for", "tokens", "train for", _fixed(TOKENS), TOKEN_LABELS),
     Field("scheduler", "scheduler", "scheduler", _fixed(SCHEDULERS),
           {"local": "here (torchrun)", "slurm": "Slurm (sbatch)"}, shown=_multi),
