@@ -2,7 +2,8 @@
 
     python -m benchmarks.tui [--runs 5] [--simulate 8xH100-80GB]
 
-Starts ``python -m trainwiz`` in an 80x24 pty (pexpect) and times, from process start:
+Starts ``python -m trainwiz`` in an 80x24 pseudo-terminal (the standard library's ``pty``;
+no extra package needed) and times, from process start:
 the first frame (the header is drawn), and the GPU dashboard filled in (the first GPU card),
 then quits with Ctrl+Q. A bare three-widget Textual app is timed the same way, interleaved,
 as the floor on this machine. Also reports whether the app process imported torch (it must
@@ -12,9 +13,15 @@ not).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
+import pty
+import select
+import signal
 import statistics
+import struct
 import sys
+import termios
 import time
 
 
@@ -29,23 +36,59 @@ BARE_APP = (
 )
 
 
+def _spawn(args: list[str], env: dict) -> tuple[int, int]:
+    """Start ``python ARGS`` on a new 80x24 pseudo-terminal (the standard library's ``pty``):
+    (pid, the terminal's file descriptor)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdin is the terminal; give it a size, then become python
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        os.execve(sys.executable, [sys.executable, *args], env)
+    return pid, fd
+
+
+def _expect(fd: int, text: str, seen: bytearray, timeout: float = 30.0) -> None:
+    """Read the terminal until ``text`` has been drawn."""
+    deadline = time.monotonic() + timeout
+    want = text.encode()
+    while want not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{text!r} not drawn within {timeout:.0f} s")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                raise TimeoutError(f"the app ended before drawing {text!r}") from None
+
+
 def _one(simulate: str | None) -> tuple[float, float]:
     """(first frame, first GPU card) in seconds; ``simulate`` None runs the bare app."""
-    import pexpect
-
     env = dict(os.environ, TERM="xterm-256color", TEXTUAL_ANIMATIONS="none")
     args = ["-c", BARE_APP] if simulate is None else ["-m", "trainwiz", "--simulate", simulate]
     start = time.perf_counter()
-    child = pexpect.spawn(sys.executable, args, env=env, dimensions=(24, 80), timeout=30)
+    pid, fd = _spawn(args, env)
+    seen = bytearray()
     try:
-        child.expect("trainwiz")
+        _expect(fd, "trainwiz", seen)
         first = time.perf_counter() - start
-        child.expect("GPU 0")
+        _expect(fd, "GPU 0", seen)
         filled = time.perf_counter() - start
-        child.sendcontrol("q")
-        child.expect(pexpect.EOF)
+        os.write(fd, b"\x11")  # Ctrl+Q
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    os.read(fd, 65536)
+                except OSError:
+                    pass
     finally:
-        child.close(force=True)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
     return first, filled
 
 

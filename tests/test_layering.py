@@ -26,6 +26,7 @@ PURE = {
     "trainwiz.estimator.suggest": HEAVY,
     "trainwiz.estimator.timing": HEAVY,
     "trainwiz.profiles": HEAVY,
+    "trainwiz.plan": HEAVY + ("psutil",),
     "trainwiz.cli": HEAVY,
     "trainwiz.launchers": HEAVY,
     "trainwiz.launchers.command": HEAVY + ("psutil",),

@@ -13,10 +13,15 @@ A box is a plain dict (so it can cross into a subprocess as JSON)::
      "gpus": [{"name": ..., "uuid": ..., "total": ..., "used": ..., "util": ..., "temp": ...,
                "power_mw": ..., "limit_mw": ..., "cc": [9, 0], "bus": "00000000:18:00.0",
                "procs": [[pid, bytes]], "gprocs": [[pid, bytes]],
+               "numa": 0, "switch": "A",     # where it sits: PCIe switch, CPU socket
                "mig": [{"uuid": "MIG-...", "name": ..., "total": ..., "used": ...}],
                "pcie": [5, 16], "nvlinks": 18, "nvlinks_up": 18,
                "errors": {"nvmlDeviceGetTemperature": "NOT_SUPPORTED", "*": "GPU_IS_LOST"}}],
      "nvlink": [[0, 1]]}
+
+Like the real library: utilization is NotSupported on a GPU in MIG mode, the process lists have
+``_v2`` variants, and topology comes from where each GPU sits (same PCIe switch: SINGLE, same CPU
+socket: NODE, else SYSTEM).
 
 ``errors`` maps a function name (or ``"*"`` for every per-device query, or ``"handle"`` for
 ``nvmlDeviceGetHandleByIndex``) to the NVML_ERROR_* code name to raise.
@@ -59,7 +64,7 @@ SURFACE = (
     "nvmlDeviceGetMaxMigDeviceCount", "nvmlDeviceGetMigDeviceHandleByIndex",
     "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetTemperature", "nvmlDeviceGetPowerUsage",
     "nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses_v2",
-    "nvmlDeviceGetGraphicsRunningProcesses",
+    "nvmlDeviceGetGraphicsRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses_v2",
     "nvmlDeviceGetP2PStatus", "nvmlDeviceGetTopologyCommonAncestor",
     "nvmlDeviceGetMaxPcieLinkGeneration", "nvmlDeviceGetMaxPcieLinkWidth",
     "nvmlDeviceGetNvLinkState",
@@ -188,6 +193,8 @@ def build(box: dict) -> types.ModuleType:
 
     def nvmlDeviceGetUtilizationRates(handle):
         g, _ = dev("nvmlDeviceGetUtilizationRates", handle)
+        if "mig" in g:  # NVML has no utilization for a GPU in MIG mode
+            fail("NOT_SUPPORTED")
         return SimpleNamespace(gpu=g["util"], memory=g["util"] // 2)
 
     def nvmlDeviceGetTemperature(handle, sensor):
@@ -214,6 +221,10 @@ def build(box: dict) -> types.ModuleType:
 
     def nvmlDeviceGetGraphicsRunningProcesses(handle):
         g, _ = dev("nvmlDeviceGetGraphicsRunningProcesses", handle)
+        return _procs(g.get("gprocs", []))
+
+    def nvmlDeviceGetGraphicsRunningProcesses_v2(handle):
+        g, _ = dev("nvmlDeviceGetGraphicsRunningProcesses_v2", handle)
         return _procs(g.get("gprocs", []))
 
     def pair(name, device1, device2):
@@ -252,6 +263,13 @@ def build(box: dict) -> types.ModuleType:
 
     def nvmlDeviceGetTopologyCommonAncestor(device1, device2):
         pair("nvmlDeviceGetTopologyCommonAncestor", device1, device2)
+        a, b = gpus[device1[0]], gpus[device2[0]]
+        if device1[0] == device2[0]:
+            return real.NVML_TOPOLOGY_INTERNAL
+        if a.get("switch") is not None and a.get("switch") == b.get("switch"):
+            return real.NVML_TOPOLOGY_SINGLE
+        if a.get("numa", 0) == b.get("numa", 0):
+            return real.NVML_TOPOLOGY_NODE
         return real.NVML_TOPOLOGY_SYSTEM
 
     for name, func in list(locals().items()):
@@ -260,6 +278,25 @@ def build(box: dict) -> types.ModuleType:
     missing = set(SURFACE) - set(vars(nv))
     assert not missing, missing
     return nv
+
+
+def fake_nvml_env(tmp_path, box: dict) -> dict:
+    """Env that makes ``import pynvml`` in a subprocess load the stand-in for ``box``."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    shim = Path(tmp_path) / "fake_pynvml"
+    shim.mkdir(exist_ok=True)
+    (shim / "pynvml.py").write_text(
+        "from tests.hardware.fake_nvml import install_from_env\ninstall_from_env(__name__)\n")
+    return {
+        "PYTHONPATH": os.pathsep.join([str(shim), str(root)]),
+        "FAKE_NVML_BOX": json.dumps(box),
+        "FAKE_NVML_REAL_PATH": real_pynvml().__file__,
+    }
+
+
+NO_DRIVER = {"init_error": "LIBRARY_NOT_FOUND", "gpus": []}
 
 
 def install_from_env(module_name: str) -> None:
@@ -285,9 +322,11 @@ def sample_box() -> dict:
         "nvlink": [[0, 1]],
         "gpus": [
             dict(h100, uuid="GPU-aaaaaaaa-1111-2222-3333-000000000000", bus="00000000:18:00.0",
+                 switch="A", numa=0,
                  used=30 * GiB, reserved=527 * MiB, util=87, temp=64, power_mw=512_345,
                  procs=[[1111, 20 * GiB], [2222, 10 * GiB]], gprocs=[[2222, 1 * GiB], [3333, None]]),
             dict(h100, uuid="GPU-bbbbbbbb-1111-2222-3333-000000000001", bus="00000000:2A:00.0",
+                 switch="A", numa=0,
                  used=0, util=0, temp=0, power_mw=0, procs=[],
                  errors={"nvmlDeviceGetTemperature": "NOT_SUPPORTED",
                          "nvmlDeviceGetPowerUsage": "NOT_SUPPORTED",
@@ -298,7 +337,7 @@ def sample_box() -> dict:
             dict(h100, uuid="GPU-cccccccc-1111-2222-3333-000000000002", bus="00000000:3A:00.0",
                  used=0, util=0, temp=30, power_mw=70_000, errors={"*": "GPU_IS_LOST"}),
             dict(name="NVIDIA A100-SXM4-80GB", uuid="GPU-dddddddd-1111-2222-3333-000000000003",
-                 bus="00000000:5D:00.0", total=81920 * MiB, used=5 * GiB, cc=[8, 0],
+                 bus="00000000:5D:00.0", total=81920 * MiB, used=5 * GiB, cc=[8, 0], numa=1,
                  limit_mw=400_000, util=12, temp=41, power_mw=90_000, pcie=[4, 16], nvlinks=12,
                  nvlinks_up=10,
                  mig=[{"uuid": "MIG-11111111-2222-3333-4444-555555555555",

@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-import pynvml as real_pynvml
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.hardware.fake_nvml import sample_box
+from tests.hardware.fake_nvml import fake_nvml_env, sample_box
 
 CONTRACT = {"index", "uuid", "name", "memory_total", "memory_used", "memory_free", "utilization",
             "temperature", "power_draw", "compute_capability", "processes"}
-
-
-def fake_nvml_env(tmp_path: Path, box: dict) -> dict:
-    """Env that makes `import pynvml` in the subprocess load our stand-in for ``box``."""
-    shim = tmp_path / "fake_pynvml"
-    shim.mkdir(exist_ok=True)
-    (shim / "pynvml.py").write_text(
-        "from tests.hardware.fake_nvml import install_from_env\ninstall_from_env(__name__)\n")
-    return {
-        "PYTHONPATH": os.pathsep.join([str(shim), str(REPO_ROOT)]),
-        "FAKE_NVML_BOX": json.dumps(box),
-        "FAKE_NVML_REAL_PATH": real_pynvml.__file__,
-    }
 
 
 def test_json_contract_for_a_simulated_box(run_cli):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import re
 import sys
+from pathlib import Path
 
 import pynvml as real
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from tests.hardware import fake_nvml
 from tests.hardware.fake_nvml import GiB, MiB, sample_box
 from trainwiz.hardware import GpuSampler, detect, visible_gpus
+from trainwiz.hardware import nvml as nvml_backend
 
 
 @pytest.fixture
@@ -21,8 +24,23 @@ def box(monkeypatch):
     return nv
 
 
+def _backend_calls() -> set[str]:
+    """Every pynvml function the backend names (``_v2`` variants it builds included)."""
+    source = (Path(nvml_backend.__file__)).read_text()
+    names = set(re.findall(r'"(nvml[A-Z][A-Za-z0-9_]*)"', source))
+    if 'base + "_v2"' in source:  # the process lists fall back to their _v2 variants
+        names |= {n + "_v2" for n in names if n.endswith("RunningProcesses")}
+    return names
+
+
 def test_stand_in_matches_the_real_module_surface():
     nv = fake_nvml.build(sample_box())
+    called = _backend_calls()
+    assert "nvmlDeviceGetGraphicsRunningProcesses_v2" in called
+    for name in called:
+        assert hasattr(real, name), f"the backend uses {name}, which nvidia-ml-py lacks"
+    functions = {name for name in called if callable(getattr(real, name))}
+    assert functions <= set(fake_nvml.SURFACE), functions - set(fake_nvml.SURFACE)
     for name in fake_nvml.SURFACE:
         ours = inspect.signature(getattr(nv, name))
         theirs = inspect.signature(getattr(real, name))
@@ -76,7 +94,7 @@ def test_mig_gpu_reports_its_instances_and_survives_a_failing_process_list(box):
                                                "MIG-66666666-2222-3333-4444-555555555555"]
     assert g.mig_devices[0].memory_total == 40192 * MiB
     assert g.processes == ()
-    assert g.utilization == 12.0
+    assert g.utilization is None  # NVML: NotSupported on a GPU in MIG mode
     # what a run pinned to one MIG instance will see
     seen = visible_gpus(detect().gpus, "MIG-11111111-2222-3333-4444-555555555555")
     assert len(seen) == 1 and seen[0].index == 3
@@ -88,6 +106,18 @@ def test_topology_names_nvlink_and_pcie_pairs(box):
     assert links[(0, 1)] == "NVLINK"
     assert links[(0, 3)] == "SYS"
     assert (2, 3) not in links and (0, 2) not in links  # NVML can't tell about a lost GPU
+
+
+def test_topology_comes_from_where_the_gpus_sit(monkeypatch):
+    box = sample_box()
+    healthy = box["gpus"][0]
+    box["nvlink"] = []
+    box["gpus"] = [dict(healthy, switch="A", numa=0), dict(healthy, switch="A", numa=0),
+                   dict(healthy, switch="B", numa=0), dict(healthy, switch="C", numa=1)]
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml.build(box))
+    links = {tuple(x["gpus"]): x["link"] for x in detect().extra["topology"]}
+    assert links == {(0, 1): "PIX", (0, 2): "NODE", (1, 2): "NODE",
+                     (0, 3): "SYS", (1, 3): "SYS", (2, 3): "SYS"}
 
 
 def test_detect_balances_init_and_shutdown(box):

@@ -50,8 +50,12 @@ def test_interpreter_without_torch_is_refused(run_cli, tmp_path, isolated_env):
 
 
 def test_gpu_profile_without_gpus_is_refused(run_cli, tmp_path, isolated_env):
+    from tests.hardware.fake_nvml import NO_DRIVER, fake_nvml_env
+
     prof = write_profile(tmp_path, device="cuda", num_processes=None)
-    out = run_cli("launch", "--profile", str(prof), TRAIN_DDP)
+    # no NVIDIA driver, also on a GPU box (where this would otherwise start a real run)
+    out = run_cli("launch", "--profile", str(prof), TRAIN_DDP,
+                  env=fake_nvml_env(tmp_path, NO_DRIVER))
     assert out.returncode == 2
     assert "no GPU" in out.stderr and "device: cpu" in out.stderr
     ids = write_profile(tmp_path, "ids", device="cuda", gpu_ids=[0, 5], num_processes=None)

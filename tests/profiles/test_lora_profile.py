@@ -78,5 +78,5 @@ def test_profiles_show_names_the_method_of_the_example_profile(run_cli):
     path = REPO_ROOT / "examples" / "profiles" / "cpu-lora.yaml"
     proc = run_cli("profiles", "show", str(path), env={"COLUMNS": "200"}, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert "ddp, 2 CPU rank(s), no, LoRA r8 all-linear" in proc.stdout
+    assert "ddp, 2 CPU rank(s), mixed precision: no, LoRA r8 all-linear" in proc.stdout
     assert "method: lora" in proc.stdout and "rank: 8" in proc.stdout

@@ -50,8 +50,10 @@ def test_plain_wizard_saves_the_profile_it_was_told(isolated_env, tmp_path):
     data = yaml.safe_load(saved.read_text())
     assert data == {"version": 1, "strategy": "fsdp",
                     "fsdp": {"sharding_strategy": "SHARD_GRAD_OP"},
-                    "mixed_precision": "bf16",
-                    "estimate": {"model": "llama-3-8b", "batch_size": 2, "seq_len": 1024}}
+                    "mixed_precision": "bf16", "num_processes": 2,
+                    "estimate": {"model": "llama-3-8b", "batch_size": 2, "seq_len": 1024},
+                    "hardware": {"gpu": "NVIDIA H100 80GB HBM3", "gpu_memory": 85520809984,
+                                 "gpus_per_machine": 2, "simulated": True}}
 
 
 def test_plain_wizard_plans_qlora_and_names_the_modules_a_target_must_match(isolated_env,
@@ -102,7 +104,9 @@ def test_wizard_project_store_asks_before_replacing(isolated_env, tmp_path):
     assert child.exitstatus == 0
     assert (folder / "mine.yaml").read_text() == "# keep me\nstrategy: single\n"
     assert yaml.safe_load((folder / "other.yaml").read_text()) == {
-        "version": 1, "strategy": "single", "mixed_precision": "fp16"}
+        "version": 1, "strategy": "single", "mixed_precision": "fp16",
+        "hardware": {"gpu": "NVIDIA GeForce RTX 4090", "gpu_memory": 25757220864,
+                     "simulated": True}}
 
 
 def test_ctrl_c_saves_nothing(isolated_env, tmp_path):
@@ -113,6 +117,39 @@ def test_ctrl_c_saves_nothing(isolated_env, tmp_path):
     child.close()
     assert child.exitstatus == 130
     assert not (Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz").exists()
+
+
+def test_planned_on_a_simulated_box_exports_anywhere_and_keeps_the_model_path(
+        isolated_env, tmp_path, run_cli):
+    """The GPU count planned for 8 simulated H100s is saved, so export needs no --simulate; a
+    relative model folder is stored absolute; the name prompt starts empty (typing is the name)."""
+    model = tmp_path / "models" / "tiny"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(
+        '{"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 2, "vocab_size": 100,'
+        ' "n_positions": 128}')
+    child = spawn(isolated_env, tmp_path, "--plain", "--simulate", "8xH100-80GB")
+    answer(child, "Model", "models/tiny\r")
+    answer(child, "GPUs to use", "\r")
+    answer(child, "Mixed precision" + ARROWS, "\r")
+    answer(child, "Micro-batch size per GPU", "\r")
+    answer(child, "Sequence length", "\r")
+    answer(child, "Training loop" + ARROWS, "\r")
+    answer(child, "Fine-tuning method" + ARROWS, "\r")
+    answer(child, "Strategy" + ARROWS, "d\r")
+    answer(child, "several machines", "n")
+    answer(child, "Profile name", "eight\r")
+    child.expect("Saved profile eight")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    saved = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles" / "eight.yaml"
+    data = yaml.safe_load(saved.read_text())
+    assert data["num_processes"] == 8 and data["estimate"]["model"] == str(model)
+    exported = run_cli("profiles", "export", "eight", "--format", "accelerate", "-o",
+                       str(tmp_path / "acc.yaml"))
+    assert exported.returncode == 0, exported.stderr
+    assert yaml.safe_load((tmp_path / "acc.yaml").read_text())["num_processes"] == 8
 
 
 def test_plain_wizard_asks_the_loop_and_offers_bf16_pure(isolated_env, tmp_path):
@@ -133,4 +170,6 @@ def test_plain_wizard_asks_the_loop_and_offers_bf16_pure(isolated_env, tmp_path)
     saved = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles" / "pure.yaml"
     assert yaml.safe_load(saved.read_text()) == {
         "version": 1, "strategy": "single", "mixed_precision": "bf16-pure",
-        "estimate": {"model": "llama-3.2-1b", "batch_size": 4, "loop": "trainer"}}
+        "estimate": {"model": "llama-3.2-1b", "batch_size": 4, "loop": "trainer"},
+        "hardware": {"gpu": "NVIDIA H100 80GB HBM3", "gpu_memory": 85520809984,
+                     "simulated": True}}

@@ -58,6 +58,8 @@ async def test_hostile_text_on_every_screen(make_app, isolated_env, tmp_path):
     profiles = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
     profiles.mkdir(parents=True)
     (profiles / "broken.yaml").write_text("strategy: [/x]\n")
+    (profiles / "[bold]odd[x].yaml").write_text(  # a file name, and a GPU name it recorded
+        "strategy: ddp\nhardware: {gpu: \"[/x] card\", gpu_memory: 1000, gpus_per_machine: 2}\n")
     (profiles / "good.yaml").write_text("version: 1\nstrategy: ddp\n"
                                         "description: \"[bold]the [/x] one\"\n"
                                         "estimate:\n  model: \"[/x]\"\n")
@@ -82,7 +84,14 @@ async def test_hostile_text_on_every_screen(make_app, isolated_env, tmp_path):
         await wait_for(pilot, lambda: app.screen.entries)
         await pilot.pause(0.1)
         shown = _screen_text(app.screen)
-        assert "[/x]" in shown
+        assert "[/x]" in shown and "[bold]odd[x]" in shown
+
+        app.screen.set_focus(None)
+        await pilot.press("l")  # profile names in the launch list, the plan's GPU names
+        await wait_for(pilot, lambda: "[bold]odd[x]" in app.screen.profiles)
+        app.screen.query_one("#launch-profile").value = "[bold]odd[x]"
+        await wait_for(pilot, lambda: "[/x] card" in text_of(app.screen.query_one(
+            "#launch-status")))
 
         app.screen.set_focus(None)
         await pilot.press("r")

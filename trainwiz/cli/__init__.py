@@ -46,8 +46,16 @@ def simulate_spec(args: argparse.Namespace) -> str | None:
     return spec
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors on one line: what was wrong and where the help is (every
+    subcommand's parser is one of these too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="trainwiz",
         description="Plan, fit, launch and watch DDP/FSDP training runs. "
         "With no command, opens the full-screen app.",
@@ -64,7 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trainwiz.errors import TrainwizError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the command they were given to, not the top-level usage
+        prog = f"trainwiz {args.command}" if getattr(args, "command", None) else "trainwiz"
+        print(f"{prog}: unrecognized arguments: {' '.join(extra)} (see `{prog} --help`)",
+              file=sys.stderr)
+        return 2
     func = getattr(args, "func", None)
     try:
         if func is None:

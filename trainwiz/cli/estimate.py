@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--optimizer", choices=("adamw", "sgd", "adafactor", "adamw8bit"), default="adamw")
     p.add_argument("--fused-optimizer", action="store_true", help="fused AdamW kernel (no foreach temporaries)")
     p.add_argument("--batch-size", type=int, default=1, metavar="B", help="per-GPU micro-batch (default 1)")
-    p.add_argument("--seq-len", type=int, default=2048, metavar="S", help="sequence length (default 2048)")
+    p.add_argument("--seq-len", type=int, default=None, metavar="S", help="sequence length (default 2048)")
     p.add_argument("--grad-accum", type=int, default=1, metavar="N", help="gradient accumulation steps")
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--offload-params", action="store_true", help="FSDP CPU offload")
@@ -142,7 +142,7 @@ def run(args) -> int:
     config = TrainConfig(
         strategy=strategy, num_gpus=num_gpus, sharding=args.sharding, num_nodes=args.num_nodes,
         precision=precision, optimizer=args.optimizer, fused_optimizer=args.fused_optimizer,
-        batch_size=args.batch_size, seq_len=args.seq_len, grad_accum=args.grad_accum,
+        batch_size=args.batch_size, seq_len=args.seq_len or 2048, grad_accum=args.grad_accum,
         activation_checkpointing=args.activation_checkpointing,
         offload_params=args.offload_params, attention=args.attention,
         gradient_as_bucket_view=args.gradient_as_bucket_view,
@@ -158,6 +158,16 @@ def run(args) -> int:
         est = dataclasses.replace(est, notes=est.notes + (
             f"GPU {g.index} ({g.name}, compute capability {g.compute_capability}) has no bf16: "
             "use --precision fp16",))
+    est = dataclasses.replace(est, notes=est.notes + _input_notes(model, config, detected,
+                                                                  args.seq_len is not None))
+    if run_gpus and len(detected) > 1 and est.verdict in ("does not fit", "tight"):
+        # a mixed or busy box: the GPUs that fit, by id (the app's plan offers the same)
+        from trainwiz.plan import Plan, box_from_gpus
+
+        box = box_from_gpus(detected, simulated=detection.source == "simulated")
+        subset = Plan(box=box, config=config).gpu_subset_suggestion(model)
+        if subset is not None:
+            est = dataclasses.replace(est, suggestions=est.suggestions + (subset,))
     per_gpu = _per_gpu_fit(est, run_gpus)
     time_est, timed = _time_plan(args, est, detected, detection if detected else None, length)
     if args.json:
@@ -177,6 +187,18 @@ def run(args) -> int:
     print_estimate(est, source_line, per_gpu=per_gpu, time_lines=summary_lines(time_est, est.fits),
                    suggestion_times=[suggestion_time_text(t) for t in timed])
     return 0
+
+
+def _input_notes(model, config, detected, seq_given: bool) -> tuple[str, ...]:
+    """What in the request the model or the box cannot give, said next to the estimate."""
+    notes = []
+    if seq_given and model.max_position and config.seq_len > model.max_position:
+        notes.append(f"{model.name} has {model.max_position:,} positions; --seq-len "
+                     f"{config.seq_len:,} is longer than it can take")
+    if detected and config.num_gpus > len(detected):
+        notes.append(f"this box has {len(detected)} GPU{'s' if len(detected) != 1 else ''}; "
+                     f"the estimate is for {config.num_gpus} (more machines or a bigger box)")
+    return tuple(notes)
 
 
 def _training_length(args) -> dict:

@@ -111,7 +111,7 @@ def _summary(profile) -> str:
         where += f" × {profile.machines} Slurm node(s)" + (f" ({part})" if part else "")
     elif profile.num_machines > 1:
         where += f" × {profile.num_machines} machines"
-    line = f"{strat}, {where}, {profile.mixed_precision}"
+    line = f"{strat}, {where}, mixed precision: {profile.mixed_precision}"
     est = profile.estimate
     if est is not None and est.method != "full":
         lora = est.lora_options
@@ -198,7 +198,6 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from trainwiz.profiles import (
         estimate_notes,
-        estimate_request,
         load_profile,
         profile_to_dict,
         resolve_profile_path,
@@ -229,46 +228,44 @@ def _show(args: argparse.Namespace) -> int:
             check_profile_gpus(profile, count)
         except ProfileError as exc:
             console.print(f"[yellow]warning: on this machine: {escape(str(exc))}[/]")
-    req = estimate_request(profile, count)
-    if req is not None:
-        from trainwiz.estimator.types import LOOP_TEXT
-
-        line = _estimate_line(req, args)
-        if line:
-            console.print(line)
-        console.print(escape(f"loop: {LOOP_TEXT[req[1].loop]}"))
-        for text in _time_lines(profile, req, args):
+    if profile.estimate is not None:
+        for line in _plan_lines(profile, args):
+            console.print(escape(line))
+        for text in _time_lines(profile, args):
             console.print(escape(text))
         for note in estimate_notes(profile):
             console.print(f"[dim]note: {escape(note)}[/]")
     return 0
 
 
-def _estimate_line(req, args) -> str | None:
-    """One line with the memory estimate, or None when the estimator cannot say."""
-    from trainwiz.cli.config import estimate_line
+def _plan_lines(profile, args) -> list[str]:
+    """The estimate of the profile's plan (and how this box differs from the hardware it was
+    planned for)."""
+    from trainwiz.cli import simulate_spec
+    from trainwiz.cli.config import plan_line
+    from trainwiz.hardware import detect
 
-    model, cfg = req
-    return estimate_line(model, cfg, _gpu_memory(args))
+    return plan_line(profile, detect(simulate_spec(args)))
 
 
-def _time_lines(profile, req, args) -> list[str]:
-    """How long the plan takes on this (or the simulated) box, with the profile's training length."""
-    from trainwiz.cli.config import run_estimate
+def _time_lines(profile, args) -> list[str]:
+    """How long the plan takes on this (or the simulated) box, with the profile's training
+    length (when the plan is for this box's GPUs)."""
+    from trainwiz.cli import simulate_spec
     from trainwiz.estimator.timing import summary_lines
+    from trainwiz.hardware import detect
+    from trainwiz.plan import Plan, box_from_gpus, resolve_model
     from trainwiz.profiles import profile_time
 
-    model, cfg = req
-    est = run_estimate(model, cfg, _gpu_memory(args))
-    if est is None:
+    detection = detect(simulate_spec(args))
+    here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
+    plan = Plan.from_profile(profile, here)
+    if not plan.model or not plan.box.here:
         return []
-    time, _ = profile_time(profile, est, list(_gpus(args))[:cfg.num_gpus])
+    est = plan.estimate(resolve_model(plan.model)).estimate
+    used = {g.index for g in plan.used_gpus()}
+    time, _ = profile_time(profile, est, [g for g in detection.gpus if g.index in used])
     return summary_lines(time, est.fits)
-
-
-def _gpu_memory(args) -> int | None:
-    sizes = [g.memory_total for g in _gpus(args) if g.memory_total]
-    return min(sizes) if sizes else None
 
 
 def _rm(args: argparse.Namespace) -> int:

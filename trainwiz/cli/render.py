@@ -119,6 +119,10 @@ def as_flags(change: dict) -> str:
     """A suggestion as the `trainwiz estimate` options that apply it."""
     flags = []
     for key, value in change.items():
+        if key == "gpu_ids":  # a subset of this box's GPUs: what a run there is given
+            ids = ",".join(map(str, value))
+            flags.insert(0, f"CUDA_VISIBLE_DEVICES={ids} … --num-gpus {len(value)}")
+            continue
         flag = "--" + key.replace("_", "-")
         if value is True:
             flags.append(flag)

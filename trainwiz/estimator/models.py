@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
+import re
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -53,12 +56,60 @@ def resolve_model(spec: str) -> ModelSpec:
     if key in entries:
         entry = entries[key]
         return model_from_hf_config(entry["config"], name=key, source="catalog")
+    if _HF_ID.match(spec):  # a Hugging Face model id: the local cache, then the catalog
+        found = _from_hf_cache(spec) or _from_catalog_hf_id(spec)
+        if found is not None:
+            return found
+        raise UsageError(f"{spec}: not a file or folder here, not in the Hugging Face cache "
+                         f"({hf_hub_cache()}), and not a catalog model's id; download its "
+                         "config.json (`huggingface-cli download ID config.json`) or give a path")
     if "/" in spec or spec.endswith(".json"):
         raise UsageError(f"{spec}: no such file or folder")
     close = difflib.get_close_matches(key, list(entries), n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
     raise UsageError(f"unknown model {spec!r}.{hint} Known models: {', '.join(sorted(entries))}; "
                      "or give a Hugging Face model folder, a config.json, or --params N.")
+
+
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache as huggingface_hub finds it: $HF_HUB_CACHE, else
+    $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub (~/.cache by default)."""
+    env = os.environ
+    if env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE"):
+        return Path(env.get("HF_HUB_CACHE") or env["HUGGINGFACE_HUB_CACHE"]).expanduser()
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]).expanduser() / "hub"
+    cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser() / "huggingface" / "hub"
+
+
+def _from_hf_cache(model_id: str) -> ModelSpec | None:
+    """A model's config.json in the hub cache (``models--ORG--NAME/snapshots/REV/``): the
+    revision ``refs/main`` names, else the newest snapshot that has one. Offline: no network."""
+    folder = hf_hub_cache() / ("models--" + model_id.replace("/", "--"))
+    snapshots = folder / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    candidates = []
+    main = folder / "refs" / "main"
+    if main.is_file():
+        candidates.append(snapshots / main.read_text(encoding="utf-8").strip() / "config.json")
+    candidates += sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime,
+                         reverse=True)
+    for config in candidates:
+        if config.is_file():
+            return replace(_from_config_file(config), name=model_id)
+    return None
+
+
+def _from_catalog_hf_id(model_id: str) -> ModelSpec | None:
+    for key, entry in catalog().items():
+        if str(entry.get("hf", "")).lower() == model_id.lower():
+            return model_from_hf_config(entry["config"], name=key, source="catalog")
+    return None
 
 
 def model_from_params(params: int, name: str | None = None) -> ModelSpec:

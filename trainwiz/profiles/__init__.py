@@ -37,6 +37,7 @@ from trainwiz.profiles.schema import (
     EstimateInputs,
     FsdpOptions,
     LoraOptions,
+    PlannedHardware,
     Profile,
     QuantizationOptions,
 )
@@ -66,7 +67,7 @@ __all__ = [
     "accelerate_config_text", "accelerate_default_config_path", "accelerate_export_notes",
     "from_accelerate_config", "is_accelerate_config", "to_accelerate_config",
     "estimate_notes", "estimate_request", "profile_time", "time_request",
-    "EstimateInputs", "FsdpOptions", "LoraOptions", "QuantizationOptions", "Problem", "Profile",
+    "EstimateInputs", "FsdpOptions", "LoraOptions", "QuantizationOptions", "PlannedHardware", "Problem", "Profile",
     "ProfileEntry", "ProfileError",
     "ProfileExistsError",
     "ProfileStore", "check_profile_gpus", "find_profile", "load_profile", "profile_from_dict",

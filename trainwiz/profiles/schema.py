@@ -101,6 +101,17 @@ class EstimateInputs:
 
 
 @dataclass
+class PlannedHardware:
+    """The hardware a plan was made for: what its memory estimate compared with. Opening the
+    profile on another box shows this plan and says how the box differs."""
+
+    gpu: str  # the GPU model, e.g. "NVIDIA H100 80GB HBM3" (the smallest one on a mixed box)
+    gpu_memory: int  # bytes per GPU (of the smallest GPU used)
+    gpus_per_machine: int = 1
+    simulated: bool = False  # planned against a simulated box or a preset, not measured
+
+
+@dataclass
 class SlurmOptions:
     """How a ``scheduler: slurm`` profile is submitted: one sbatch job, one task per node."""
 
@@ -134,6 +145,7 @@ class Profile:
     script: str | None = None
     script_args: list[str] = field(default_factory=list)
     estimate: EstimateInputs | None = None
+    hardware: PlannedHardware | None = None  # the hardware the plan was made for
     version: int = SCHEMA_VERSION
     description: str | None = None  # one line for `trainwiz profiles list`
     scheduler: str = "local"  # "slurm": submitted with sbatch, see `slurm`

@@ -21,6 +21,7 @@ from trainwiz.profiles.schema import (
     EstimateInputs,
     FsdpOptions,
     LoraOptions,
+    PlannedHardware,
     Profile,
     QuantizationOptions,
     SlurmOptions,
@@ -195,6 +196,13 @@ QUANTIZATION_SPECS: dict[str, _Spec] = {
     "compute_dtype": _Spec("enum", schema.QUANT_COMPUTE_DTYPES),
 }
 
+HARDWARE_SPECS: dict[str, _Spec] = {
+    "gpu": _Spec("str"),
+    "gpu_memory": _Spec("int", minimum=1),
+    "gpus_per_machine": _Spec("int", minimum=1),
+    "simulated": _Spec("bool"),
+}
+
 SLURM_SPECS: dict[str, _Spec] = {
     "partition": _Spec("str", nullable=True),
     "nodes": _Spec("int", minimum=1),
@@ -209,8 +217,8 @@ SLURM_SPECS: dict[str, _Spec] = {
 PROFILE_KEY_ORDER = ("version", "description", "strategy", "fsdp", "mixed_precision", "device",
                      "gpu_ids", "num_processes", "num_machines", "machine_rank", "main_address",
                      "main_port", "rdzv_backend", "max_restarts", "launcher", "python", "env",
-                     "script", "script_args", "estimate", "scheduler", "slurm")
-_ALL_TOP_KEYS = tuple(PROFILE_SPECS) + ("fsdp", "estimate", "slurm")
+                     "script", "script_args", "estimate", "scheduler", "slurm", "hardware")
+_ALL_TOP_KEYS = tuple(PROFILE_SPECS) + ("fsdp", "estimate", "slurm", "hardware")
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -406,13 +414,24 @@ def profile_from_dict(data: Any, *, source: str, name: str,
     chk = _Checker(source, lines)
     if data is None:
         data = {}
-    top = chk.section(data, PROFILE_SPECS, (), extra=("fsdp", "estimate", "slurm"))
+    top = chk.section(data, PROFILE_SPECS, (), extra=("fsdp", "estimate", "slurm", "hardware"))
     version = top.get("version", schema.SCHEMA_VERSION)
     if isinstance(version, int) and version > schema.SCHEMA_VERSION:
         chk.add(("version",), f"key 'version': this file is version {version}, written by a newer "
                               f"trainwiz; this one reads version {schema.SCHEMA_VERSION}")
     fsdp_raw = top.pop("fsdp", None)
     est_raw = top.pop("estimate", None)
+    hardware_raw = top.pop("hardware", None)
+    hardware = None
+    if hardware_raw is not None:
+        hw_kw = chk.section(hardware_raw, HARDWARE_SPECS, ("hardware",))
+        missing = [k for k in ("gpu", "gpu_memory") if isinstance(hardware_raw, dict)
+                   and k not in hardware_raw]
+        if missing:
+            chk.add(("hardware",), f"key 'hardware.{missing[0]}' is missing: the planned "
+                                   "hardware names the GPU and its memory in bytes")
+        elif "gpu" in hw_kw and "gpu_memory" in hw_kw:
+            hardware = PlannedHardware(**hw_kw)
     slurm_raw = top.pop("slurm", None)
     slurm_kw = chk.section(slurm_raw, SLURM_SPECS, ("slurm",)) if slurm_raw is not None else None
     fsdp_kw = chk.section(fsdp_raw, FSDP_SPECS, ("fsdp",)) if fsdp_raw is not None else {}
@@ -439,7 +458,8 @@ def profile_from_dict(data: Any, *, source: str, name: str,
     # Keep going with the fields that were fine: impossible combinations are reported together
     # with type errors, so one edit fixes the file.
 
-    profile = Profile(name=name, fsdp=FsdpOptions(**fsdp_kw), estimate=est, **top)
+    profile = Profile(name=name, fsdp=FsdpOptions(**fsdp_kw), estimate=est, hardware=hardware,
+                      **top)
     if slurm_kw is not None:
         profile.slurm = SlurmOptions(**slurm_kw)
     if fsdp_kw and profile.strategy != "fsdp" and FsdpOptions(**fsdp_kw) != FsdpOptions():
@@ -534,9 +554,7 @@ def _check_combinations(p: Profile, chk: _Checker) -> None:
     if p.machine_rank >= p.num_machines:
         chk.add(("machine_rank",), f"key 'machine_rank': {p.machine_rank} with num_machines "
                                    f"{p.num_machines}; allowed: 0 to {p.num_machines - 1}")
-    if p.num_machines > 1 and not p.main_address:
-        chk.add(("main_address",), f"key 'main_address' is missing: {p.num_machines} machines "
-                                   "need the address of machine 0 (host name or IP)")
+    # a multi-machine plan may leave main_address to launch time (the launcher asks for it)
     if p.main_port is not None and not 1 <= p.main_port <= 65535:
         chk.add(("main_port",), f"key 'main_port': {p.main_port} is not a port; allowed: 1 to "
                                 "65535")
@@ -656,6 +674,13 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             sub = _non_default(value, FsdpOptions())
             if sub:
                 out["fsdp"] = {k: _plain(v) for k, v in sub.items()}
+            continue
+        if key == "hardware":
+            if value is not None:
+                sub = _non_default(value, PlannedHardware(gpu="", gpu_memory=0))
+                out["hardware"] = {"gpu": value.gpu, "gpu_memory": value.gpu_memory,
+                                   **{k: v for k, v in sub.items()
+                                      if k not in ("gpu", "gpu_memory")}}
             continue
         if key == "slurm":
             if value is not None:

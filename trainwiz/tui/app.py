@@ -15,6 +15,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widgets import Input, Select
 
 from trainwiz.tui.messages import GpusSampled, HardwareDetected
 
@@ -33,12 +34,15 @@ class TrainwizApp(App):
     CSS_PATH = ["styles/app.tcss"]
     TITLE = "trainwiz"
 
+    # One footer entry for the five screen keys, so the footer fits 80 columns. Letters act
+    # only where no form field has focus (typing a model name never switches screens);
+    # Escape leaves a field; Ctrl+Q always quits.
     BINDINGS = [
-        Binding("g", "show('gpus')", "GPUs"),
-        Binding("w", "show('wizard')", "Wizard"),
-        Binding("p", "show('profiles')", "Profiles"),
-        Binding("l", "show('launch')", "Launch"),
-        Binding("r", "show('runs')", "Runs"),
+        Binding("g", "show('gpus')", "Screens", key_display="g/w/p/l/r"),
+        Binding("w", "show('wizard')", "Wizard", show=False),
+        Binding("p", "show('profiles')", "Profiles", show=False),
+        Binding("l", "show('launch')", "Launch", show=False),
+        Binding("r", "show('runs')", "Runs", show=False),
         Binding("q", "quit", "Quit"),
         Binding("escape", "leave_field", "Leave field"),
     ]
@@ -101,9 +105,11 @@ class TrainwizApp(App):
         super().notify(message, markup=False, **kwargs)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "leave_field":  # only offered while typing in a field
-            from textual.widgets import Input
-            return isinstance(self.screen.focused, Input)
+        in_field = isinstance(self.screen.focused, (Input, Select))
+        if action == "leave_field":  # only offered while in a form field
+            return in_field
+        if action in ("show", "quit") and in_field:
+            return None  # shown dimmed: a letter typed in a form is not a command
         return True
 
     def action_leave_field(self) -> None:

@@ -30,7 +30,7 @@ class GpusScreen(Screen):
         yield Static("", id="mode-banner")
         yield Static("probing GPUs…", id="host-line")
         yield VerticalScroll(id="gpu-list")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "GPUs"

@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -17,6 +17,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
+from trainwiz.errors import TrainwizError
+from trainwiz.launchers import launch as start
+from trainwiz.launchers import preflight
+from trainwiz.plan import Plan, box_from_gpus
+from trainwiz.profiles import load_profile
 from trainwiz.tui.widgets.path_suggester import PathSuggester
 
 WIZARD = "__wizard__"
@@ -30,12 +35,18 @@ class LaunchProfiles(Message):
 
 class PreflightDone(Message):
     def __init__(self, notes: list[str] | None = None, error: str | None = None,
-                 handle=None, may_force: bool = False) -> None:
+                 handle=None, may_force: bool = False, checked=None) -> None:
         super().__init__()
+        self.checked = checked
         self.notes = notes or []
         self.error = error
         self.handle = handle
         self.may_force = may_force
+
+
+def _key(profile, script, args) -> tuple:
+    """What a check was for: the same key means the same launch."""
+    return (repr(profile), script, tuple(args))
 
 
 def _field(label: str, widget) -> Horizontal:
@@ -43,7 +54,7 @@ def _field(label: str, widget) -> Horizontal:
 
 
 class LaunchScreen(Screen):
-    AUTO_FOCUS = None  # the first field once; later visits keep their own focus
+    AUTO_FOCUS = ""  # on_mount focuses the first field once; later visits keep their own focus
     BINDINGS = [
         Binding("ctrl+t", "check", "Check"),
         Binding("ctrl+l", "launch", "Launch"),
@@ -54,12 +65,17 @@ class LaunchScreen(Screen):
         self.profile = None
         self.profiles: dict[str, object] = {}
         self._force = False  # the user saw the memory warning and pressed Launch again
+        self._checked = None  # (request key, Preflight) of the last Check that passed
 
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="launch-form", can_focus=False):
             yield _field("profile", Select([], prompt="choose a profile", id="launch-profile",
                                            compact=True))
+            yield _field("or file", Input(placeholder="a profile YAML file (e.g. "
+                                                      "examples/profiles/cpu-ddp.yaml)",
+                                          id="launch-profile-file", suggester=PathSuggester(),
+                                          compact=True))
             yield _field("script", Input(placeholder="train.py", id="launch-script",
                                          suggester=PathSuggester(), compact=True))
             yield _field("arguments", Input(placeholder="--lr 1e-4 --epochs 3",
@@ -72,7 +88,7 @@ class LaunchScreen(Screen):
             yield Label("Preflight", classes="section")
             yield Static("Choose a profile and a script, then Check or Launch.",
                          id="launch-status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#launch-script").focus()
@@ -89,6 +105,10 @@ class LaunchScreen(Screen):
         except Exception:
             entries = []
         self.post_message(LaunchProfiles(entries))
+
+    @on(events.DescendantFocus, "#launch-profile")
+    def _profile_focused(self) -> None:
+        self._load_profiles()  # one imported or saved elsewhere since shows up here
 
     @on(LaunchProfiles)
     def _profiles_loaded(self, message: LaunchProfiles) -> None:
@@ -121,18 +141,42 @@ class LaunchScreen(Screen):
         self._force = False
         if event.value == WIZARD:
             self.profile = None
+            self._show(notes=self._plan_notes(self.app.main_screen("wizard").plan))
         elif event.value in self.profiles:
-            self.profile = self.profiles[event.value]
-            self._fill_from(self.profile)
+            if self.profile is not self.profiles[event.value]:
+                self.profile = self.profiles[event.value]
+                self._fill_from(self.profile)
+            # the last profile's error or check is not about this one
+            self._show(notes=self._plan_notes(Plan.from_profile(self.profile, self._here())))
+
+    def _here(self):
+        return box_from_gpus(self.app.gpus, simulated=self.app.source == "simulated")
+
+    def _plan_notes(self, plan) -> list[str]:
+        """What the chosen plan is, and whether it was made for other hardware."""
+        per = plan.gpus_per_machine
+        what = (f"plan: {plan.config.strategy}, {plan.machines} machines × {per} GPUs"
+                if plan.machines > 1 else f"plan: {plan.config.strategy}, {per} "
+                f"{'CPU rank' if plan.device == 'cpu' else 'GPU'}{'s' if per != 1 else ''}")
+        differs = plan.differs(self._here()) if plan.device == "cuda" else None
+        return [what] + ([f"warning: {differs}"] if differs else [])
 
     @on(Input.Changed)
     def _form_changed(self) -> None:
         self._force = False
+        self._checked = None
 
     def _request(self):
         """(profile, script, args) from the form, or None after saying what is missing."""
         select = self.query_one("#launch-profile", Select)
-        if select.value == WIZARD:
+        profile_file = self.query_one("#launch-profile-file", Input).value.strip()
+        if profile_file:
+            try:
+                profile = load_profile(profile_file, cwd=Path.cwd())
+            except TrainwizError as exc:
+                self._show(error=str(exc))
+                return None
+        elif select.value == WIZARD:
             profile = self.app.main_screen("wizard").build_profile("wizard")
         elif self.profile is not None:
             profile = self.profile
@@ -165,7 +209,9 @@ class LaunchScreen(Screen):
         request = self._request()
         if request is not None:
             self._show(busy="launching…")
-            self._run(*request, launch=True, force=self._force)
+            checked = self._checked
+            pre = checked[1] if checked is not None and checked[0] == _key(*request) else None
+            self._run(*request, launch=True, force=self._force, pre=pre)
 
     @on(Button.Pressed, "#check")
     def _check_pressed(self) -> None:
@@ -176,21 +222,19 @@ class LaunchScreen(Screen):
         self.action_launch()
 
     @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
-    def _run(self, profile, script, args, *, launch: bool, force: bool) -> None:
-        from trainwiz.errors import TrainwizError
-        try:
-            from trainwiz.launchers import launch as start, preflight
-        except ImportError as exc:
-            self.post_message(PreflightDone(error=f"launching is not available ({exc})"))
-            return
+    def _run(self, profile, script, args, *, launch: bool, force: bool, pre=None) -> None:
         simulate = getattr(self.app, "simulate", None)
         try:
-            pre = preflight(profile, script, args, simulate=simulate, yes=force)
+            if pre is None:
+                pre = preflight(profile, script, args, simulate=simulate, yes=force)
             if not launch:
+                # Launch reuses this check while the form is unchanged: the port it names is
+                # the port torchrun gets
                 self.post_message(PreflightDone(notes=["all checks passed", *pre.notes,
                                                        f"{pre.nproc} processes"
                                                        + (f", port {pre.port}" if pre.port
-                                                          is not None else "")]))
+                                                          is not None else "")],
+                                                checked=(_key(profile, script, args), pre)))
                 return
             handle = start(profile, script, args, simulate=simulate, yes=force, pre=pre,
                            cwd=str(Path.cwd()))
@@ -204,6 +248,7 @@ class LaunchScreen(Screen):
 
     @on(PreflightDone)
     def _done(self, message: PreflightDone) -> None:
+        self._checked = message.checked
         if message.error:
             self._force = message.may_force
             extra = "\nPress Launch again to launch anyway." if message.may_force else ""

@@ -53,10 +53,19 @@ def summary(profile) -> str:
         if profile.fsdp.offload_params:
             parts[0] += " +offload"
     parts.append(profile.mixed_precision if profile.mixed_precision != "no" else "fp32")
-    gpus = ",".join(map(str, profile.gpu_ids)) if profile.gpu_ids else "all"
-    parts.append(f"GPUs {gpus}")
     if profile.device == "cpu":
-        parts.append("CPU ranks")
+        parts.append(f"{profile.processes_per_machine or '?'} CPU ranks")
+    elif profile.gpu_ids:
+        parts.append("GPUs " + ",".join(map(str, profile.gpu_ids)))
+    else:
+        per = profile.processes_per_machine
+        parts.append(f"{per} GPUs" if per else "all GPUs")
+    if profile.num_machines > 1:
+        parts[-1] += f" × {profile.num_machines} machines"
+    if profile.hardware is not None:  # what the plan was made for
+        hw = profile.hardware
+        parts.append(f"for {hw.gpu.removeprefix('NVIDIA ')}"
+                     + (" (simulated)" if hw.simulated else ""))
     if profile.estimate is not None:
         est = profile.estimate
         parts.append(f"{est.model} b{est.batch_size} s{est.seq_len}")
@@ -72,7 +81,7 @@ class ProfilesScreen(Screen):
         Binding("delete,x", "delete", "Delete"),
         Binding("e", "export", "Export"),
         Binding("L", "launch", "Launch"),
-        Binding("f5,ctrl+r", "reload", "Reload"),
+        Binding("f5,ctrl+r", "reload", "Reload", show=False),
     ]
 
     def __init__(self) -> None:
@@ -85,7 +94,7 @@ class ProfilesScreen(Screen):
         table = DataTable(id="profiles-table", cursor_type="row", zebra_stripes=False)
         table.add_columns("name", "scope", "summary")
         yield table
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "Profiles"

@@ -14,8 +14,10 @@ class PromptScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, question: str, value: str = "", placeholder: str = "") -> None:
+    def __init__(self, question: str, value: str = "", placeholder: str = "",
+                 error: str = "") -> None:
         super().__init__()
+        self.error = error  # why the last answer was refused (the answer is shown again)
         self.question = question
         self.value = value
         self.placeholder = placeholder
@@ -24,6 +26,8 @@ class PromptScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog"):
             yield Label(self.question, classes="question", markup=False)
             yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
+            if self.error:
+                yield Label(self.error, classes="error", id="prompt-error", markup=False)
             yield Label("Enter to accept, Escape to cancel", classes="hint")
 
     def on_mount(self) -> None:

@@ -41,7 +41,7 @@ class RunsScreen(Screen):
     BINDINGS = [
         Binding("enter", "attach", "Attach"),
         Binding("s", "stop", "Stop run"),
-        Binding("f5,ctrl+r", "reload", "Reload"),
+        Binding("f5,ctrl+r", "reload", "Reload", show=False),
     ]
 
     def __init__(self) -> None:
@@ -56,7 +56,7 @@ class RunsScreen(Screen):
         table = DataTable(id="runs-table", cursor_type="row")
         table.add_columns("run", "state", "profile", "script", "started", "ranks", "note")
         yield table
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "Runs"

@@ -1,13 +1,11 @@
 """The wizard's live memory panel: one stacked bar per GPU, the verdict, ranked suggestions.
 
-The panel is given estimates (``trainwiz.estimator`` values) and renders them; it computes no
-memory itself. Every category has its own glyph and the verdict is spelled out, so nothing
+The panel is given a plan's estimate (``trainwiz.plan.PlanEstimate``) and renders it; it
+computes no memory itself. Every category has its own glyph and the verdict is spelled out, so nothing
 depends on colour alone (16-colour terminals, colour-blind users, screenshots in issues).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from rich.text import Text
 from textual.reactive import reactive
@@ -33,25 +31,8 @@ VERDICT_STYLE = {
     "does not fit": ("DOES NOT FIT", "bold red"),
     "unknown": ("UNKNOWN", "bold"),
 }
-WORST = ("does not fit", "tight", "unknown", "fits")
-
-
-@dataclass(frozen=True)
-class GpuFit:
-    """The estimate for one GPU: its label, capacity and free memory (bytes or None)."""
-
-    label: str
-    estimate: object  # trainwiz.estimator.Estimate
-    capacity: int | None
-    free: int | None
-
-
-def overall(fits: list[GpuFit]):
-    """The estimate whose verdict is the worst: it decides the panel's verdict."""
-    if not fits:
-        return None
-    return min(fits, key=lambda f: WORST.index(f.estimate.verdict)
-               if f.estimate.verdict in WORST else 2).estimate
+VERDICT_MARK = {"fits": ("✓", "green"), "tight": ("!", "yellow"),
+                "does not fit": ("✗", "bold red"), "unknown": ("?", "")}
 
 
 def describe_change(change: dict) -> str:
@@ -65,95 +46,103 @@ def describe_change(change: dict) -> str:
     return ", ".join(parts)
 
 
-def render_panel(fits: list[GpuFit], width: int, title: str = "", message: str = "",
-                 gpu_count: int | None = None) -> Text:
-    """The panel's text. ``gpu_count``: GPUs on this box, to flag suggestions that need more."""
+def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
+                 note: str = "", time_lines: tuple = ()) -> Text:
+    """The panel's text from a ``trainwiz.plan.PlanEstimate``: the verdict first (it must stay
+    visible at 80×24), one bar per group of identical GPUs, the legend, the suggestions.
+    ``note``: a line about the hardware (planned for another box)."""
     text = Text()
     text.append("Memory per GPU (GiB)", style="bold")
     if title:
         text.append(f"  {title}", style="bright_black")
     text.append("\n")
-    if message or not fits:
+    if note:
+        text.append(note + "\n", style="yellow")
+    if message or plan_estimate is None:
         text.append(message or "Choose a model to see the estimate.", style="italic")
         return text
-    label_w = max(len(f.label) for f in fits) + 1
-    for fit in fits:
-        per_gpu = fit.estimate.per_gpu
-        cap = fit.capacity
-        others = (cap - fit.free) if (cap and fit.free is not None and fit.free < cap) else 0
-        right = f" {fmt.gib(per_gpu.total)}/{fmt.gib(cap)}"
-        bar_w = max(width - label_w - len(right), 8)
-        segments = [(getattr(per_gpu, name), glyph, style) for name, _, glyph, style in CATEGORIES]
-        # memory others already hold is drawn first: what we need must fit beside it
-        segments.insert(0, (others, OTHERS[1], OTHERS[2]))
-        text.append(fit.label.ljust(label_w), style="bold")
+    est = plan_estimate.estimate
+    per_gpu = est.per_gpu
+    verdict = plan_estimate.verdict
+    word, style = VERDICT_STYLE.get(verdict, (verdict.upper(), "bold"))
+    text.append(f" {word} ", style=f"reverse {style}")
+    text.append(f" {fmt.gib(per_gpu.total)} GiB needed per GPU")
+    decisive = plan_estimate.decisive
+    if decisive is not None:
+        room = "free" if decisive.memory_free is not None else ""
+        text.append(f" of {fmt.gib(decisive.usable)} GiB{' ' + room if room else ''}")
+        if len({(g.gpu.name, g.gpu.usable) for g in plan_estimate.gpus}) > 1:
+            text.append(f" (GPU{decisive.index}, {decisive.name.removeprefix('NVIDIA ')})")
+    text.append("\n")
+    rows = plan_estimate.rows()
+    label_w = max(len(r.label) for r in rows) + 1
+    for row in rows:
+        gpu = row.gpu
+        cap = gpu.memory_total
+        others = (cap - gpu.memory_free) if (cap and gpu.memory_free is not None) else 0
+        mark, mark_style = VERDICT_MARK.get(row.verdict, ("?", ""))
+        right = f" {fmt.gib(per_gpu.total)}/{fmt.gib(cap)} "
+        bar_w = max(width - label_w - len(right) - 1, 8)
+        segments = [(getattr(per_gpu, name), glyph, gstyle)
+                    for name, _, glyph, gstyle in CATEGORIES]
+        segments.insert(0, (others, OTHERS[1], OTHERS[2]))  # drawn first: ours must fit beside
+        text.append(row.label.ljust(label_w), style="bold")
         text.append_text(stacked_bar(segments, cap, bar_w))
         text.append(right)
+        text.append(mark, style=mark_style)
         text.append("\n")
-    # the legend, with the sizes of the first GPU (the per-GPU terms are the same on each)
-    first = fits[0].estimate.per_gpu
-    cells = [(glyph, style, f"{word} {fmt.gib(getattr(first, name))}")
-             for name, word, glyph, style in CATEGORIES]
-    if any(f.free is not None and f.capacity and f.free < f.capacity for f in fits):
+    names = list(dict.fromkeys(r.gpu.name for r in rows))
+    count = sum(r.count for r in rows)
+    machines = plan_estimate.machines
+    where = " + ".join(f"{sum(r.count for r in rows if r.gpu.name == n)} × {n}" for n in names)
+    if machines > 1:
+        where += f" ({machines} machines × {count // machines})"
+    text.append(where + "\n", style="bright_black")
+    for line in time_lines:  # the time estimate (trainwiz.estimator.timing's words)
+        text.append(line + "\n", style="cyan")
+    cells = [(glyph, gstyle, f"{word} {fmt.gib(getattr(per_gpu, name))}")
+             for name, word, glyph, gstyle in CATEGORIES]
+    if any(r.gpu.memory_free is not None for r in rows):
         cells.append((OTHERS[1], OTHERS[2], "others"))
     cell_w = max(len(c[2]) for c in cells) + 3
     per_line = max(1, width // cell_w)
-    for i, (glyph, style, label) in enumerate(cells):
-        text.append(glyph, style=style)
+    for i, (glyph, gstyle, label) in enumerate(cells):
+        text.append(glyph, style=gstyle)
         text.append(f" {label}".ljust(cell_w - 1))
         if (i + 1) % per_line == 0 or i == len(cells) - 1:
             text.append("\n")
-    worst = overall(fits)
-    word, style = VERDICT_STYLE.get(worst.verdict, (worst.verdict.upper(), "bold"))
-    text.append(f" {word} ", style=f"reverse {style}")
-    cap = fits[0].capacity if fits else None
-    text.append(f" {fmt.gib(worst.per_gpu.total)} GiB needed per GPU")
-    if cap:
-        text.append(f" of {fmt.gib(cap)} GiB")
-    text.append("\n")
-    for note in worst.notes[:2]:
-        text.append(f"note: {note}\n", style="bright_black")
-    suggestions = worst.suggestions[:9]
+    for line in est.notes[:2]:
+        text.append(f"note: {line}\n", style="bright_black")
+    suggestions = plan_estimate.suggestions[:9]
     if suggestions:
         text.append("Suggestions (press the number to apply)\n", style="bold")
-        # the estimator judges a change against capacity; a GPU others already use may have
-        # less room: say so rather than promise a fit
-        busy = [(f.free, f.label) for f in fits if f.free is not None and f.capacity
-                and f.free < f.capacity]
-        tightest = min(busy) if busy else None
         for i, sug in enumerate(suggestions, 1):
-            verdict = "fits" if sug.fits else "still too big"
-            vstyle = "green" if sug.fits else "red"
-            if sug.fits and tightest is not None and sug.total > tightest[0]:
-                verdict = f"fits an idle GPU, not {tightest[1]} ({fmt.gib(tightest[0])} free)"
-                vstyle = "yellow"
             text.append(f"{i} ", style="bold reverse")
             text.append(f" {sug.note or describe_change(sug.change)} ")
             text.append(f"→ {fmt.gib(sug.total)} GiB ")
-            text.append(verdict, style=vstyle)
+            text.append("fits" if sug.fits else "still too big",
+                        style="green" if sug.fits else "red")
             if sug.slower:
                 text.append(" (slower)", style="yellow")
-            wanted = sug.change.get("num_gpus")
-            if gpu_count and wanted and wanted > gpu_count:
-                text.append(f" (needs {wanted} GPUs; this box has {gpu_count})", style="yellow")
             text.append("\n")
-    elif worst.verdict in ("fits", "tight"):
+    elif verdict in ("fits", "tight"):
         text.append("No change needed.", style="bright_black")
     return text
 
 
 class MemoryPanel(Widget):
-    """Set ``fits`` (a list of ``GpuFit``) and the panel redraws at its current width."""
+    """Set ``estimate`` (a ``PlanEstimate`` or None) and the panel redraws at its width."""
 
     DEFAULT_CSS = """
     MemoryPanel { height: auto; }
     """
 
-    fits = reactive(list, layout=True, always_update=True)
+    estimate = reactive(None, layout=True, always_update=True)
     title = reactive("", layout=True)
     message = reactive("", layout=True)
-    gpu_count = reactive(0, layout=True)
+    note = reactive("", layout=True)
+    time_lines = reactive((), layout=True)
 
     def render(self) -> Text:
-        return render_panel(self.fits, self.content_size.width or 40, self.title, self.message,
-                            self.gpu_count)
+        return render_panel(self.estimate, self.content_size.width or 40, self.title,
+                            self.message, self.note, self.time_lines)

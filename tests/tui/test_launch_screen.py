@@ -1,0 +1,63 @@
+"""The Launch screen: each profile's own status, the port the check names is the port the run
+gets, a profile file can be chosen by path, and profiles saved elsewhere show up."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+from tests.tui.conftest import text_of, wait_for
+
+
+async def test_launch_screen_follows_the_profile_chosen(make_app, isolated_env, monkeypatch):
+    import trainwiz.tui.screens.launch as launch_module
+
+    folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "cpu-a.yaml").write_text("version: 1\nstrategy: ddp\ndevice: cpu\n"
+                                       "num_processes: 2\n")
+    (folder / "h100x8.yaml").write_text(
+        "version: 1\nstrategy: ddp\nnum_processes: 8\n"
+        "hardware: {gpu: NVIDIA H100 80GB HBM3, gpu_memory: 85520809984, gpus_per_machine: 8,"
+        " simulated: true}\n")
+    started = []
+
+    def fake_start(profile, script, args, *, pre=None, **kwargs):
+        started.append(pre)
+        raise launch_module.TrainwizError("stopped here by the test")
+
+    monkeypatch.setattr(launch_module, "start", fake_start)
+    monkeypatch.chdir(REPO_ROOT)
+    app = make_app("2xH100-80GB")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("l")
+        launch = app.screen
+        status = lambda: " ".join(text_of(launch.query_one("#launch-status")).split())  # noqa: E731
+        await wait_for(pilot, lambda: "cpu-a" in launch.profiles)
+        launch.query_one("#launch-profile").value = "cpu-a"
+        launch.set_focus(None)
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: "Give the training script" in status())
+        launch.query_one("#launch-profile").value = "h100x8"
+        await wait_for(pilot, lambda: "Give the training script" not in status())
+        assert "Planned for 8× NVIDIA H100 80GB HBM3 (simulated)" in status()
+
+        # a profile file by path; Check names a port, Launch starts with that very check
+        launch.query_one("#launch-profile-file").value = "examples/profiles/cpu-ddp.yaml"
+        launch.query_one("#launch-script").value = "examples/train_ddp.py"
+        launch.query_one("#launch-python").value = sys.executable
+        launch.set_focus(None)
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: "all checks passed" in status(), timeout=60)
+        checked = launch._checked[1]
+        assert f"port {checked.port}" in status()
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: started)
+        assert started[0] is checked
+
+        # a profile saved by another program appears when the list is opened
+        (folder / "imported.yaml").write_text("version: 1\nstrategy: single\n")
+        launch.query_one("#launch-profile").focus()
+        await wait_for(pilot, lambda: "imported" in launch.profiles)

@@ -1,0 +1,188 @@
+"""The wizard keeps the plan the user chose (more GPUs than the box has become machines), judges
+every GPU of a mixed box, groups identical GPUs, keeps the verdict in sight at 80×24, and does
+not turn letters typed in a form into commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.tui.conftest import text_of, wait_for
+
+
+async def _wizard_with(pilot, app, model: str):
+    await wait_for(pilot, lambda: app.gpus)
+    app.screen.set_focus(None)
+    await pilot.press("w")
+    await wait_for(pilot, lambda: app.current_mode == "wizard")
+    wizard = app.screen
+    await wait_for(pilot, lambda: wizard.plan.box.size == len(app.gpus))
+    wizard.set_model(model)
+    await wait_for(pilot, lambda: wizard.result is not None)
+    return wizard
+
+
+async def test_32_gpus_stay_32_through_tab_and_save(make_app, isolated_env):
+    from trainwiz.profiles import load_profile
+
+    app = make_app("8xH100-80GB")
+    async with app.run_test(size=(80, 24)) as pilot:
+        wizard = await _wizard_with(pilot, app, "llama-3-70b")
+        wizard.apply_changes({"strategy": "fsdp", "loop": "trainer"})
+        await wait_for(pilot, lambda: any(s.change.get("num_gpus", 0) > 8
+                                          for s in wizard.result.suggestions))
+        counts = [s.change.get("num_gpus", 0) for s in wizard.result.suggestions]
+        number, wanted = next((i, n) for i, n in enumerate(counts, 1) if n > 8)
+        wizard.set_focus(None)
+        await pilot.press(str(number))  # a suggestion beyond this box: more machines
+        await wait_for(pilot, lambda: wizard.config.num_gpus == wanted)
+        assert wizard.query_one("#machines").value == wanted // 8
+        assert wizard.query_one("#num-gpus").value == 8
+        wizard.query_one("#machines").value = 4  # as a user picks it: 32 GPUs
+        await wait_for(pilot, lambda: wizard.config.num_gpus == 32)
+        await pilot.press("tab", "tab", "tab")
+        await pilot.pause(0.1)
+        assert wizard.config.num_gpus == 32 and wizard.plan.machines == 4
+        panel = text_of(wizard.query_one("#memory"))
+        assert "4 machines × 8" in panel and "needed per GPU" in panel
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+        await pilot.press(*"big-run", "enter")
+        await wait_for(pilot, lambda: (Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz"
+                                       / "profiles" / "big-run.yaml").exists())
+        saved = load_profile("big-run")
+        assert saved.num_machines == 4 and saved.world_size == 32 and saved.gpu_ids is None
+        assert saved.hardware.gpus_per_machine == 8
+
+
+async def test_mixed_box_verdict_is_against_the_smallest_gpu(make_app):
+    app = make_app("4xA100-80GB+4xL4")
+    async with app.run_test(size=(80, 24)) as pilot:
+        wizard = await _wizard_with(pilot, app, "llama-3.2-1b")
+        wizard.apply_changes({"strategy": "ddp"})
+        await wait_for(pilot, lambda: wizard.result is not None
+                       and wizard.result.estimate.config.strategy == "ddp")
+        text = " ".join(text_of(wizard.query_one("#memory")).split())
+        assert "DOES NOT FIT" in text and "of 22.5 GiB" in text and "80.0 GiB needed" not in text
+        assert [r.label for r in wizard.fits] == ["GPU0-3", "GPU4-7"]
+        assert "leave out GPUs 4,5,6,7" in text
+
+
+async def test_identical_gpus_are_one_row_and_the_verdict_stays_on_screen(make_app):
+    app = make_app("8xH100-80GB")
+    async with app.run_test(size=(80, 24)) as pilot:
+        wizard = await _wizard_with(pilot, app, "llama-3-8b")
+        wizard.apply_changes({"num_gpus": 32, "strategy": "fsdp"})
+        await wait_for(pilot, lambda: wizard.config.num_gpus == 32)
+        await pilot.pause(0.1)
+        assert [r.count for r in wizard.fits] == [32]
+        panel = wizard.query_one("#memory")
+        lines = text_of(panel).splitlines()
+        verdict_line = next(i for i, line in enumerate(lines) if "GiB needed per GPU" in line)
+        # the verdict is drawn within the panel's visible rows at 80×24 (no scrolling)
+        assert verdict_line < wizard.query_one("#memory-scroll").size.height
+        assert "32 × NVIDIA H100 80GB HBM3 (4 machines × 8)" in " ".join(lines)
+        assert "simulated" in text_of(panel)
+
+
+async def test_letters_typed_in_the_form_are_not_commands(make_app):
+    app = make_app("8xH100-80GB")
+    async with app.run_test(size=(80, 24)) as pilot:
+        wizard = await _wizard_with(pilot, app, "gpt2")
+        wizard.query_one("#strategy").focus()
+        await pilot.pause(0.05)
+        # the field with focus shows it without colour: its label is drawn reversed
+        label = wizard.query_one("#row-strategy .field-label")
+        assert label.rich_style.reverse
+        assert not wizard.query_one("#row-precision .field-label").rich_style.reverse
+        await pilot.press(*"llama-3-70b", "q", "p", "g", "r")
+        await pilot.pause(0.1)
+        assert app.current_mode == "wizard" and app.is_running
+        await pilot.press("escape")  # out of the field: the letters switch screens again
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.current_mode == "profiles")
+
+
+async def test_a_profile_planned_for_another_box_says_so(make_app, isolated_env):
+    folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "h100x8.yaml").write_text(
+        "version: 1\nstrategy: fsdp\nmixed_precision: bf16\nnum_processes: 8\n"
+        "estimate: {model: llama-3-8b}\n"
+        "hardware: {gpu: NVIDIA H100 80GB HBM3, gpu_memory: 85520809984, gpus_per_machine: 8,"
+        " simulated: true}\n")
+    app = make_app("2xH100-80GB")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("p")
+        table = app.screen.query_one("DataTable")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.current_mode == "wizard")
+        wizard = app.screen
+        await wait_for(pilot, lambda: wizard.result is not None)
+        assert wizard.config.num_gpus == 8 and wizard.result.verdict == "fits"
+        text = " ".join(text_of(wizard.query_one("#memory")).split())
+        assert "Planned for 8× NVIDIA H100 80GB HBM3 (simulated)" in text
+        assert "this box has 2× NVIDIA H100 80GB HBM3" in text
+
+
+async def test_a_refused_profile_name_is_asked_again_with_what_was_typed(make_app):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        wizard = await _wizard_with(pilot, app, "gpt2")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+        await pilot.press(*"my run!", "enter")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-error"))
+        assert app.screen.query_one("#prompt-input").value == "my run!"
+        assert "not allowed" in text_of(app.screen.query_one("#prompt-error"))
+        assert wizard.plan.model == "gpt2"
+
+
+async def test_a_model_file_that_is_not_json_is_not_called_not_found(make_app, tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text("{not json")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("w")
+        wizard = app.screen
+        wizard.set_model(str(bad))
+        await wait_for(pilot, lambda: wizard.model_error)
+        await pilot.pause(0.1)
+        text = " ".join(text_of(wizard.query_one("#memory")).split())
+        assert "not valid JSON" in text and "not found" not in text
+
+
+def test_the_profiles_list_says_how_many_gpus_and_what_they_were_planned_for():
+    from trainwiz.profiles import PlannedHardware, Profile
+    from trainwiz.tui.screens.profiles import summary
+
+    line = summary(Profile(name="big", strategy="fsdp", num_processes=8, num_machines=4,
+                           main_address=None, hardware=PlannedHardware(
+                               gpu="NVIDIA H100 80GB HBM3", gpu_memory=85520809984,
+                               gpus_per_machine=8, simulated=True)))
+    assert "8 GPUs × 4 machines" in line and "for H100 80GB HBM3 (simulated)" in line
+
+
+async def test_the_training_length_gives_a_run_time_and_is_saved(make_app, isolated_env):
+    from trainwiz.profiles import load_profile
+
+    app = make_app("8xH100-80GB")
+    async with app.run_test(size=(120, 40)) as pilot:
+        wizard = await _wizard_with(pilot, app, "llama-3-8b")
+        wizard.apply_changes({"strategy": "fsdp"})
+        await wait_for(pilot, lambda: wizard.result is not None)
+        assert "tokens/s" in text_of(wizard.query_one("#memory"))
+        wizard.query_one("#train-for").value = 10**9
+        await wait_for(pilot, lambda: wizard.plan.tokens == 10**9)
+        await pilot.pause(0.1)
+        assert "to train 1,000,000,000 tokens: about" in text_of(wizard.query_one("#memory"))
+        wizard.set_focus(None)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+        await pilot.press(*"timed", "enter")
+        await wait_for(pilot, lambda: (Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz"
+                                       / "profiles" / "timed.yaml").exists())
+        assert load_profile("timed").estimate.tokens == 10**9
