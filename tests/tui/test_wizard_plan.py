@@ -4,6 +4,7 @@ not turn letters typed in a form into commands."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.tui.conftest import text_of, wait_for
@@ -186,3 +187,27 @@ async def test_the_training_length_gives_a_run_time_and_is_saved(make_app, isola
         await wait_for(pilot, lambda: (Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz"
                                        / "profiles" / "timed.yaml").exists())
         assert load_profile("timed").estimate.tokens == 10**9
+
+
+async def test_lora_and_qlora_show_frozen_4bit_and_adapter_segments_and_trainable_count(make_app):
+    from trainwiz.tui.widgets.memory_panel import MemoryPanel
+
+    app = make_app("1x4090")
+    async with app.run_test(size=(120, 40)) as pilot:
+        wizard = await _wizard_with(pilot, app, "llama-3-8b")
+        panel = wizard.query_one(MemoryPanel)
+        full = text_of(panel)
+        assert not re.search(r"trainable [\d.]+[KMB] of", full) and "+ adapters" not in full
+        assert "change of method" in full and "quality" in full  # QLoRA offered as a method change
+        wizard.apply_changes({"method": "qlora", "precision": "bf16",
+                              "activation_checkpointing": True, "lora_rank": 16})
+        await wait_for(pilot, lambda: wizard.result is not None
+                       and wizard.result.estimate.config.method == "qlora")
+        await pilot.pause()
+        text = text_of(panel)
+        per_gpu = wizard.result.estimate.per_gpu
+        assert per_gpu.quantized_params > 0 and per_gpu.adapter_params > 0
+        assert "▞ 4-bit" in text and "+ adapters" in text
+        assert "▞" in text and "+" in text  # their own glyphs in the bars, not only the legend
+        assert "trainable 41.94M of 8.07B parameters (0.52%)" in text
+        assert "FITS" in text

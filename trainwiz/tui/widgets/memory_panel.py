@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from trainwiz.estimator.suggest import METHOD_NOTE
 from trainwiz.tui import fmt
 from trainwiz.tui.widgets.bars import stacked_bar
 
@@ -24,6 +25,30 @@ CATEGORIES = (
     ("overhead", "overhead", "×", "white"),
 )
 OTHERS = ("in use by others", "#", "red")
+# LoRA/QLoRA: what ``params`` is made of, each its own segment (MemoryBreakdown's parts of params)
+PEFT_PARTS = (
+    ("frozen_params", "frozen", "▚", "bright_blue"),
+    ("quantized_params", "4-bit", "▞", "bright_magenta"),
+    ("adapter_params", "adapters", "+", "bright_cyan"),
+)
+
+
+def categories(per_gpu) -> list[tuple[int, str, str, str]]:
+    """``(bytes, legend word, glyph, style)`` per segment. Under LoRA/QLoRA the parameters split
+    into frozen weights, 4-bit weights and adapters (and whatever else stays trainable)."""
+    out = []
+    for name, word, glyph, style in CATEGORIES:
+        value = getattr(per_gpu, name)
+        if name == "params":
+            parts = [(getattr(per_gpu, n, 0) or 0, w, g, st) for n, w, g, st in PEFT_PARTS]
+            if any(v for v, *_ in parts):
+                rest = value - sum(v for v, *_ in parts)
+                if rest > 0:
+                    out.append((rest, word, glyph, style))
+                out.extend(part for part in parts if part[0])
+                continue
+        out.append((value, word, glyph, style))
+    return out
 
 VERDICT_STYLE = {
     "fits": ("FITS", "bold green"),
@@ -83,8 +108,7 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
         mark, mark_style = VERDICT_MARK.get(row.verdict, ("?", ""))
         right = f" {fmt.gib(per_gpu.total)}/{fmt.gib(cap)} "
         bar_w = max(width - label_w - len(right) - 1, 8)
-        segments = [(getattr(per_gpu, name), glyph, gstyle)
-                    for name, _, glyph, gstyle in CATEGORIES]
+        segments = [(value, glyph, gstyle) for value, _, glyph, gstyle in categories(per_gpu)]
         segments.insert(0, (others, OTHERS[1], OTHERS[2]))  # drawn first: ours must fit beside
         text.append(row.label.ljust(label_w), style="bold")
         text.append_text(stacked_bar(segments, cap, bar_w))
@@ -98,10 +122,15 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
     if machines > 1:
         where += f" ({machines} machines × {count // machines})"
     text.append(where + "\n", style="bright_black")
+    trainable = est.trainable_params
+    total_params = est.total_params or est.model.params
+    if trainable is not None and total_params and trainable != total_params:
+        text.append(f"trainable {fmt.params(trainable)} of {fmt.params(total_params)} parameters "
+                    f"({100 * trainable / total_params:.2f}%)\n", style="bright_black")
     for line in time_lines:  # the time estimate (trainwiz.estimator.timing's words)
         text.append(line + "\n", style="cyan")
-    cells = [(glyph, gstyle, f"{word} {fmt.gib(getattr(per_gpu, name))}")
-             for name, word, glyph, gstyle in CATEGORIES]
+    cells = [(glyph, gstyle, f"{word} {fmt.gib(value)}")
+             for value, word, glyph, gstyle in categories(per_gpu)]
     if any(r.gpu.memory_free is not None for r in rows):
         cells.append((OTHERS[1], OTHERS[2], "others"))
     cell_w = max(len(c[2]) for c in cells) + 3
@@ -124,7 +153,11 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
                         style="green" if sug.fits else "red")
             if sug.slower:
                 text.append(" (slower)", style="yellow")
+            if sug.method_change:
+                text.append(" (change of method)", style="yellow")
             text.append("\n")
+        if any(sug.method_change for sug in suggestions):
+            text.append(METHOD_NOTE + "\n", style="bright_black")
     elif verdict in ("fits", "tight"):
         text.append("No change needed.", style="bright_black")
     return text
