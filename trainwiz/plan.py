@@ -216,7 +216,7 @@ class PlanEstimate:
 # --------------------------------------------------------------------------- the plan
 
 # Keys a change may hold besides TrainConfig's fields.
-PLAN_KEYS = ("machines", "gpus_per_machine", "gpu_ids", "tokens", "scheduler")
+PLAN_KEYS = ("machines", "gpus_per_machine", "gpu_ids", "tokens", "scheduler", "partition")
 
 
 @dataclass(frozen=True)
@@ -231,6 +231,7 @@ class Plan:
     tokens: int | None = None  # training length in tokens (for the time estimate)
     steps: int | None = None  # … or in optimizer steps (from a profile)
     scheduler: str = "local"  # "slurm": submitted with sbatch; Slurm picks the machines
+    partition: str | None = None  # with Slurm: the partition planned for (None: the default)
 
     # -- made from ---------------------------------------------------------------------
     @classmethod
@@ -262,6 +263,7 @@ class Plan:
         return cls(box=box, config=cfg, model=model or "", machines=profile.machines,
                    gpu_ids=gpu_ids, device=profile.device, base=profile,
                    scheduler=profile.scheduler,
+                   partition=profile.slurm.partition if profile.slurm is not None else None,
                    tokens=getattr(est, "tokens", None), steps=getattr(est, "steps", None))
 
     # -- what it uses ------------------------------------------------------------------
@@ -345,6 +347,8 @@ class Plan:
             plan = dataclasses.replace(plan, tokens=changes["tokens"] or None, steps=None)
         if "scheduler" in changes:
             plan = dataclasses.replace(plan, scheduler=changes["scheduler"])
+        if "partition" in changes:
+            plan = dataclasses.replace(plan, partition=changes["partition"] or None)
         if plan.scheduler == "slurm":
             ids = None  # Slurm assigns each node's GPUs
         per = max(1, min(per, plan.max_per_machine()))
@@ -496,6 +500,8 @@ class Plan:
         slurm = None
         if self.scheduler == "slurm":  # Slurm chooses the nodes: their count is slurm.nodes
             slurm = dataclasses.replace(base.slurm or SlurmOptions(), nodes=self.machines)
+            if self.partition:
+                slurm = dataclasses.replace(slurm, partition=self.partition)
             machines = dict(num_machines=1, machine_rank=0, main_address=None)
             gpu_ids, num_processes = None, self.gpus_per_machine
         return dataclasses.replace(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -22,7 +22,8 @@ from textual.widgets import Footer, Header, Label, Select, Static
 from trainwiz.errors import TrainwizError
 from trainwiz.estimator.timing import summary_lines
 from trainwiz.hardware.presets import PRESETS
-from trainwiz.plan import Box, Plan, box_from_gpus, box_from_preset
+from trainwiz.hardware.slurm import PartitionPlan, SlurmMissing, slurm_plans
+from trainwiz.plan import Box, Gpu, Plan, box_from_gpus, box_from_preset
 from trainwiz.profiles import ProfileExistsError, save_profile
 from trainwiz.profiles.store import check_name
 from trainwiz.tui.widgets.memory_panel import MemoryPanel
@@ -31,6 +32,17 @@ from trainwiz.tui.widgets.plan_form import FIELDS, STRATEGY_LABELS, PlanForm
 
 THIS_BOX = "this box"
 RECORD = "profile"
+PARTITION = "slurm:"  # + a partition name: plan for that partition's nodes
+
+
+def partition_box(part: PartitionPlan) -> Box:
+    """One node of a Slurm partition as a box: its GPUs by the type Slurm names (the memory
+    of the matching preset, or unknown)."""
+    preset = PRESETS.get(part.preset) if part.preset else None
+    name = preset.name if preset else (part.gpu_type or "GPU")
+    bf16 = float(preset.compute_capability) >= 8.0 if preset else None
+    gpus = tuple(Gpu(i, name, part.gpu_memory, None, bf16) for i in range(part.gpus_per_node))
+    return Box(gpus, f"Slurm partition {part.partition}", simulated=False, here=False)
 
 
 class WizardScreen(Screen):
@@ -54,6 +66,7 @@ class WizardScreen(Screen):
         self._hardware_chosen = False  # the user (or a profile) chose; readings don't reset it
         self.presets = dict(PRESETS)
         self._options_key: list[str] | None = None  # labels the hardware list shows
+        self.partitions: dict[str, PartitionPlan] = {}  # Slurm partitions with GPUs, when any
 
     # -- compatibility with callers that think in TrainConfig / rows --------------------------
     @property
@@ -103,6 +116,22 @@ class WizardScreen(Screen):
         self.query_one("#model").focus()
         self.sub_title = "Wizard"
         self.watch(self.app, "gpus", self._gpus_changed)
+        self._load_partitions()
+
+    @work(thread=True, exit_on_error=False)
+    def _load_partitions(self) -> None:
+        """The cluster's partitions as hardware to plan for (sinfo), when this machine has Slurm."""
+        try:
+            parts = slurm_plans()
+        except (SlurmMissing, TrainwizError):
+            return  # no Slurm here: only this box and the presets are offered
+        usable = {p.partition: p for p in parts if p.gpus_per_node > 0}
+        if usable:
+            self.app.call_from_thread(self._partitions_loaded, usable)
+
+    def _partitions_loaded(self, parts: dict) -> None:
+        self.partitions = parts
+        self._refresh_hardware_options()
 
     def on_screen_resume(self) -> None:
         if self.focused is None and not self.query_one(ModelField).value:
@@ -122,6 +151,8 @@ class WizardScreen(Screen):
         if self.record_box is not None:
             # short enough for the closed list at 80 columns; the panel names the hardware
             options.append((Text(f"profile's {self.record_box.size} GPUs"), RECORD))
+        options += [(Text(f"slurm {p.partition} ({p.nodes}× {p.gpus_per_node} {p.gpu_type or 'GPU'})"),
+                     PARTITION + name) for name, p in self.partitions.items()]
         options += [(Text(f"{key} × 8"), key) for key in self.presets]
         return options
 
@@ -160,6 +191,15 @@ class WizardScreen(Screen):
             box = self.record_box
         elif event.value in self.presets:
             box = box_from_preset(self.presets[event.value])
+        elif str(event.value).startswith(PARTITION) and \
+                str(event.value)[len(PARTITION):] in self.partitions:
+            part = self.partitions[str(event.value)[len(PARTITION):]]
+            self._hardware_chosen = True
+            # one node to start; the machines field asks Slurm for more
+            self.set_plan(self.plan.on_box(partition_box(part)).with_changes(
+                {"scheduler": "slurm", "partition": part.partition, "machines": 1,
+                 "gpus_per_machine": part.gpus_per_node}))
+            return
         else:
             return
         if box == self.plan.box:

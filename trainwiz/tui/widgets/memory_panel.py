@@ -153,8 +153,6 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
                         style="green" if sug.fits else "red")
             if sug.slower:
                 text.append(" (slower)", style="yellow")
-            if sug.method_change:
-                text.append(" (change of method)", style="yellow")
             text.append("\n")
         if any(sug.method_change for sug in suggestions):
             text.append(METHOD_NOTE + "\n", style="bright_black")
