@@ -20,3 +20,8 @@ class TrainwizError(Exception):
 
 class UsageError(TrainwizError):
     """Bad command-line input: an unknown model, a zero batch, an impossible option pair."""
+
+
+class NeedsConfirmation(TrainwizError):
+    """A check that the user may overrule (``--yes``, or "Launch anyway" in the app): the plan
+    probably does not fit the GPUs as they are now."""

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from trainwiz.errors import TrainwizError
+from trainwiz.errors import NeedsConfirmation, TrainwizError
 from trainwiz.launchers import command as C
 from trainwiz.atomic import is_disk_full, write_atomic
 from trainwiz.launchers import slurm_jobs
@@ -241,7 +241,8 @@ def _check_fit(profile, gpus, nproc: int, yes: bool, confirm, *,
         return host + [f"warning: {msg} (launching anyway: --yes)"]
     if confirm is not None and confirm(f"{msg}. Launch anyway?"):
         return host + [f"warning: {msg} (launching anyway)"]
-    raise TrainwizError(f"{msg}; free memory, change the profile, or pass --yes to launch anyway")
+    raise NeedsConfirmation(f"{msg}; free memory, change the profile, or pass --yes to launch "
+                            "anyway")
 
 
 def resolve_script_and_python(profile, script: str | None = None,

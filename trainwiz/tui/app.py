@@ -17,6 +17,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Input, Select
 
+from trainwiz.hardware import detect
 from trainwiz.tui.messages import GpusSampled, HardwareDetected
 
 MAIN_SCREENS = {
@@ -152,11 +153,6 @@ class TrainwizApp(App):
     # -- hardware ------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="hardware", exit_on_error=False)
     def _detect(self) -> None:
-        try:
-            from trainwiz.hardware import detect
-        except ImportError as exc:
-            self.post_message(HardwareDetected(None, f"GPU probe not available yet ({exc})"))
-            return
         try:
             detection = detect(self.simulate)
         except Exception as exc:  # a bad --simulate spec, a broken driver: shown, not a crash

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from trainwiz.errors import TrainwizError
+from trainwiz.errors import NeedsConfirmation, TrainwizError
 from trainwiz.launchers import launch as start
 from trainwiz.launchers import preflight
 from trainwiz.plan import Plan, box_from_gpus
@@ -239,7 +239,7 @@ class LaunchScreen(Screen):
             handle = start(profile, script, args, simulate=simulate, yes=force, pre=pre,
                            cwd=str(Path.cwd()))
         except TrainwizError as exc:
-            self.post_message(PreflightDone(error=str(exc), may_force="--yes" in str(exc)))
+            self.post_message(PreflightDone(error=str(exc), may_force=isinstance(exc, NeedsConfirmation)))
             return
         except Exception as exc:  # an unexpected failure is shown, the app carries on
             self.post_message(PreflightDone(error=f"{type(exc).__name__}: {exc}"))

@@ -17,6 +17,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from trainwiz.profiles import ProfileStore, accelerate_config_text, accelerate_export_notes
+from trainwiz.profiles.store import atomic_write_text
+from trainwiz.tui.screens.confirm import ConfirmScreen
+from trainwiz.tui.screens.prompt import PromptScreen
+
 
 class ProfilesLoaded(Message):
     def __init__(self, entries: list, error: str | None = None) -> None:
@@ -108,11 +113,7 @@ class ProfilesScreen(Screen):
     @work(thread=True, exclusive=True, group="profiles", exit_on_error=False)
     def _load(self) -> None:
         try:
-            from trainwiz.profiles import ProfileStore
             entries = ProfileStore().list()
-        except ImportError as exc:
-            self.post_message(ProfilesLoaded([], f"profiles are not available yet ({exc})"))
-            return
         except Exception as exc:  # an unreadable folder: shown, not a crash
             self.post_message(ProfilesLoaded([], f"cannot list profiles: {exc}"))
             return
@@ -191,8 +192,6 @@ class ProfilesScreen(Screen):
             self.app.main_screen("launch").use_profile(entry.profile)
 
     def action_duplicate(self) -> None:
-        from trainwiz.tui.screens.prompt import PromptScreen
-
         entry = self._usable()
         if entry is None:
             return
@@ -206,7 +205,6 @@ class ProfilesScreen(Screen):
 
     @work(thread=True, group="profile-files", exit_on_error=False)
     def _duplicate(self, name: str, new: str) -> None:
-        from trainwiz.profiles import ProfileStore
         try:
             path = ProfileStore().copy(name, new)
         except Exception as exc:
@@ -215,8 +213,6 @@ class ProfilesScreen(Screen):
         self.post_message(ProfileActionDone(f"Copied {name} to {path}."))
 
     def action_delete(self) -> None:
-        from trainwiz.tui.screens.confirm import ConfirmScreen
-
         entry = self.selected()
         if entry is None:
             return
@@ -238,8 +234,6 @@ class ProfilesScreen(Screen):
         self.post_message(ProfileActionDone(f"Deleted {path}."))
 
     def action_export(self) -> None:
-        from trainwiz.tui.screens.prompt import PromptScreen
-
         entry = self._usable()
         if entry is None:
             return
@@ -251,8 +245,6 @@ class ProfilesScreen(Screen):
             if not Path(target).expanduser().exists():
                 self._export(entry.profile, target, count)
                 return
-            from trainwiz.tui.screens.confirm import ConfirmScreen
-
             self.app.push_screen(
                 ConfirmScreen(f"{target} exists. Replace it?", yes="Replace", no="Keep it"),
                 lambda yes: self._export(entry.profile, target, count, force=True) if yes
@@ -267,8 +259,6 @@ class ProfilesScreen(Screen):
         """Write the accelerate config; ``num_gpus`` fills a process count the profile leaves
         open (this box's GPUs, real or simulated)."""
         try:
-            from trainwiz.profiles import accelerate_config_text, accelerate_export_notes
-            from trainwiz.profiles.store import atomic_write_text
             text = accelerate_config_text(profile, num_gpus)
             notes = accelerate_export_notes(profile)
             path = atomic_write_text(Path(target).expanduser().resolve(), text, force=force)

@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from trainwiz.launchers import list_runs
 from trainwiz.tui.screens.monitor import STATE_STYLE
 
 POLL_S = 2.0
@@ -74,11 +75,7 @@ class RunsScreen(Screen):
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def _list(self) -> None:
         try:
-            from trainwiz.launchers import list_runs
             runs = list_runs()
-        except ImportError as exc:
-            self.post_message(RunsListed([], f"the run list is not available ({exc})"))
-            return
         except Exception as exc:  # a run folder that vanished mid-read, permissions
             self.post_message(RunsListed([], f"cannot list runs: {exc}"))
             return
