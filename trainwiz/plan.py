@@ -438,8 +438,10 @@ class Plan:
         their model): ``(TimeEstimate, timed suggestions)`` of ``trainwiz.estimator.timing``."""
         gpus = [{"index": g.index, "name": g.name} for g in self.used_gpus()]
         hardware = time_hardware(gpus)
-        return time_plan(result.estimate, hardware, tokens=self.tokens, steps=self.steps,
-                         available_gpus=self.config.num_gpus)
+        est = dataclasses.replace(result.estimate, suggestions=result.suggestions)
+        return time_plan(est, hardware, tokens=self.tokens, steps=self.steps,
+                         available_gpus=self.box.size * self.machines if self.box.size
+                         else self.config.num_gpus)
 
     # -- saving it -----------------------------------------------------------------------
     def to_profile(self, name: str) -> Profile:

@@ -156,9 +156,10 @@ async def test_wizard_estimate_follows_the_form_and_a_suggestion_applies_with_on
         assert fsdp.per_gpu.total < ddp.per_gpu.total  # sharding shows at once
         assert f"{fsdp.per_gpu.total / 2**30:.1f}" in text_of(panel)
 
-        # the ranked suggestions are numbered; one key applies the first
+        # the suggestions are numbered (those that fit fastest first, as the CLI ranks them);
+        # one key applies the one shown under 1
         assert fsdp.suggestions, "an 8B model on 2 GPUs should come with suggestions"
-        first = fsdp.suggestions[0]
+        first = wizard.result.suggestions[0]
         assert "1 " in text_of(panel) and first.note in " ".join(text_of(panel).split())
         wizard.set_focus(None)
         await pilot.press("1")

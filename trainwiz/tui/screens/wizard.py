@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Select, Static
 
 from trainwiz.errors import TrainwizError
-from trainwiz.estimator.timing import summary_lines
+from trainwiz.estimator.timing import suggestion_time_text, summary_lines
 from trainwiz.hardware.presets import PRESETS
 from trainwiz.hardware.slurm import PartitionPlan, SlurmMissing, slurm_plans
 from trainwiz.plan import Box, Gpu, Plan, box_from_gpus, box_from_preset
@@ -258,9 +258,14 @@ class WizardScreen(Screen):
             panel.message = f"Cannot estimate: {exc}"
             panel.estimate = None
             return
+        time, timed = plan.time(result)
+        # suggestions that fit, fastest first (as the CLI ranks them); the number keys apply
+        # the suggestion shown under that number
+        result = dataclasses.replace(result, suggestions=tuple(ts.suggestion for ts in timed))
         self.result = result
         panel.message = ""
-        panel.time_lines = tuple(summary_lines(plan.time(result)[0], result.fits))
+        panel.time_lines = tuple(summary_lines(time, result.fits))
+        panel.suggestion_times = tuple(suggestion_time_text(ts) for ts in timed)
         panel.estimate = result
 
     def _show_extras(self) -> None:
