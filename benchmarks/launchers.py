@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["XDG_STATE_HOME"] = tmp
     import psutil
 
-    from trainwiz.launchers.api import launch, stop_run
+    from trainwiz.launchers.local import launch, stop_run
     from trainwiz.launchers.rundir import read_status
     from trainwiz.profiles import Profile
 
@@ -92,7 +92,7 @@ def _monitor_cost(example: Path, args) -> bool:
 
     import psutil
 
-    from trainwiz.launchers.api import launch, stop_run
+    from trainwiz.launchers.local import launch, stop_run
     from trainwiz.launchers.rundir import read_status
     from trainwiz.profiles import Profile
 

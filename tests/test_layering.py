@@ -21,8 +21,8 @@ HEAVY = ("torch", "textual", "pynvml", "transformers", "accelerate")
 # module -> what it must not pull in
 PURE = {
     "trainwiz.estimator": HEAVY,
-    "trainwiz.estimator.model": HEAVY,
-    "trainwiz.estimator.models": HEAVY,
+    "trainwiz.estimator.memory": HEAVY,
+    "trainwiz.estimator.catalog": HEAVY,
     "trainwiz.estimator.suggest": HEAVY,
     "trainwiz.estimator.timing": HEAVY,
     "trainwiz.profiles": HEAVY,

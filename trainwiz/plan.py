@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainwiz.estimator.fit import estimate as price
-from trainwiz.estimator.model import fit_on, usable_memory
-from trainwiz.estimator.models import model_from_params
+from trainwiz.estimator.memory import fit_on, usable_memory
+from trainwiz.estimator.catalog import model_from_params
 from trainwiz.estimator.timing import time_hardware, time_plan
-from trainwiz.estimator.models import resolve_model as resolve_named_model
+from trainwiz.estimator.catalog import resolve_model as resolve_named_model
 from trainwiz.estimator.types import Estimate, ModelSpec, Suggestion, TrainConfig
-from trainwiz.profiles.estimate_io import estimate_request, mixed_precision_for, model_argument
+from trainwiz.profiles.estimator_inputs import estimate_request, mixed_precision_for, model_argument
 from trainwiz.profiles.schema import (
     EstimateInputs,
     FsdpOptions,

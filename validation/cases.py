@@ -272,7 +272,7 @@ def get_case(name: str) -> Case:
 def case_to_estimate_inputs(case: Case, loop: str = "custom") -> tuple[dict, dict]:
     """Return ``(hf_config_dict, TrainConfig fields)`` for the estimator, for one of the loops.
 
-    The config dict goes to ``trainwiz.estimator.models.model_from_hf_config``; the fields to
+    The config dict goes to ``trainwiz.estimator.catalog.model_from_hf_config``; the fields to
     ``trainwiz.estimator.types.TrainConfig(**fields)``.
     """
     fields = {

@@ -61,7 +61,7 @@ class GpuCase:
     overrides: dict = field(default_factory=dict)  # config.json fields changed from the catalog
 
     def hf_config(self) -> dict:
-        from trainwiz.estimator.models import catalog
+        from trainwiz.estimator.catalog import catalog
 
         return {**catalog()[self.model]["config"], **self.overrides, "use_cache": False}
 
@@ -110,7 +110,7 @@ def runnable(cases: list[GpuCase], gpu_count: int) -> tuple[list[GpuCase], list[
 
 def estimate_for(case: GpuCase, loop: str):
     from trainwiz.estimator import estimate
-    from trainwiz.estimator.models import model_from_hf_config
+    from trainwiz.estimator.catalog import model_from_hf_config
 
     model = model_from_hf_config(case.hf_config(), name=case.model, source="catalog")
     return estimate(model, case.train_config(loop), suggestions=False)

@@ -30,7 +30,7 @@ import yaml
 
 from trainwiz.cli import build_parser
 from trainwiz.cli import main as trainwiz_main
-from trainwiz.estimator import model as memory_model
+from trainwiz.estimator import memory as memory_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).with_name("published.yaml")

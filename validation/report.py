@@ -158,9 +158,9 @@ def _booked_like_the_tracker(est) -> dict:
 def compare(case, result: dict, loop: str) -> Row:
     """One case in one loop: the estimator on the case's config beside the measurement."""
     from trainwiz.estimator import TrainConfig, estimate
-    from trainwiz.estimator import model as memory
+    from trainwiz.estimator import memory
     from trainwiz.estimator.accelerate_rule import rule_peak
-    from trainwiz.estimator.models import model_from_hf_config
+    from trainwiz.estimator.catalog import model_from_hf_config
     from validation.cases import case_to_estimate_inputs
 
     cfg, fields = case_to_estimate_inputs(case, loop)

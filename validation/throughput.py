@@ -15,7 +15,7 @@ from pathlib import Path
 
 from trainwiz.estimator import timing
 from trainwiz.estimator.gpu_facts import gpu_facts
-from trainwiz.estimator.models import model_from_hf_config, resolve_model
+from trainwiz.estimator.catalog import model_from_hf_config, resolve_model
 from trainwiz.estimator.types import TrainConfig
 from trainwiz.units import parse_rate
 

@@ -8,7 +8,7 @@ import pytest
 
 from trainwiz.errors import UsageError
 from trainwiz.estimator.adapters import adapted, module_names, resolve_targets
-from trainwiz.estimator.models import catalog, model_from_hf_config, resolve_model
+from trainwiz.estimator.catalog import catalog, model_from_hf_config, resolve_model
 from validation.cases import bert_config, gemma_config, gpt2_config, llama_config, phi3_config, qwen2_config
 
 FEW = {"llama": "q_proj,v_proj", "mistral": "q_proj,v_proj", "qwen2": "q_proj,v_proj",

@@ -207,7 +207,7 @@ def test_dropping_the_outputs_is_suggested_with_what_it_saves():
 @pytest.mark.parametrize("family,key", [("gpt2", "attn_pdrop"), ("bert", "attention_probs_dropout_prob"),
                                         ("llama", "attention_dropout")])
 def test_eager_attention_dropout_keeps_the_mask_and_the_dropped_probabilities(family, key):
-    from trainwiz.estimator.models import model_from_hf_config
+    from trainwiz.estimator.catalog import model_from_hf_config
     from validation.cases import bert_config, gpt2_config, llama_config
 
     cfg = {"gpt2": gpt2_config, "bert": bert_config, "llama": llama_config}[family]()

@@ -118,7 +118,7 @@ def test_accelerate_table_equals_accelerates_own_functions(name):
     from accelerate.utils import calculate_maximum_sizes
 
     from trainwiz.estimator.accelerate_rule import model_size, training_usage
-    from trainwiz.estimator.models import catalog, resolve_model
+    from trainwiz.estimator.catalog import catalog, resolve_model
 
     cfg = transformers.AutoConfig.for_model(**catalog()[name]["config"])
     with torch.device("meta"):

@@ -9,7 +9,7 @@ import pytest
 
 from trainwiz.estimator.adapters import adapted, nf4_bytes
 from trainwiz.estimator.fit import estimate
-from trainwiz.estimator.models import resolve_model
+from trainwiz.estimator.catalog import resolve_model
 from trainwiz.estimator.types import TrainConfig
 
 GiB = 1 << 30

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from trainwiz.errors import UsageError
-from trainwiz.estimator.models import catalog, model_from_hf_config, resolve_model
+from trainwiz.estimator.catalog import catalog, model_from_hf_config, resolve_model
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -136,7 +136,7 @@ def test_qlora_step_books_frozen_4bit_and_adapter_weights_as_the_estimate_does(t
     pytest.importorskip("peft")
     pytest.importorskip("bitsandbytes")
     from trainwiz.estimator import estimate
-    from trainwiz.estimator.models import model_from_hf_config
+    from trainwiz.estimator.catalog import model_from_hf_config
 
     case = CASES_BY_NAME["qlora-qwen2-adamw-qv"]
     (res,) = _measure([case.name], tmp_path / "m.json", isolated_env).values()

@@ -12,7 +12,7 @@ import yaml
 
 from tests.launchers.helpers import EXAMPLES, launched_dir, runs_json
 from trainwiz.estimator.adapters import adapted
-from trainwiz.estimator.models import resolve_model
+from trainwiz.estimator.catalog import resolve_model
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("peft")

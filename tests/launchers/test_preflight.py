@@ -65,7 +65,7 @@ def test_gpu_profile_without_gpus_is_refused(run_cli, tmp_path, isolated_env):
 
 
 def test_estimate_that_does_not_fit_free_memory_needs_confirmation(run_cli, tmp_path, isolated_env):
-    pytest.importorskip("trainwiz.estimator.model")
+    pytest.importorskip("trainwiz.estimator.memory")
     prof = write_profile(tmp_path, device="cuda", num_processes=None,
                          estimate={"model": "llama-3-8b", "batch_size": 4, "seq_len": 2048})
     out = run_cli("launch", "--simulate", "2x4090", "--profile", str(prof), TRAIN_DDP)

@@ -83,7 +83,7 @@ def test_export_says_what_accelerate_cannot_hold(run_cli, tmp_path):
 
 def test_every_estimator_precision_has_a_profile_value_and_back():
     from trainwiz.estimator.types import PRECISIONS
-    from trainwiz.profiles.estimate_io import mixed_precision_for
+    from trainwiz.profiles.estimator_inputs import mixed_precision_for
 
     for precision in PRECISIONS:
         p = Profile(name="p", mixed_precision=mixed_precision_for(precision),

@@ -136,7 +136,7 @@ def _wizard(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from trainwiz.errors import TrainwizError
-    from trainwiz.estimator.models import catalog_names
+    from trainwiz.estimator.catalog import catalog_names
     from trainwiz.plan import Plan, box_from_gpus, resolve_model
     from trainwiz.profiles import (
         Profile,

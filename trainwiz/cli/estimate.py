@@ -98,7 +98,7 @@ def run(args) -> int:
     from trainwiz.cli import simulate_spec
     from trainwiz.errors import UsageError
     from trainwiz.estimator import TrainConfig, estimate
-    from trainwiz.estimator.models import catalog_names, model_from_params, resolve_model
+    from trainwiz.estimator.catalog import catalog_names, model_from_params, resolve_model
     from trainwiz.units import parse_size
 
     if args.list:
@@ -229,7 +229,7 @@ def _time_plan(args, est, detected, detection, length: dict):
 
 def _per_gpu_fit(est, gpus) -> list[dict]:
     """The verdict on each GPU of the run (they differ on mixed or busy boxes)."""
-    from trainwiz.estimator.model import fit_on
+    from trainwiz.estimator.memory import fit_on
 
     out = []
     for g in gpus:
@@ -244,7 +244,7 @@ def _print_catalog(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from trainwiz.estimator.models import catalog, resolve_model
+    from trainwiz.estimator.catalog import catalog, resolve_model
 
     console = Console()
     wide = console.width >= 110  # the Hugging Face id column only where it fits

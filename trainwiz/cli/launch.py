@@ -78,7 +78,7 @@ def run(args) -> int:
 
     from trainwiz.cli import simulate_spec
     from trainwiz.errors import TrainwizError
-    from trainwiz.launchers import api, dispatch
+    from trainwiz.launchers import dispatch, local
     from trainwiz.cli.live import watch
     from trainwiz.profiles import load_profile
 
@@ -100,9 +100,9 @@ def run(args) -> int:
         sys.stdout.write(text)
         return 0
     if args.print_commands:
-        pre = api.preflight(profile, script, rest, module=module, simulate=simulate, yes=None,
+        pre = local.preflight(profile, script, rest, module=module, simulate=simulate, yes=None,
                             confirm=None)
-        cmds = api.plan_commands(profile, pre, run_dir=f"trainwiz-run-{profile.name}", run_id=f"trainwiz-{profile.name}",
+        cmds = local.plan_commands(profile, pre, run_dir=f"trainwiz-run-{profile.name}", run_id=f"trainwiz-{profile.name}",
                                  module=module)
         for note in pre.notes:
             print(f"# {note}")

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from trainwiz.launchers.api import stop_run
+from trainwiz.launchers.local import stop_run
 from trainwiz.launchers.records import RunState, Sample
 from trainwiz.launchers.rundir import read_samples, read_status, tail_log
 from trainwiz.launchers.runinfo import memory_over_text, progress_parts, run_report

@@ -184,7 +184,7 @@ def cmd_attach(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from trainwiz.launchers.api import stop_run
+    from trainwiz.launchers.local import stop_run
     from trainwiz.launchers.rundir import read_status, resolve_run
 
     run_dir = resolve_run(args.run)

@@ -32,8 +32,8 @@ def __getattr__(name):  # lazy: keep `import trainwiz.estimator` cheap
         from trainwiz.estimator.fit import estimate
         return estimate
     if name in ("resolve_model", "model_from_params"):
-        from trainwiz.estimator import models
-        return getattr(models, name)
+        from trainwiz.estimator import catalog
+        return getattr(catalog, name)
     if name in ("time_hardware", "time_plan", "summary_lines"):
         from trainwiz.estimator import timing
         return getattr(timing, name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from trainwiz.estimator import model as memory
+from trainwiz.estimator import memory
 from trainwiz.estimator.suggest import suggest
 from trainwiz.estimator.types import Estimate, ModelSpec, TrainConfig
 

@@ -9,7 +9,7 @@ fits, pairs of the most effective ones are tried.
 from __future__ import annotations
 
 from trainwiz.errors import UsageError
-from trainwiz.estimator.model import estimate, usable_memory
+from trainwiz.estimator.memory import estimate, usable_memory
 from trainwiz.estimator.types import Estimate, ModelSpec, Suggestion, TrainConfig
 from trainwiz.units import format_bytes
 

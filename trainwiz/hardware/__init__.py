@@ -27,7 +27,7 @@ from trainwiz.hardware.types import (
 )
 
 _LAZY = {
-    "detect": "trainwiz.hardware.sampler",
+    "detect": "trainwiz.hardware.probe",
     "GpuSampler": "trainwiz.hardware.sampler",
     "parse_simulate": "trainwiz.hardware.simulated",
     "PRESETS": "trainwiz.hardware.presets",

@@ -25,9 +25,9 @@ import importlib
 _LAZY = {
     "launch": "trainwiz.launchers.dispatch",  # api (this machine) or slurm_submit (sbatch)
     "preflight": "trainwiz.launchers.dispatch",
-    "stop_run": "trainwiz.launchers.api",
-    "RunHandle": "trainwiz.launchers.api",
-    "Preflight": "trainwiz.launchers.api",
+    "stop_run": "trainwiz.launchers.local",
+    "RunHandle": "trainwiz.launchers.local",
+    "Preflight": "trainwiz.launchers.preflight",
     "list_runs": "trainwiz.launchers.rundir",
     "read_status": "trainwiz.launchers.rundir",
     "resolve_run": "trainwiz.launchers.rundir",

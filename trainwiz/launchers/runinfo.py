@@ -25,7 +25,7 @@ from trainwiz.estimator import estimate, model_from_params, resolve_model
 from trainwiz.launchers.progress import ProgressTracker, plan_tokens_per_step
 from trainwiz.launchers.rundir import rank_log_dir, write_json_atomic
 from trainwiz.profiles import estimate_request
-from trainwiz.profiles.estimate_io import model_argument
+from trainwiz.profiles.estimator_inputs import model_argument
 
 ESTIMATE_FILE = "estimate.json"
 PROGRESS_FILE = "progress.json"

@@ -32,7 +32,8 @@ from trainwiz.hardware.slurm import (
     slurm_tool,
 )
 from trainwiz.hardware.types import GpuInfo
-from trainwiz.launchers import api
+from trainwiz.launchers.local import RunHandle, launch_accelerate_config, profile_yaml
+from trainwiz.launchers.preflight import Preflight, check_fit, resolve_script_and_python
 from trainwiz.launchers import slurm as S
 from trainwiz.launchers import slurm_jobs as J
 from trainwiz.launchers.rundir import (
@@ -102,14 +103,14 @@ def _fit_notes(profile, part, nproc: int, yes, confirm) -> list[str]:
     mems = [n.memory for n in part.nodes if n.memory]
     host = (min(mems) if mems else None, f"a node of partition {part.name}")
     if profile.device != "cuda":
-        return api._check_fit(profile, [], nproc, yes, confirm, host=host)
+        return check_fit(profile, [], nproc, yes, confirm, host=host)
     plan = partition_plan(part)
     if not plan.gpu_memory:
         return [f"memory check skipped: Slurm says the GPUs are {plan.gpu_type or 'unknown'} "
                 "but not how much memory they have"]
     gpus = [GpuInfo(index=i, name=plan.preset or str(plan.gpu_type), memory_total=plan.gpu_memory,
                     memory_free=plan.gpu_memory) for i in range(nproc)]
-    return api._check_fit(profile, gpus, nproc, yes, confirm, host=host)
+    return check_fit(profile, gpus, nproc, yes, confirm, host=host)
 
 
 def sbatch_script(profile, script: str, args: list[str], *, run_dir: str, run_id: str,
@@ -120,7 +121,7 @@ def sbatch_script(profile, script: str, args: list[str], *, run_dir: str, run_id
         import yaml
 
         every = replace(profile, scheduler="local", slurm=None, num_machines=profile.machines)
-        acc = yaml.safe_dump(api._accelerate_config(every, nproc), sort_keys=False)
+        acc = yaml.safe_dump(launch_accelerate_config(every, nproc), sort_keys=False)
     return S.build_sbatch_script(
         profile, script, args, run_dir=run_dir, run_id=run_id, python=python, nproc=nproc,
         gpus_per_node=nproc if profile.device == "cuda" else None,
@@ -136,7 +137,7 @@ def plan_script(profile, script: str | None = None, args: list[str] | None = Non
         raise TrainwizError(f"profile '{profile.name}': an sbatch script needs scheduler: slurm "
                             "(and a slurm: section with partition, nodes, time, ...)")
     if check:
-        script, args, python, notes = api.resolve_script_and_python(profile, script, args,
+        script, args, python, notes = resolve_script_and_python(profile, script, args,
                                                                     module=module, cwd=cwd)
     else:  # export: written as the profile says, checked when the job runs
         if not script:
@@ -173,12 +174,12 @@ def plan_script(profile, script: str | None = None, args: list[str] | None = Non
 
 def preflight(profile, script: str | None = None, args: list[str] | None = None, *,
               module: bool = False, yes: bool | None = False,
-              confirm: Callable[[str], bool] | None = None, cwd=None) -> api.Preflight:
+              confirm: Callable[[str], bool] | None = None, cwd=None) -> Preflight:
     """Every check before submitting: sbatch on PATH, the script and the ranks' interpreter,
     the partition (ranks per node, the memory estimate against its GPUs). ``port`` is None:
     the rendezvous port is chosen in the job (from the job id), on a node not known yet."""
     slurm_tool("sbatch")
-    script, args, python, notes = api.resolve_script_and_python(profile, script, args,
+    script, args, python, notes = resolve_script_and_python(profile, script, args,
                                                                 module=module, cwd=cwd)
     nproc, part, more = _nproc_and_partition(profile)
     notes += more
@@ -186,14 +187,14 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
     folder, default = runs_folder(profile)
     notes.append(folder_note(folder, default))
     plan = partition_plan(part) if part is not None else None
-    return api.Preflight(script=script, args=list(args), nproc=nproc, port=None,
+    return Preflight(script=script, args=list(args), nproc=nproc, port=None,
                          gpu_count=plan.gpus_per_node if plan else 0, notes=notes, python=python)
 
 
 def submit(profile, script: str | None = None, args: list[str] | None = None, *,
            module: bool = False, yes: bool = False,
            confirm: Callable[[str], bool] | None = None, cwd=None,
-           pre: api.Preflight | None = None) -> api.RunHandle:
+           pre: Preflight | None = None) -> RunHandle:
     """Check (unless ``pre`` holds the checks), write the run directory, submit with sbatch;
     the handle of the new run."""
     sbatch = slurm_tool("sbatch")
@@ -220,7 +221,7 @@ def submit(profile, script: str | None = None, args: list[str] | None = None, *,
             link.symlink_to(run_dir, target_is_directory=True)
         text = sbatch_script(profile, script, args, run_dir=str(run_dir), run_id=run_id,
                              python=python, nproc=nproc, module=module)
-        (run_dir / "profile.yaml").write_text(api._profile_yaml(profile))
+        (run_dir / "profile.yaml").write_text(profile_yaml(profile))
         (run_dir / S.SCRIPT_NAME).write_text(text)
         write_json_atomic(run_dir / "command.json", {
             "argv": [sbatch, "--parsable", str(run_dir / S.SCRIPT_NAME)], "env": {}, "cwd": cwd,
@@ -257,4 +258,4 @@ def submit(profile, script: str | None = None, args: list[str] | None = None, *,
             except OSError:
                 pass
         raise
-    return api.RunHandle(run_dir=run_dir, id=run_id, notes=notes, job_id=job_id)
+    return RunHandle(run_dir=run_dir, id=run_id, notes=notes, job_id=job_id)

@@ -1,6 +1,6 @@
 """The supervisor: a detached process that owns one run.
 
-Started by :func:`trainwiz.launchers.api.launch` as ``python -c <boot> RUN_DIR`` in its own
+Started by :func:`trainwiz.launchers.local.launch` as ``python -c <boot> RUN_DIR`` in its own
 session (no controlling terminal, stdin /dev/null, output to ``supervisor.log``), so a closed
 terminal or a dropped SSH connection does not reach it. It
 

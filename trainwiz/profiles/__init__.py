@@ -27,7 +27,7 @@ from trainwiz.profiles.accelerate_io import (
     is_accelerate_config,
     to_accelerate_config,
 )
-from trainwiz.profiles.estimate_io import (
+from trainwiz.profiles.estimator_inputs import (
     estimate_notes,
     estimate_request,
     profile_time,

@@ -43,7 +43,7 @@ from trainwiz.launchers.runinfo import (
     read_progress,
 )
 from trainwiz.profiles import estimate_request, read_profile_file
-from trainwiz.profiles.estimate_io import model_argument, profile_time
+from trainwiz.profiles.estimator_inputs import model_argument, profile_time
 from trainwiz.tui import fmt
 from trainwiz.tui.widgets.bars import usage_bar
 from trainwiz.tui.widgets.run_plot import PlotData, RunPlot

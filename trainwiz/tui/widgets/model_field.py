@@ -15,7 +15,7 @@ from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
 from trainwiz.errors import TrainwizError
-from trainwiz.estimator.models import catalog_names
+from trainwiz.estimator.catalog import catalog_names
 from trainwiz.plan import resolve_model
 from trainwiz.tui import fmt
 from trainwiz.tui.widgets.model_suggester import ModelSuggester

@@ -1,20 +1,19 @@
-"""Launch, stop and find runs: the API the CLI and the app use.
+"""The checks before a launch, in order: the script and its interpreter, the GPUs the ranks see,
+CPU cores, host and GPU memory against the estimate, the rendezvous port.
 
-    launch(profile, script, args, *, detach=True, module=False, simulate=None, yes=False,
-           confirm=None, cwd=None) -> RunHandle
-    preflight(profile, script, *, module=False, simulate=None, yes=False, confirm=None) -> Preflight
-    stop_run(run_id_or_dir, grace=10.0) -> RunStatus
-    list_runs() / read_status(run_dir) / read_samples(run_dir) / tail_log(run_dir, rank, n)
-
-Everything is checked before anything starts; a failed check raises TrainwizError (exit 2) and
-leaves no run directory behind.
+    preflight(profile, script, args, *, module=False, simulate=None, yes=False, confirm=None)
+        -> Preflight       raises TrainwizError (exit 2) naming what to fix; starts nothing
+    check_fit(profile, gpus, nproc, yes, confirm, host=None) -> notes   (also used for Slurm)
+    resolve_script_and_python(profile, script, args, module=False, cwd=None)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -23,41 +22,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import psutil
+
 from trainwiz.errors import NeedsConfirmation, TrainwizError
+from trainwiz.estimator import estimate, model_from_params, resolve_model
+from trainwiz.hardware import detect, visible_gpus
 from trainwiz.launchers import command as C
-from trainwiz.atomic import is_disk_full, write_atomic
-from trainwiz.launchers import slurm_jobs
-from trainwiz.launchers.runinfo import plan_estimate, save_estimate
-from trainwiz.launchers.rundir import (
-    RunState,
-    RunStatus,
-    create_run_dir,
-    new_run_id,
-    now_iso,
-    owner_problem,
-    read_status,
-    resolve_run,
-    runs_root,
-    save_status,
-    write_json_atomic,
-)
-from trainwiz.profiles import to_accelerate_config
-from trainwiz.profiles.validate import dump_yaml, profile_to_dict
+from trainwiz.profiles import check_profile_gpus, estimate_request
+from trainwiz.profiles.estimator_inputs import model_argument
 
 _CHECK = (
     "import importlib.util, json, sys\n"
     "mods = sys.argv[1:]\n"
     "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in mods}))\n"
 )
-
-
-@dataclass
-class RunHandle:
-    run_dir: Path
-    id: str
-    supervisor_pid: int | None = None
-    notes: list[str] = field(default_factory=list)
-    job_id: str | None = None  # a Slurm run: the job sbatch submitted
 
 
 @dataclass
@@ -100,9 +78,6 @@ def _probe(exe: str, modules: list[str], where: str) -> dict[str, bool]:
     """Run the interpreter once to ask which modules it has: in its own process group, with a
     timeout and a bound on what it may print, so a broken or hostile ``python:`` costs at most
     PROBE_TIMEOUT_S and PROBE_MAX_BYTES and leaves no process behind."""
-    import selectors
-    import signal
-
     try:
         proc = subprocess.Popen([exe, "-c", _CHECK, *modules], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -177,8 +152,6 @@ def _check_host(profile, nproc: int, est_host: int | None = None, what: str = ""
                 host: tuple[int | None, str] | None = None) -> list[str]:
     """A warning when the estimate needs more host memory than this machine has (or ``host``:
     (bytes, which machine), e.g. a Slurm partition's node), saying what it compared."""
-    import psutil
-
     notes = []
     total, machine = host if host is not None else (None, "this machine")
     if est_host:
@@ -191,34 +164,24 @@ def _check_host(profile, nproc: int, est_host: int | None = None, what: str = ""
     return notes
 
 
-def _check_fit(profile, gpus, nproc: int, yes: bool, confirm, *,
-               host: tuple[int | None, str] | None = None) -> list[str]:
+def check_fit(profile, gpus, nproc: int, yes: bool, confirm, *,
+              host: tuple[int | None, str] | None = None) -> list[str]:
+    req = estimate_request(profile, nproc)
+    if req is None:
+        return []
+    model_str, config = req
+    name, params = model_argument(model_str)
     try:
-        from trainwiz.profiles import estimate_request
-        from trainwiz.profiles.estimate_io import model_argument
-
-        req = estimate_request(profile, nproc)
-        if req is None:
-            return []
-        model_str, config = req
-        from trainwiz.estimator import estimate, model_from_params, resolve_model
-
-        name, params = model_argument(model_str)
-        try:
-            model = model_from_params(params) if params is not None else resolve_model(name)
-        except TrainwizError as exc:  # say which file and key hold the bad model
-            where = getattr(profile, "source", None) or f"profile '{profile.name}'"
-            raise TrainwizError(f"{where}: key 'estimate.model': {exc}") from None
-        selected = list(gpus)[:nproc] or list(gpus)
-        totals = [g.memory_total for g in selected if g.memory_total]
-        frees = [(g.memory_free if g.memory_free is not None else g.memory_total, g.index)
-                 for g in selected if g.memory_total]
-        est = estimate(model, config, gpu_memory=min(totals) if totals else None,
-                       gpu_free=min(frees)[0] if frees else None, suggestions=False)
-    except TrainwizError:
-        raise
-    except (ImportError, AttributeError) as exc:  # estimator not available in this build
-        return [f"memory check skipped: {exc}"]
+        model = model_from_params(params) if params is not None else resolve_model(name)
+    except TrainwizError as exc:  # say which file and key hold the bad model
+        where = getattr(profile, "source", None) or f"profile '{profile.name}'"
+        raise TrainwizError(f"{where}: key 'estimate.model': {exc}") from None
+    selected = list(gpus)[:nproc] or list(gpus)
+    totals = [g.memory_total for g in selected if g.memory_total]
+    frees = [(g.memory_free if g.memory_free is not None else g.memory_total, g.index)
+             for g in selected if g.memory_total]
+    est = estimate(model, config, gpu_memory=min(totals) if totals else None,
+                   gpu_free=min(frees)[0] if frees else None, suggestions=False)
     if profile.device == "cpu":  # the ranks' tensors live in host memory
         return _check_host(profile, nproc, nproc * est.per_gpu.peak_allocated,
                            f"{nproc} CPU rank(s) × {est.per_gpu.peak_allocated / 1024 ** 3:.1f} "
@@ -312,27 +275,21 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
 
     gpus: tuple = ()
     if profile.device == "cuda":
-        from trainwiz.hardware import detect
-
         det = detect(simulate)
         gpus = tuple(det.gpus)
-        from trainwiz.profiles import check_profile_gpus
-
         check_profile_gpus(profile, len(gpus))
         inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
         if profile.gpu_ids is not None:
             by_index = {g.index: g for g in gpus}
             gpus = tuple(by_index[i] for i in profile.gpu_ids if i in by_index)
         elif inherited is not None and "CUDA_VISIBLE_DEVICES" not in profile.env:
-            from trainwiz.hardware import visible_gpus
-
             gpus = tuple(visible_gpus(gpus, inherited))
             if not gpus:
                 raise TrainwizError(f"CUDA_VISIBLE_DEVICES={inherited!r} in this shell hides "
                                     f"every GPU; unset it or set gpu_ids in profile "
                                     f"'{profile.name}'")
     nproc = C.nproc_per_node(profile, len(gpus))
-    notes += _check_cores(profile, nproc) + _check_fit(profile, gpus, nproc, yes, confirm)
+    notes += _check_cores(profile, nproc) + check_fit(profile, gpus, nproc, yes, confirm)
 
     multi = int(profile.num_machines or 1) > 1
     port = profile.main_port
@@ -354,212 +311,3 @@ def preflight(profile, script: str | None = None, args: list[str] | None = None,
     return Preflight(script=script, args=list(args), nproc=nproc, port=int(port),
                      gpu_count=len(gpus), notes=notes, python=exe,
                      gpu_indices=[g.index for g in gpus] if profile.device == "cuda" else None)
-
-
-# ---- launch ----------------------------------------------------------------------------------
-
-def _profile_yaml(profile) -> str:
-    return dump_yaml(profile_to_dict(profile))
-
-
-def _accelerate_config(profile, nproc: int) -> dict:
-    """The profile as an accelerate config, adjusted so several CPU ranks really start.
-
-    accelerate's own MULTI_CPU path (``use_cpu: true``) runs one process unless MPI is set up,
-    so a cpu profile goes through its torchrun path (``distributed_type: MULTI_GPU``,
-    ``use_cpu: false``) and ``ACCELERATE_USE_CPU=true`` in the ranks' environment picks gloo.
-    """
-    cfg = to_accelerate_config(profile, nproc)
-    if profile.device == "cpu" and nproc * int(profile.num_machines or 1) > 1:
-        cfg["distributed_type"] = "MULTI_GPU"
-        cfg["use_cpu"] = False
-        cfg.pop("gpu_ids", None)
-    return cfg
-
-
-def plan_commands(profile, pre: Preflight, *, run_dir: str, run_id: str,
-                  module: bool = False) -> list[C.LaunchCommand]:
-    """The command for every machine of the profile (this machine's is ``[machine_rank]``)."""
-    return C.build_all_nodes(profile, pre.script, pre.args, run_dir=run_dir, run_id=run_id,
-                             port=pre.port, module=module, nproc=pre.nproc, python=pre.python)
-
-
-def launch(profile, script: str | None = None, args: list[str] | None = None, *,
-           detach: bool = True, module: bool = False, simulate: str | None = None,
-           yes: bool = False, confirm: Callable[[str], bool] | None = None,
-           cwd: str | os.PathLike | None = None, grace_s: float = 10.0,
-           pre: Preflight | None = None) -> RunHandle:
-    """Check, create the run directory, start the supervisor; return once it is up.
-
-    ``detach`` is accepted for symmetry with the CLI: the run is always owned by a detached
-    supervisor, and the caller decides whether to watch it (see :mod:`trainwiz.cli.live`).
-    """
-    import yaml
-
-    cwd = str(Path(cwd or os.getcwd()).resolve())
-    pre = pre or preflight(profile, script, args, module=module, simulate=simulate, yes=yes,
-                           confirm=confirm, cwd=cwd)
-    run_id = new_run_id()
-    try:
-        run_dir = create_run_dir(run_id)
-    except OSError as exc:
-        raise TrainwizError(_write_problem(exc, runs_root() / run_id, "the run directory"),
-                            exit_code=1) from None
-    try:
-        cmd = C.build_command(profile, pre.script, pre.args, run_dir=str(run_dir), run_id=run_id,
-                              port=pre.port, module=module, nproc=pre.nproc, python=pre.python,
-                              rank_entry=C.rank_entry_path())
-        write_atomic(run_dir / "profile.yaml", _profile_yaml(profile), fsync=False)
-        # the estimate it was launched with, kept for the comparison with what it measures
-        save_estimate(run_dir, plan_estimate(profile, pre.nproc))
-        if profile.launcher == "accelerate":
-            cfg = _accelerate_config(profile, pre.nproc)
-            write_atomic(run_dir / "accelerate_config.yaml", yaml.safe_dump(cfg, sort_keys=False),
-                         fsync=False)
-        status = RunStatus(
-            id=run_id, state=RunState.STARTING, profile=profile.name,
-            script=pre.script, args=C.expand_args(pre.args, profile, str(run_dir)),
-            started_at=now_iso(), run_dir=str(run_dir),
-            device=profile.device, gpu_ids=pre.gpu_indices, num_processes=pre.nproc,
-            num_machines=int(profile.num_machines or 1), machine_rank=int(profile.machine_rank),
-            port=pre.port, simulate=simulate,
-        )
-        save_status(run_dir, status)  # first: a listing never sees a run without status
-        write_json_atomic(run_dir / "command.json", {
-            "argv": cmd.argv, "env": cmd.env, "cwd": cwd, "grace_s": grace_s,
-            "launcher": profile.launcher, "module": module, "notes": pre.notes,
-        })
-        from trainwiz.launchers.supervisor import SUPERVISOR_MARK, boot_argv
-
-        env = dict(os.environ)
-        env[SUPERVISOR_MARK] = run_id  # how `stop` recognises this run's supervisor
-        with open(run_dir / "supervisor.log", "ab") as out:
-            proc = subprocess.Popen(boot_argv("supervisor", str(run_dir)), stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env,
-                                    start_new_session=True, close_fds=True)
-    except OSError as exc:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise TrainwizError(_write_problem(exc, run_dir, "the run directory"),
-                            exit_code=1) from None
-    except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    _reap_later(proc)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        st = read_status(run_dir, check_alive=False)
-        if st.supervisor_pid:
-            break
-        if proc.poll() is not None:
-            raise TrainwizError(f"the supervisor exited at once (code {proc.returncode}); "
-                                f"see {run_dir / 'supervisor.log'}", exit_code=1)
-        time.sleep(0.05)
-    return RunHandle(run_dir=run_dir, id=run_id, supervisor_pid=proc.pid, notes=list(pre.notes))
-
-
-def _write_problem(exc: OSError, path: Path, what: str) -> str:
-    where = exc.filename or path
-    if is_disk_full(exc):
-        return f"{where}: cannot write {what}: the disk is full; nothing was started"
-    return f"{where}: cannot write {what}: {exc.strerror or exc}; nothing was started"
-
-
-def _reap_later(proc: subprocess.Popen) -> None:
-    """Collect the supervisor's exit status if this process outlives it (the app)."""
-    import threading
-
-    threading.Thread(target=proc.wait, daemon=True, name="trainwiz-reap").start()
-
-
-# ---- stop ------------------------------------------------------------------------------------
-
-def find_supervisor(run_id: str, pid: int | None = None, started: float | None = None):
-    """The live supervisor of run ``run_id``: a process of this user whose environment says it
-    supervises that run (set when it was started) and, when ``pid``/``started`` are known, with
-    that pid and start time. None if there is no such process. A pid named by a status file is
-    never trusted by itself: it may be forged, or reused by the system for another process."""
-    import psutil
-
-    from trainwiz.launchers.supervisor import SUPERVISOR_MARK
-
-    uid = os.getuid()
-
-    def is_it(proc) -> bool:
-        try:
-            if proc.uids().real != uid or proc.status() == psutil.STATUS_ZOMBIE:
-                return False
-            if started and abs(proc.create_time() - started) > 1:
-                return False
-            if proc.environ().get(SUPERVISOR_MARK) != run_id:
-                return False
-            cmd = proc.cmdline()  # [python, -c, boot, root, RUN_DIR]: the watchdog has --watchdog
-            return "--watchdog" not in cmd and any(a.endswith(run_id) for a in cmd)
-        except psutil.Error:
-            return False
-
-    if pid:
-        try:
-            proc = psutil.Process(pid)
-        except psutil.Error:
-            proc = None
-        if proc is not None and is_it(proc):
-            return proc
-    for proc in psutil.process_iter():
-        if proc.pid != pid and is_it(proc):
-            return proc
-    return None
-
-
-def stop_run(run: str | os.PathLike, grace: float = 10.0) -> RunStatus:
-    """End a run: SIGTERM through its supervisor (launcher group, grace, SIGKILL), then make sure
-    no process of the run is left even if the supervisor is gone. Returns the final status.
-
-    Only this user's own processes that carry the run's id are ever signalled; a run directory
-    of another user is refused. A damaged run (status.json unusable) is stopped by its id."""
-    import psutil
-
-    from trainwiz.launchers.supervisor import run_processes, terminate
-
-    run_dir = resolve_run(run)
-    problem = owner_problem(run_dir)
-    if problem:
-        raise TrainwizError(f"{run_dir}: not stopped: {problem}")
-    if slurm_jobs.is_slurm_run(run_dir):  # scancel, and wait for Slurm to end the job
-        if not read_status(run_dir).finished:
-            slurm_jobs.stop_job(run_dir)
-        return read_status(run_dir)
-    status = read_status(run_dir, check_alive=False)
-    if status.finished:
-        return read_status(run_dir)
-    run_id = run_dir.name
-    if status.damaged:
-        sup = find_supervisor(run_id)
-        known = []
-    else:
-        sup = find_supervisor(run_id, status.supervisor_pid, status.supervisor_started)
-        known = [status.launcher_pid] + [r.pid for r in status.ranks]
-    if sup is not None:
-        try:
-            sup.terminate()
-            sup.wait(timeout=grace + 15)
-        except psutil.TimeoutExpired:
-            pass
-        except psutil.Error:
-            pass
-    left = run_processes(run_id, [p for p in known if p])
-    if left:
-        terminate(left, grace if sup is None else 2.0, first_signal_pgid=None)
-    final = read_status(run_dir, check_alive=False)
-    if not final.finished:
-        final.state = RunState.STOPPED
-        final.ended_at = now_iso()
-        final.message = ("stopped by request (the supervisor did not answer)" if sup is not None
-                         else "stopped by request (no supervisor of this run was running)")
-        if final.damaged:  # the file could not be read: what we know, written afresh
-            final.message += "; its status.json was damaged and has been rewritten"
-        try:
-            save_status(run_dir, final)
-        except OSError as exc:
-            raise TrainwizError(f"{run_dir / 'status.json'}: the run was stopped but its status "
-                                f"could not be written ({exc.strerror})", exit_code=1) from None
-    return read_status(run_dir)
