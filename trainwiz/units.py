@@ -8,7 +8,10 @@ Byte sizes follow one convention everywhere (command-line options, profiles, sim
   ``free -g`` and docker.
 - A plain number is bytes.
 
-Printed sizes are always binary with the IEC name (``79.6 GiB``), as nvidia-smi shows MiB.
+Printed sizes go through :func:`format_bytes` and nothing else: binary units with the IEC name
+(``79.6 GiB``, ``512 MiB``), as nvidia-smi shows MiB and torch counts bytes; one decimal unless a
+place needs another; a size that was not measured or computed reads ``unknown``, never 0. A column
+or an ``used/total`` pair may fix the unit (``unit="GiB"``) and print it once (``bare=True``).
 
 Network rates (``400Gbps``, ``50GB/s``) are decimal, as NIC vendors print them; a lower-case b is
 a bit, an upper-case B a byte. Counts (``1e8``, ``2B``, ``500M``) are decimal too.
@@ -56,19 +59,23 @@ def parse_size(value: str | int | float, where: str = "--gpu-memory", *,
     return int(size)
 
 
-def format_bytes(n: int | float | None, precision: int = 1) -> str:
-    """Binary units, as nvidia-smi and torch report GPU memory: 1.5 GiB, 512 MiB."""
+UNKNOWN = "unknown"  # a size nobody measured or computed; never shown as 0
+_BINARY = (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1))
+
+
+def format_bytes(n: int | float | None, precision: int = 1, unit: str | None = None, *,
+                 bare: bool = False) -> str:
+    """A size as people read it, the one way trainwiz prints sizes: ``1.5 GiB``, ``512.0 MiB``,
+    ``0 B``; ``unknown`` for None. ``unit`` fixes the unit (aligned columns, ``12.3/80.0 GiB``
+    pairs); otherwise the largest unit the size reaches. ``bare``: the number alone, its unit
+    said once nearby (a column header, the end of a pair)."""
     if n is None:
-        return "N/A"
-    sign = "-" if n < 0 else ""
-    n = abs(float(n))
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            if unit == "B":
-                return f"{sign}{int(n)} B"
-            return f"{sign}{n:.{precision}f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+        return UNKNOWN
+    if unit is None:
+        unit = next((name for name, scale in _BINARY if abs(n) >= scale), "B")
+    scale = dict(_BINARY)[unit]
+    text = f"{int(n)}" if unit == "B" else f"{n / scale:.{precision}f}"
+    return text if bare else f"{text} {unit}"
 
 
 def accelerate_bytes(size: float) -> str:

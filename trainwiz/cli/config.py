@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from trainwiz.units import format_bytes
+
 
 def register(subparsers) -> None:
     from trainwiz.cli import add_simulate_option
@@ -28,21 +30,14 @@ def register(subparsers) -> None:
 
 # --------------------------------------------------------------------------- estimate line
 
-GIB = 1 << 30
-
-
-def _gib(n: int | None) -> str:
-    return "?" if n is None else f"{n / GIB:.1f} GiB"
-
-
 def format_estimate(result) -> str:
     """One line about a ``PlanEstimate``: per-GPU memory against the GPU with the least room."""
     est = result.estimate
     n = est.config.num_gpus
-    line = f"Memory per GPU: {_gib(est.per_gpu.total)}"
+    line = f"Memory per GPU: {format_bytes(est.per_gpu.total)}"
     gpu = result.decisive
     if gpu is not None:
-        line += f" of {_gib(gpu.usable)}"
+        line += f" of {format_bytes(gpu.usable)}"
         if len({(f.gpu.name, f.gpu.usable) for f in result.gpus}) > 1:
             line += f" (GPU {gpu.index}, {gpu.name})"
         line += f" — {result.verdict}"
@@ -51,7 +46,7 @@ def format_estimate(result) -> str:
                  "--simulate SPEC plans for a box)")
     if result.fits is False and result.suggestions:
         s = result.suggestions[0]
-        line += f"; try {s.note} ({_gib(s.total)})"
+        line += f"; try {s.note} ({format_bytes(s.total)})"
     return line
 
 
@@ -300,7 +295,7 @@ def _wizard(args: argparse.Namespace) -> int:
     # When it does not fit, offer the estimator's suggestions: each one applies to the plan
     # (more GPUs than a machine has means more machines; a subset of GPUs means GPU ids).
     while result is not None and result.fits is False and result.suggestions:
-        options = [Choice(f"{_short_note(s.note)} → {_gib(s.total)}"
+        options = [Choice(f"{_short_note(s.note)} → {format_bytes(s.total)}"
                           + (" (slower)" if s.slower else ""), value=s)
                    for s in result.suggestions]
         options.append(Choice("keep these settings", value="keep", shortcut_key="k"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from trainwiz.units import format_bytes
+
 EPILOG = """\
 SPEC is NxPRESET (8xH100-80GB, 2x4090, 4xA100-80GB+4xL4) or a YAML file describing a mixed or
 busy box, e.g.
@@ -45,7 +47,6 @@ def register(subparsers) -> None:
 
 # -- formatting -------------------------------------------------------------------------------
 
-GiB = 1 << 30
 NA = "N/A"
 
 
@@ -66,18 +67,6 @@ def _unicode() -> bool:
 
 def _sep() -> str:
     return " · " if _unicode() else " | "
-
-
-def _gib(n: int | None) -> str:
-    return NA if n is None else f"{n / GiB:.1f}"
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return NA
-    if n >= GiB:
-        return f"{n / GiB:.1f} GiB"
-    return f"{n / (1 << 20):.0f} MiB"
 
 
 def short_name(name: str) -> str:
@@ -113,7 +102,7 @@ def _processes(gpu) -> str:
         if p.name:
             label += f" {p.name[:12]}"
         if p.memory_used is not None:
-            label += f" {_size(p.memory_used).replace(' GiB', 'G').replace(' MiB', 'M')}"
+            label += f" {format_bytes(p.memory_used)}"
         shown.append(label)
     more = len(procs) - len(shown)
     return ", ".join(shown) + (f" +{more}" if more > 0 else "")
@@ -150,10 +139,10 @@ def gpu_table(gpus, visible_indices: set[int] | None = None):
         memory = _bar(g.memory_used, g.memory_total)
         if g.error:
             memory = Text(g.error, style="bold red")
+        amounts = (f"{format_bytes(g.memory_used, unit='GiB', bare=True)}/"
+                   f"{format_bytes(g.memory_total, unit='GiB', bare=True)}")
         if g.memory_used is None and g.memory_total is None:
-            amounts = NA
-        else:
-            amounts = f"{_gib(g.memory_used)}/{_gib(g.memory_total)}"
+            amounts = format_bytes(None)
         table.add_row(
             str(g.index), name, memory, amounts,
             _num(g.utilization, "{:.0f}%"), _num(g.temperature, "{:.0f}" + degrees), power,
@@ -181,7 +170,7 @@ def header_lines(detection, gpus) -> list[str]:
     h = detection.host
     host = f"Host: {h.cpu_count if h.cpu_count is not None else NA} CPUs"
     if h.ram_total is not None:
-        host += f"{_sep()}RAM {_size(h.ram_available)} free of {_size(h.ram_total)}"
+        host += f"{_sep()}RAM {format_bytes(h.ram_available)} free of {format_bytes(h.ram_total)}"
     lines.append(host)
     links = detection.extra.get("topology") if detection.extra else None
     if links:

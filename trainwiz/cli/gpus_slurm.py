@@ -8,6 +8,8 @@ No Slurm on this machine: one line saying so, exit 0 (``[]`` with --json).
 
 from __future__ import annotations
 
+from trainwiz.units import format_bytes
+
 
 def _most(values) -> str:
     """A per-node figure: one value, or the range when the nodes differ."""
@@ -15,10 +17,6 @@ def _most(values) -> str:
     if not known:
         return "unknown"
     return str(known[0]) if len(known) == 1 else f"{known[0]}-{known[-1]}"
-
-
-def _gib(n: int | None) -> str:
-    return "unknown" if n is None else f"{n / (1 << 30):.0f} GiB"
 
 
 def run_slurm(args) -> int:
@@ -53,13 +51,13 @@ def run_slurm(args) -> int:
         states = ", ".join(f"{n} {s}" for s, n in sorted(p.states.items()))
         gpus = "0" if not p.gpus_per_node else (
             f"{p.gpus_per_node} x {p.gpu_type}" if p.gpu_type else str(p.gpus_per_node))
-        mem = (_gib(plan.gpu_memory) + (f" ({plan.preset})" if plan.preset else "")) \
+        mem = (format_bytes(plan.gpu_memory, 0) + (f" ({plan.preset})" if plan.preset else "")) \
             if p.gpus_per_node else "-"
         memories = [n.memory for n in p.nodes]
         table.add_row(*(Text(str(c)) for c in (
             p.name + ("*" if p.default else ""), len(p.nodes), states,
             _most(n.cpus for n in p.nodes),
-            _most(f"{m / (1 << 30):.1f}" if m else None for m in memories) + " GiB"
+            _most(format_bytes(m, unit="GiB", bare=True) if m else None for m in memories) + " GiB"
             if any(memories) else "unknown", gpus, mem)))
         if p.gpus_per_node:
             plans.append(f"plan for {p.name} ({len(p.nodes)} x {p.gpus_per_node} GPUs): "

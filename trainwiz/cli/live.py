@@ -16,17 +16,7 @@ from trainwiz.launchers.records import RunState, Sample
 from trainwiz.launchers.rundir import read_samples, read_status, tail_log
 from trainwiz.launchers.runinfo import memory_over_text, progress_parts, run_report
 from trainwiz.tui.monitor_app import run_monitor
-
-GIB = 1024 ** 3
-
-
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    if n >= GIB:
-        return f"{n / GIB:.1f}GiB"
-    return f"{n / 1024 ** 2:.0f}MiB"
-
+from trainwiz.units import format_bytes
 
 def _gpu_label(g) -> str:
     node = getattr(g, "node", None)  # a Slurm run's GPUs name their node
@@ -36,14 +26,14 @@ def _gpu_label(g) -> str:
 def _memory_line(sample: Sample, simulated: bool = False) -> str | None:
     gpus = sample.gpus
     if gpus:
-        parts = [f"{_gpu_label(g)} {_fmt_bytes(g.memory_used)}/{_fmt_bytes(g.memory_total)}"
+        parts = [f"{_gpu_label(g)} {format_bytes(g.memory_used, unit='GiB', bare=True)}/{format_bytes(g.memory_total, unit='GiB')}"
                  for g in gpus]
         if simulated:  # CPU ranks' real memory, shown on the simulated box's GPUs
             return "memory (simulated GPUs, ranks' host memory): " + "  ".join(parts)
         return "memory: " + "  ".join(parts)
     ranks = sample.ranks
     if ranks:
-        return "memory (host RSS): " + "  ".join(f"rank{r.rank} {_fmt_bytes(r.rss)}"
+        return "memory (host RSS): " + "  ".join(f"rank{r.rank} {format_bytes(r.rss)}"
                                                  for r in ranks)
     return None
 

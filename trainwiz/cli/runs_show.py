@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 
 from trainwiz.launchers.rundir import read_status, resolve_run
-from trainwiz.launchers.runinfo import GIB, duration, progress_parts, run_report
-
-
-def _gib(n) -> str:
-    return "-" if n is None else f"{n / GIB:.2f} GiB"
+from trainwiz.launchers.runinfo import duration, progress_parts, run_report
+from trainwiz.units import format_bytes
 
 
 def cmd_show(args) -> int:
@@ -47,11 +44,13 @@ def cmd_show(args) -> int:
     if not mem["comparison"]:
         say(f"  {mem['reason']}")
         if mem.get("estimated_peak"):
-            say(f"  estimated peak per GPU: {_gib(mem['estimated_peak'])}")
-    for g in mem["per_gpu"]:
+            say(f"  estimated peak per GPU: {format_bytes(mem['estimated_peak'], 2, 'GiB')}")
+    for g in mem["per_gpu"]:  # estimated beside measured: one unit, two places
         mark = "OVER" if g["over"] else "ok"
-        say(f"  rank {g['rank']}  GPU {g['gpu']}  estimated {_gib(g['estimated_peak'])}  "
-            f"measured {_gib(g['measured_peak'])}  ({100 * g['ratio']:.0f}%)  {mark}",
+        say(f"  rank {g['rank']}  GPU {g['gpu']}  "
+            f"estimated {format_bytes(g['estimated_peak'], 2, 'GiB')}  "
+            f"measured {format_bytes(g['measured_peak'], 2, 'GiB')}  "
+            f"({100 * g['ratio']:.0f}%)  {mark}",
             "bold red" if g["over"] else None)
     if mem["likely"]:
         say("  more than 10% over the estimate; likely different from the plan:", "bold red")
@@ -60,7 +59,7 @@ def cmd_show(args) -> int:
     hosts = [h for h in mem.get("host_peaks", []) if h.get("host_peak")]
     if hosts:
         say("host memory peak (RSS): " + "  ".join(
-            f"rank {h['rank']} {_gib(h['host_peak'])}" for h in hosts))
+            f"rank {h['rank']} {format_bytes(h['host_peak'], 2, 'GiB')}" for h in hosts))
     if prog and status.finished and prog.get("steps_per_s") and prog.get("step"):
         say(f"ran {prog['step']} steps at {prog['steps_per_s']:.3g} steps/s "
             f"(about {duration(prog['step'] / prog['steps_per_s'])} of training)",

@@ -90,7 +90,7 @@ LOOP_NOTE = "drop the outputs before backward (or use the HF Trainer): saves {sa
 def _note(note: str, saved: int | None) -> str:
     """Fill in what the loop change alone saves (also when it is paired with another change)."""
     if "{saved}" in note:
-        return note.replace("{saved}", format_bytes(max(saved or 0, 0)))
+        return note.replace("{saved}", format_bytes(None if saved is None else max(saved, 0)))
     return note
 
 

@@ -30,6 +30,7 @@ from trainwiz.hardware import detect, visible_gpus
 from trainwiz.launchers import command as C
 from trainwiz.profiles import check_profile_gpus, estimate_request
 from trainwiz.profiles.estimator_inputs import model_argument
+from trainwiz.units import format_bytes
 
 _CHECK = (
     "import importlib.util, json, sys\n"
@@ -158,9 +159,8 @@ def _check_host(profile, nproc: int, est_host: int | None = None, what: str = ""
         if host is None:
             total = psutil.virtual_memory().total
         if total and est_host > total:
-            gib = 1024 ** 3
-            notes.append(f"warning: about {est_host / gib:.1f} GiB of host memory needed "
-                         f"({what}) but {machine} has {total / gib:.1f} GiB of RAM")
+            notes.append(f"warning: about {format_bytes(est_host)} of host memory needed "
+                         f"({what}) but {machine} has {format_bytes(total)} of RAM")
     return notes
 
 
@@ -184,20 +184,19 @@ def check_fit(profile, gpus, nproc: int, yes: bool, confirm, *,
                    gpu_free=min(frees)[0] if frees else None, suggestions=False)
     if profile.device == "cpu":  # the ranks' tensors live in host memory
         return _check_host(profile, nproc, nproc * est.per_gpu.peak_allocated,
-                           f"{nproc} CPU rank(s) × {est.per_gpu.peak_allocated / 1024 ** 3:.1f} "
-                           "GiB (the estimate's peak per rank)", host=host)
+                           f"{nproc} CPU rank(s) × {format_bytes(est.per_gpu.peak_allocated)} "
+                           "(the estimate's peak per rank)", host=host)
     host = _check_host(profile, nproc, est.host_ram,
                        "the estimate's host RAM (loading the weights, CPU offload)", host=host)
     need = est.per_gpu.total
     if not frees:
         return host
     free, gpu = min(frees)
-    gib = 1024 ** 3
     if need <= free:
-        return host + [f"memory check: {need / gib:.1f} GiB per GPU estimated, "
-                       f"{free / gib:.1f} GiB free on the fullest GPU"]
-    msg = (f"the estimate for {model_str} needs {need / gib:.1f} GiB per GPU but GPU {gpu} has "
-           f"only {free / gib:.1f} GiB free now")
+        return host + [f"memory check: {format_bytes(need)} per GPU estimated, "
+                       f"{format_bytes(free)} free on the fullest GPU"]
+    msg = (f"the estimate for {model_str} needs {format_bytes(need)} per GPU but GPU {gpu} has "
+           f"only {format_bytes(free)} free now")
     if yes is None:  # only reporting (--print-commands): nothing is launched
         return host + [f"warning: {msg}"]
     if yes:

@@ -26,6 +26,7 @@ from trainwiz.launchers.progress import ProgressTracker, plan_tokens_per_step
 from trainwiz.launchers.rundir import rank_log_dir, write_json_atomic
 from trainwiz.profiles import estimate_request
 from trainwiz.profiles.estimator_inputs import model_argument
+from trainwiz.units import format_bytes
 
 ESTIMATE_FILE = "estimate.json"
 PROGRESS_FILE = "progress.json"
@@ -344,9 +345,6 @@ def run_report(run_dir, status) -> dict:
 
 # ---- words for the CLI and the monitor -----------------------------------------------------
 
-GIB = 1024 ** 3
-
-
 def duration(seconds: float | None) -> str:
     """``42s``, ``3m05s``, ``2h07m``."""
     if seconds is None:
@@ -405,5 +403,6 @@ def memory_over_text(check: dict) -> str | None:
     if worst is None:
         return None
     return (f"GPU memory {100 * (worst['ratio'] - 1):.0f}% over the estimate: rank "
-            f"{worst['rank']} (GPU {worst['gpu']}) peaked at {worst['measured_peak'] / GIB:.1f} "
-            f"GiB, est. {worst['estimated_peak'] / GIB:.1f}")
+            f"{worst['rank']} (GPU {worst['gpu']}) peaked at "
+            f"{format_bytes(worst['measured_peak'], unit='GiB')}, "
+            f"est. {format_bytes(worst['estimated_peak'], unit='GiB', bare=True)}")

@@ -1,27 +1,10 @@
-"""Display formatting for the app: sizes, percentages, missing values. Presentation only."""
+"""Display formatting for the app: counts, percentages, missing values. Presentation only.
+Sizes are :func:`trainwiz.units.format_bytes`, as everywhere else."""
 
 from __future__ import annotations
 
-GIB = 1024**3
+GIB = 1 << 30  # the memory plot's scale (its axis is GiB)
 NA = "n/a"
-
-
-def gib(n: int | float | None, digits: int = 1) -> str:
-    """``12.3`` (GiB, no unit) or ``n/a``."""
-    if n is None:
-        return NA
-    return f"{n / GIB:.{digits}f}"
-
-
-def size(n: int | float | None) -> str:
-    """A human size: ``512 MiB``, ``12.3 GiB``, ``1.2 TiB``, or ``n/a``."""
-    if n is None:
-        return NA
-    n = float(n)
-    for unit, scale in (("TiB", 1024**4), ("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def params(n: int | None) -> str:

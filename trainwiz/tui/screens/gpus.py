@@ -9,6 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from trainwiz.tui import fmt
+from trainwiz.units import format_bytes
 from trainwiz.tui.widgets.gpu_card import GpuCard
 
 
@@ -16,8 +17,9 @@ def host_line(host, source: str, count: int) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     if host is not None:
         text.append("host ", style="bold")
-        text.append(f"{host.cpu_count or fmt.NA} CPUs  RAM {fmt.gib(host.ram_available)} "
-                    f"free of {fmt.gib(host.ram_total)} GiB")
+        text.append(f"{host.cpu_count or fmt.NA} CPUs  RAM "
+                    f"{format_bytes(host.ram_available, unit='GiB', bare=True)} free of "
+                    f"{format_bytes(host.ram_total, unit='GiB')}")
     text.append(f"   {count} GPU{'s' if count != 1 else ''}", style="bold")
     return text
 

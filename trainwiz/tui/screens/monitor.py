@@ -47,6 +47,7 @@ from trainwiz.profiles.estimator_inputs import model_argument, profile_time
 from trainwiz.tui import fmt
 from trainwiz.tui.widgets.bars import usage_bar
 from trainwiz.tui.widgets.run_plot import PlotData, RunPlot
+from trainwiz.units import format_bytes
 
 POLL_S = 2.0  # the supervisor samples memory every 2 s and writes progress every second
 HISTORY = 300  # samples kept for the memory plot (the supervisor samples every 2 s)
@@ -418,7 +419,7 @@ class MonitorScreen(Screen):
                 box.append(f"\n{status.message}", style="bright_black")
             if self.plan is not None and self.plan.fix is not None:
                 box.append("\nA change that fits: ", style="bold")
-                box.append(f"{self.plan.fix.note} → {fmt.gib(self.plan.fix.total)} GiB per GPU")
+                box.append(f"{self.plan.fix.note} → {format_bytes(self.plan.fix.total)} per GPU")
                 if not self.standalone:
                     box.append("  (press f to open it in the wizard)", style="bold")
         elif status.message and status.finished:
@@ -535,16 +536,18 @@ class MonitorScreen(Screen):
                 value = None  # a simulated GPU's peak is not a measurement
             if value is None:
                 return Text("ended", style="bright_black")
-            return Text(f"peak {fmt.size(value) if kind == 'cpu' else fmt.gib(value)}")
+            return Text("peak " + (format_bytes(value) if kind == "cpu"
+                                   else format_bytes(value, unit="GiB", bare=True)))
         if kind == "cpu":
-            return Text(fmt.size(now.get("rss")))
+            return Text(format_bytes(now.get("rss")))
         used = now.get("gpu_memory") if kind == "gpu" else None
         approx = used is None and kind == "gpu"
         if used is None:
             used = gpu.get("memory_used")  # the GPU's (simulated, or no per-process reading)
         total = gpu.get("memory_total")
         text = usage_bar(used, total, bar_w, marker=est_total if kind == "gpu" else None)
-        text.append(f" {'≈' if approx else ''}{fmt.gib(used)}/{fmt.gib(total, 0)}")
+        text.append(f" {'≈' if approx else ''}{format_bytes(used, unit='GiB', bare=True)}"
+                    f"/{format_bytes(total, 0, 'GiB', bare=True)}")
         return text
 
     @staticmethod
@@ -552,8 +555,8 @@ class MonitorScreen(Screen):
         if kind != "gpu":
             return Text("no GPU", style="bright_black")  # no comparison, never a made-up one
         if est_total is None:
-            return Text("n/a", style="bright_black")
-        text = Text(f"◆{fmt.gib(est_total)}")
+            return Text("unknown", style="bright_black")
+        text = Text(f"◆{format_bytes(est_total, unit='GiB', bare=True)}")
         if over is not None:
             pct = 100 * (over["ratio"] - 1)
             text.append(f" {pct:+.0f}%", style="bold red" if over["over"] else "green")

@@ -7,6 +7,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from trainwiz.tui import fmt
+from trainwiz.units import format_bytes
 from trainwiz.tui.widgets.bars import clip_lines, usage_bar
 
 
@@ -27,7 +28,8 @@ def render_gpu(gpu, width: int, stale: bool = False) -> Text:
     if not gpu.processes:
         text.append("  no processes", style="bright_black")
     text.append("\n")
-    numbers = (f" {fmt.gib(gpu.memory_used)}/{fmt.gib(gpu.memory_total)} GiB"
+    numbers = (f" {format_bytes(gpu.memory_used, unit='GiB', bare=True)}"
+               f"/{format_bytes(gpu.memory_total, unit='GiB')}"
                f"  util {fmt.pct(gpu.utilization):>4}  {fmt.temp(gpu.temperature):>5}"
                f"  {fmt.watts(gpu.power_draw, gpu.power_limit)}")
     bar_width = max(width - len(numbers), 10)
@@ -37,7 +39,7 @@ def render_gpu(gpu, width: int, stale: bool = False) -> Text:
         parts = []
         for proc in gpu.processes[:4]:
             name = f" {proc.name}" if proc.name else ""
-            parts.append(f"{proc.pid}{name} {fmt.size(proc.memory_used)}")
+            parts.append(f"{proc.pid}{name} {format_bytes(proc.memory_used)}")
         more = len(gpu.processes) - 4
         line = "  ".join(parts) + (f"  +{more} more" if more > 0 else "")
         text.append(f"\n  processes: {line}", style="cyan")

@@ -14,6 +14,7 @@ from textual.widget import Widget
 from trainwiz.estimator.suggest import METHOD_NOTE
 from trainwiz.tui import fmt
 from trainwiz.tui.widgets.bars import stacked_bar
+from trainwiz.units import format_bytes
 
 # (field of MemoryBreakdown, legend word, glyph, style)
 CATEGORIES = (
@@ -92,11 +93,11 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
     verdict = plan_estimate.verdict
     word, style = VERDICT_STYLE.get(verdict, (verdict.upper(), "bold"))
     text.append(f" {word} ", style=f"reverse {style}")
-    text.append(f" {fmt.gib(per_gpu.total)} GiB needed per GPU")
+    text.append(f" {format_bytes(per_gpu.total, unit='GiB')} needed per GPU")
     decisive = plan_estimate.decisive
     if decisive is not None:
         room = "free" if decisive.memory_free is not None else ""
-        text.append(f" of {fmt.gib(decisive.usable)} GiB{' ' + room if room else ''}")
+        text.append(f" of {format_bytes(decisive.usable, unit='GiB')}{' ' + room if room else ''}")
         if len({(g.gpu.name, g.gpu.usable) for g in plan_estimate.gpus}) > 1:
             text.append(f" (GPU{decisive.index}, {decisive.name.removeprefix('NVIDIA ')})")
     text.append("\n")
@@ -107,7 +108,8 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
         cap = gpu.memory_total
         others = (cap - gpu.memory_free) if (cap and gpu.memory_free is not None) else 0
         mark, mark_style = VERDICT_MARK.get(row.verdict, ("?", ""))
-        right = f" {fmt.gib(per_gpu.total)}/{fmt.gib(cap)} "
+        right = (f" {format_bytes(per_gpu.total, unit='GiB', bare=True)}"
+                 f"/{format_bytes(cap, unit='GiB', bare=True)} ")
         bar_w = max(width - label_w - len(right) - 1, 8)
         segments = [(value, glyph, gstyle) for value, _, glyph, gstyle in categories(per_gpu)]
         segments.insert(0, (others, OTHERS[1], OTHERS[2]))  # drawn first: ours must fit beside
@@ -130,7 +132,7 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
                     f"({100 * trainable / total_params:.2f}%)\n", style="bright_black")
     for line in time_lines:  # the time estimate (trainwiz.estimator.timing's words)
         text.append(line + "\n", style="cyan")
-    cells = [(glyph, gstyle, f"{word} {fmt.gib(value)}")
+    cells = [(glyph, gstyle, f"{word} {format_bytes(value, unit='GiB', bare=True)}")
              for value, word, glyph, gstyle in categories(per_gpu)]
     if any(r.gpu.memory_free is not None for r in rows):
         cells.append((OTHERS[1], OTHERS[2], "others"))
@@ -149,7 +151,7 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
         for i, sug in enumerate(suggestions, 1):
             text.append(f"{i} ", style="bold reverse")
             text.append(f" {sug.note or describe_change(sug.change)} ")
-            text.append(f"→ {fmt.gib(sug.total)} GiB ")
+            text.append(f"→ {format_bytes(sug.total, unit='GiB')} ")
             text.append("fits" if sug.fits else "still too big",
                         style="green" if sug.fits else "red")
             timing = suggestion_times[i - 1] if i <= len(suggestion_times) else ""
