@@ -24,7 +24,14 @@ from trainwiz.estimator.memory import fit_on, usable_memory
 from trainwiz.estimator.catalog import model_from_params
 from trainwiz.estimator.timing import time_hardware, time_plan
 from trainwiz.estimator.catalog import resolve_model as resolve_named_model
-from trainwiz.estimator.types import Estimate, ModelSpec, Suggestion, TrainConfig
+from trainwiz.estimator.types import (
+    Estimate,
+    ModelSpec,
+    Suggestion,
+    TrainConfig,
+    verdict_of,
+    worst_verdict,
+)
 from trainwiz.profiles.estimator_inputs import estimate_request, mixed_precision_for, model_argument
 from trainwiz.profiles.schema import (
     EstimateInputs,
@@ -171,15 +178,13 @@ class PlanEstimate:
 
     @property
     def verdict(self) -> str:
-        order = ("does not fit", "tight", "unknown", "fits")
         if not self.gpus:
             return self.estimate.verdict
-        return min((g.verdict for g in self.gpus),
-                   key=lambda v: order.index(v) if v in order else 2)
+        return worst_verdict(g.verdict for g in self.gpus)
 
     @property
     def fits(self) -> bool | None:
-        return {"fits": True, "tight": True, "does not fit": False}.get(self.verdict)
+        return verdict_of(self.verdict).fits
 
     @property
     def decisive(self) -> Gpu | None:

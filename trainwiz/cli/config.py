@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from trainwiz.estimator.types import verdict_of
 from trainwiz.units import format_bytes
 
 
@@ -195,8 +196,7 @@ def _wizard(args: argparse.Namespace) -> int:
         if spec is None:
             return None
         result = plan.estimate(spec)
-        style = {"fits": "green", "tight": "yellow", "does not fit": "red"}.get(result.verdict, "")
-        show(format_estimate(result), style)
+        show(format_estimate(result), verdict_of(result.verdict).style)
         return result
 
     bf16 = all(g.supports_bf16 is not False for g in gpus)

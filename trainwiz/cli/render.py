@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from trainwiz.estimator.types import LOOP_TEXT, PRECISION_TEXT, Estimate
+from trainwiz.estimator.types import LOOP_TEXT, PRECISION_TEXT, Estimate, verdict_of
 from trainwiz.units import format_bytes
-
-VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red",
-                 "unknown": "bold"}
 
 
 def describe_config(est: Estimate) -> str:
@@ -87,12 +84,12 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
     peak_at = est.terms.get("peak_at")
     if peak_at:
         console.print(f"peak during: {peak_at}")
-    console.print(Text(verdict_line(est), style=VERDICT_STYLE.get(est.verdict, "")))
+    console.print(Text(verdict_line(est), style=verdict_of(est.verdict).style))
     if per_gpu and len({g["verdict"] for g in per_gpu}) > 1:  # a mixed or partly busy box
         for g in per_gpu:
             free = f", {format_bytes(g['memory_free'])} free" if g["memory_free"] is not None else ""
             console.print(Text(f"  GPU {g['index']} {g['name']} ({format_bytes(g['memory_total'])}{free}): "
-                               f"{g['verdict']}", style=VERDICT_STYLE.get(g["verdict"], "")))
+                               f"{g['verdict']}", style=verdict_of(g["verdict"]).style))
     for line in time_lines or ():
         console.print(Text(line))
     if est.host_ram:
@@ -106,7 +103,7 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
             mark = "fits" if s.fits else "still too big"
             when = suggestion_times[i - 1] if suggestion_times and suggestion_times[i - 1] else ""
             console.print(Text.assemble(f"  {i}. {s.note} → {format_bytes(s.total)}, ",
-                                        (mark, "green" if s.fits else "red"),
+                                        (mark, verdict_of("fits" if s.fits else "does not fit").style),
                                         f", {when}" if when else ""))
             console.print(Text(f"     {as_flags(s.change)}", style="dim"))
         if any(s.method_change for s in est.suggestions):

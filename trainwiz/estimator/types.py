@@ -128,6 +128,46 @@ class Suggestion:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """How a memory verdict is shown, the one description the CLI and the app both use: its word
+    (what ``Estimate.verdict`` and ``--json`` hold), its rank (0 is the worst: a plan is as good
+    as its worst GPU), a banner word and a mark that read without colour (NO_COLOR, a pipe,
+    a screenshot), and a style for where there is colour (a rich/Textual style string)."""
+
+    word: str
+    rank: int
+    banner: str
+    mark: str
+    style: str
+    fits: bool | None
+
+    def __str__(self) -> str:
+        return self.word
+
+
+VERDICTS = {v.word: v for v in (
+    Verdict("does not fit", 0, "DOES NOT FIT", "✗", "bold red", False),
+    Verdict("tight", 1, "TIGHT", "!", "bold yellow", True),
+    Verdict("unknown", 2, "UNKNOWN", "?", "bold", None),
+    Verdict("fits", 3, "FITS", "✓", "bold green", True),
+)}
+
+
+def verdict_of(word: str) -> Verdict:
+    """The description of a verdict word; a word this version does not know reads as itself,
+    ranked and styled as unknown."""
+    known = VERDICTS.get(word)
+    if known is not None:
+        return known
+    return Verdict(word, VERDICTS["unknown"].rank, word.upper(), "?", "bold", None)
+
+
+def worst_verdict(words) -> str:
+    """The worst of some verdict words (a plan's verdict is its worst GPU's); "unknown" if none."""
+    return min(words, key=lambda w: verdict_of(w).rank, default="unknown")
+
+
+@dataclass(frozen=True)
 class Estimate:
     model: ModelSpec
     config: TrainConfig

@@ -12,6 +12,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from trainwiz.estimator.suggest import METHOD_NOTE
+from trainwiz.estimator.types import verdict_of
 from trainwiz.tui import fmt
 from trainwiz.tui.widgets.bars import stacked_bar
 from trainwiz.units import format_bytes
@@ -51,15 +52,6 @@ def categories(per_gpu) -> list[tuple[int, str, str, str]]:
         out.append((value, word, glyph, style))
     return out
 
-VERDICT_STYLE = {
-    "fits": ("FITS", "bold green"),
-    "tight": ("TIGHT", "bold yellow"),
-    "does not fit": ("DOES NOT FIT", "bold red"),
-    "unknown": ("UNKNOWN", "bold"),
-}
-VERDICT_MARK = {"fits": ("✓", "green"), "tight": ("!", "yellow"),
-                "does not fit": ("✗", "bold red"), "unknown": ("?", "")}
-
 
 def describe_change(change: dict) -> str:
     parts = []
@@ -91,8 +83,8 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
     est = plan_estimate.estimate
     per_gpu = est.per_gpu
     verdict = plan_estimate.verdict
-    word, style = VERDICT_STYLE.get(verdict, (verdict.upper(), "bold"))
-    text.append(f" {word} ", style=f"reverse {style}")
+    shown = verdict_of(verdict)
+    text.append(f" {shown.banner} ", style=f"reverse {shown.style}")
     text.append(f" {format_bytes(per_gpu.total, unit='GiB')} needed per GPU")
     decisive = plan_estimate.decisive
     if decisive is not None:
@@ -107,7 +99,7 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
         gpu = row.gpu
         cap = gpu.memory_total
         others = (cap - gpu.memory_free) if (cap and gpu.memory_free is not None) else 0
-        mark, mark_style = VERDICT_MARK.get(row.verdict, ("?", ""))
+        row_verdict = verdict_of(row.verdict)
         right = (f" {format_bytes(per_gpu.total, unit='GiB', bare=True)}"
                  f"/{format_bytes(cap, unit='GiB', bare=True)} ")
         bar_w = max(width - label_w - len(right) - 1, 8)
@@ -116,7 +108,7 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
         text.append(row.label.ljust(label_w), style="bold")
         text.append_text(stacked_bar(segments, cap, bar_w))
         text.append(right)
-        text.append(mark, style=mark_style)
+        text.append(row_verdict.mark, style=row_verdict.style)
         text.append("\n")
     names = list(dict.fromkeys(r.gpu.name for r in rows))
     count = sum(r.count for r in rows)
@@ -153,7 +145,7 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
             text.append(f" {sug.note or describe_change(sug.change)} ")
             text.append(f"→ {format_bytes(sug.total, unit='GiB')} ")
             text.append("fits" if sug.fits else "still too big",
-                        style="green" if sug.fits else "red")
+                        style=verdict_of("fits" if sug.fits else "does not fit").style)
             timing = suggestion_times[i - 1] if i <= len(suggestion_times) else ""
             if timing:
                 text.append(f", {timing}", style="yellow" if "slower" in timing else "cyan")
@@ -162,7 +154,7 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
             text.append("\n")
         if any(sug.method_change for sug in suggestions):
             text.append(METHOD_NOTE + "\n", style="bright_black")
-    elif verdict in ("fits", "tight"):
+    elif shown.fits:
         text.append("No change needed.", style="bright_black")
     return text
 
