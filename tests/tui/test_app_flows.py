@@ -267,7 +267,9 @@ async def test_an_oom_run_offers_the_change_that_fits_in_the_wizard(make_app, is
         monitor = app.screen
         await wait_for(pilot, lambda: monitor.plan is not None and monitor.status is not None)
         failure = text_of(monitor.query_one("#run-failure"))
-        assert "rank 1" in failure and "out of memory: YES" in failure
+        # the words `trainwiz runs` and `runs show` print for this run
+        assert ("FAILED — rank 1: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate "
+                "1.96 GiB (exit code 1, out of memory)") in failure
         fix = monitor.plan.fix
         assert fix is not None and fix.fits and "press f" in failure
         await pilot.press("f")

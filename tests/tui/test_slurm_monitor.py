@@ -52,4 +52,5 @@ async def test_monitor_shows_every_nodes_gpus_and_the_failing_ranks_node(tmp_pat
         gpus = {g["index"] for s in app.screen.samples for g in s["gpus"]}
         assert gpus == {0, 1, 2, 3}  # every node's GPUs, numbered over the job
         failure = text_of(app.screen.query_one("#run-failure"))
-        assert "rank 3 on gpu-b, exit code 1" in failure and "bad batch [red]" in failure
+        assert "rank 3 on gpu-b: " in failure and "bad batch [red]" in failure
+        assert "(exit code 1)" in failure

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from trainwiz.launchers.failures import failure_summary
 from trainwiz.launchers.local import stop_run
 from trainwiz.launchers.records import RunState, Sample
 from trainwiz.launchers.rundir import read_samples, read_status, tail_log
@@ -101,11 +102,7 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
         time.sleep(interval)
     if status.failure:
         f = status.failure
-        who = f"rank {f.rank}" if f.rank is not None else "the launcher"
-        if f.node:
-            who += f" on {f.node}"
-        say(f"FAILED: {who} exited with code {f.exit_code}: {f.message}"
-            + ("  [out of memory]" if f.oom else ""))
+        say(f"FAILED: {failure_summary(f)}")
         if f.rank is not None:
             tail = tail_log(run_dir, f.rank, 10, stream="stderr")
             if tail:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from trainwiz.launchers.failures import failure_summary
+
 
 def register(subparsers) -> None:
     from trainwiz.cli import add_simulate_option
@@ -108,11 +110,7 @@ def cmd_runs(args) -> int:
         if r.damaged or (not r.failure and r.message and r.message.startswith("disk full")):
             fail = r.message or "status.json damaged"
         elif r.failure:
-            who = f"rank {r.failure.rank}" if r.failure.rank is not None else "launcher"
-            if r.failure.node:  # a Slurm run: the node the rank ran on
-                who += f" on {r.failure.node}"
-            message = " ".join((r.failure.message or "").split())  # one line a run
-            fail = f"{who}: {message}"
+            fail = failure_summary(r.failure)
         elif r.slurm and not r.finished:  # a Slurm job: its state, and why it waits
             fail = f"Slurm job {r.slurm.get('job_id')} {r.slurm.get('state')}"
             if r.slurm.get("state") == "PENDING" and r.slurm.get("reason"):

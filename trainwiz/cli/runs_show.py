@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from trainwiz.launchers.failures import failure_summary
 from trainwiz.launchers.rundir import read_status, resolve_run
 from trainwiz.launchers.runinfo import duration, progress_parts, run_report
 from trainwiz.units import format_bytes
@@ -29,10 +30,7 @@ def cmd_show(args) -> int:
                                              if status.simulate else ""), "bold")
     say(f"profile {status.profile or '-'}  script {status.script or '-'} {' '.join(status.args)}")
     if status.failure is not None:
-        f = status.failure
-        who = f"rank {f.rank}" if f.rank is not None else "the launcher"
-        say(f"failure: {who}, exit code {f.exit_code}: {f.message}"
-            + ("  [out of memory]" if f.oom else ""), "red")
+        say(f"failure: {failure_summary(status.failure)}", "red")
     prog = report["progress"]
     parts = progress_parts(prog, finished=status.finished)
     say("progress: " + (" · ".join(parts) if parts else

@@ -137,3 +137,43 @@ def signal_message(exit_code: int | None) -> str | None:
 def agent_signalled(exit_code: int | None) -> bool:
     """Exit codes torchrun gives ranks it ends itself after another rank failed."""
     return exit_code in (-signal.SIGTERM, -signal.SIGKILL)
+
+
+# ---- how a failure reads ----------------------------------------------------------------
+
+def exit_text(exit_code: int | None) -> str | None:
+    """``exit code 1``, ``SIGKILL`` (a negative code is the signal that ended the process), or
+    None when no exit code was recorded (never a made-up one)."""
+    if exit_code is None:
+        return None
+    if exit_code >= 0:
+        return f"exit code {exit_code}"
+    try:
+        return signal.Signals(-exit_code).name
+    except ValueError:
+        return f"signal {-exit_code}"
+
+
+def failure_summary(failure) -> str:
+    """The one line that says how a run failed, the same in ``trainwiz runs``, ``runs show``,
+    the plain live view, the monitor and the app's Runs screen:
+    ``rank 1 on node-b: torch.OutOfMemoryError: CUDA out of memory. ... (exit code 1, out of
+    memory)``: who first and the message next, so a narrow column cut with "…" still says them.
+
+    ``failure`` is a run's failure record (:class:`trainwiz.launchers.records.Failure`). Who:
+    the rank (and its node on a Slurm run), else the launcher; the message's lines joined; then
+    the exit code or signal and whether it ran out of memory, each only when recorded (never a
+    made-up one). A record read from disk is text from outside: show it as text, never markup."""
+    if failure.rank is not None:
+        who = f"rank {failure.rank}" + (f" on {failure.node}" if failure.node else "")
+    else:
+        who = "launcher"
+    message = " ".join(str(failure.message or "").split())
+    details = []
+    code = exit_text(failure.exit_code)
+    if code is not None and (code.startswith("exit") or code not in message):
+        details.append(code)  # a signal the message names already ("killed by SIGKILL") is not
+    if failure.oom:
+        details.append("out of memory")
+    tail = f" ({', '.join(details)})" if details else ""
+    return f"{who}: {message}{tail}" if message else f"{who}{tail}"

@@ -32,6 +32,7 @@ from textual.worker import Worker, WorkerState
 from trainwiz.errors import TrainwizError
 from trainwiz.estimator import estimate, model_from_params, resolve_model
 from trainwiz.launchers import slurm_jobs
+from trainwiz.launchers.failures import failure_summary
 from trainwiz.launchers.rundir import rank_log_paths, read_samples, read_status
 from trainwiz.launchers.runinfo import (
     Follower,
@@ -408,13 +409,8 @@ class MonitorScreen(Screen):
         if status.failure is not None or status.state == "failed":
             fail = status.failure
             box.append("FAILED", style="bold red")
-            if fail is not None:
-                box.append(f" — rank {fail.rank if fail.rank is not None else '?'}"
-                           + (f" on {fail.node}" if fail.node else "")  # a Slurm run's node
-                           + f", exit code {fail.exit_code if fail.exit_code is not None else '?'}")
-                box.append(f"\n{fail.message}")
-                box.append("\nout of memory: ")
-                box.append("YES" if fail.oom else "no", style="bold red" if fail.oom else "")
+            if fail is not None:  # the words `trainwiz runs` and `runs show` use
+                box.append(f" — {failure_summary(fail)}")
             if status.message:
                 box.append(f"\n{status.message}", style="bright_black")
             if self.plan is not None and self.plan.fix is not None:

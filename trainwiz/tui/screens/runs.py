@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from trainwiz.launchers import list_runs
+from trainwiz.launchers.failures import failure_summary
 from trainwiz.tui.screens.monitor import STATE_STYLE
 
 POLL_S = 2.0
@@ -30,11 +31,7 @@ class RunsListed(Message):
 
 def describe(status) -> str:
     if status.failure is not None:
-        fail = status.failure
-        oom = " (out of memory)" if fail.oom else ""
-        first = (fail.message or "").splitlines()[0] if fail.message else ""
-        who = f"rank {fail.rank}" if fail.rank is not None else "launcher"
-        return f"{who}: {first}{oom}"
+        return failure_summary(status.failure)
     return status.message or ""
 
 
