@@ -100,11 +100,29 @@ def cmd_runs(args) -> int:
               "`trainwiz launch --profile NAME train.py`")
         return 0
     from rich.console import Console
-    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
 
-    console = Console()
+    console = Console(highlight=False)
     reports = {r.id: run_report(r.run_dir, r) for r in runs}  # the runs shown only
-    rows = []
+
+    def cell(text: str) -> Text:  # text from outside (profile, script, messages): never markup
+        return Text(text, no_wrap=True, overflow="ellipsis")
+
+    # One line a run at any width: a cell too long for its column is cut with "…"; the widest
+    # cells (failure, profile, script) give way first, the id, state and ranks never.
+    short = console.width < 100  # at 80 columns: narrower names, one space between columns,
+    # and the progress cell's short form
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False,
+                  padding=(0, 1, 0, 0) if short else (0, 1))
+    ids = max(len(r.id) for r in runs)
+    table.add_column(cell("ID (UTC start)"), width=max(ids, 14), no_wrap=True)
+    table.add_column(cell("STATE"), no_wrap=True)
+    names = max(10, (console.width - 60) // 3)  # 10 at 80 columns, 20 at 120
+    table.add_column(cell("PROFILE"), max_width=min(names, 24))
+    table.add_column(cell("SCRIPT"), max_width=min(names, 20))
+    table.add_column(cell("RANKS"), no_wrap=True, justify="right")
+    table.add_column(cell("FAILURE/PROGRESS"))
     for r in runs:
         fail = ""
         if r.damaged or (not r.failure and r.message and r.message.startswith("disk full")):
@@ -120,32 +138,17 @@ def cmd_runs(args) -> int:
         script = (r.script or "").rsplit("/", 1)[-1]
         state = ("DAMAGED" if r.damaged else str(r.state)) + (
             " OOM" if r.failure and r.failure.oom else "")
-        # a failure first; else progress (its short form at 80 columns)
-        rows.append((r.id, state, r.profile or "", script, str(len(r.ranks)),
-                     fail or _progress_cell(reports[r.id], r.finished,
-                                            short=console.width < 100)))
-    head = ("ID (UTC start)", "STATE", "PROFILE", "SCRIPT", "RANKS", "FAILURE/PROGRESS")
-    # every column as wide as its widest cell (profile and script capped), the failure cut to
-    # what is left of the line: one line a run, at 80 columns too
-    caps = (20, 12, 12, 16, 5) if console.width >= 100 else (20, 9, 8, 12, 5)
-    widths = [min(cap, max(len(head[i]), *(len(row[i]) for row in rows))) for i, cap in enumerate(caps)]
-    room = max(console.width - sum(widths) - 2 * len(widths), 12)
-
-    def cut(text: str, width: int) -> str:
-        return text if len(text) <= width else text[: width - 1] + "…"
-
-    for row in [head, *rows]:
-        cells = [cut(c, w).ljust(w) for c, w in zip(row, widths)]
-        line = "  ".join(cells) + "  " + cut(row[5], room)
-        console.print(escape(line.rstrip()), style="bold" if row is head else None,
-                      highlight=False, soft_wrap=True)
+        # a failure first; else progress
+        table.add_row(*(cell(c) for c in (
+            r.id, state, r.profile or "", script, str(len(r.ranks)),
+            fail or _progress_cell(reports[r.id], r.finished, short=short))))
+    console.print(table)
     for r in runs:  # a run over its memory estimate: what is likely different, below the table
         mem = reports[r.id]["memory"]
         if mem["over"]:
-            console.print(escape(f"{r.id}: {memory_over_text(mem)}; likely: "
-                                 + "; ".join(mem["likely"])
-                                 + f" (trainwiz runs show {r.id})"),
-                          highlight=False, soft_wrap=False)
+            console.print(Text(f"{r.id}: {memory_over_text(mem)}; likely: "
+                               + "; ".join(mem["likely"]) + f" (trainwiz runs show {r.id})"),
+                          soft_wrap=False)
     if hidden:
         console.print(f"... {hidden} older run{'s' if hidden != 1 else ''} not shown "
                       "(`trainwiz runs --all`; `trainwiz runs prune --older-than 7d` deletes "
