@@ -176,4 +176,8 @@ def failure_summary(failure) -> str:
     if failure.oom:
         details.append("out of memory")
     tail = f" ({', '.join(details)})" if details else ""
-    return f"{who}: {message}{tail}" if message else f"{who}{tail}"
+    if not message:
+        return f"{who}{tail}"
+    if failure.rank is None and message.lower().startswith(("the launcher ", "launcher ")):
+        return f"{message}{tail}"  # "the launcher was killed by SIGKILL" names it already
+    return f"{who}: {message}{tail}"
