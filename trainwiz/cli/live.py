@@ -19,6 +19,7 @@ from trainwiz.launchers.runinfo import memory_over_text, progress_parts, run_rep
 from trainwiz.tui.monitor_app import run_monitor
 from trainwiz.units import format_bytes
 
+
 def _gpu_label(g) -> str:
     node = getattr(g, "node", None)  # a Slurm run's GPUs name their node
     return f"{node}:GPU{g.local_index}" if node else f"GPU{g.index}"

@@ -9,8 +9,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from trainwiz.tui import fmt
-from trainwiz.units import format_bytes
 from trainwiz.tui.widgets.gpu_card import GpuCard
+from trainwiz.units import format_bytes
 
 
 def host_line(host, source: str, count: int) -> Text:

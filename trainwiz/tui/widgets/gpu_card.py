@@ -7,8 +7,8 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from trainwiz.tui import fmt
-from trainwiz.units import format_bytes
 from trainwiz.tui.widgets.bars import clip_lines, usage_bar
+from trainwiz.units import format_bytes
 
 
 def render_gpu(gpu, width: int, stale: bool = False) -> Text:
