@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -82,6 +83,7 @@ def test_nvml_box_with_unsupported_fields_and_a_lost_gpu(run_cli, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "driver 550.54.15" in res.stdout and "CUDA 12.4" in res.stdout
     assert "GPU is lost" in res.stdout and "N/A" in res.stdout and "[MIG]" in res.stdout
+    assert re.search(r"GPU is lost +unknown ", res.stdout)  # its memory: unknown, as every size
     assert "NVLINK" in res.stdout
 
 
