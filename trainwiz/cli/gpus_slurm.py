@@ -11,12 +11,13 @@ from __future__ import annotations
 from trainwiz.units import format_bytes
 
 
-def _most(values) -> str:
-    """A per-node figure: one value, or the range when the nodes differ."""
+def _most(values, show=str) -> str:
+    """A per-node figure: one value, or the range when the nodes differ (smallest first, by
+    value: 96 GiB before 128 GiB)."""
     known = sorted({v for v in values if v is not None})
     if not known:
         return "unknown"
-    return str(known[0]) if len(known) == 1 else f"{known[0]}-{known[-1]}"
+    return show(known[0]) if len(known) == 1 else f"{show(known[0])}-{show(known[-1])}"
 
 
 def run_slurm(args) -> int:
@@ -57,7 +58,8 @@ def run_slurm(args) -> int:
         table.add_row(*(Text(str(c)) for c in (
             p.name + ("*" if p.default else ""), len(p.nodes), states,
             _most(n.cpus for n in p.nodes),
-            _most(format_bytes(m, unit="GiB", bare=True) if m else None for m in memories) + " GiB"
+            _most((m or None for m in memories),
+                  lambda m: format_bytes(m, unit="GiB", bare=True)) + " GiB"
             if any(memories) else "unknown", gpus, mem)))
         if p.gpus_per_node:
             plans.append(f"plan for {p.name} ({len(p.nodes)} x {p.gpus_per_node} GPUs): "
