@@ -9,7 +9,7 @@ Byte sizes follow one convention everywhere (command-line options, profiles, sim
 - A plain number is bytes.
 
 Printed sizes go through :func:`format_bytes` and nothing else: binary units with the IEC name
-(``79.6 GiB``, ``512 MiB``), as nvidia-smi shows MiB and torch counts bytes; one decimal unless a
+(``79.6 GiB``, ``512.0 MiB``), as nvidia-smi shows MiB and torch counts bytes; one decimal unless a
 place needs another; a size that was not measured or computed reads ``unknown``, never 0. A column
 or an ``used/total`` pair may fix the unit (``unit="GiB"``) and print it once (``bare=True``).
 
