@@ -126,6 +126,7 @@ def test_runs_at_80_columns_cuts_long_names_with_an_ellipsis_and_keeps_every_col
     assert not ANSI.search(res.stdout)
     lines = res.stdout.splitlines()
     assert len(lines) == 3 and all(len(line) <= 80 for line in lines), res.stdout
+    assert all(line == line.rstrip() for line in lines)  # no padding after the text
     assert lines[0].split() == ["ID", "(UTC", "start)", "STATE", "PROFILE", "SCRIPT", "RANKS",
                                 "FAILURE/PROGRESS"]
     fail, long = lines[1], lines[2]  # newest first

@@ -142,7 +142,7 @@ def cmd_runs(args) -> int:
         table.add_row(*(cell(c) for c in (
             r.id, state, r.profile or "", script, str(len(r.ranks)),
             fail or _progress_cell(reports[r.id], r.finished, short=short))))
-    console.print(table)
+    _print_rstripped(console, table)
     for r in runs:  # a run over its memory estimate: what is likely different, below the table
         mem = reports[r.id]["memory"]
         if mem["over"]:
@@ -154,6 +154,20 @@ def cmd_runs(args) -> int:
                       "(`trainwiz runs --all`; `trainwiz runs prune --older-than 7d` deletes "
                       "old ones)", highlight=False)
     return 0
+
+
+def _print_rstripped(console, table) -> None:
+    """The table without the blanks rich pads its last cells with: lines end where their text
+    does, as they did when the table was laid out by hand (for grep, diff and copying)."""
+    from rich.segment import Segment, Segments
+
+    for line in console.render_lines(table, pad=False, new_lines=False):
+        while line and not line[-1].control and not line[-1].text.strip():
+            line.pop()
+        if line and not line[-1].control:
+            last = line[-1]
+            line[-1] = Segment(last.text.rstrip(), last.style)
+        console.print(Segments([*line, Segment.line()]), soft_wrap=True)
 
 
 def _progress_cell(report: dict, finished: bool, short: bool = False) -> str:
