@@ -93,8 +93,10 @@ def test_failure_summary_says_who_what_and_how_it_ended():
     killed = Failure(rank=None, exit_code=-9, message="the launcher was killed by SIGKILL")
     assert failure_summary(killed) == "the launcher was killed by SIGKILL"
     gave_up = Failure(rank=None, exit_code=1, message="torchrun: error: rendezvous timed out")
-    assert failure_summary(gave_up) == "launcher: torchrun: error: rendezvous timed out (exit code 1)"
-    lost = Failure(rank=None, exit_code=None, message="supervisor killed; run ended by its watchdog")
+    assert failure_summary(gave_up) == ("launcher: torchrun: error: rendezvous timed out "
+                                        "(exit code 1)")
+    lost = Failure(rank=None, exit_code=None,
+                   message="supervisor killed; run ended by its watchdog")
     assert failure_summary(lost) == "launcher: supervisor killed; run ended by its watchdog"
 
 

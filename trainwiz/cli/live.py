@@ -28,7 +28,8 @@ def _gpu_label(g) -> str:
 def _memory_line(sample: Sample, simulated: bool = False) -> str | None:
     gpus = sample.gpus
     if gpus:
-        parts = [f"{_gpu_label(g)} {format_bytes(g.memory_used, unit='GiB', bare=True)}/{format_bytes(g.memory_total, unit='GiB')}"
+        parts = [f"{_gpu_label(g)} {format_bytes(g.memory_used, unit='GiB', bare=True)}"
+                 f"/{format_bytes(g.memory_total, unit='GiB')}"
                  for g in gpus]
         if simulated:  # CPU ranks' real memory, shown on the simulated box's GPUs
             return "memory (simulated GPUs, ranks' host memory): " + "  ".join(parts)

@@ -103,7 +103,8 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
             mark = "fits" if s.fits else "still too big"
             when = suggestion_times[i - 1] if suggestion_times and suggestion_times[i - 1] else ""
             console.print(Text.assemble(f"  {i}. {s.note} → {format_bytes(s.total)}, ",
-                                        (mark, verdict_of("fits" if s.fits else "does not fit").style),
+                                        (mark, verdict_of("fits" if s.fits
+                                                          else "does not fit").style),
                                         f", {when}" if when else ""))
             console.print(Text(f"     {as_flags(s.change)}", style="dim"))
         if any(s.method_change for s in est.suggestions):
