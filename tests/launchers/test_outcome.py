@@ -20,8 +20,8 @@ def report(root: dict, *others: dict) -> list[str]:
                 f"  error_file: {e.get('file', '<N/A>')}\n"
                 f"  traceback : {e.get('tb', 'To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html')}")
     text = "\n".join([
-        "W1201 19:29:40 torch/distributed/elastic/multiprocessing/api.py:900] Sending process "
-        "1000 closing signal SIGTERM", "Traceback (most recent call last):",
+        "W1201 19:29:40 elastic/multiprocessing/api.py:900] Sending process 1000 closing signal 15",
+        "Traceback (most recent call last):",
         "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ", "=" * 60,
         "train.py FAILED", LINE, "Failures:",
         *([entry(i + 1, e) for i, e in enumerate(others)] or ["  <NO_OTHER_FAILURES>"]),
@@ -77,8 +77,8 @@ def test_a_segfault_names_the_signal_and_the_crash_line():
     log = report({"rank": 1, "code": -11, "tb": "Signal 11 (SIGSEGV) received by PID 1001"},
                  {"rank": 0, "code": -15})
     crash = RankEvidence(stderr_at=100.0, exited_at=100.2, stderr_tail=[
-        "Fatal Python error: Segmentation fault", "", "Current thread 0x00007f (most recent "
-        "call first):", '  File "kernel.py", line 3 in launch',
+        "Fatal Python error: Segmentation fault", "",
+        "Current thread 0x00007f (most recent call first):", '  File "kernel.py", line 3 in launch',
         "Extension modules: numpy._core._multiarray_umath, torch._C (total: 22)"])
     failure = name_failure(observed(1, log, r0=SIGTERMED, r1=crash))
     assert (failure.rank, failure.exit_code, failure.oom) == (1, -11, False)
@@ -149,8 +149,8 @@ def test_the_tables_traceback_is_read_when_no_error_file_was_found():
 
 def test_the_launcher_failing_on_its_own_names_its_error():
     log = ["Traceback (most recent call last):", '  File "run.py", line 9, in <module>',
-           "torch.distributed.DistNetworkError: The server socket has failed to listen on any "
-           "local network address. port: 29500, useIpv6: False, code: -98, name: EADDRINUSE",
+           ("torch.distributed.DistNetworkError: The server socket has failed to listen on any "
+            "local network address. port: 29500, useIpv6: False, code: -98, name: EADDRINUSE"),
            ""]
     failure = name_failure(observed(1, log))
     assert (failure.rank, failure.exit_code) == (None, 1)
