@@ -4,9 +4,7 @@ Public API (the CLI and the app use only these names)::
 
     launch(profile, script, args, *, detach=True, module=False, simulate=None, yes=False,
            confirm=None, cwd=None) -> RunHandle(run_dir, id)
-    dispatch.preflight(profile, script, args, ...) -> Preflight   checks only, launches nothing
-        (not a name of this package: ``trainwiz.launchers.preflight`` is the checks' module,
-        which replaces any package attribute of that name as soon as it is imported)
+    preflight(profile, script, args, ...) -> Preflight      checks only, launches nothing
     stop_run(run_id_or_dir, grace=10.0) -> RunStatus
     list_runs() -> list[RunStatus]                          newest first
     read_status(run_dir) -> RunStatus                       .to_json() is the `runs --json` record
@@ -34,6 +32,7 @@ import importlib
 
 _LAZY = {
     "launch": "trainwiz.launchers.dispatch",  # local (this machine) or slurm_submit (sbatch)
+    "preflight": "trainwiz.launchers.dispatch",
     "stop_run": "trainwiz.launchers.local",
     "RunHandle": "trainwiz.launchers.local",
     "Preflight": "trainwiz.launchers.preflight",

@@ -1,6 +1,6 @@
-"""Check or start a run where its profile says: on this machine (:mod:`local`: the detached
-supervisor) or on a Slurm cluster (:mod:`slurm_submit`: sbatch). The package's ``launch`` is this
-one, and the CLI and the app check through this ``preflight``, so they never choose themselves."""
+"""Check or start a run where its profile says: on this machine (:mod:`api`: the detached
+supervisor) or on a Slurm cluster (:mod:`slurm_submit`: sbatch). The package's ``launch`` and
+``preflight`` are these, so the CLI and the app never choose themselves."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from trainwiz.errors import NeedsConfirmation, TrainwizError
-from trainwiz.launchers.dispatch import launch as start
-from trainwiz.launchers.dispatch import preflight
+from trainwiz.launchers import launch as start
+from trainwiz.launchers import preflight
 from trainwiz.plan import Plan, box_from_gpus
 from trainwiz.profiles import ProfileStore, load_profile
 from trainwiz.tui.widgets.path_suggester import PathSuggester
