@@ -21,9 +21,9 @@ These names stay lazy (loaded on first use, from the table below), unlike the es
 the hardware's: Python runs this file before any submodule, and the submodules include pure ones
 (command, planvars, progress, slurm: no psutil, checked by tests/test_layering.py) and the
 entry points of the supervisor and its watchdog. Eager imports here would give each of them the
-whole launch stack (psutil, YAML, profiles, the estimator): measured on the 2-core machine,
-``import trainwiz.launchers.command`` 36 ms of CPU lazily against 202 ms eagerly, the
-watchdog's start 118 ms against 211 ms.
+whole launch stack (psutil, YAML, profiles, the estimator): measured on the 2-core machine
+(a fresh interpreter, median of 7), ``import trainwiz.launchers.command`` takes 31 ms lazily
+against 170 ms eagerly, the watchdog's start 101 ms against 180 ms.
 """
 
 from __future__ import annotations
