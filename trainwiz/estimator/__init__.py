@@ -25,6 +25,16 @@ from trainwiz.estimator.types import (
     TrainConfig,
 )
 
-__all__ = ["Estimate", "MemoryBreakdown", "ModelSpec", "Suggestion", "TrainConfig",
-           "estimate", "model_from_params", "resolve_model", "time_hardware", "time_plan",
-           "summary_lines"]
+__all__ = [
+    "Estimate",
+    "MemoryBreakdown",
+    "ModelSpec",
+    "Suggestion",
+    "TrainConfig",
+    "estimate",
+    "model_from_params",
+    "resolve_model",
+    "summary_lines",
+    "time_hardware",
+    "time_plan",
+]

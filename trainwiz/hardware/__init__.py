@@ -30,6 +30,19 @@ from trainwiz.hardware.types import (
 )
 from trainwiz.hardware.visible import cuda_order, visible_gpus
 
-__all__ = ["Detection", "GpuInfo", "GpuProcess", "GpuSnapshot", "HostInfo", "MigDevice",
-           "detect", "GpuSampler", "parse_simulate", "PRESETS", "GpuPreset", "host_info",
-           "visible_gpus", "cuda_order"]
+__all__ = [
+    "PRESETS",
+    "Detection",
+    "GpuInfo",
+    "GpuPreset",
+    "GpuProcess",
+    "GpuSampler",
+    "GpuSnapshot",
+    "HostInfo",
+    "MigDevice",
+    "cuda_order",
+    "detect",
+    "host_info",
+    "parse_simulate",
+    "visible_gpus",
+]
