@@ -9,23 +9,6 @@ from __future__ import annotations
 import argparse
 
 
-def register(subparsers) -> None:
-    from trainwiz.cli import add_simulate_option
-
-    p = subparsers.add_parser(
-        "config", help="answer a few questions and save a training profile",
-        description="Asks for the model, GPUs, strategy, precision and batch, shows the memory "
-                    "estimate per GPU, and saves a profile for `trainwiz launch --profile NAME`.")
-    p.add_argument("--plain", action="store_true",
-                   help="plain questions in the terminal (the default for now)")
-    p.add_argument("--name", metavar="NAME", help="save the profile under this name")
-    p.add_argument("--project", action="store_true",
-                   help="save in the project's .trainwiz/profiles (current directory or its git "
-                        "root) instead of the user store")
-    add_simulate_option(p)
-    p.set_defaults(func=_config)
-
-
 # --------------------------------------------------------------------------- estimate line
 
 GIB = 1 << 30
@@ -118,7 +101,7 @@ def _ask(question):
     return answer
 
 
-def _config(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     _needs_terminal()
     try:
         return _wizard(args)

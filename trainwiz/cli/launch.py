@@ -5,32 +5,6 @@ from __future__ import annotations
 import argparse
 
 
-def register(subparsers) -> None:
-    from trainwiz.cli import add_simulate_option
-
-    p = subparsers.add_parser(
-        "launch", help="launch a training run from a profile (torchrun or accelerate)",
-        description="Check the profile against this machine, then start the run under a "
-        "detached supervisor that survives the terminal closing. Without --detach, watch it "
-        "live; Ctrl-C asks whether to stop it or leave it running.",
-    )
-    p.add_argument("--profile", "-p", required=True, metavar="NAME|FILE",
-                   help="a saved profile name or a profile YAML file")
-    p.add_argument("--detach", "-d", action="store_true",
-                   help="return as soon as the run has started")
-    p.add_argument("--yes", "-y", action="store_true",
-                   help="launch even if the estimate does not fit the GPUs' free memory")
-    p.add_argument("--print-commands", action="store_true",
-                   help="print the exact command for every machine and launch nothing")
-    p.add_argument("--plain", action="store_true", help="plain-line live view even on a terminal")
-    p.add_argument("-m", dest="module", metavar="MODULE", help="run a module, like python -m")
-    p.add_argument("script", nargs="?", metavar="SCRIPT", help="training script (default: the profile's)")
-    p.add_argument("args", nargs=argparse.REMAINDER, metavar="-- ARGS",
-                   help="arguments for the training script")
-    add_simulate_option(p)
-    p.set_defaults(func=run)
-
-
 _FLAGS = {"--detach": "detach", "-d": "detach", "--yes": "yes", "-y": "yes",
           "--print-commands": "print_commands", "--plain": "plain"}
 

@@ -5,68 +5,6 @@ from __future__ import annotations
 import argparse
 
 
-def register(subparsers) -> None:
-    from trainwiz.cli import add_simulate_option
-
-    p = subparsers.add_parser(
-        "profiles", help="list, show, copy, import and export saved training profiles",
-        description="Profiles live in .trainwiz/profiles/ of the project (current directory or "
-                    "its git root; these win on a name clash) and in the user config dir "
-                    "($XDG_CONFIG_HOME/trainwiz/profiles). A path to a YAML file works wherever "
-                    "a NAME does.")
-    add_simulate_option(p)
-    sub = p.add_subparsers(dest="profiles_command", metavar="ACTION")
-
-    ls = sub.add_parser("list", help="every profile, damaged ones included")
-    ls.add_argument("--json", action="store_true", help="machine-readable output")
-    add_simulate_option(ls)
-    ls.set_defaults(func=_list)
-
-    show = sub.add_parser("show", help="a profile's settings and where it lives")
-    show.add_argument("name", metavar="NAME")
-    show.add_argument("--json", action="store_true", help="the profile as JSON")
-    add_simulate_option(show)
-    show.set_defaults(func=_show)
-
-    rm = sub.add_parser("rm", help="delete a profile")
-    rm.add_argument("name", metavar="NAME")
-    rm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    add_simulate_option(rm)
-    rm.set_defaults(func=_rm)
-
-    cp = sub.add_parser("cp", help="copy a profile under a new name (same store)")
-    cp.add_argument("name", metavar="NAME")
-    cp.add_argument("new", metavar="NEW")
-    cp.add_argument("--force", action="store_true", help="overwrite NEW if it exists")
-    add_simulate_option(cp)
-    cp.set_defaults(func=_cp)
-
-    imp = sub.add_parser("import", help="save a trainwiz profile or an accelerate config file "
-                                        "as a profile")
-    imp.add_argument("file", metavar="FILE", nargs="?",
-                     help="YAML file: an accelerate config or a trainwiz profile")
-    imp.add_argument("--name", required=True, metavar="NAME", help="name of the new profile")
-    imp.add_argument("--from-accelerate-default", action="store_true",
-                     help="read accelerate's default config "
-                          "($HF_HOME/accelerate/default_config.yaml)")
-    imp.add_argument("--project", action="store_true",
-                     help="save in the project's .trainwiz/profiles instead of the user store")
-    imp.add_argument("--force", action="store_true", help="overwrite an existing profile")
-    add_simulate_option(imp)
-    imp.set_defaults(func=_import)
-
-    exp = sub.add_parser("export", help="write a profile as a trainwiz or accelerate config "
-                         "file, or (scheduler: slurm) as the sbatch script trainwiz submits")
-    exp.add_argument("name", metavar="NAME")
-    exp.add_argument("--format", choices=("trainwiz", "accelerate", "sbatch"), default="trainwiz")
-    exp.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
-    exp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    add_simulate_option(exp)
-    exp.set_defaults(func=_export)
-
-    p.set_defaults(func=_list, json=False)
-
-
 # --------------------------------------------------------------------------- helpers
 
 def _console(stderr: bool = False):
@@ -138,7 +76,7 @@ def _short_error(error: str, path: str) -> str:
 
 # --------------------------------------------------------------------------- commands
 
-def _list(args: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     from trainwiz.profiles import ProfileStore, profile_to_dict
 
     entries = ProfileStore().list()
@@ -195,7 +133,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
+def cmd_show(args: argparse.Namespace) -> int:
     from trainwiz.profiles import (
         estimate_notes,
         load_profile,
@@ -268,7 +206,7 @@ def _time_lines(profile, args) -> list[str]:
     return summary_lines(time, est.fits)
 
 
-def _rm(args: argparse.Namespace) -> int:
+def cmd_rm(args: argparse.Namespace) -> int:
     import sys
 
     from trainwiz.errors import TrainwizError
@@ -289,7 +227,7 @@ def _rm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cp(args: argparse.Namespace) -> int:
+def cmd_cp(args: argparse.Namespace) -> int:
     from trainwiz.profiles import ProfileStore
 
     target = ProfileStore().copy(args.name, args.new, force=args.force)
@@ -297,7 +235,7 @@ def _cp(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import(args: argparse.Namespace) -> int:
+def cmd_import(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
@@ -354,7 +292,7 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 

@@ -2,65 +2,7 @@
 
 from __future__ import annotations
 
-
-def register(subparsers) -> None:
-    from trainwiz.cli import add_simulate_option
-
-    p = subparsers.add_parser("runs", help="list runs, newest first; `runs show RUN` for one, "
-                              "`runs prune` deletes old ones")
-    p.add_argument("--json", action="store_true", help="machine-readable list (every run)")
-    p.add_argument("--all", "-a", action="store_true",
-                   help=f"every run (default: the newest {SHOWN}, and how many are hidden)")
-    add_simulate_option(p)
-    p.set_defaults(func=cmd_runs)
-    sub = p.add_subparsers(dest="runs_command", metavar="")
-    q = sub.add_parser("prune", help="delete finished runs by age or count (never a running one)")
-    q.add_argument("--older-than", metavar="AGE",
-                   help="runs that ended more than AGE ago (30m, 12h, 7d, 2w)")
-    q.add_argument("--keep", type=int, metavar="N", help="keep the newest N runs")
-    q.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
-    add_simulate_option(q)
-    q.set_defaults(func=cmd_prune)
-    q = sub.add_parser("show", help="one run: progress, and estimated against measured memory")
-    q.add_argument("run", nargs="?", default="last", metavar="RUN",
-                   help="run id, unique id prefix, or 'last' (default)")
-    q.add_argument("--json", action="store_true", help="the run's record with progress and memory")
-    add_simulate_option(q)
-    q.set_defaults(func=cmd_show)
-
-    p = subparsers.add_parser("attach", help="watch a run live again")
-    p.add_argument("run", nargs="?", default="last", metavar="RUN",
-                   help="run id, unique id prefix, or 'last' (default)")
-    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
-    add_simulate_option(p)
-    p.set_defaults(func=cmd_attach)
-
-    p = subparsers.add_parser("stop", help="stop a run: SIGTERM, a grace period, then SIGKILL")
-    p.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
-    p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
-                   help="seconds between SIGTERM and SIGKILL (default 10)")
-    add_simulate_option(p)
-    p.set_defaults(func=cmd_stop)
-
-    p = subparsers.add_parser("logs", help="print or follow a rank's log")
-    p.add_argument("run", nargs="?", default="last", metavar="RUN",
-                   help="run id, unique id prefix, or 'last' (default)")
-    p.add_argument("--rank", type=int, default=0, help="global rank (default 0)")
-    p.add_argument("--launcher", action="store_true",
-                   help="the launcher's and supervisor's logs instead of a rank's")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
-    p.add_argument("-n", "--lines", type=int, default=None, help="only the last N lines")
-    add_simulate_option(p)
-    p.set_defaults(func=cmd_logs)
-
-
-SHOWN = 50
-
-
-def cmd_show(args) -> int:
-    from trainwiz.cli.runs_show import cmd_show as show
-
-    return show(args)
+from trainwiz.cli.parser import SHOWN
 
 
 def cmd_prune(args) -> int:
