@@ -8,6 +8,22 @@ from __future__ import annotations
 
 import argparse
 
+from trainwiz.cli import simulate_spec
+from trainwiz.errors import TrainwizError, UsageError
+from trainwiz.estimator.adapters import resolve_targets
+from trainwiz.estimator.catalog import catalog_names
+from trainwiz.estimator.types import LOOP_TEXT
+from trainwiz.hardware import detect
+from trainwiz.plan import Plan, box_from_gpus, resolve_model
+from trainwiz.profiles import (
+    Profile,
+    ProfileExistsError,
+    find_profile,
+    save_profile,
+    validate_profile,
+)
+from trainwiz.profiles.store import check_name
+
 
 # --------------------------------------------------------------------------- estimate line
 
@@ -41,9 +57,6 @@ def format_estimate(result) -> str:
 def plan_line(profile, detection) -> list[str]:
     """What `profiles show` prints about a profile's plan: the estimate line and, when this
     box is not the hardware it was planned for, one line that says so."""
-    from trainwiz.estimator.types import LOOP_TEXT
-    from trainwiz.plan import Plan, box_from_gpus, resolve_model
-
     here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
     plan = Plan.from_profile(profile, here)
     if not plan.model:
@@ -61,8 +74,6 @@ def plan_line(profile, detection) -> list[str]:
 def _needs_terminal() -> None:
     import sys
 
-    from trainwiz.errors import UsageError
-
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("`trainwiz config` asks questions and needs a terminal; to make a "
                          "profile without one, write the YAML by hand or use `trainwiz profiles "
@@ -70,9 +81,6 @@ def _needs_terminal() -> None:
 
 
 def _detect(args):
-    from trainwiz.cli import simulate_spec
-    from trainwiz.hardware import detect
-
     return detect(simulate_spec(args))  # a bad --simulate spec is the error it is (exit 2)
 
 
@@ -117,18 +125,6 @@ def _wizard(args: argparse.Namespace) -> int:
     from questionary import Choice
     from rich.console import Console
     from rich.text import Text
-
-    from trainwiz.errors import TrainwizError
-    from trainwiz.estimator.catalog import catalog_names
-    from trainwiz.plan import Plan, box_from_gpus, resolve_model
-    from trainwiz.profiles import (
-        Profile,
-        ProfileExistsError,
-        find_profile,
-        save_profile,
-        validate_profile,
-    )
-    from trainwiz.profiles.store import check_name
 
     console = Console(highlight=False)
 
@@ -352,9 +348,6 @@ def _wizard(args: argparse.Namespace) -> int:
 
 def _targets_ok(spec, text: str) -> bool | str:
     """The LoRA targets question: names the model's linear layers when one matches nothing."""
-    from trainwiz.errors import UsageError
-    from trainwiz.estimator.adapters import resolve_targets
-
     try:
         resolve_targets(spec, text)
     except UsageError as exc:
@@ -367,8 +360,6 @@ def _short_note(note: str) -> str:
 
 
 def _name_ok(text: str, check_name) -> bool | str:
-    from trainwiz.errors import TrainwizError
-
     try:
         check_name(text.strip())
     except TrainwizError as exc:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from trainwiz.cli import simulate_spec
+from trainwiz.cli.render import print_estimate
+from trainwiz.errors import UsageError
+from trainwiz.estimator import TrainConfig, estimate
+from trainwiz.estimator.accelerate_rule import table_rows
+from trainwiz.estimator.catalog import catalog, catalog_names, model_from_params, resolve_model
+from trainwiz.estimator.memory import fit_on
+from trainwiz.estimator.timing import suggestion_time_text, summary_lines, time_hardware, time_plan
+from trainwiz.hardware import detect
+from trainwiz.plan import Plan, box_from_gpus
+from trainwiz.units import accelerate_bytes, parse_count, parse_rate, parse_size
+
 
 def run(args) -> int:
     import dataclasses
-
-    from trainwiz.cli import simulate_spec
-    from trainwiz.errors import UsageError
-    from trainwiz.estimator import TrainConfig, estimate
-    from trainwiz.estimator.catalog import catalog_names, model_from_params, resolve_model
-    from trainwiz.units import parse_size
 
     if args.list:
         return _print_catalog(args)
@@ -24,8 +30,6 @@ def run(args) -> int:
 
     gpu_memory = parse_size(args.gpu_memory) if args.gpu_memory else None
     gpu_free = None
-    from trainwiz.hardware import detect
-
     detection = detect(simulate_spec(args))  # the GPU model also times the run
     detected = list(detection.gpus)
     if args.num_gpus is not None and args.num_gpus < 1:
@@ -73,8 +77,6 @@ def run(args) -> int:
                                                                   args.seq_len is not None))
     if run_gpus and len(detected) > 1 and est.verdict in ("does not fit", "tight"):
         # a mixed or busy box: the GPUs that fit, by id (the app's plan offers the same)
-        from trainwiz.plan import Plan, box_from_gpus
-
         box = box_from_gpus(detected, simulated=detection.source == "simulated")
         subset = Plan(box=box, config=config).gpu_subset_suggestion(model)
         if subset is not None:
@@ -91,9 +93,6 @@ def run(args) -> int:
         data["suggestions"] = [t.to_json() for t in timed]
         print(json.dumps(data, indent=2))
         return 0
-    from trainwiz.cli.render import print_estimate
-    from trainwiz.estimator.timing import suggestion_time_text, summary_lines
-
     est = dataclasses.replace(est, suggestions=tuple(t.suggestion for t in timed))
     print_estimate(est, source_line, per_gpu=per_gpu, time_lines=summary_lines(time_est, est.fits),
                    suggestion_times=[suggestion_time_text(t) for t in timed])
@@ -114,9 +113,6 @@ def _input_notes(model, config, detected, seq_given: bool) -> tuple[str, ...]:
 
 def _training_length(args) -> dict:
     """--tokens / --steps as numbers (one line and exit 2 when they cannot be read)."""
-    from trainwiz.errors import UsageError
-    from trainwiz.units import parse_count
-
     if args.tokens is not None and args.steps is not None:
         raise UsageError("give the training length as --tokens N or --steps N, not both")
     if args.tokens is not None:
@@ -128,9 +124,6 @@ def _training_length(args) -> dict:
 
 def _time_plan(args, est, detected, detection, length: dict):
     """The time of the config and its suggestions on the GPUs the run would use."""
-    from trainwiz.estimator.timing import time_hardware, time_plan
-    from trainwiz.units import parse_rate
-
     network = parse_rate(args.network) if args.network else None
     run = detected[:est.config.num_gpus]
     topology = detection.extra.get("topology") if detection is not None else None
@@ -140,8 +133,6 @@ def _time_plan(args, est, detected, detection, length: dict):
 
 def _per_gpu_fit(est, gpus) -> list[dict]:
     """The verdict on each GPU of the run (they differ on mixed or busy boxes)."""
-    from trainwiz.estimator.memory import fit_on
-
     out = []
     for g in gpus:
         busy = g.memory_free is not None and g.memory_total and g.memory_free < 0.98 * g.memory_total
@@ -154,8 +145,6 @@ def _per_gpu_fit(est, gpus) -> list[dict]:
 def _print_catalog(args) -> int:
     from rich.console import Console
     from rich.table import Table
-
-    from trainwiz.estimator.catalog import catalog, resolve_model
 
     console = Console()
     wide = console.width >= 110  # the Hugging Face id column only where it fits
@@ -186,9 +175,6 @@ def _print_accelerate_table(model) -> int:
     from rich import box
     from rich.console import Console
     from rich.table import Table
-
-    from trainwiz.estimator.accelerate_rule import table_rows
-    from trainwiz.units import accelerate_bytes
 
     def fmt(v):
         return "N/A" if v is None or v == -1 else accelerate_bytes(v)

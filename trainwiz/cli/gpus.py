@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from trainwiz.cli import simulate_spec
+from trainwiz.cli.gpus_slurm import run_slurm
+from trainwiz.errors import UsageError
+from trainwiz.hardware import GpuSampler, detect, host_info, visible_gpus
+from trainwiz.hardware.visible import mixed_models
+
 
 # -- formatting -------------------------------------------------------------------------------
 
@@ -125,9 +131,6 @@ def header_lines(detection, gpus) -> list[str]:
     """The lines above the table: where the facts come from, the host, what a run will see."""
     import os
 
-    from trainwiz.hardware import visible_gpus
-    from trainwiz.hardware.visible import mixed_models
-
     lines = []
     if detection.source == "simulated":
         lines.append(detection.message or "Planning mode (simulated GPUs).")
@@ -181,8 +184,6 @@ def render(detection, gpus, stamp: float | None = None):
     from rich.console import Group
     from rich.text import Text
 
-    from trainwiz.hardware import visible_gpus
-
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     visible = {g.index for g in visible_gpus(gpus, cvd)} if cvd is not None else None
     parts = [Text(line) for line in header_lines(detection, gpus)]
@@ -199,21 +200,12 @@ def run(args) -> int:
     import json
     import sys
 
-    from trainwiz.cli import simulate_spec
-    from trainwiz.hardware import detect
-
     if getattr(args, "slurm", False):
-        from trainwiz.cli.gpus_slurm import run_slurm
-
         return run_slurm(args)
     spec = simulate_spec(args)
     if args.interval <= 0:
-        from trainwiz.errors import UsageError
-
         raise UsageError(f"--interval must be a positive number of seconds, got {args.interval}")
     if args.count is not None and args.count < 1:
-        from trainwiz.errors import UsageError
-
         raise UsageError(f"--count must be at least 1, got {args.count}")
     detection = detect(spec)
     if not detection.gpus:
@@ -238,8 +230,6 @@ def _watch(args, spec, detection) -> int:
     import json
     import time
     from dataclasses import replace
-
-    from trainwiz.hardware import GpuSampler, host_info
 
     def frames():
         nonlocal detection

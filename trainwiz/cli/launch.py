@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
+from trainwiz.cli import simulate_spec
+from trainwiz.cli.live import watch
+from trainwiz.errors import TrainwizError
+from trainwiz.launchers import dispatch, local
+from trainwiz.launchers.slurm_submit import plan_script
+from trainwiz.profiles import load_profile
 
 
 _FLAGS = {"--detach": "detach", "-d": "detach", "--yes": "yes", "-y": "yes",
@@ -50,12 +55,6 @@ def _confirm(question: str) -> bool:
 def run(args) -> int:
     import sys
 
-    from trainwiz.cli import simulate_spec
-    from trainwiz.errors import TrainwizError
-    from trainwiz.launchers import dispatch, local
-    from trainwiz.cli.live import watch
-    from trainwiz.profiles import load_profile
-
     rest = _own_flags_after_script(args, list(args.args or []))
     script = args.script
     module = False
@@ -66,8 +65,6 @@ def run(args) -> int:
     profile = load_profile(args.profile)
     simulate = simulate_spec(args)
     if args.print_commands and profile.scheduler == "slurm":
-        from trainwiz.launchers.slurm_submit import plan_script
-
         text, notes = plan_script(profile, script, rest, module=module)
         for note in notes:
             print(f"# note: {note}", file=sys.stderr)

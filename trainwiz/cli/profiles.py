@@ -4,6 +4,36 @@ from __future__ import annotations
 
 import argparse
 
+from trainwiz.cli import simulate_spec
+from trainwiz.cli.config import plan_line
+from trainwiz.errors import TrainwizError, UsageError
+from trainwiz.estimator.timing import summary_lines
+from trainwiz.hardware import detect
+from trainwiz.launchers.slurm_submit import plan_script
+from trainwiz.plan import Plan, box_from_gpus, resolve_model
+from trainwiz.profiles import (
+    ProfileError,
+    ProfileStore,
+    accelerate_config_text,
+    accelerate_default_config_path,
+    accelerate_export_notes,
+    check_profile_gpus,
+    estimate_notes,
+    from_accelerate_config,
+    is_accelerate_config,
+    load_profile,
+    profile_from_dict,
+    profile_time,
+    profile_to_dict,
+    project_profile_dirs,
+    project_save_dir,
+    resolve_profile_path,
+    save_profile,
+    user_profiles_dir,
+)
+from trainwiz.profiles.store import atomic_write_text, check_name, profile_text
+from trainwiz.profiles.validate import dump_yaml, parse_yaml
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -16,9 +46,6 @@ def _console(stderr: bool = False):
 def _gpus(args: argparse.Namespace) -> tuple:
     """GPUs of this (or the simulated) machine; a bad ``--simulate`` is the error it is (exit 2),
     a box without NVML simply has none."""
-    from trainwiz.cli import simulate_spec
-    from trainwiz.hardware import detect
-
     return detect(simulate_spec(args)).gpus
 
 
@@ -77,8 +104,6 @@ def _short_error(error: str, path: str) -> str:
 # --------------------------------------------------------------------------- commands
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from trainwiz.profiles import ProfileStore, profile_to_dict
-
     entries = ProfileStore().list()
     if getattr(args, "json", False):
         import json
@@ -92,8 +117,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     console = _console()
     if not entries:
-        from trainwiz.profiles import project_profile_dirs, user_profiles_dir
-
         console.print("No profiles yet. Create one with [bold]trainwiz config[/], or import an "
                       "accelerate config with [bold]trainwiz profiles import FILE --name NAME[/].")
         console.print(f"Looked in: {', '.join(map(str, project_profile_dirs()))}, "
@@ -134,13 +157,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from trainwiz.profiles import (
-        estimate_notes,
-        load_profile,
-        profile_to_dict,
-        resolve_profile_path,
-    )
-
     path = resolve_profile_path(args.name)
     profile = load_profile(args.name)
     data = profile_to_dict(profile)
@@ -152,16 +168,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.syntax import Syntax
 
-    from trainwiz.profiles.validate import dump_yaml
-
     count = _gpu_count(args)  # first: a bad --simulate is an error before anything is printed
     console = _console()
     console.print(f"[bold]{escape(profile.name)}[/]  {escape(str(path))}")
     console.print(escape(_summary(profile)))
     console.print(Syntax(dump_yaml(data), "yaml", theme="ansi_dark", background_color="default"))
     if count:
-        from trainwiz.profiles import ProfileError, check_profile_gpus
-
         try:
             check_profile_gpus(profile, count)
         except ProfileError as exc:
@@ -179,22 +191,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 def _plan_lines(profile, args) -> list[str]:
     """The estimate of the profile's plan (and how this box differs from the hardware it was
     planned for)."""
-    from trainwiz.cli import simulate_spec
-    from trainwiz.cli.config import plan_line
-    from trainwiz.hardware import detect
-
     return plan_line(profile, detect(simulate_spec(args)))
 
 
 def _time_lines(profile, args) -> list[str]:
     """How long the plan takes on this (or the simulated) box, with the profile's training
     length (when the plan is for this box's GPUs)."""
-    from trainwiz.cli import simulate_spec
-    from trainwiz.estimator.timing import summary_lines
-    from trainwiz.hardware import detect
-    from trainwiz.plan import Plan, box_from_gpus, resolve_model
-    from trainwiz.profiles import profile_time
-
     detection = detect(simulate_spec(args))
     here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
     plan = Plan.from_profile(profile, here)
@@ -208,9 +210,6 @@ def _time_lines(profile, args) -> list[str]:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     import sys
-
-    from trainwiz.errors import TrainwizError
-    from trainwiz.profiles import ProfileStore
 
     store = ProfileStore()
     path = store.removable(args.name)  # refuses any file that is not a profile, before asking
@@ -228,8 +227,6 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_cp(args: argparse.Namespace) -> int:
-    from trainwiz.profiles import ProfileStore
-
     target = ProfileStore().copy(args.name, args.new, force=args.force)
     print(f"Copied {args.name} to {target}")
     return 0
@@ -238,18 +235,6 @@ def cmd_cp(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
-
-    from trainwiz.errors import UsageError
-    from trainwiz.profiles import (
-        ProfileError,
-        accelerate_default_config_path,
-        from_accelerate_config,
-        is_accelerate_config,
-        profile_from_dict,
-        save_profile,
-    )
-    from trainwiz.profiles.store import check_name
-    from trainwiz.profiles.validate import parse_yaml
 
     check_name(args.name)
     if args.from_accelerate_default:
@@ -279,8 +264,6 @@ def cmd_import(args: argparse.Namespace) -> int:
                               force=args.force)
     else:
         # A trainwiz profile is copied byte for byte once it validates: comments stay.
-        from trainwiz.profiles import project_save_dir, user_profiles_dir
-        from trainwiz.profiles.store import atomic_write_text
 
         kind = "trainwiz profile"
         profile_from_dict(data, source=str(path), name=args.name, lines=lines)
@@ -296,15 +279,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from trainwiz.profiles import accelerate_config_text, accelerate_export_notes, load_profile
-    from trainwiz.profiles.store import atomic_write_text, profile_text
-
     profile = load_profile(args.name)
     if args.format == "accelerate":
         text = accelerate_config_text(profile, _gpu_count(args))
         notes = accelerate_export_notes(profile)
     elif args.format == "sbatch":  # the script `trainwiz launch` would submit, for sbatch FILE
-        from trainwiz.launchers.slurm_submit import plan_script
 
         text, slurm_notes = plan_script(profile, check=False)
         for note in slurm_notes:

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from trainwiz.cli.live import watch
 from trainwiz.cli.parser import SHOWN
+from trainwiz.errors import TrainwizError, UsageError
+from trainwiz.launchers import slurm_jobs
+from trainwiz.launchers.local import stop_run
+from trainwiz.launchers.rundir import (
+    count_runs,
+    list_runs,
+    parse_age,
+    prune_runs,
+    rank_log_paths,
+    rank_output_path,
+    read_status,
+    resolve_run,
+    runs_root,
+    slurm_node_of_rank,
+    tail_lines,
+)
+from trainwiz.launchers.runinfo import duration, memory_over_text, progress_parts, run_report
 
 
 def cmd_prune(args) -> int:
-    from trainwiz.errors import UsageError
-    from trainwiz.launchers.rundir import parse_age, prune_runs
-
     if args.older_than is None and args.keep is None:
         raise UsageError("runs prune: give --older-than AGE (e.g. 7d) and/or --keep N")
     if args.keep is not None and args.keep < 0:
@@ -25,9 +40,6 @@ def cmd_prune(args) -> int:
 
 def cmd_runs(args) -> int:
     import json
-
-    from trainwiz.launchers.rundir import count_runs, list_runs, runs_root
-    from trainwiz.launchers.runinfo import memory_over_text, run_report
 
     if args.json:
         print(json.dumps([dict(r.to_json(), **run_report(r.run_dir, r)) for r in list_runs()],
@@ -100,8 +112,6 @@ def cmd_runs(args) -> int:
 def _progress_cell(report: dict, finished: bool, short: bool = False) -> str:
     """A memory warning first (it matters most), then step, loss, rates and time left; the
     short form (80 columns): step/total and time left, or the loss once finished."""
-    from trainwiz.launchers.runinfo import duration, progress_parts
-
     worst = max((g["ratio"] for g in report["memory"]["per_gpu"] if g["over"]), default=None)
     if not short:
         over = [f"MEMORY +{100 * (worst - 1):.0f}% over estimate"] if worst else []
@@ -119,16 +129,10 @@ def _progress_cell(report: dict, finished: bool, short: bool = False) -> str:
 
 
 def cmd_attach(args) -> int:
-    from trainwiz.cli.live import watch
-    from trainwiz.launchers.rundir import resolve_run
-
     return watch(resolve_run(args.run), plain=True if args.plain else None)
 
 
 def cmd_stop(args) -> int:
-    from trainwiz.launchers.local import stop_run
-    from trainwiz.launchers.rundir import read_status, resolve_run
-
     run_dir = resolve_run(args.run)
     before = read_status(run_dir)
     if before.finished:
@@ -146,8 +150,6 @@ def cmd_stop(args) -> int:
 
 def _print_file(path, n, stream) -> int:
     """Print the file (its last ``n`` lines, read from the end); return the offset printed to."""
-    from trainwiz.launchers.rundir import tail_lines
-
     if path is None or not path.is_file():
         return 0
     size = path.stat().st_size
@@ -170,8 +172,6 @@ def _print_file(path, n, stream) -> int:
 def _rank_paths(run_dir, rank: int, out, err):
     """What to print for a rank: its output in the order written when the run kept it
     (``output.log``, on stdout), else its stdout then its stderr."""
-    from trainwiz.launchers.rundir import rank_log_paths, rank_output_path
-
     both = rank_output_path(run_dir, rank)
     if both is not None:
         return [(both, out)]
@@ -184,10 +184,6 @@ def _rank_paths(run_dir, rank: int, out, err):
 def cmd_logs(args) -> int:
     import sys
     import time
-
-    from trainwiz.errors import TrainwizError
-    from trainwiz.launchers import slurm_jobs
-    from trainwiz.launchers.rundir import read_status, resolve_run, slurm_node_of_rank
 
     if args.lines is not None and args.lines < 0:
         raise TrainwizError(f"-n {args.lines}: expected a number of lines, 0 or more")
