@@ -220,7 +220,7 @@ def _add_profiles(subparsers) -> None:
     show.add_argument("name", metavar="NAME")
     show.add_argument("--json", action="store_true", help="the profile as JSON")
     add_simulate_option(show)
-    show.set_defaults(handler="trainwiz.cli.profiles:cmd_show")
+    show.set_defaults(handler="trainwiz.cli.profiles_show:cmd_show")
 
     rm = sub.add_parser("rm", help="delete a profile")
     rm.add_argument("name", metavar="NAME")
@@ -256,7 +256,7 @@ def _add_profiles(subparsers) -> None:
     exp.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     exp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     add_simulate_option(exp)
-    exp.set_defaults(handler="trainwiz.cli.profiles:cmd_export")
+    exp.set_defaults(handler="trainwiz.cli.profiles_export:cmd_export")
 
     p.set_defaults(handler="trainwiz.cli.profiles:cmd_list", json=False)
 
@@ -317,14 +317,14 @@ def _add_runs(subparsers) -> None:
                    help="run id, unique id prefix, or 'last' (default)")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     add_simulate_option(p)
-    p.set_defaults(handler="trainwiz.cli.runs:cmd_attach")
+    p.set_defaults(handler="trainwiz.cli.runs_control:cmd_attach")
 
     p = subparsers.add_parser("stop", help="stop a run: SIGTERM, a grace period, then SIGKILL")
     p.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
     p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
                    help="seconds between SIGTERM and SIGKILL (default 10)")
     add_simulate_option(p)
-    p.set_defaults(handler="trainwiz.cli.runs:cmd_stop")
+    p.set_defaults(handler="trainwiz.cli.runs_control:cmd_stop")
 
     p = subparsers.add_parser("logs", help="print or follow a rank's log")
     p.add_argument("run", nargs="?", default="last", metavar="RUN",
@@ -335,7 +335,7 @@ def _add_runs(subparsers) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
     p.add_argument("-n", "--lines", type=int, default=None, help="only the last N lines")
     add_simulate_option(p)
-    p.set_defaults(handler="trainwiz.cli.runs:cmd_logs")
+    p.set_defaults(handler="trainwiz.cli.logs:cmd_logs")
 
 
 COMMANDS = (_add_estimate, _add_gpus, _add_config, _add_profiles, _add_launch, _add_runs)

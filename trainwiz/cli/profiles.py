@@ -1,43 +1,33 @@
-"""``trainwiz profiles``: list, show, remove, copy, import and export saved profiles."""
+"""``trainwiz profiles``: list, remove, copy and import saved profiles (``show``:
+cli/profiles_show.py, ``export``: cli/profiles_export.py)."""
 
 from __future__ import annotations
 
 import argparse
 
 from trainwiz.cli import simulate_spec
-from trainwiz.cli.config import plan_line
 from trainwiz.errors import TrainwizError, UsageError
-from trainwiz.estimator.timing import summary_lines
 from trainwiz.hardware import detect
-from trainwiz.launchers.slurm_submit import plan_script
-from trainwiz.plan import Plan, box_from_gpus, resolve_model
 from trainwiz.profiles import (
     ProfileError,
     ProfileStore,
-    accelerate_config_text,
     accelerate_default_config_path,
-    accelerate_export_notes,
-    check_profile_gpus,
-    estimate_notes,
     from_accelerate_config,
     is_accelerate_config,
-    load_profile,
     profile_from_dict,
-    profile_time,
     profile_to_dict,
     project_profile_dirs,
     project_save_dir,
-    resolve_profile_path,
     save_profile,
     user_profiles_dir,
 )
-from trainwiz.profiles.store import atomic_write_text, check_name, profile_text
-from trainwiz.profiles.validate import dump_yaml, parse_yaml
+from trainwiz.profiles.store import atomic_write_text, check_name
+from trainwiz.profiles.validate import parse_yaml
 
 
 # --------------------------------------------------------------------------- helpers
 
-def _console(stderr: bool = False):
+def rich_console(stderr: bool = False):
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
@@ -49,11 +39,11 @@ def _gpus(args: argparse.Namespace) -> tuple:
     return detect(simulate_spec(args)).gpus
 
 
-def _gpu_count(args: argparse.Namespace) -> int | None:
+def gpu_count(args: argparse.Namespace) -> int | None:
     return len(_gpus(args)) or None
 
 
-def _summary(profile) -> str:
+def profile_summary(profile) -> str:
     if profile.strategy == "fsdp":
         f = profile.fsdp
         strat = f"fsdp{f.version} {f.sharding_strategy}"
@@ -115,7 +105,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                         "profile": profile_to_dict(e.profile) if e.profile else None})
         print(json.dumps(out, indent=2))
         return 0
-    console = _console()
+    console = rich_console()
     if not entries:
         console.print("No profiles yet. Create one with [bold]trainwiz config[/], or import an "
                       "accelerate config with [bold]trainwiz profiles import FILE --name NAME[/].")
@@ -147,65 +137,13 @@ def cmd_list(args: argparse.Namespace) -> int:
             p = e.profile
             model = p.estimate.model if p.estimate else ""
             table.add_row(name if not e.shadowed else f"[dim]{name}[/]", e.scope,
-                          escape(_summary(p)), p.launcher, escape(model), escape(shown(e.path)))
+                          escape(profile_summary(p)), p.launcher, escape(model), escape(shown(e.path)))
     console.print(table)
     damaged = [e for e in entries if e.damaged]
     if damaged:
         console.print(f"[red]{len(damaged)} damaged profile(s)[/] (left as they are; "
                       "`trainwiz profiles show NAME` tells what is wrong)")
     return 0
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    path = resolve_profile_path(args.name)
-    profile = load_profile(args.name)
-    data = profile_to_dict(profile)
-    if args.json:
-        import json
-
-        print(json.dumps({"name": profile.name, "path": str(path), "profile": data}, indent=2))
-        return 0
-    from rich.markup import escape
-    from rich.syntax import Syntax
-
-    count = _gpu_count(args)  # first: a bad --simulate is an error before anything is printed
-    console = _console()
-    console.print(f"[bold]{escape(profile.name)}[/]  {escape(str(path))}")
-    console.print(escape(_summary(profile)))
-    console.print(Syntax(dump_yaml(data), "yaml", theme="ansi_dark", background_color="default"))
-    if count:
-        try:
-            check_profile_gpus(profile, count)
-        except ProfileError as exc:
-            console.print(f"[yellow]warning: on this machine: {escape(str(exc))}[/]")
-    if profile.estimate is not None:
-        for line in _plan_lines(profile, args):
-            console.print(escape(line))
-        for text in _time_lines(profile, args):
-            console.print(escape(text))
-        for note in estimate_notes(profile):
-            console.print(f"[dim]note: {escape(note)}[/]")
-    return 0
-
-
-def _plan_lines(profile, args) -> list[str]:
-    """The estimate of the profile's plan (and how this box differs from the hardware it was
-    planned for)."""
-    return plan_line(profile, detect(simulate_spec(args)))
-
-
-def _time_lines(profile, args) -> list[str]:
-    """How long the plan takes on this (or the simulated) box, with the profile's training
-    length (when the plan is for this box's GPUs)."""
-    detection = detect(simulate_spec(args))
-    here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
-    plan = Plan.from_profile(profile, here)
-    if not plan.model or not plan.box.here:
-        return []
-    est = plan.estimate(resolve_model(plan.model)).estimate
-    used = {g.index for g in plan.used_gpus()}
-    time, _ = profile_time(profile, est, [g for g in detection.gpus if g.index in used])
-    return summary_lines(time, est.fits)
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -275,28 +213,3 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    import sys
-    from pathlib import Path
-
-    profile = load_profile(args.name)
-    if args.format == "accelerate":
-        text = accelerate_config_text(profile, _gpu_count(args))
-        notes = accelerate_export_notes(profile)
-    elif args.format == "sbatch":  # the script `trainwiz launch` would submit, for sbatch FILE
-
-        text, slurm_notes = plan_script(profile, check=False)
-        for note in slurm_notes:
-            print(f"trainwiz: note: {note}", file=sys.stderr)
-        notes = []
-    else:
-        text = profile_text(profile)
-        notes = []
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-    else:
-        target = atomic_write_text(Path(args.output).expanduser(), text, force=args.force)
-        print(f"Wrote {args.format} config {target}")
-    for note in notes:
-        print(f"trainwiz: note: not in the accelerate file: {note}", file=sys.stderr)
-    return 0

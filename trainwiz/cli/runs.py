@@ -1,25 +1,11 @@
-"""``trainwiz runs``, ``attach``, ``stop`` and ``logs``: work on any run of this user."""
+"""``trainwiz runs`` and ``runs prune``: the runs of this user, read from their folders
+(``runs show``: cli/runs_show.py; ``attach``, ``stop``: cli/runs_control.py; ``logs``: cli/logs.py)."""
 
 from __future__ import annotations
 
-from trainwiz.cli.live import watch
 from trainwiz.cli.parser import SHOWN
-from trainwiz.errors import TrainwizError, UsageError
-from trainwiz.launchers import slurm_jobs
-from trainwiz.launchers.local import stop_run
-from trainwiz.launchers.rundir import (
-    count_runs,
-    list_runs,
-    parse_age,
-    prune_runs,
-    rank_log_paths,
-    rank_output_path,
-    read_status,
-    resolve_run,
-    runs_root,
-    slurm_node_of_rank,
-    tail_lines,
-)
+from trainwiz.errors import UsageError
+from trainwiz.launchers.rundir import count_runs, list_runs, parse_age, prune_runs, runs_root
 from trainwiz.launchers.runinfo import duration, memory_over_text, progress_parts, run_report
 
 
@@ -126,117 +112,3 @@ def _progress_cell(report: dict, finished: bool, short: bool = False) -> str:
     elif prog.get("loss") is not None:
         parts.append(f"loss {prog['loss']:.4g}")
     return " ".join(parts)
-
-
-def cmd_attach(args) -> int:
-    return watch(resolve_run(args.run), plain=True if args.plain else None)
-
-
-def cmd_stop(args) -> int:
-    run_dir = resolve_run(args.run)
-    before = read_status(run_dir)
-    if before.finished:
-        print(f"run {before.id} already {before.state}")
-        return 0
-    if before.damaged:
-        print(f"run {before.id} is damaged ({before.message}); stopping it by its id ...",
-              flush=True)
-    else:
-        print(f"stopping run {before.id} ...", flush=True)
-    final = stop_run(run_dir, grace=args.grace)
-    print(f"run {final.id} {final.state}")
-    return 0
-
-
-def _print_file(path, n, stream) -> int:
-    """Print the file (its last ``n`` lines, read from the end); return the offset printed to."""
-    if path is None or not path.is_file():
-        return 0
-    size = path.stat().st_size
-    if n is not None:
-        lines = tail_lines(path, n)
-        if lines:
-            stream.write("\n".join(lines) + "\n")
-    else:
-        with open(path, "rb") as fh:
-            while True:
-                chunk = fh.read(1 << 20)
-                if not chunk:
-                    break
-                stream.write(chunk.decode("utf-8", "replace"))
-                size = fh.tell()
-    stream.flush()
-    return size
-
-
-def _rank_paths(run_dir, rank: int, out, err):
-    """What to print for a rank: its output in the order written when the run kept it
-    (``output.log``, on stdout), else its stdout then its stderr."""
-    both = rank_output_path(run_dir, rank)
-    if both is not None:
-        return [(both, out)]
-    o, e = rank_log_paths(run_dir, rank)
-    if o is None:
-        return None
-    return [(o, out), (e, err)]
-
-
-def cmd_logs(args) -> int:
-    import sys
-    import time
-
-    if args.lines is not None and args.lines < 0:
-        raise TrainwizError(f"-n {args.lines}: expected a number of lines, 0 or more")
-    run_dir = resolve_run(args.run)
-    if args.launcher and slurm_jobs.is_slurm_run(run_dir):  # the job's output, each node's logs
-        paths = [(p, sys.stdout) for p in slurm_jobs.launcher_logs(run_dir)]
-    elif args.launcher:
-        paths = [(run_dir / "launcher.log", sys.stdout), (run_dir / "supervisor.log", sys.stderr)]
-    else:
-        status = read_status(run_dir)
-        nranks = len(status.ranks) or (status.num_processes or 0) * max(1, status.num_machines)
-        paths = _rank_paths(run_dir, args.rank, sys.stdout, sys.stderr)
-        if paths is None and not args.follow:
-            if status.ranks and args.rank not in {r.rank for r in status.ranks}:
-                raise TrainwizError(f"run {status.id} has no rank {args.rank} on this machine "
-                                    f"(ranks: {', '.join(str(r.rank) for r in status.ranks)})")
-            if nranks and args.rank >= nranks:
-                raise TrainwizError(f"run {status.id} has no rank {args.rank}")
-            print(f"rank {args.rank} has no log yet (state {status.state})", file=sys.stderr)
-            return 0
-        paths = paths or [(None, sys.stdout)]
-        node_dir = slurm_node_of_rank(run_dir, args.rank) if status.slurm else None
-        if node_dir is not None:  # a Slurm run: which node the rank ran on
-            print(f"rank {args.rank} ran on {slurm_jobs.node_name(node_dir)}", file=sys.stderr,
-                  flush=True)
-    headers = args.launcher and slurm_jobs.is_slurm_run(run_dir)  # several files: name each
-    offsets = []
-    for path, stream in paths:
-        if headers and path is not None and path.is_file():
-            print(f"==> {path} <==", file=stream, flush=True)
-        offsets.append(_print_file(path, args.lines, stream))
-    if not args.follow:
-        return 0
-    try:
-        while True:
-            if not args.launcher and paths[0][0] is None:
-                found = _rank_paths(run_dir, args.rank, sys.stdout, sys.stderr)
-                if found is not None:
-                    paths, offsets = found, [0] * len(found)
-            for i, (path, stream) in enumerate(paths):
-                if path is None or not path.is_file():
-                    continue
-                with open(path, "rb") as fh:
-                    fh.seek(offsets[i])
-                    chunk = fh.read(1 << 20)
-                if chunk:
-                    stream.write(chunk.decode("utf-8", "replace"))
-                    stream.flush()
-                    offsets[i] += len(chunk)
-            if read_status(run_dir).finished and all(
-                    p is None or not p.is_file() or p.stat().st_size == o
-                    for (p, _), o in zip(paths, offsets)):
-                return 0
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        return 0
