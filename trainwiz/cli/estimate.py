@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 from trainwiz.cli import simulate_spec
 from trainwiz.cli.render import print_estimate
 from trainwiz.errors import UsageError
-from trainwiz.estimator import TrainConfig, estimate
 from trainwiz.estimator.accelerate_rule import table_rows
 from trainwiz.estimator.catalog import catalog, catalog_names, model_from_params, resolve_model
-from trainwiz.estimator.memory import fit_on
 from trainwiz.estimator.timing import suggestion_time_text, summary_lines, time_hardware, time_plan
+from trainwiz.estimator.types import ModelSpec, TrainConfig
 from trainwiz.hardware import detect
-from trainwiz.plan import Plan, box_from_gpus
+from trainwiz.plan import Box, Gpu, Plan, box_from_gpus
 from trainwiz.units import accelerate_bytes, parse_count, parse_rate, parse_size
 
 
 def run(args) -> int:
-    import dataclasses
-
     if args.list:
         return _print_catalog(args)
     if args.params is not None and args.model:
@@ -27,65 +27,26 @@ def run(args) -> int:
                          f"catalog: {', '.join(catalog_names())}")
     model = model_from_params(args.params) if args.params is not None else resolve_model(args.model)
     length = _training_length(args)
-
-    gpu_memory = parse_size(args.gpu_memory) if args.gpu_memory else None
-    gpu_free = None
-    detection = detect(simulate_spec(args))  # the GPU model also times the run
-    detected = list(detection.gpus)
     if args.num_gpus is not None and args.num_gpus < 1:
         raise UsageError(f"--num-gpus must be a whole number of at least 1, got {args.num_gpus}")
-    num_gpus = args.num_gpus or (1 if args.strategy == "single" else max(len(detected), 1))
-    run_gpus = detected[:num_gpus] if gpu_memory is None else []  # the GPUs the run would use
-    source_line = None
-    if run_gpus:
-        totals = [g.memory_total for g in run_gpus if g.memory_total]
-        if totals:
-            gpu_memory = min(totals)
-            frees = [g.memory_free for g in run_gpus if g.memory_free is not None]
-            if frees and min(frees) < gpu_memory * 0.98:  # busy: judge against what is free
-                gpu_free = min(frees)
-        kind = "simulated" if detection.source == "simulated" else "detected"
-        names = list(dict.fromkeys(g.name for g in run_gpus))
-        if len(names) == 1:
-            source_line = f"against {len(run_gpus)} {kind} {names[0]}"
-        else:  # a mixed box: the verdict is for the smallest
-            counts = ", ".join(f"{sum(g.name == n for g in run_gpus)}× {n}" for n in names)
-            source_line = f"against {len(run_gpus)} {kind} GPUs ({counts}; sized for the smallest)"
-    no_bf16 = [g for g in run_gpus if g.supports_bf16 is False]
-    precision = args.precision or ("fp16" if no_bf16 else "bf16")
-    strategy = args.strategy or ("single" if num_gpus == 1 else "fsdp")
-    config = TrainConfig(
-        strategy=strategy, num_gpus=num_gpus, sharding=args.sharding, num_nodes=args.num_nodes,
-        precision=precision, optimizer=args.optimizer, fused_optimizer=args.fused_optimizer,
-        batch_size=args.batch_size, seq_len=args.seq_len or 2048, grad_accum=args.grad_accum,
-        activation_checkpointing=args.activation_checkpointing,
-        offload_params=args.offload_params, attention=args.attention,
-        gradient_as_bucket_view=args.gradient_as_bucket_view,
-        loop=args.loop,
-        method=args.method, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
-    )
+    detection = detect(simulate_spec(args))  # the GPU model also times the run
+    detected = list(detection.gpus)
+    plan = _plan(args, detection, model)
     if args.table:
         return _print_accelerate_table(model)
-    est = estimate(model, config, gpu_memory=gpu_memory, gpu_free=gpu_free,
-                   available_gpus=len(detected) or None)
-    if precision in ("bf16", "bf16-pure") and no_bf16:
+    run_gpus = [g for g in detected[:plan.config.num_gpus] if plan.box.here]  # those it uses
+    no_bf16 = [g for g in run_gpus if g.supports_bf16 is False]
+    result = plan.estimate(model, available_gpus=len(detected) or None)
+    notes = _input_notes(model, plan.config, detected, args.seq_len is not None)
+    if plan.config.precision in ("bf16", "bf16-pure") and no_bf16:
         g = no_bf16[0]
-        est = dataclasses.replace(est, notes=est.notes + (
-            f"GPU {g.index} ({g.name}, compute capability {g.compute_capability}) has no bf16: "
-            "use --precision fp16",))
-    est = dataclasses.replace(est, notes=est.notes + _input_notes(model, config, detected,
-                                                                  args.seq_len is not None))
-    if run_gpus and len(detected) > 1 and est.verdict in ("does not fit", "tight"):
-        # a mixed or busy box: the GPUs that fit, by id (the app's plan offers the same)
-        box = box_from_gpus(detected, simulated=detection.source == "simulated")
-        subset = Plan(box=box, config=config).gpu_subset_suggestion(model)
-        if subset is not None:
-            est = dataclasses.replace(est, suggestions=est.suggestions + (subset,))
-    per_gpu = _per_gpu_fit(est, run_gpus)
+        notes = (f"GPU {g.index} ({g.name}, compute capability {g.compute_capability}) has no "
+                 "bf16: use --precision fp16",) + notes
+    est = dataclasses.replace(result.estimate, notes=result.estimate.notes + notes,
+                              suggestions=result.suggestions)
+    per_gpu = _per_gpu_fit(result, run_gpus)
     time_est, timed = _time_plan(args, est, detected, detection if detected else None, length)
     if args.json:
-        import json
-
         data = est.to_json()
         if per_gpu:
             data["gpus"] = per_gpu
@@ -94,9 +55,51 @@ def run(args) -> int:
         print(json.dumps(data, indent=2))
         return 0
     est = dataclasses.replace(est, suggestions=tuple(t.suggestion for t in timed))
-    print_estimate(est, source_line, per_gpu=per_gpu, time_lines=summary_lines(time_est, est.fits),
+    print_estimate(est, _source_line(detection, run_gpus), per_gpu=per_gpu,
+                   time_lines=summary_lines(time_est, est.fits),
                    suggestion_times=[suggestion_time_text(t) for t in timed])
     return 0
+
+
+def _plan(args, detection, model: ModelSpec) -> Plan:
+    """The plan the options describe, on the detected or simulated GPUs (or, with --gpu-memory,
+    on GPUs of that size): --num-gpus counts every GPU of the run, --num-nodes the machines."""
+    detected = detection.gpus
+    num_gpus = args.num_gpus or (1 if args.strategy == "single" else max(len(detected), 1))
+    if args.gpu_memory:  # the size given wins over what the GPUs report
+        size = parse_size(args.gpu_memory)
+        box = Box(tuple(Gpu(i, "GPU", size) for i in range(num_gpus)), "--gpu-memory",
+                  here=False)
+    else:
+        box = box_from_gpus(detected, simulated=detection.source == "simulated")
+    run_gpus = detected[:num_gpus] if box.here else []
+    no_bf16 = any(g.supports_bf16 is False for g in run_gpus)
+    config = TrainConfig(
+        strategy=args.strategy or ("single" if num_gpus == 1 else "fsdp"), num_gpus=num_gpus,
+        sharding=args.sharding, num_nodes=args.num_nodes,
+        precision=args.precision or ("fp16" if no_bf16 else "bf16"), optimizer=args.optimizer,
+        fused_optimizer=args.fused_optimizer, batch_size=args.batch_size,
+        seq_len=args.seq_len or 2048, grad_accum=args.grad_accum,
+        activation_checkpointing=args.activation_checkpointing,
+        offload_params=args.offload_params, attention=args.attention,
+        gradient_as_bucket_view=args.gradient_as_bucket_view,
+        loop=args.loop,
+        method=args.method, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
+    )
+    return Plan(box=box, config=config, machines=args.num_nodes,
+                model=f"params:{args.params}" if args.params is not None else args.model)
+
+
+def _source_line(detection, run_gpus) -> str | None:
+    """``against 2 simulated NVIDIA H100 80GB HBM3`` (or the mix, sized for the smallest)."""
+    if not run_gpus:
+        return None
+    kind = "simulated" if detection.source == "simulated" else "detected"
+    names = list(dict.fromkeys(g.name for g in run_gpus))
+    if len(names) == 1:
+        return f"against {len(run_gpus)} {kind} {names[0]}"
+    counts = ", ".join(f"{sum(g.name == n for g in run_gpus)}× {n}" for n in names)
+    return f"against {len(run_gpus)} {kind} GPUs ({counts}; sized for the smallest)"
 
 
 def _input_notes(model, config, detected, seq_given: bool) -> tuple[str, ...]:
@@ -131,15 +134,14 @@ def _time_plan(args, est, detected, detection, length: dict):
     return time_plan(est, hardware, available_gpus=len(detected) or None, **length)
 
 
-def _per_gpu_fit(est, gpus) -> list[dict]:
-    """The verdict on each GPU of the run (they differ on mixed or busy boxes)."""
-    out = []
-    for g in gpus:
-        busy = g.memory_free is not None and g.memory_total and g.memory_free < 0.98 * g.memory_total
-        fits, verdict = fit_on(est.per_gpu.total, g.memory_total, g.memory_free if busy else None)
-        out.append({"index": g.index, "name": g.name, "memory_total": g.memory_total,
-                    "memory_free": g.memory_free, "fits": fits, "verdict": verdict})
-    return out
+def _per_gpu_fit(result, gpus) -> list[dict]:
+    """The plan's verdict on each GPU of the run (they differ on mixed or busy boxes), with what
+    each one reports."""
+    reading = {g.index: g for g in gpus}
+    return [{"index": f.gpu.index, "name": f.gpu.name, "memory_total": f.gpu.memory_total,
+             "memory_free": reading[f.gpu.index].memory_free, "fits": f.fits,
+             "verdict": f.verdict}
+            for f in result.gpus if f.machine == 0 and f.gpu.index in reading]
 
 
 def _print_catalog(args) -> int:
