@@ -11,7 +11,7 @@ from trainwiz.errors import UsageError
 from trainwiz.estimator.accelerate_rule import table_rows
 from trainwiz.estimator.catalog import catalog, catalog_names, model_from_params, resolve_model
 from trainwiz.estimator.timing import suggestion_time_text, summary_lines, time_hardware, time_plan
-from trainwiz.estimator.types import ModelSpec, TrainConfig
+from trainwiz.estimator.types import TrainConfig
 from trainwiz.hardware import detect
 from trainwiz.plan import Box, Gpu, Plan, box_from_gpus
 from trainwiz.units import accelerate_bytes, parse_count, parse_rate, parse_size
@@ -31,7 +31,7 @@ def run(args) -> int:
         raise UsageError(f"--num-gpus must be a whole number of at least 1, got {args.num_gpus}")
     detection = detect(simulate_spec(args))  # the GPU model also times the run
     detected = list(detection.gpus)
-    plan = _plan(args, detection, model)
+    plan = _plan(args, detection, length)
     if args.table:
         return _print_accelerate_table(model)
     run_gpus = [g for g in detected[:plan.config.num_gpus] if plan.box.here]  # those it uses
@@ -61,7 +61,7 @@ def run(args) -> int:
     return 0
 
 
-def _plan(args, detection, model: ModelSpec) -> Plan:
+def _plan(args, detection, length: dict) -> Plan:
     """The plan the options describe, on the detected or simulated GPUs (or, with --gpu-memory,
     on GPUs of that size): --num-gpus counts every GPU of the run, --num-nodes the machines."""
     detected = detection.gpus
@@ -87,7 +87,8 @@ def _plan(args, detection, model: ModelSpec) -> Plan:
         method=args.method, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
     )
     return Plan(box=box, config=config, machines=args.num_nodes,
-                model=f"params:{args.params}" if args.params is not None else args.model)
+                model=f"params:{args.params}" if args.params is not None else args.model,
+                tokens=length.get("tokens"), steps=length.get("steps"))
 
 
 def _source_line(detection, run_gpus) -> str | None:
