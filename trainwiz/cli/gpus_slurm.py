@@ -8,6 +8,7 @@ No Slurm on this machine: one line saying so, exit 0 (``[]`` with --json).
 
 from __future__ import annotations
 
+from trainwiz.hardware.slurm import SlurmMissing, partition_plan, partitions
 from trainwiz.units import format_bytes
 
 
@@ -27,8 +28,6 @@ def run_slurm(args) -> int:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
-
-    from trainwiz.hardware.slurm import SlurmMissing, partition_plan, partitions
 
     try:
         parts = partitions()
