@@ -270,7 +270,7 @@ class Checker:
         """The known keys of ``data`` with their values checked (refused ones left out);
         unknown keys and missing required ones reported."""
         if not isinstance(data, dict):
-            where = f"'{key_label(path)}'" if path else self.error.what
+            where = f"key '{key_label(path)}'" if path else self.error.what
             self.refuse(path, f"{where} must be a mapping of keys to values, not "
                               f"{type_name(data)}")
             return {}
