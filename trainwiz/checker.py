@@ -294,12 +294,14 @@ class Checker:
         specs = field_specs(cls)
         kwargs = self.section(data, specs, path)
         for key, spec in specs.items():
-            if spec.kind == "section" and kwargs.get(key) is not None:
-                sub = self.read(kwargs[key], spec.section, path + (key,))
-                if sub is None:
-                    del kwargs[key]
-                else:
-                    kwargs[key] = spec.section(**sub)
+            if spec.kind != "section" or key not in kwargs:
+                continue
+            sub = None if kwargs[key] is None else self.read(kwargs[key], spec.section,
+                                                             path + (key,))
+            if sub is not None:
+                kwargs[key] = spec.section(**sub)
+            elif kwargs[key] is not None or not spec.nullable:
+                del kwargs[key]  # refused (said so), or empty: the field's default
         if any(spec.required and key not in kwargs for key, spec in specs.items()):
             return None
         return kwargs
@@ -309,7 +311,7 @@ class Checker:
         """(True, the value as the program uses it), or (False, None) with the problem added."""
         key = key_label(path)
         if value is None:
-            if spec.nullable:
+            if spec.nullable or spec.kind == "section":  # an empty section: its defaults
                 return True, None
             return self.refuse(path, f"key '{key}' needs a value ({describe(spec)})")
         kind = spec.kind
