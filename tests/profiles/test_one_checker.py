@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from trainwiz.checker import Checker, option
-from trainwiz.profiles import ProfileError, load_profile
-from trainwiz.profiles import schema
+from trainwiz.profiles import ProfileError, load_profile, schema
 
 # One file of each kind, each with its second line misspelt and its third a bad choice.
 FILES = {

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from trainwiz.checker import Checker, KeyPath, field_specs
 import trainwiz.profiles.schema as schema
+from trainwiz.checker import Checker, KeyPath, field_specs
 from trainwiz.profiles.dump import profile_to_dict
 from trainwiz.profiles.errors import ProfileError
 from trainwiz.profiles.schema import FsdpOptions, Profile

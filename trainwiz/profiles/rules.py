@@ -77,7 +77,6 @@ def _check_combinations(p: Profile, chk: Checker) -> None:
                                    f"not allowed in a profile (not allowed: "
                                    f"{', '.join(LAUNCHER_OWNED_ENV)}; use main_address, "
                                    "main_port, num_processes)")
-    per = p.processes_per_machine
     world = p.world_size
     if p.gpu_ids is not None:
         dups = sorted({g for g in p.gpu_ids if p.gpu_ids.count(g) > 1})

@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainwiz.checker import option
-from trainwiz.estimator.types import ATTENTIONS, LOOPS, METHODS, OPTIMIZERS, SHARDINGS, STRATEGIES
+from trainwiz.estimator.types import (
+    ATTENTIONS,
+    LOOPS,
+    METHODS,
+    OPTIMIZERS,
+    SHARDINGS,
+    STRATEGIES,
+)
 
 SCHEMA_VERSION = 1
 
