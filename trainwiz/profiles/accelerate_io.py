@@ -24,10 +24,15 @@ from trainwiz.profiles.errors import ProfileError
 from trainwiz.profiles.schema import FsdpOptions, Profile
 from trainwiz.profiles.validate import profile_from_dict
 
+# Top-level accelerate keys that are a profile field under another (or the same) name: their
+# values are checked against that field's description, under the accelerate name.
+_TOP_AS_PROFILE = {"mixed_precision": "mixed_precision", "num_machines": "num_machines",
+                   "machine_rank": "machine_rank", "main_process_ip": "main_address",
+                   "main_process_port": "main_port", "rdzv_backend": "rdzv_backend"}
 # Top-level keys accelerate's ClusterConfig knows (accelerate 1.x), and what we do with them.
-_TOP_MAPPED = {"compute_environment", "distributed_type", "mixed_precision", "use_cpu",
-               "num_processes", "machine_rank", "num_machines", "gpu_ids", "main_process_ip",
-               "main_process_port", "rdzv_backend", "fsdp_config", "deepspeed_config"}
+_TOP_MAPPED = set(_TOP_AS_PROFILE) | {"compute_environment", "distributed_type", "use_cpu",
+                                      "num_processes", "gpu_ids", "fsdp_config",
+                                      "deepspeed_config"}
 # Known keys whose default (or listed harmless) values carry no meaning for a local launch.
 _TOP_IGNORED_DEFAULTS: dict[str, tuple] = {
     "debug": (False, None),
@@ -51,13 +56,13 @@ _TOP_IGNORED_DEFAULTS: dict[str, tuple] = {
     "mpirun_config": ({}, None),
     "fp16": (False, None),
 }
-_FSDP_KEYS = {
-    "fsdp_version", "fsdp_sharding_strategy", "fsdp_reshard_after_forward", "fsdp_offload_params",
-    "fsdp_auto_wrap_policy", "fsdp_transformer_layer_cls_to_wrap", "fsdp_min_num_params",
-    "fsdp_backward_prefetch", "fsdp_forward_prefetch", "fsdp_state_dict_type",
-    "fsdp_use_orig_params", "fsdp_cpu_ram_efficient_loading", "fsdp_sync_module_states",
-    "fsdp_activation_checkpointing",
-}
+# FSDP keys that are a profile fsdp field (fsdp_version and the sharding keys are read apart).
+_FSDP_AS_PROFILE = {f"fsdp_{k}": k for k in (
+    "offload_params", "auto_wrap_policy", "transformer_layer_cls_to_wrap", "min_num_params",
+    "backward_prefetch", "forward_prefetch", "state_dict_type", "use_orig_params",
+    "cpu_ram_efficient_loading", "sync_module_states", "activation_checkpointing")}
+_FSDP_KEYS = set(_FSDP_AS_PROFILE) | {"fsdp_version", "fsdp_sharding_strategy",
+                                      "fsdp_reshard_after_forward"}
 _FSDP_IGNORED_DEFAULTS: dict[str, tuple] = {
     "fsdp_activation_checkpointing_offload": (False, None),
     "fsdp_ignored_modules": (None, ""),
@@ -207,16 +212,6 @@ def accelerate_config_text(profile: Profile, num_gpus: int | None = None) -> str
 
 # --------------------------------------------------------------------------- import
 
-# Top-level accelerate keys that are a profile field under another (or the same) name: their
-# values are checked against that field's description, under the accelerate name.
-_TOP_AS_PROFILE = {"mixed_precision": "mixed_precision", "num_machines": "num_machines",
-                   "machine_rank": "machine_rank", "main_process_ip": "main_address",
-                   "main_process_port": "main_port", "rdzv_backend": "rdzv_backend"}
-# FSDP keys that are a profile fsdp field (fsdp_version and the sharding keys are read apart).
-_FSDP_AS_PROFILE = {f"fsdp_{k}": k for k in (
-    "offload_params", "auto_wrap_policy", "transformer_layer_cls_to_wrap", "min_num_params",
-    "backward_prefetch", "forward_prefetch", "state_dict_type", "use_orig_params",
-    "cpu_ram_efficient_loading", "sync_module_states", "activation_checkpointing")}
 _FSDP1_ONLY = ("backward_prefetch", "use_orig_params", "sync_module_states")
 
 
