@@ -212,7 +212,7 @@ def test_broken_interpreters_are_refused_quickly_leaving_nothing(run_cli, tmp_pa
     assert runs_json(run_cli) == []
 
     prof = write_profile(tmp_path, "hangs", python=hangs)
-    import trainwiz.launchers.preflight as api  # the same check, with a shorter wait than the CLI's
+    import trainwiz.launchers.checks as api  # the same check, with a shorter wait than the CLI's
 
     from trainwiz.errors import TrainwizError
     from trainwiz.profiles import load_profile

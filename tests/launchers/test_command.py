@@ -134,7 +134,7 @@ def test_command_building_imports_no_torch():
     import subprocess
 
     code = ("import sys; import trainwiz.launchers.command, trainwiz.launchers.rundir, "
-            "trainwiz.launchers.failures, trainwiz.launchers.local, trainwiz.launchers.preflight, trainwiz.cli.launch, "
+            "trainwiz.launchers.failures, trainwiz.launchers.local, trainwiz.launchers.checks, trainwiz.cli.launch, "
             "trainwiz.cli.runs; "
             "bad = {'torch', 'accelerate', 'textual'} & {m.split('.')[0] for m in sys.modules}; "
             "sys.exit(str(bad) if bad else 0)")

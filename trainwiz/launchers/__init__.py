@@ -27,7 +27,7 @@ _LAZY = {
     "preflight": "trainwiz.launchers.dispatch",
     "stop_run": "trainwiz.launchers.local",
     "RunHandle": "trainwiz.launchers.local",
-    "Preflight": "trainwiz.launchers.preflight",
+    "Preflight": "trainwiz.launchers.checks",
     "list_runs": "trainwiz.launchers.rundir",
     "read_status": "trainwiz.launchers.rundir",
     "resolve_run": "trainwiz.launchers.rundir",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from trainwiz.launchers import local, slurm_submit
 from trainwiz.launchers.local import RunHandle
-from trainwiz.launchers.preflight import Preflight
+from trainwiz.launchers.checks import Preflight
 
 
 def preflight(profile, script: str | None = None, args: list[str] | None = None, *,

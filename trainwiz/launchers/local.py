@@ -6,7 +6,7 @@
     stop_run(run_id_or_dir, grace=10.0) -> RunStatus
     find_supervisor(run_id, pid=None, started=None) -> psutil.Process | None
 
-Everything is checked (:mod:`trainwiz.launchers.preflight`) before anything starts; a failed
+Everything is checked (:mod:`trainwiz.launchers.checks`) before anything starts; a failed
 check raises TrainwizError (exit 2) and leaves no run directory behind. Slurm runs go through
 :mod:`trainwiz.launchers.slurm_submit` instead (:mod:`dispatch` chooses).
 """
@@ -28,7 +28,7 @@ from trainwiz.atomic import is_disk_full, write_atomic
 from trainwiz.errors import TrainwizError
 from trainwiz.launchers import command as C
 from trainwiz.launchers import slurm_jobs
-from trainwiz.launchers.preflight import Preflight, preflight
+from trainwiz.launchers.checks import Preflight, preflight
 from trainwiz.launchers.rundir import (
     RunState,
     RunStatus,

@@ -33,7 +33,7 @@ from trainwiz.hardware.slurm import (
 )
 from trainwiz.hardware.types import GpuInfo
 from trainwiz.launchers.local import RunHandle, launch_accelerate_config, profile_yaml
-from trainwiz.launchers.preflight import Preflight, check_fit, resolve_script_and_python
+from trainwiz.launchers.checks import Preflight, check_fit, resolve_script_and_python
 from trainwiz.launchers import slurm as S
 from trainwiz.launchers import slurm_jobs as J
 from trainwiz.launchers.rundir import (
