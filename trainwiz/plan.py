@@ -361,9 +361,13 @@ class Plan:
 
     # -- pricing it ----------------------------------------------------------------------
     def estimate(self, model: ModelSpec, suggestions: bool = True,
-                 subsets: bool = True) -> PlanEstimate:
+                 subsets: bool = True, available_gpus: int | None = None) -> PlanEstimate:
         """The memory of one step, judged on every GPU the plan uses (on a mixed or busy box
-        the smallest room decides), and the changes that would make it fit."""
+        the smallest room decides), and the changes that would make it fit.
+
+        ``available_gpus``: the GPUs a suggestion may use without more hardware; by default the
+        plan's own (``trainwiz estimate`` gives the box's, so a run on fewer GPUs than the box
+        has is shown what the others would add)."""
         used = self.used_gpus()
         totals = [g.memory_total for g in used if g.memory_total]
         cap = min(totals) if totals else None
@@ -371,28 +375,30 @@ class Plan:
         free = min(frees) if frees and cap else None
         # more GPUs than the plan has is judged as a bigger plan (so combinations that fit
         # these GPUs are searched too), whichever way the hardware was chosen
+        available = available_gpus or self.config.num_gpus
         est = price(model, self.config, gpu_memory=cap, gpu_free=free,
-                    suggestions=suggestions, available_gpus=self.config.num_gpus)
+                    suggestions=suggestions, available_gpus=available)
         fits = []
         for machine in range(self.machines):
             for g in used:
                 ok, verdict = fit_on(est.per_gpu.total, g.memory_total, g.memory_free)
                 fits.append(GpuFit(g, machine, ok, verdict))
-        sugs = [self._explain(s) for s in est.suggestions] if suggestions else []
+        sugs = [self._explain(s, available) for s in est.suggestions] if suggestions else []
         if suggestions and subsets and est.verdict in ("does not fit", "tight"):
             sugs = self._with_subset(model, est, sugs)
         return PlanEstimate(est, tuple(fits), tuple(sugs[:9]), self.machines)
 
-    def _explain(self, sug: Suggestion) -> Suggestion:
+    def _explain(self, sug: Suggestion, available: int) -> Suggestion:
         """Say once when a suggestion needs more machines than the plan has."""
         wanted = sug.change.get("num_gpus")
         if not wanted:
             return sug
-        # the estimator counts against the plan's GPUs; the plan says it in machines instead
-        note = sug.note.replace(f" (this box has {self.config.num_gpus})", "")
+        # the estimator counts against the available GPUs; the plan says it in machines instead
+        note = sug.note.replace(f" (this box has {available})", "")
         after = self.with_changes(dict(sug.change))
         if after.machines > self.machines:
-            note += f" — {after.machines} machines × {after.gpus_per_machine} GPUs"
+            per = after.gpus_per_machine
+            note += f" — {after.machines} machines × {per} GPU{'s' if per != 1 else ''}"
         return dataclasses.replace(sug, note=note)
 
     def _with_subset(self, model: ModelSpec, est: Estimate, sugs: list) -> list:

@@ -1,76 +1,40 @@
-"""The ``trainwiz`` command: argument parsing and dispatch.
+"""The ``trainwiz`` command: parse the arguments, run the one handler they name.
 
-Each sub-command lives in its own module here and exposes ``register(subparsers)``, which adds
-its parser and sets ``func``. Modules import only argparse at the top; whatever a command needs
-(rich, the estimator, NVML, ...) is imported inside its handler, so ``trainwiz --help`` and the
-app start fast and never pull in torch.
+``trainwiz.cli.parser`` holds every command's arguments and imports only argparse and cheap
+constants; each command names its handler (``"trainwiz.cli.estimate:run"``). The handler
+modules import what they use at the top, so a command loads its own module and nothing of the
+others, and ``trainwiz --help`` loads none of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from trainwiz import __version__
+from trainwiz.cli.parser import add_simulate_option, build_parser, simulate_spec
+from trainwiz.errors import TrainwizError
 
-# Sub-command modules, in the order they are listed in --help.
-COMMAND_MODULES = (
-    "trainwiz.cli.estimate",
-    "trainwiz.cli.gpus",
-    "trainwiz.cli.config",
-    "trainwiz.cli.profiles",
-    "trainwiz.cli.launch",
-    "trainwiz.cli.runs",
-)
+__all__ = ["add_simulate_option", "build_parser", "load", "main", "simulate_spec"]
+
+# With no command: the full-screen app (it loads Textual).
+APP = "trainwiz.tui.app:run_app"
 
 
-def add_simulate_option(parser: argparse.ArgumentParser) -> None:
-    """``--simulate SPEC`` on every command; ``TRAINWIZ_SIMULATE`` is its default."""
-    parser.add_argument(
-        "--simulate",
-        metavar="SPEC",
-        default=argparse.SUPPRESS,
-        help="plan against a simulated GPU box: a preset such as 8xH100-80GB or 2x4090, "
-        "or a YAML file (default: $TRAINWIZ_SIMULATE)",
-    )
+def load(target: str) -> Callable:
+    """``"package.module:function"`` -> that function, its module imported now.
 
-
-def simulate_spec(args: argparse.Namespace) -> str | None:
-    """The simulation spec in force: ``--simulate`` wins over ``TRAINWIZ_SIMULATE``."""
-    spec = getattr(args, "simulate", None)
-    if spec is None:
-        spec = os.environ.get("TRAINWIZ_SIMULATE") or None
-    return spec
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with errors on one line: what was wrong and where the help is (every
-    subcommand's parser is one of these too)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="trainwiz",
-        description="Plan, fit, launch and watch DDP/FSDP training runs. "
-        "With no command, opens the full-screen app.",
-    )
-    parser.add_argument("--version", action="version", version=f"trainwiz {__version__}")
-    add_simulate_option(parser)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
-    return parser
+    The command-dispatch seam, like console_scripts entry points: the one place trainwiz
+    imports its own code by name. Every command's handler goes through here (so a command
+    loads its module only when it runs), and so do the full-screen apps, whose modules load
+    Textual: plain output and ``--help`` must not pay for it.
+    """
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from trainwiz.errors import TrainwizError
-
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # named by the command they were given to, not the top-level usage
@@ -78,11 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: unrecognized arguments: {' '.join(extra)} (see `{prog} --help`)",
               file=sys.stderr)
         return 2
-    func = getattr(args, "func", None)
+    handler = getattr(args, "handler", None)
     try:
-        if func is None:
+        if handler is None:
             return _open_app(args)
-        return int(func(args) or 0)
+        return int(load(handler)(args) or 0)
     except TrainwizError as err:
         print(f"trainwiz: {err}", file=sys.stderr)
         return err.exit_code
@@ -93,6 +57,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _open_app(args: argparse.Namespace) -> int:
-    from trainwiz.tui.app import run_app
-
-    return int(run_app(simulate=simulate_spec(args)) or 0)
+    return int(load(APP)(simulate=simulate_spec(args)) or 0)

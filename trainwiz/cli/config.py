@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import argparse
 
-
-def register(subparsers) -> None:
-    from trainwiz.cli import add_simulate_option
-
-    p = subparsers.add_parser(
-        "config", help="answer a few questions and save a training profile",
-        description="Asks for the model, GPUs, strategy, precision and batch, shows the memory "
-                    "estimate per GPU, and saves a profile for `trainwiz launch --profile NAME`.")
-    p.add_argument("--plain", action="store_true",
-                   help="plain questions in the terminal (the default for now)")
-    p.add_argument("--name", metavar="NAME", help="save the profile under this name")
-    p.add_argument("--project", action="store_true",
-                   help="save in the project's .trainwiz/profiles (current directory or its git "
-                        "root) instead of the user store")
-    add_simulate_option(p)
-    p.set_defaults(func=_config)
+from trainwiz.cli import simulate_spec
+from trainwiz.errors import TrainwizError, UsageError
+from trainwiz.estimator.adapters import resolve_targets
+from trainwiz.estimator.catalog import catalog_names
+from trainwiz.estimator.types import LOOP_TEXT
+from trainwiz.hardware import detect
+from trainwiz.plan import Plan, box_from_gpus, resolve_model
+from trainwiz.profiles import (
+    Profile,
+    ProfileExistsError,
+    find_profile,
+    save_profile,
+    validate_profile,
+)
+from trainwiz.profiles.store import check_name
 
 
 # --------------------------------------------------------------------------- estimate line
@@ -58,9 +57,6 @@ def format_estimate(result) -> str:
 def plan_line(profile, detection) -> list[str]:
     """What `profiles show` prints about a profile's plan: the estimate line and, when this
     box is not the hardware it was planned for, one line that says so."""
-    from trainwiz.estimator.types import LOOP_TEXT
-    from trainwiz.plan import Plan, box_from_gpus, resolve_model
-
     here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
     plan = Plan.from_profile(profile, here)
     if not plan.model:
@@ -78,8 +74,6 @@ def plan_line(profile, detection) -> list[str]:
 def _needs_terminal() -> None:
     import sys
 
-    from trainwiz.errors import UsageError
-
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("`trainwiz config` asks questions and needs a terminal; to make a "
                          "profile without one, write the YAML by hand or use `trainwiz profiles "
@@ -87,9 +81,6 @@ def _needs_terminal() -> None:
 
 
 def _detect(args):
-    from trainwiz.cli import simulate_spec
-    from trainwiz.hardware import detect
-
     return detect(simulate_spec(args))  # a bad --simulate spec is the error it is (exit 2)
 
 
@@ -118,7 +109,7 @@ def _ask(question):
     return answer
 
 
-def _config(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     _needs_terminal()
     try:
         return _wizard(args)
@@ -134,18 +125,6 @@ def _wizard(args: argparse.Namespace) -> int:
     from questionary import Choice
     from rich.console import Console
     from rich.text import Text
-
-    from trainwiz.errors import TrainwizError
-    from trainwiz.estimator.catalog import catalog_names
-    from trainwiz.plan import Plan, box_from_gpus, resolve_model
-    from trainwiz.profiles import (
-        Profile,
-        ProfileExistsError,
-        find_profile,
-        save_profile,
-        validate_profile,
-    )
-    from trainwiz.profiles.store import check_name
 
     console = Console(highlight=False)
 
@@ -369,9 +348,6 @@ def _wizard(args: argparse.Namespace) -> int:
 
 def _targets_ok(spec, text: str) -> bool | str:
     """The LoRA targets question: names the model's linear layers when one matches nothing."""
-    from trainwiz.errors import UsageError
-    from trainwiz.estimator.adapters import resolve_targets
-
     try:
         resolve_targets(spec, text)
     except UsageError as exc:
@@ -384,8 +360,6 @@ def _short_note(note: str) -> str:
 
 
 def _name_ok(text: str, check_name) -> bool | str:
-    from trainwiz.errors import TrainwizError
-
     try:
         check_name(text.strip())
     except TrainwizError as exc:

@@ -2,105 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import json
 
-from trainwiz.estimator.types import LOOPS, PRECISIONS
-
-
-def register(subparsers) -> None:
-    from trainwiz.cli import add_simulate_option
-
-    p = subparsers.add_parser(
-        "estimate",
-        help="estimate per-GPU memory of a training config",
-        description="Estimate the per-GPU memory of one training step (weights, gradients, "
-        "optimizer state, activations, temporaries, CUDA overhead), say whether it fits and what "
-        "change would make it fit. Torch is not needed.",
-    )
-    p.add_argument("model", nargs="?", metavar="MODEL",
-                   help="catalog name (llama-3-8b, bert-base-cased, ...; see --list), a Hugging "
-                   "Face model folder or a config.json")
-    p.add_argument("--params", type=_count, metavar="N", help="a bare parameter count instead of MODEL (e.g. 7e9)")
-    p.add_argument("--list", action="store_true", help="list the catalog models and exit")
-    p.add_argument("--strategy", choices=("single", "ddp", "fsdp"), default=None,
-                   help="default: single on one GPU, fsdp on several")
-    p.add_argument("--sharding", choices=("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD"),
-                   default="FULL_SHARD", help="FSDP sharding strategy (default FULL_SHARD)")
-    p.add_argument("--num-gpus", type=int, default=None, metavar="N",
-                   help="GPUs in the run (default: all detected or simulated GPUs, else 1)")
-    p.add_argument("--num-nodes", type=int, default=1, metavar="N", help="machines (HYBRID_SHARD)")
-    p.add_argument("--gpu-memory", metavar="SIZE",
-                   help="memory per GPU, e.g. 80GiB (default: from the detected or simulated GPUs)")
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="fp16/bf16: autocast mixed precision with fp32 master weights (default "
-                   "bf16, or fp16 on GPUs without bf16 such as V100 and T4); bf16-pure: the model "
-                   "loaded in bf16 and trained as is (weights, gradients, optimizer state in bf16)")
-    p.add_argument("--optimizer", choices=("adamw", "sgd", "adafactor", "adamw8bit"), default="adamw")
-    p.add_argument("--fused-optimizer", action="store_true", help="fused AdamW kernel (no foreach temporaries)")
-    p.add_argument("--batch-size", type=int, default=1, metavar="B", help="per-GPU micro-batch (default 1)")
-    p.add_argument("--seq-len", type=int, default=None, metavar="S", help="sequence length (default 2048)")
-    p.add_argument("--grad-accum", type=int, default=1, metavar="N", help="gradient accumulation steps")
-    p.add_argument("--activation-checkpointing", action="store_true")
-    p.add_argument("--offload-params", action="store_true", help="FSDP CPU offload")
-    p.add_argument("--attention", choices=("sdpa", "eager"), default="sdpa",
-                   help="sdpa: memory-efficient kernels (default); eager keeps the s×s scores "
-                   "(and, with attention dropout in the config, its mask and the dropped "
-                   "probabilities)")
-    p.add_argument("--loop", choices=LOOPS, default="custom",
-                   help="custom (default): your loop keeps the model outputs (logits) through "
-                   "backward, as accelerate's examples do; trainer: they are dropped before "
-                   "backward, as the HF Trainer and TRL do")
-    p.add_argument("--method", choices=("full", "lora", "qlora"), default="full",
-                   help="full fine-tuning (default); lora: PEFT LoRA adapters on a frozen base; "
-                   "qlora: LoRA on a 4-bit NF4 base (bitsandbytes, double quantization, bf16 "
-                   "compute; prepare_model_for_kbit_training turns gradient checkpointing on: "
-                   "add --activation-checkpointing)")
-    p.add_argument("--lora-rank", type=int, default=16, metavar="R",
-                   help="LoRA rank r (default 16)")
-    p.add_argument("--lora-targets", default="all-linear", metavar="TARGETS",
-                   help="PEFT target_modules: all-linear (default: every linear layer but the "
-                   "output layer) or a comma list of module names such as q_proj,v_proj")
-    p.add_argument("--gradient-as-bucket-view", action="store_true",
-                   help="DDP: gradients live in the reducer's buckets (no second copy)")
-    p.add_argument("--tokens", metavar="N", help="training length in tokens (e.g. 1e8, 2B): "
-                   "prints the time to finish")
-    p.add_argument("--steps", metavar="N", help="training length in optimizer steps")
-    p.add_argument("--network", metavar="SPEED", help="bandwidth between machines, per machine "
-                   "(e.g. 400Gbps, 3.2Tbps, 50GB/s); needed to time runs on several machines")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="machine-readable output (bytes)")
-    out.add_argument("--table", action="store_true",
-                     help="accelerate estimate-memory's per-dtype table for the same model")
-    add_simulate_option(p)
-    p.set_defaults(func=run)
-
-
-def _count(text: str) -> int:
-    try:
-        value = float(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        suffix = text[-1:].upper()
-        mult = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}.get(suffix)
-        try:
-            value = float(text[:-1]) * mult if mult else None
-        except ValueError:
-            value = None
-        if value is None:
-            raise argparse.ArgumentTypeError(f"cannot read {text!r} as a parameter count (e.g. 7e9, 8B, 124439808)")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"the parameter count must be positive, got {text!r}")
-    return int(value)
+from trainwiz.cli import simulate_spec
+from trainwiz.cli.render import print_estimate
+from trainwiz.errors import UsageError
+from trainwiz.estimator.accelerate_rule import table_rows
+from trainwiz.estimator.catalog import catalog, catalog_names, model_from_params, resolve_model
+from trainwiz.estimator.timing import suggestion_time_text, summary_lines, time_hardware, time_plan
+from trainwiz.estimator.types import TrainConfig
+from trainwiz.hardware import detect
+from trainwiz.plan import Box, Gpu, Plan, box_from_gpus
+from trainwiz.units import accelerate_bytes, parse_count, parse_rate, parse_size
 
 
 def run(args) -> int:
-    import dataclasses
-
-    from trainwiz.cli import simulate_spec
-    from trainwiz.errors import UsageError
-    from trainwiz.estimator import TrainConfig, estimate
-    from trainwiz.estimator.catalog import catalog_names, model_from_params, resolve_model
-    from trainwiz.units import parse_size
-
     if args.list:
         return _print_catalog(args)
     if args.params is not None and args.model:
@@ -110,69 +27,26 @@ def run(args) -> int:
                          f"catalog: {', '.join(catalog_names())}")
     model = model_from_params(args.params) if args.params is not None else resolve_model(args.model)
     length = _training_length(args)
-
-    gpu_memory = parse_size(args.gpu_memory) if args.gpu_memory else None
-    gpu_free = None
-    from trainwiz.hardware import detect
-
-    detection = detect(simulate_spec(args))  # the GPU model also times the run
-    detected = list(detection.gpus)
     if args.num_gpus is not None and args.num_gpus < 1:
         raise UsageError(f"--num-gpus must be a whole number of at least 1, got {args.num_gpus}")
-    num_gpus = args.num_gpus or (1 if args.strategy == "single" else max(len(detected), 1))
-    run_gpus = detected[:num_gpus] if gpu_memory is None else []  # the GPUs the run would use
-    source_line = None
-    if run_gpus:
-        totals = [g.memory_total for g in run_gpus if g.memory_total]
-        if totals:
-            gpu_memory = min(totals)
-            frees = [g.memory_free for g in run_gpus if g.memory_free is not None]
-            if frees and min(frees) < gpu_memory * 0.98:  # busy: judge against what is free
-                gpu_free = min(frees)
-        kind = "simulated" if detection.source == "simulated" else "detected"
-        names = list(dict.fromkeys(g.name for g in run_gpus))
-        if len(names) == 1:
-            source_line = f"against {len(run_gpus)} {kind} {names[0]}"
-        else:  # a mixed box: the verdict is for the smallest
-            counts = ", ".join(f"{sum(g.name == n for g in run_gpus)}× {n}" for n in names)
-            source_line = f"against {len(run_gpus)} {kind} GPUs ({counts}; sized for the smallest)"
-    no_bf16 = [g for g in run_gpus if g.supports_bf16 is False]
-    precision = args.precision or ("fp16" if no_bf16 else "bf16")
-    strategy = args.strategy or ("single" if num_gpus == 1 else "fsdp")
-    config = TrainConfig(
-        strategy=strategy, num_gpus=num_gpus, sharding=args.sharding, num_nodes=args.num_nodes,
-        precision=precision, optimizer=args.optimizer, fused_optimizer=args.fused_optimizer,
-        batch_size=args.batch_size, seq_len=args.seq_len or 2048, grad_accum=args.grad_accum,
-        activation_checkpointing=args.activation_checkpointing,
-        offload_params=args.offload_params, attention=args.attention,
-        gradient_as_bucket_view=args.gradient_as_bucket_view,
-        loop=args.loop,
-        method=args.method, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
-    )
+    detection = detect(simulate_spec(args))  # the GPU model also times the run
+    detected = list(detection.gpus)
+    plan = _plan(args, detection, length)
     if args.table:
         return _print_accelerate_table(model)
-    est = estimate(model, config, gpu_memory=gpu_memory, gpu_free=gpu_free,
-                   available_gpus=len(detected) or None)
-    if precision in ("bf16", "bf16-pure") and no_bf16:
+    run_gpus = [g for g in detected[:plan.config.num_gpus] if plan.box.here]  # those it uses
+    no_bf16 = [g for g in run_gpus if g.supports_bf16 is False]
+    result = plan.estimate(model, available_gpus=len(detected) or None)
+    notes = _input_notes(model, plan.config, detected, args.seq_len is not None)
+    if plan.config.precision in ("bf16", "bf16-pure") and no_bf16:
         g = no_bf16[0]
-        est = dataclasses.replace(est, notes=est.notes + (
-            f"GPU {g.index} ({g.name}, compute capability {g.compute_capability}) has no bf16: "
-            "use --precision fp16",))
-    est = dataclasses.replace(est, notes=est.notes + _input_notes(model, config, detected,
-                                                                  args.seq_len is not None))
-    if run_gpus and len(detected) > 1 and est.verdict in ("does not fit", "tight"):
-        # a mixed or busy box: the GPUs that fit, by id (the app's plan offers the same)
-        from trainwiz.plan import Plan, box_from_gpus
-
-        box = box_from_gpus(detected, simulated=detection.source == "simulated")
-        subset = Plan(box=box, config=config).gpu_subset_suggestion(model)
-        if subset is not None:
-            est = dataclasses.replace(est, suggestions=est.suggestions + (subset,))
-    per_gpu = _per_gpu_fit(est, run_gpus)
+        notes = (f"GPU {g.index} ({g.name}, compute capability {g.compute_capability}) has no "
+                 "bf16: use --precision fp16",) + notes
+    est = dataclasses.replace(result.estimate, notes=result.estimate.notes + notes,
+                              suggestions=result.suggestions)
+    per_gpu = _per_gpu_fit(result, run_gpus)
     time_est, timed = _time_plan(args, est, detected, detection if detected else None, length)
     if args.json:
-        import json
-
         data = est.to_json()
         if per_gpu:
             data["gpus"] = per_gpu
@@ -180,13 +54,53 @@ def run(args) -> int:
         data["suggestions"] = [t.to_json() for t in timed]
         print(json.dumps(data, indent=2))
         return 0
-    from trainwiz.cli.render import print_estimate
-    from trainwiz.estimator.timing import suggestion_time_text, summary_lines
-
     est = dataclasses.replace(est, suggestions=tuple(t.suggestion for t in timed))
-    print_estimate(est, source_line, per_gpu=per_gpu, time_lines=summary_lines(time_est, est.fits),
+    print_estimate(est, _source_line(detection, run_gpus), per_gpu=per_gpu,
+                   time_lines=summary_lines(time_est, est.fits),
                    suggestion_times=[suggestion_time_text(t) for t in timed])
     return 0
+
+
+def _plan(args, detection, length: dict) -> Plan:
+    """The plan the options describe, on the detected or simulated GPUs (or, with --gpu-memory,
+    on GPUs of that size): --num-gpus counts every GPU of the run, --num-nodes the machines."""
+    detected = detection.gpus
+    num_gpus = args.num_gpus or (1 if args.strategy == "single" else max(len(detected), 1))
+    if args.gpu_memory:  # the size given wins over what the GPUs report
+        size = parse_size(args.gpu_memory)
+        box = Box(tuple(Gpu(i, "GPU", size) for i in range(num_gpus)), "--gpu-memory",
+                  here=False)
+    else:
+        box = box_from_gpus(detected, simulated=detection.source == "simulated")
+    run_gpus = detected[:num_gpus] if box.here else []
+    no_bf16 = any(g.supports_bf16 is False for g in run_gpus)
+    config = TrainConfig(
+        strategy=args.strategy or ("single" if num_gpus == 1 else "fsdp"), num_gpus=num_gpus,
+        sharding=args.sharding, num_nodes=args.num_nodes,
+        precision=args.precision or ("fp16" if no_bf16 else "bf16"), optimizer=args.optimizer,
+        fused_optimizer=args.fused_optimizer, batch_size=args.batch_size,
+        seq_len=args.seq_len or 2048, grad_accum=args.grad_accum,
+        activation_checkpointing=args.activation_checkpointing,
+        offload_params=args.offload_params, attention=args.attention,
+        gradient_as_bucket_view=args.gradient_as_bucket_view,
+        loop=args.loop,
+        method=args.method, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
+    )
+    return Plan(box=box, config=config, machines=args.num_nodes,
+                model=f"params:{args.params}" if args.params is not None else args.model,
+                tokens=length.get("tokens"), steps=length.get("steps"))
+
+
+def _source_line(detection, run_gpus) -> str | None:
+    """``against 2 simulated NVIDIA H100 80GB HBM3`` (or the mix, sized for the smallest)."""
+    if not run_gpus:
+        return None
+    kind = "simulated" if detection.source == "simulated" else "detected"
+    names = list(dict.fromkeys(g.name for g in run_gpus))
+    if len(names) == 1:
+        return f"against {len(run_gpus)} {kind} {names[0]}"
+    counts = ", ".join(f"{sum(g.name == n for g in run_gpus)}× {n}" for n in names)
+    return f"against {len(run_gpus)} {kind} GPUs ({counts}; sized for the smallest)"
 
 
 def _input_notes(model, config, detected, seq_given: bool) -> tuple[str, ...]:
@@ -203,9 +117,6 @@ def _input_notes(model, config, detected, seq_given: bool) -> tuple[str, ...]:
 
 def _training_length(args) -> dict:
     """--tokens / --steps as numbers (one line and exit 2 when they cannot be read)."""
-    from trainwiz.errors import UsageError
-    from trainwiz.units import parse_count
-
     if args.tokens is not None and args.steps is not None:
         raise UsageError("give the training length as --tokens N or --steps N, not both")
     if args.tokens is not None:
@@ -217,9 +128,6 @@ def _training_length(args) -> dict:
 
 def _time_plan(args, est, detected, detection, length: dict):
     """The time of the config and its suggestions on the GPUs the run would use."""
-    from trainwiz.estimator.timing import time_hardware, time_plan
-    from trainwiz.units import parse_rate
-
     network = parse_rate(args.network) if args.network else None
     run = detected[:est.config.num_gpus]
     topology = detection.extra.get("topology") if detection is not None else None
@@ -227,24 +135,19 @@ def _time_plan(args, est, detected, detection, length: dict):
     return time_plan(est, hardware, available_gpus=len(detected) or None, **length)
 
 
-def _per_gpu_fit(est, gpus) -> list[dict]:
-    """The verdict on each GPU of the run (they differ on mixed or busy boxes)."""
-    from trainwiz.estimator.memory import fit_on
-
-    out = []
-    for g in gpus:
-        busy = g.memory_free is not None and g.memory_total and g.memory_free < 0.98 * g.memory_total
-        fits, verdict = fit_on(est.per_gpu.total, g.memory_total, g.memory_free if busy else None)
-        out.append({"index": g.index, "name": g.name, "memory_total": g.memory_total,
-                    "memory_free": g.memory_free, "fits": fits, "verdict": verdict})
-    return out
+def _per_gpu_fit(result, gpus) -> list[dict]:
+    """The plan's verdict on each GPU of the run (they differ on mixed or busy boxes), with what
+    each one reports."""
+    reading = {g.index: g for g in gpus}
+    return [{"index": f.gpu.index, "name": f.gpu.name, "memory_total": f.gpu.memory_total,
+             "memory_free": reading[f.gpu.index].memory_free, "fits": f.fits,
+             "verdict": f.verdict}
+            for f in result.gpus if f.machine == 0 and f.gpu.index in reading]
 
 
 def _print_catalog(args) -> int:
     from rich.console import Console
     from rich.table import Table
-
-    from trainwiz.estimator.catalog import catalog, resolve_model
 
     console = Console()
     wide = console.width >= 110  # the Hugging Face id column only where it fits
@@ -275,9 +178,6 @@ def _print_accelerate_table(model) -> int:
     from rich import box
     from rich.console import Console
     from rich.table import Table
-
-    from trainwiz.estimator.accelerate_rule import table_rows
-    from trainwiz.units import accelerate_bytes
 
     def fmt(v):
         return "N/A" if v is None or v == -1 else accelerate_bytes(v)

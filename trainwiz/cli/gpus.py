@@ -2,45 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-
-EPILOG = """\
-SPEC is NxPRESET (8xH100-80GB, 2x4090, 4xA100-80GB+4xL4) or a YAML file describing a mixed or
-busy box, e.g.
-
-  gpus:
-    - {preset: H100-80GB, count: 4}
-    - {preset: A100-80GB, memory_used: 30GiB, utilization: 95,
-       processes: [{pid: 4242, memory_used: 30GiB, name: python}]}
-    - {name: My card, memory_total: 48GiB, compute_capability: "8.6"}
-  host: {cpu_count: 96, ram_total: 1TiB}
-
-Presets: H100-80GB (SXM), H100-PCIE, H100-NVL, H200, B200, A100-40GB, A100-80GB (SXM),
-A100-80GB-PCIE, A6000, L40S, A10G, L4, 4090, 3090, V100-16GB, V100-32GB, T4.
-"""
-
-
-def register(subparsers) -> None:
-    from trainwiz.cli import add_simulate_option
-
-    p = subparsers.add_parser(
-        "gpus", help="list the GPUs (memory, utilization, temperature, power, processes)",
-        description="List this box's GPUs as NVML reports them, or a simulated box's\n"
-        "(planning mode). Values a GPU cannot report show as N/A (null in JSON).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", action="store_true",
-                   help="print a JSON list, one object per GPU (sizes in bytes, null = not available)")
-    p.add_argument("--watch", action="store_true",
-                   help="refresh in place until Ctrl-C (with --json: one JSON list per line)")
-    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
-                   help="refresh interval for --watch (default 1.0)")
-    p.add_argument("--count", type=int, default=None, metavar="N",
-                   help="with --watch, stop after N refreshes")
-    p.add_argument("--slurm", action="store_true",
-                   help="the Slurm cluster's partitions: nodes, their states, CPUs, memory, "
-                   "GPUs per node and type, and how to plan for them")
-    add_simulate_option(p)
-    p.set_defaults(func=run)
+from trainwiz.cli import simulate_spec
+from trainwiz.cli.gpus_slurm import run_slurm
+from trainwiz.errors import UsageError
+from trainwiz.hardware import GpuSampler, detect, host_info, visible_gpus
+from trainwiz.hardware.visible import mixed_models
 
 
 # -- formatting -------------------------------------------------------------------------------
@@ -165,9 +131,6 @@ def header_lines(detection, gpus) -> list[str]:
     """The lines above the table: where the facts come from, the host, what a run will see."""
     import os
 
-    from trainwiz.hardware import visible_gpus
-    from trainwiz.hardware.visible import mixed_models
-
     lines = []
     if detection.source == "simulated":
         lines.append(detection.message or "Planning mode (simulated GPUs).")
@@ -221,8 +184,6 @@ def render(detection, gpus, stamp: float | None = None):
     from rich.console import Group
     from rich.text import Text
 
-    from trainwiz.hardware import visible_gpus
-
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     visible = {g.index for g in visible_gpus(gpus, cvd)} if cvd is not None else None
     parts = [Text(line) for line in header_lines(detection, gpus)]
@@ -239,21 +200,12 @@ def run(args) -> int:
     import json
     import sys
 
-    from trainwiz.cli import simulate_spec
-    from trainwiz.hardware import detect
-
     if getattr(args, "slurm", False):
-        from trainwiz.cli.gpus_slurm import run_slurm
-
         return run_slurm(args)
     spec = simulate_spec(args)
     if args.interval <= 0:
-        from trainwiz.errors import UsageError
-
         raise UsageError(f"--interval must be a positive number of seconds, got {args.interval}")
     if args.count is not None and args.count < 1:
-        from trainwiz.errors import UsageError
-
         raise UsageError(f"--count must be at least 1, got {args.count}")
     detection = detect(spec)
     if not detection.gpus:
@@ -278,8 +230,6 @@ def _watch(args, spec, detection) -> int:
     import json
     import time
     from dataclasses import replace
-
-    from trainwiz.hardware import GpuSampler, host_info
 
     def frames():
         nonlocal detection

@@ -8,6 +8,8 @@ No Slurm on this machine: one line saying so, exit 0 (``[]`` with --json).
 
 from __future__ import annotations
 
+from trainwiz.hardware.slurm import SlurmMissing, partition_plan, partitions
+
 
 def _most(values) -> str:
     """A per-node figure: one value, or the range when the nodes differ."""
@@ -28,8 +30,6 @@ def run_slurm(args) -> int:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
-
-    from trainwiz.hardware.slurm import SlurmMissing, partition_plan, partitions
 
     try:
         parts = partitions()

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-
-
-def register(subparsers) -> None:
-    from trainwiz.cli import add_simulate_option
-
-    p = subparsers.add_parser(
-        "launch", help="launch a training run from a profile (torchrun or accelerate)",
-        description="Check the profile against this machine, then start the run under a "
-        "detached supervisor that survives the terminal closing. Without --detach, watch it "
-        "live; Ctrl-C asks whether to stop it or leave it running.",
-    )
-    p.add_argument("--profile", "-p", required=True, metavar="NAME|FILE",
-                   help="a saved profile name or a profile YAML file")
-    p.add_argument("--detach", "-d", action="store_true",
-                   help="return as soon as the run has started")
-    p.add_argument("--yes", "-y", action="store_true",
-                   help="launch even if the estimate does not fit the GPUs' free memory")
-    p.add_argument("--print-commands", action="store_true",
-                   help="print the exact command for every machine and launch nothing")
-    p.add_argument("--plain", action="store_true", help="plain-line live view even on a terminal")
-    p.add_argument("-m", dest="module", metavar="MODULE", help="run a module, like python -m")
-    p.add_argument("script", nargs="?", metavar="SCRIPT", help="training script (default: the profile's)")
-    p.add_argument("args", nargs=argparse.REMAINDER, metavar="-- ARGS",
-                   help="arguments for the training script")
-    add_simulate_option(p)
-    p.set_defaults(func=run)
+from trainwiz.cli import simulate_spec
+from trainwiz.cli.live import watch
+from trainwiz.errors import TrainwizError
+from trainwiz.launchers import dispatch, local
+from trainwiz.launchers.slurm_submit import plan_script
+from trainwiz.profiles import load_profile
 
 
 _FLAGS = {"--detach": "detach", "-d": "detach", "--yes": "yes", "-y": "yes",
@@ -76,12 +55,6 @@ def _confirm(question: str) -> bool:
 def run(args) -> int:
     import sys
 
-    from trainwiz.cli import simulate_spec
-    from trainwiz.errors import TrainwizError
-    from trainwiz.launchers import dispatch, local
-    from trainwiz.cli.live import watch
-    from trainwiz.profiles import load_profile
-
     rest = _own_flags_after_script(args, list(args.args or []))
     script = args.script
     module = False
@@ -92,8 +65,6 @@ def run(args) -> int:
     profile = load_profile(args.profile)
     simulate = simulate_spec(args)
     if args.print_commands and profile.scheduler == "slurm":
-        from trainwiz.launchers.slurm_submit import plan_script
-
         text, notes = plan_script(profile, script, rest, module=module)
         for note in notes:
             print(f"# note: {note}", file=sys.stderr)

@@ -11,13 +11,16 @@ import sys
 import time
 from pathlib import Path
 
+from trainwiz.cli import load
 from trainwiz.launchers.local import stop_run
 from trainwiz.launchers.records import RunState, Sample
 from trainwiz.launchers.rundir import read_samples, read_status, tail_log
 from trainwiz.launchers.runinfo import memory_over_text, progress_parts, run_report
-from trainwiz.tui.monitor_app import run_monitor
 
 GIB = 1024 ** 3
+# The full-screen monitor, by name: its module loads Textual, which plain lines, `trainwiz runs`
+# and `launch --detach` must not pay for (see trainwiz.cli.load).
+MONITOR = "trainwiz.tui.monitor_app:run_monitor"
 
 
 def _fmt_bytes(n: int | None) -> str:
@@ -138,7 +141,7 @@ def watch(run_dir: Path, *, plain: bool | None = None) -> int:
     if plain is None:
         plain = not sys.stdout.isatty()
     if not plain:
-        return int(run_monitor(run_dir) or 0)
+        return int(load(MONITOR)(run_dir) or 0)
     try:
         return follow_plain(run_dir)
     except KeyboardInterrupt:

@@ -1,75 +1,33 @@
-"""``trainwiz profiles``: list, show, remove, copy, import and export saved profiles."""
+"""``trainwiz profiles``: list, remove, copy and import saved profiles (``show``:
+cli/profiles_show.py, ``export``: cli/profiles_export.py)."""
 
 from __future__ import annotations
 
 import argparse
 
-
-def register(subparsers) -> None:
-    from trainwiz.cli import add_simulate_option
-
-    p = subparsers.add_parser(
-        "profiles", help="list, show, copy, import and export saved training profiles",
-        description="Profiles live in .trainwiz/profiles/ of the project (current directory or "
-                    "its git root; these win on a name clash) and in the user config dir "
-                    "($XDG_CONFIG_HOME/trainwiz/profiles). A path to a YAML file works wherever "
-                    "a NAME does.")
-    add_simulate_option(p)
-    sub = p.add_subparsers(dest="profiles_command", metavar="ACTION")
-
-    ls = sub.add_parser("list", help="every profile, damaged ones included")
-    ls.add_argument("--json", action="store_true", help="machine-readable output")
-    add_simulate_option(ls)
-    ls.set_defaults(func=_list)
-
-    show = sub.add_parser("show", help="a profile's settings and where it lives")
-    show.add_argument("name", metavar="NAME")
-    show.add_argument("--json", action="store_true", help="the profile as JSON")
-    add_simulate_option(show)
-    show.set_defaults(func=_show)
-
-    rm = sub.add_parser("rm", help="delete a profile")
-    rm.add_argument("name", metavar="NAME")
-    rm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    add_simulate_option(rm)
-    rm.set_defaults(func=_rm)
-
-    cp = sub.add_parser("cp", help="copy a profile under a new name (same store)")
-    cp.add_argument("name", metavar="NAME")
-    cp.add_argument("new", metavar="NEW")
-    cp.add_argument("--force", action="store_true", help="overwrite NEW if it exists")
-    add_simulate_option(cp)
-    cp.set_defaults(func=_cp)
-
-    imp = sub.add_parser("import", help="save a trainwiz profile or an accelerate config file "
-                                        "as a profile")
-    imp.add_argument("file", metavar="FILE", nargs="?",
-                     help="YAML file: an accelerate config or a trainwiz profile")
-    imp.add_argument("--name", required=True, metavar="NAME", help="name of the new profile")
-    imp.add_argument("--from-accelerate-default", action="store_true",
-                     help="read accelerate's default config "
-                          "($HF_HOME/accelerate/default_config.yaml)")
-    imp.add_argument("--project", action="store_true",
-                     help="save in the project's .trainwiz/profiles instead of the user store")
-    imp.add_argument("--force", action="store_true", help="overwrite an existing profile")
-    add_simulate_option(imp)
-    imp.set_defaults(func=_import)
-
-    exp = sub.add_parser("export", help="write a profile as a trainwiz or accelerate config "
-                         "file, or (scheduler: slurm) as the sbatch script trainwiz submits")
-    exp.add_argument("name", metavar="NAME")
-    exp.add_argument("--format", choices=("trainwiz", "accelerate", "sbatch"), default="trainwiz")
-    exp.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
-    exp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    add_simulate_option(exp)
-    exp.set_defaults(func=_export)
-
-    p.set_defaults(func=_list, json=False)
+from trainwiz.cli import simulate_spec
+from trainwiz.errors import TrainwizError, UsageError
+from trainwiz.hardware import detect
+from trainwiz.profiles import (
+    ProfileError,
+    ProfileStore,
+    accelerate_default_config_path,
+    from_accelerate_config,
+    is_accelerate_config,
+    profile_from_dict,
+    profile_to_dict,
+    project_profile_dirs,
+    project_save_dir,
+    save_profile,
+    user_profiles_dir,
+)
+from trainwiz.profiles.store import atomic_write_text, check_name
+from trainwiz.profiles.validate import parse_yaml
 
 
 # --------------------------------------------------------------------------- helpers
 
-def _console(stderr: bool = False):
+def rich_console(stderr: bool = False):
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
@@ -78,17 +36,14 @@ def _console(stderr: bool = False):
 def _gpus(args: argparse.Namespace) -> tuple:
     """GPUs of this (or the simulated) machine; a bad ``--simulate`` is the error it is (exit 2),
     a box without NVML simply has none."""
-    from trainwiz.cli import simulate_spec
-    from trainwiz.hardware import detect
-
     return detect(simulate_spec(args)).gpus
 
 
-def _gpu_count(args: argparse.Namespace) -> int | None:
+def gpu_count(args: argparse.Namespace) -> int | None:
     return len(_gpus(args)) or None
 
 
-def _summary(profile) -> str:
+def profile_summary(profile) -> str:
     if profile.strategy == "fsdp":
         f = profile.fsdp
         strat = f"fsdp{f.version} {f.sharding_strategy}"
@@ -138,9 +93,7 @@ def _short_error(error: str, path: str) -> str:
 
 # --------------------------------------------------------------------------- commands
 
-def _list(args: argparse.Namespace) -> int:
-    from trainwiz.profiles import ProfileStore, profile_to_dict
-
+def cmd_list(args: argparse.Namespace) -> int:
     entries = ProfileStore().list()
     if getattr(args, "json", False):
         import json
@@ -152,10 +105,8 @@ def _list(args: argparse.Namespace) -> int:
                         "profile": profile_to_dict(e.profile) if e.profile else None})
         print(json.dumps(out, indent=2))
         return 0
-    console = _console()
+    console = rich_console()
     if not entries:
-        from trainwiz.profiles import project_profile_dirs, user_profiles_dir
-
         console.print("No profiles yet. Create one with [bold]trainwiz config[/], or import an "
                       "accelerate config with [bold]trainwiz profiles import FILE --name NAME[/].")
         console.print(f"Looked in: {', '.join(map(str, project_profile_dirs()))}, "
@@ -186,7 +137,7 @@ def _list(args: argparse.Namespace) -> int:
             p = e.profile
             model = p.estimate.model if p.estimate else ""
             table.add_row(name if not e.shadowed else f"[dim]{name}[/]", e.scope,
-                          escape(_summary(p)), p.launcher, escape(model), escape(shown(e.path)))
+                          escape(profile_summary(p)), p.launcher, escape(model), escape(shown(e.path)))
     console.print(table)
     damaged = [e for e in entries if e.damaged]
     if damaged:
@@ -195,84 +146,8 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
-    from trainwiz.profiles import (
-        estimate_notes,
-        load_profile,
-        profile_to_dict,
-        resolve_profile_path,
-    )
-
-    path = resolve_profile_path(args.name)
-    profile = load_profile(args.name)
-    data = profile_to_dict(profile)
-    if args.json:
-        import json
-
-        print(json.dumps({"name": profile.name, "path": str(path), "profile": data}, indent=2))
-        return 0
-    from rich.markup import escape
-    from rich.syntax import Syntax
-
-    from trainwiz.profiles.validate import dump_yaml
-
-    count = _gpu_count(args)  # first: a bad --simulate is an error before anything is printed
-    console = _console()
-    console.print(f"[bold]{escape(profile.name)}[/]  {escape(str(path))}")
-    console.print(escape(_summary(profile)))
-    console.print(Syntax(dump_yaml(data), "yaml", theme="ansi_dark", background_color="default"))
-    if count:
-        from trainwiz.profiles import ProfileError, check_profile_gpus
-
-        try:
-            check_profile_gpus(profile, count)
-        except ProfileError as exc:
-            console.print(f"[yellow]warning: on this machine: {escape(str(exc))}[/]")
-    if profile.estimate is not None:
-        for line in _plan_lines(profile, args):
-            console.print(escape(line))
-        for text in _time_lines(profile, args):
-            console.print(escape(text))
-        for note in estimate_notes(profile):
-            console.print(f"[dim]note: {escape(note)}[/]")
-    return 0
-
-
-def _plan_lines(profile, args) -> list[str]:
-    """The estimate of the profile's plan (and how this box differs from the hardware it was
-    planned for)."""
-    from trainwiz.cli import simulate_spec
-    from trainwiz.cli.config import plan_line
-    from trainwiz.hardware import detect
-
-    return plan_line(profile, detect(simulate_spec(args)))
-
-
-def _time_lines(profile, args) -> list[str]:
-    """How long the plan takes on this (or the simulated) box, with the profile's training
-    length (when the plan is for this box's GPUs)."""
-    from trainwiz.cli import simulate_spec
-    from trainwiz.estimator.timing import summary_lines
-    from trainwiz.hardware import detect
-    from trainwiz.plan import Plan, box_from_gpus, resolve_model
-    from trainwiz.profiles import profile_time
-
-    detection = detect(simulate_spec(args))
-    here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
-    plan = Plan.from_profile(profile, here)
-    if not plan.model or not plan.box.here:
-        return []
-    est = plan.estimate(resolve_model(plan.model)).estimate
-    used = {g.index for g in plan.used_gpus()}
-    time, _ = profile_time(profile, est, [g for g in detection.gpus if g.index in used])
-    return summary_lines(time, est.fits)
-
-
-def _rm(args: argparse.Namespace) -> int:
+def cmd_rm(args: argparse.Namespace) -> int:
     import sys
-
-    from trainwiz.errors import TrainwizError
-    from trainwiz.profiles import ProfileStore
 
     store = ProfileStore()
     path = store.removable(args.name)  # refuses any file that is not a profile, before asking
@@ -289,29 +164,15 @@ def _rm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cp(args: argparse.Namespace) -> int:
-    from trainwiz.profiles import ProfileStore
-
+def cmd_cp(args: argparse.Namespace) -> int:
     target = ProfileStore().copy(args.name, args.new, force=args.force)
     print(f"Copied {args.name} to {target}")
     return 0
 
 
-def _import(args: argparse.Namespace) -> int:
+def cmd_import(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
-
-    from trainwiz.errors import UsageError
-    from trainwiz.profiles import (
-        ProfileError,
-        accelerate_default_config_path,
-        from_accelerate_config,
-        is_accelerate_config,
-        profile_from_dict,
-        save_profile,
-    )
-    from trainwiz.profiles.store import check_name
-    from trainwiz.profiles.validate import parse_yaml
 
     check_name(args.name)
     if args.from_accelerate_default:
@@ -341,8 +202,6 @@ def _import(args: argparse.Namespace) -> int:
                               force=args.force)
     else:
         # A trainwiz profile is copied byte for byte once it validates: comments stay.
-        from trainwiz.profiles import project_save_dir, user_profiles_dir
-        from trainwiz.profiles.store import atomic_write_text
 
         kind = "trainwiz profile"
         profile_from_dict(data, source=str(path), name=args.name, lines=lines)
@@ -354,32 +213,3 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
-    import sys
-    from pathlib import Path
-
-    from trainwiz.profiles import accelerate_config_text, accelerate_export_notes, load_profile
-    from trainwiz.profiles.store import atomic_write_text, profile_text
-
-    profile = load_profile(args.name)
-    if args.format == "accelerate":
-        text = accelerate_config_text(profile, _gpu_count(args))
-        notes = accelerate_export_notes(profile)
-    elif args.format == "sbatch":  # the script `trainwiz launch` would submit, for sbatch FILE
-        from trainwiz.launchers.slurm_submit import plan_script
-
-        text, slurm_notes = plan_script(profile, check=False)
-        for note in slurm_notes:
-            print(f"trainwiz: note: {note}", file=sys.stderr)
-        notes = []
-    else:
-        text = profile_text(profile)
-        notes = []
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-    else:
-        target = atomic_write_text(Path(args.output).expanduser(), text, force=args.force)
-        print(f"Wrote {args.format} config {target}")
-    for note in notes:
-        print(f"trainwiz: note: not in the accelerate file: {note}", file=sys.stderr)
-    return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trainwiz.estimator.suggest import METHOD_NOTE
 from trainwiz.estimator.types import LOOP_TEXT, PRECISION_TEXT, Estimate
 from trainwiz.units import format_bytes
 
@@ -110,8 +111,6 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
                                         f", {when}" if when else ""))
             console.print(Text(f"     {as_flags(s.change)}", style="dim"))
         if any(s.method_change for s in est.suggestions):
-            from trainwiz.estimator.suggest import METHOD_NOTE
-
             console.print(Text(METHOD_NOTE, style="dim"))
 
 

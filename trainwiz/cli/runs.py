@@ -1,72 +1,15 @@
-"""``trainwiz runs``, ``attach``, ``stop`` and ``logs``: work on any run of this user."""
+"""``trainwiz runs`` and ``runs prune``: the runs of this user, read from their folders
+(``runs show``: cli/runs_show.py; ``attach``, ``stop``: cli/runs_control.py; ``logs``: cli/logs.py)."""
 
 from __future__ import annotations
 
-
-def register(subparsers) -> None:
-    from trainwiz.cli import add_simulate_option
-
-    p = subparsers.add_parser("runs", help="list runs, newest first; `runs show RUN` for one, "
-                              "`runs prune` deletes old ones")
-    p.add_argument("--json", action="store_true", help="machine-readable list (every run)")
-    p.add_argument("--all", "-a", action="store_true",
-                   help=f"every run (default: the newest {SHOWN}, and how many are hidden)")
-    add_simulate_option(p)
-    p.set_defaults(func=cmd_runs)
-    sub = p.add_subparsers(dest="runs_command", metavar="")
-    q = sub.add_parser("prune", help="delete finished runs by age or count (never a running one)")
-    q.add_argument("--older-than", metavar="AGE",
-                   help="runs that ended more than AGE ago (30m, 12h, 7d, 2w)")
-    q.add_argument("--keep", type=int, metavar="N", help="keep the newest N runs")
-    q.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
-    add_simulate_option(q)
-    q.set_defaults(func=cmd_prune)
-    q = sub.add_parser("show", help="one run: progress, and estimated against measured memory")
-    q.add_argument("run", nargs="?", default="last", metavar="RUN",
-                   help="run id, unique id prefix, or 'last' (default)")
-    q.add_argument("--json", action="store_true", help="the run's record with progress and memory")
-    add_simulate_option(q)
-    q.set_defaults(func=cmd_show)
-
-    p = subparsers.add_parser("attach", help="watch a run live again")
-    p.add_argument("run", nargs="?", default="last", metavar="RUN",
-                   help="run id, unique id prefix, or 'last' (default)")
-    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
-    add_simulate_option(p)
-    p.set_defaults(func=cmd_attach)
-
-    p = subparsers.add_parser("stop", help="stop a run: SIGTERM, a grace period, then SIGKILL")
-    p.add_argument("run", metavar="RUN", help="run id, unique id prefix, or 'last'")
-    p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
-                   help="seconds between SIGTERM and SIGKILL (default 10)")
-    add_simulate_option(p)
-    p.set_defaults(func=cmd_stop)
-
-    p = subparsers.add_parser("logs", help="print or follow a rank's log")
-    p.add_argument("run", nargs="?", default="last", metavar="RUN",
-                   help="run id, unique id prefix, or 'last' (default)")
-    p.add_argument("--rank", type=int, default=0, help="global rank (default 0)")
-    p.add_argument("--launcher", action="store_true",
-                   help="the launcher's and supervisor's logs instead of a rank's")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
-    p.add_argument("-n", "--lines", type=int, default=None, help="only the last N lines")
-    add_simulate_option(p)
-    p.set_defaults(func=cmd_logs)
-
-
-SHOWN = 50
-
-
-def cmd_show(args) -> int:
-    from trainwiz.cli.runs_show import cmd_show as show
-
-    return show(args)
+from trainwiz.cli.parser import SHOWN
+from trainwiz.errors import UsageError
+from trainwiz.launchers.rundir import count_runs, list_runs, parse_age, prune_runs, runs_root
+from trainwiz.launchers.runinfo import duration, memory_over_text, progress_parts, run_report
 
 
 def cmd_prune(args) -> int:
-    from trainwiz.errors import UsageError
-    from trainwiz.launchers.rundir import parse_age, prune_runs
-
     if args.older_than is None and args.keep is None:
         raise UsageError("runs prune: give --older-than AGE (e.g. 7d) and/or --keep N")
     if args.keep is not None and args.keep < 0:
@@ -83,9 +26,6 @@ def cmd_prune(args) -> int:
 
 def cmd_runs(args) -> int:
     import json
-
-    from trainwiz.launchers.rundir import count_runs, list_runs, runs_root
-    from trainwiz.launchers.runinfo import memory_over_text, run_report
 
     if args.json:
         print(json.dumps([dict(r.to_json(), **run_report(r.run_dir, r)) for r in list_runs()],
@@ -158,8 +98,6 @@ def cmd_runs(args) -> int:
 def _progress_cell(report: dict, finished: bool, short: bool = False) -> str:
     """A memory warning first (it matters most), then step, loss, rates and time left; the
     short form (80 columns): step/total and time left, or the loss once finished."""
-    from trainwiz.launchers.runinfo import duration, progress_parts
-
     worst = max((g["ratio"] for g in report["memory"]["per_gpu"] if g["over"]), default=None)
     if not short:
         over = [f"MEMORY +{100 * (worst - 1):.0f}% over estimate"] if worst else []
@@ -174,131 +112,3 @@ def _progress_cell(report: dict, finished: bool, short: bool = False) -> str:
     elif prog.get("loss") is not None:
         parts.append(f"loss {prog['loss']:.4g}")
     return " ".join(parts)
-
-
-def cmd_attach(args) -> int:
-    from trainwiz.cli.live import watch
-    from trainwiz.launchers.rundir import resolve_run
-
-    return watch(resolve_run(args.run), plain=True if args.plain else None)
-
-
-def cmd_stop(args) -> int:
-    from trainwiz.launchers.local import stop_run
-    from trainwiz.launchers.rundir import read_status, resolve_run
-
-    run_dir = resolve_run(args.run)
-    before = read_status(run_dir)
-    if before.finished:
-        print(f"run {before.id} already {before.state}")
-        return 0
-    if before.damaged:
-        print(f"run {before.id} is damaged ({before.message}); stopping it by its id ...",
-              flush=True)
-    else:
-        print(f"stopping run {before.id} ...", flush=True)
-    final = stop_run(run_dir, grace=args.grace)
-    print(f"run {final.id} {final.state}")
-    return 0
-
-
-def _print_file(path, n, stream) -> int:
-    """Print the file (its last ``n`` lines, read from the end); return the offset printed to."""
-    from trainwiz.launchers.rundir import tail_lines
-
-    if path is None or not path.is_file():
-        return 0
-    size = path.stat().st_size
-    if n is not None:
-        lines = tail_lines(path, n)
-        if lines:
-            stream.write("\n".join(lines) + "\n")
-    else:
-        with open(path, "rb") as fh:
-            while True:
-                chunk = fh.read(1 << 20)
-                if not chunk:
-                    break
-                stream.write(chunk.decode("utf-8", "replace"))
-                size = fh.tell()
-    stream.flush()
-    return size
-
-
-def _rank_paths(run_dir, rank: int, out, err):
-    """What to print for a rank: its output in the order written when the run kept it
-    (``output.log``, on stdout), else its stdout then its stderr."""
-    from trainwiz.launchers.rundir import rank_log_paths, rank_output_path
-
-    both = rank_output_path(run_dir, rank)
-    if both is not None:
-        return [(both, out)]
-    o, e = rank_log_paths(run_dir, rank)
-    if o is None:
-        return None
-    return [(o, out), (e, err)]
-
-
-def cmd_logs(args) -> int:
-    import sys
-    import time
-
-    from trainwiz.errors import TrainwizError
-    from trainwiz.launchers import slurm_jobs
-    from trainwiz.launchers.rundir import read_status, resolve_run, slurm_node_of_rank
-
-    if args.lines is not None and args.lines < 0:
-        raise TrainwizError(f"-n {args.lines}: expected a number of lines, 0 or more")
-    run_dir = resolve_run(args.run)
-    if args.launcher and slurm_jobs.is_slurm_run(run_dir):  # the job's output, each node's logs
-        paths = [(p, sys.stdout) for p in slurm_jobs.launcher_logs(run_dir)]
-    elif args.launcher:
-        paths = [(run_dir / "launcher.log", sys.stdout), (run_dir / "supervisor.log", sys.stderr)]
-    else:
-        status = read_status(run_dir)
-        nranks = len(status.ranks) or (status.num_processes or 0) * max(1, status.num_machines)
-        paths = _rank_paths(run_dir, args.rank, sys.stdout, sys.stderr)
-        if paths is None and not args.follow:
-            if status.ranks and args.rank not in {r.rank for r in status.ranks}:
-                raise TrainwizError(f"run {status.id} has no rank {args.rank} on this machine "
-                                    f"(ranks: {', '.join(str(r.rank) for r in status.ranks)})")
-            if nranks and args.rank >= nranks:
-                raise TrainwizError(f"run {status.id} has no rank {args.rank}")
-            print(f"rank {args.rank} has no log yet (state {status.state})", file=sys.stderr)
-            return 0
-        paths = paths or [(None, sys.stdout)]
-        node_dir = slurm_node_of_rank(run_dir, args.rank) if status.slurm else None
-        if node_dir is not None:  # a Slurm run: which node the rank ran on
-            print(f"rank {args.rank} ran on {slurm_jobs.node_name(node_dir)}", file=sys.stderr,
-                  flush=True)
-    headers = args.launcher and slurm_jobs.is_slurm_run(run_dir)  # several files: name each
-    offsets = []
-    for path, stream in paths:
-        if headers and path is not None and path.is_file():
-            print(f"==> {path} <==", file=stream, flush=True)
-        offsets.append(_print_file(path, args.lines, stream))
-    if not args.follow:
-        return 0
-    try:
-        while True:
-            if not args.launcher and paths[0][0] is None:
-                found = _rank_paths(run_dir, args.rank, sys.stdout, sys.stderr)
-                if found is not None:
-                    paths, offsets = found, [0] * len(found)
-            for i, (path, stream) in enumerate(paths):
-                if path is None or not path.is_file():
-                    continue
-                with open(path, "rb") as fh:
-                    fh.seek(offsets[i])
-                    chunk = fh.read(1 << 20)
-                if chunk:
-                    stream.write(chunk.decode("utf-8", "replace"))
-                    stream.flush()
-                    offsets[i] += len(chunk)
-            if read_status(run_dir).finished and all(
-                    p is None or not p.is_file() or p.stat().st_size == o
-                    for (p, _), o in zip(paths, offsets)):
-                return 0
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        return 0

@@ -14,6 +14,9 @@ The time model (trainwiz.estimator.timing; the wizard's panel and the CLI use th
     summary_lines(time, fits) -> list[str]            # "time: ~5,590 tokens/s ...", "to train ...: about 5 h"
 """
 
+from trainwiz.estimator.catalog import model_from_params, resolve_model
+from trainwiz.estimator.fit import estimate
+from trainwiz.estimator.timing import summary_lines, time_hardware, time_plan
 from trainwiz.estimator.types import (
     Estimate,
     MemoryBreakdown,
@@ -22,19 +25,16 @@ from trainwiz.estimator.types import (
     TrainConfig,
 )
 
-__all__ = ["Estimate", "MemoryBreakdown", "ModelSpec", "Suggestion", "TrainConfig",
-           "estimate", "model_from_params", "resolve_model", "time_hardware", "time_plan",
-           "summary_lines"]
-
-
-def __getattr__(name):  # lazy: keep `import trainwiz.estimator` cheap
-    if name == "estimate":
-        from trainwiz.estimator.fit import estimate
-        return estimate
-    if name in ("resolve_model", "model_from_params"):
-        from trainwiz.estimator import catalog
-        return getattr(catalog, name)
-    if name in ("time_hardware", "time_plan", "summary_lines"):
-        from trainwiz.estimator import timing
-        return getattr(timing, name)
-    raise AttributeError(name)
+__all__ = [
+    "Estimate",
+    "MemoryBreakdown",
+    "ModelSpec",
+    "Suggestion",
+    "TrainConfig",
+    "estimate",
+    "model_from_params",
+    "resolve_model",
+    "summary_lines",
+    "time_hardware",
+    "time_plan",
+]

@@ -9,14 +9,17 @@ Public API (stable; others import these names from ``trainwiz.hardware``)::
     visible_gpus(gpus, cuda_visible_devices)       what a run with CUDA_VISIBLE_DEVICES will see
     GpuSampler(simulate=None).sample(pids_by_gpu)  -> GpuSnapshot, for the monitor
 
-Importing this package is cheap: submodules load on first use, and ``pynvml`` is imported only
-when NVML is actually probed.
+Importing this package is cheap: its modules are pure Python, and ``pynvml`` (and ``psutil``)
+are imported only when NVML (or the host) is actually probed.
 """
 
 from __future__ import annotations
 
-import importlib
-
+from trainwiz.hardware.host import host_info
+from trainwiz.hardware.presets import PRESETS, GpuPreset
+from trainwiz.hardware.probe import detect
+from trainwiz.hardware.sampler import GpuSampler
+from trainwiz.hardware.simulated import parse_simulate
 from trainwiz.hardware.types import (
     Detection,
     GpuInfo,
@@ -25,29 +28,21 @@ from trainwiz.hardware.types import (
     HostInfo,
     MigDevice,
 )
+from trainwiz.hardware.visible import cuda_order, visible_gpus
 
-_LAZY = {
-    "detect": "trainwiz.hardware.probe",
-    "GpuSampler": "trainwiz.hardware.sampler",
-    "parse_simulate": "trainwiz.hardware.simulated",
-    "PRESETS": "trainwiz.hardware.presets",
-    "GpuPreset": "trainwiz.hardware.presets",
-    "host_info": "trainwiz.hardware.host",
-    "visible_gpus": "trainwiz.hardware.visible",
-    "cuda_order": "trainwiz.hardware.visible",
-}
-
-__all__ = ["Detection", "GpuInfo", "GpuProcess", "GpuSnapshot", "HostInfo", "MigDevice", *_LAZY]
-
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'trainwiz.hardware' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__all__ = [
+    "PRESETS",
+    "Detection",
+    "GpuInfo",
+    "GpuPreset",
+    "GpuProcess",
+    "GpuSampler",
+    "GpuSnapshot",
+    "HostInfo",
+    "MigDevice",
+    "cuda_order",
+    "detect",
+    "host_info",
+    "parse_simulate",
+    "visible_gpus",
+]

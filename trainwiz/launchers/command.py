@@ -17,6 +17,8 @@ Several machines: ``--rdzv-backend c10d --rdzv-endpoint MAIN:PORT --rdzv-id RUN`
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 
 from trainwiz.errors import TrainwizError
@@ -158,9 +160,19 @@ def _target(script: str, args: list[str], module: bool, dash_module: str,
 def rank_entry_path() -> str:
     """The file every rank of a launched run starts with (:mod:`trainwiz.launchers.rank_entry`):
     a plain script, so the training environment needs no trainwiz."""
-    import os
-
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "rank_entry.py")
+
+
+# trainwiz's own entry points (the supervisor, its watchdog, a Slurm node's task), started in a
+# fresh interpreter: ``python -c BOOT TRAINWIZ_ROOT ARGS...`` runs ``trainwiz.launchers.<mod>.main``
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+        "from trainwiz.launchers.{mod} import main; sys.exit(main(sys.argv[2:]))")
+
+
+def boot_argv(module: str, *args: str) -> list[str]:
+    """argv that runs ``trainwiz.launchers.<module>.main(args)`` with this trainwiz on the path."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+    return [sys.executable, "-c", BOOT.format(mod=module), root, *args]
 
 
 def build_command(profile, script: str, args: list[str] | None = None, *, run_dir: str,

@@ -29,6 +29,8 @@ from trainwiz.errors import TrainwizError
 from trainwiz.launchers import command as C
 from trainwiz.launchers import slurm_jobs
 from trainwiz.launchers.checks import Preflight, preflight
+from trainwiz.launchers.command import BOOT, boot_argv
+from trainwiz.launchers.proctree import SUPERVISOR_MARK, run_processes, terminate
 from trainwiz.launchers.rundir import (
     RunState,
     RunStatus,
@@ -43,12 +45,6 @@ from trainwiz.launchers.rundir import (
     write_json_atomic,
 )
 from trainwiz.launchers.runinfo import plan_estimate, save_estimate
-from trainwiz.launchers.supervisor import (
-    SUPERVISOR_MARK,
-    boot_argv,
-    run_processes,
-    terminate,
-)
 from trainwiz.profiles import to_accelerate_config
 from trainwiz.profiles.validate import dump_yaml, profile_to_dict
 
@@ -181,6 +177,7 @@ def find_supervisor(run_id: str, pid: int | None = None, started: float | None =
     that pid and start time. None if there is no such process. A pid named by a status file is
     never trusted by itself: it may be forged, or reused by the system for another process."""
     uid = os.getuid()
+    supervisor_boot = BOOT.format(mod="supervisor")  # not its watchdog, not a Slurm node task
 
     def is_it(proc) -> bool:
         try:
@@ -190,8 +187,8 @@ def find_supervisor(run_id: str, pid: int | None = None, started: float | None =
                 return False
             if proc.environ().get(SUPERVISOR_MARK) != run_id:
                 return False
-            cmd = proc.cmdline()  # [python, -c, boot, root, RUN_DIR]: the watchdog has --watchdog
-            return "--watchdog" not in cmd and any(a.endswith(run_id) for a in cmd)
+            cmd = proc.cmdline()  # [python, -c, boot, root, RUN_DIR]: the supervisor's boot
+            return supervisor_boot in cmd and any(a.endswith(run_id) for a in cmd)
         except psutil.Error:
             return False
 

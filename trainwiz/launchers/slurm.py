@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from trainwiz.errors import TrainwizError
 from trainwiz.launchers import command as C
-from trainwiz.launchers.supervisor import BOOT
+from trainwiz.launchers.command import BOOT
 
 SCRIPT_NAME = "job.sbatch"
 

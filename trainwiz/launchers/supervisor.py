@@ -7,21 +7,22 @@ terminal or a dropped SSH connection does not reach it. It
 * starts the launcher (torchrun / accelerate) in its own process group, with
   ``PR_SET_PDEATHSIG=SIGTERM`` so the launcher (and through it, every rank) ends if the
   supervisor dies, and marks itself a child subreaper so ranks orphaned by a dying launcher are
-  still its descendants;
-* starts a watchdog (own session, reads a pipe only the supervisor holds): when the supervisor
-  dies, even by SIGKILL, the pipe closes and the watchdog ends whatever is left of the run and
-  marks it failed;
-* records ranks (pid from the launcher's descendants, by their ``RANK`` variable), samples GPU
-  memory, and writes ``status.json`` atomically on every change;
+  still its descendants (:mod:`~trainwiz.launchers.proctree`);
+* starts a watchdog (:mod:`~trainwiz.launchers.watchdog`) that ends the run if the supervisor
+  dies, even by SIGKILL;
+* records ranks (found among its descendants by :class:`~trainwiz.launchers.proctree.RankFinder`),
+  samples memory, and writes ``status.json`` atomically on every change (on a full disk the
+  ranks keep running; a reserve kept in the run directory pays for the final status);
 * on SIGTERM (``trainwiz stop``) runs the stop protocol: SIGTERM to the launcher's group, a grace
   period, then SIGKILL of everything left; state ``stopped``;
-* when the launcher exits, names the first failure (rank, exit code, message, OOM) and sweeps
-  any process still carrying the run's ``TRAINWIZ_RUN_ID``.
+* when the launcher exits, sweeps any process still carrying the run's mark, gathers what the
+  launcher and the ranks left (exit codes, torchrun's failure table, error files, log tails)
+  and records the failure :func:`~trainwiz.launchers.outcome.name_failure` names.
 """
 
 from __future__ import annotations
 
-import ctypes
+import glob
 import json
 import logging
 import os
@@ -32,8 +33,23 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
+
 from trainwiz.atomic import is_disk_full
-from trainwiz.launchers import failures as F
+from trainwiz.hardware import GpuSampler
+from trainwiz.launchers.command import boot_argv
+from trainwiz.launchers.failures import TableEntry, parse_failure_table, read_error_file
+from trainwiz.launchers.outcome import Observed, RankEvidence, exit_codes, name_failure
+from trainwiz.launchers.proctree import (
+    RUN_MARK,
+    SUPERVISOR_MARK,
+    RankFinder,
+    alive,
+    become_subreaper,
+    launcher_preexec,
+    run_processes,
+    terminate,
+)
 from trainwiz.launchers.records import GpuReading, RankReading, RunState, Sample
 from trainwiz.launchers.runinfo import RunWatcher, rank_gpu_memory
 from trainwiz.launchers.rundir import (
@@ -49,123 +65,18 @@ from trainwiz.launchers.rundir import (
 
 log = logging.getLogger("trainwiz.supervisor")
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 POLL_S = 0.5
 SAMPLE_S = 2.0
 REWRITE_S = 5.0  # status.json is rewritten at least this often, so a damaged one heals
 DEFAULT_GRACE_S = 10.0
 RESERVE_BYTES = 256 * 1024  # kept free in the run directory for the last status on a full disk
-SUPERVISOR_MARK = "TRAINWIZ_SUPERVISOR_OF"  # in the supervisor's environment: its run id
+LAUNCHER_LOG_LINES = 3000  # of launcher.log read for torchrun's failure report
+RANK_TAIL_LINES = 60  # of a failed rank's stderr.log read for its message
 # Set by torchrun for the processes it starts; trainwiz's launcher must own them, so they are
 # taken out of the launcher's environment (a Kubeflow pod's RANK would otherwise reach it).
 LAUNCHER_OWNED = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
                   "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID",
                   "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS")
-
-BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
-        "from trainwiz.launchers.{mod} import main; sys.exit(main(sys.argv[2:]))")
-
-
-def boot_argv(module: str, *args: str) -> list[str]:
-    """argv that runs ``trainwiz.launchers.<module>.main(args)`` with this trainwiz on the path."""
-    root = str(Path(__file__).resolve().parent.parent.parent)
-    return [sys.executable, "-c", BOOT.format(mod=module), root, *args]
-
-
-def _prctl(option: int, value: int) -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(option, value, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the watchdog still covers it
-        pass
-
-
-def _launcher_preexec(parent_pid: int):
-    def preexec() -> None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent_pid:  # the supervisor died between fork and prctl
-            os._exit(1)
-
-    return preexec
-
-
-# ---- process sweeping (shared with stop and the watchdog) ----------------------------------
-
-def run_processes(run_id: str, extra_pids=()) -> list:
-    """Every live process of this user that belongs to the run: ``TRAINWIZ_RUN_ID`` is in its
-    environment (the launcher and everything it starts inherit it). ``extra_pids`` are looked
-    at first but only count when they carry the same mark, so a recorded pid that the system
-    has since given to another process is never touched."""
-    import psutil
-
-    me = os.getpid()
-    uid = os.getuid()
-    found = {}
-
-    def check(proc) -> None:
-        try:
-            if proc.pid == me or proc.pid in found or proc.uids().real != uid:
-                return
-            if proc.environ().get("TRAINWIZ_RUN_ID") == run_id and _alive(proc):
-                found[proc.pid] = proc
-        except psutil.Error:
-            pass
-
-    for pid in extra_pids:
-        if pid:
-            try:
-                check(psutil.Process(pid))
-            except psutil.Error:
-                pass
-    for proc in psutil.process_iter():
-        check(proc)
-    return list(found.values())
-
-
-def _alive(proc) -> bool:
-    import psutil
-
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def terminate(procs, grace: float, first_signal_pgid: int | None = None) -> list:
-    """SIGTERM (to ``first_signal_pgid``'s group, else to each), wait ``grace``, SIGKILL the rest.
-    Returns the processes that were still alive at the end (should be none)."""
-    import psutil
-
-    procs = [p for p in procs if _alive(p)]
-    if first_signal_pgid and first_signal_pgid not in {p.pid for p in procs}:
-        first_signal_pgid = None  # the launcher is gone: never signal a group we cannot vouch for
-    if first_signal_pgid:
-        try:
-            os.killpg(first_signal_pgid, signal.SIGTERM)
-        except OSError:
-            pass
-    else:
-        for p in procs:
-            try:
-                p.terminate()
-            except psutil.Error:
-                pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in procs):
-        time.sleep(0.1)
-    left = [p for p in procs if _alive(p)]
-    for p in left:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)  # ranks lead their own groups (torch's setsid)
-        except OSError:
-            pass
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(left, timeout=5)
-    return [p for p in left if _alive(p)]
 
 
 # ---- the supervisor -------------------------------------------------------------------------
@@ -179,7 +90,7 @@ class Supervisor:
         self.stop_requested = False
         self.launcher: subprocess.Popen | None = None
         self.rank_gone_at: dict[int, float] = {}
-        self._env_cache: dict[int, dict | None] = {}
+        self.finder = RankFinder()
         self._sampler = None
         self._sampler_failed = False
         self._last_sample = 0.0
@@ -260,9 +171,7 @@ class Supervisor:
         self.stop_requested = True
 
     def start(self) -> int:
-        import psutil
-
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        become_subreaper()
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self.on_sigterm)
@@ -276,7 +185,7 @@ class Supervisor:
         env = {k: v for k, v in os.environ.items()
                if k not in LAUNCHER_OWNED and k != SUPERVISOR_MARK}
         env.update(self.command.get("env", {}))
-        env["TRAINWIZ_RUN_ID"] = self.status.id
+        env[RUN_MARK] = self.status.id
         env["TRAINWIZ_RUN_DIR"] = str(self.run_dir)
         argv = self.command["argv"]
         log.info("starting launcher: %s", " ".join(argv))
@@ -285,7 +194,7 @@ class Supervisor:
                 self.launcher = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     env=env, cwd=self.command.get("cwd") or None, start_new_session=True,
-                    preexec_fn=_launcher_preexec(os.getpid()),
+                    preexec_fn=launcher_preexec(os.getpid()),
                 )
         except OSError as exc:
             self.status.failure = Failure(rank=None, exit_code=None,
@@ -305,7 +214,7 @@ class Supervisor:
         os.set_inheritable(r, True)
         env = {k: v for k, v in os.environ.items() if k != SUPERVISOR_MARK}  # not a supervisor
         with open(self.run_dir / "supervisor.log", "ab") as out:
-            subprocess.Popen(boot_argv("supervisor", "--watchdog", str(self.run_dir)),
+            subprocess.Popen(boot_argv("watchdog", str(self.run_dir)),
                              stdin=r, stdout=out, stderr=subprocess.STDOUT, env=env,
                              start_new_session=True, close_fds=True)
         os.close(r)
@@ -334,76 +243,22 @@ class Supervisor:
             time.sleep(POLL_S)
 
     # ranks
-    def _environ(self, proc) -> dict | None:
-        import psutil
-
-        cached = self._env_cache.get(proc.pid)
-        if cached is not None:
-            return cached
-        try:
-            env = proc.environ()
-        except psutil.Error:
-            return None
-        # A rank is what torchrun made one: RANK together with the variables its agent sets for
-        # the workers it starts (a RANK inherited from a pod's environment is not enough).
-        if "TORCHELASTIC_RESTART_COUNT" not in env and "TORCHELASTIC_RUN_ID" not in env:
-            return {}
-        found = {k: env[k] for k in ("RANK", "LOCAL_RANK") if k in env}
-        # Only a rank's environment is cached: between fork and exec a new rank still shows
-        # the agent's environment, so a miss is read again on the next poll.
-        if "RANK" in found:
-            self._env_cache[proc.pid] = found
-        return found
-
     def track_ranks(self) -> None:
-        import psutil
-
         now = time.time()
-        try:
-            root = psutil.Process(os.getpid())
-            procs = root.children(recursive=True)
-        except psutil.Error:
-            procs = []
-        by_pid = {p.pid: p for p in procs}
         known = {r.rank: r for r in self.status.ranks}
-        launcher_pid = self.launcher.pid if self.launcher is not None else None
-        for proc in procs:
-            if proc.pid == launcher_pid:
-                continue
-            env = self._environ(proc)
-            if not env or "RANK" not in env:
-                continue
-            try:
-                ppid = proc.ppid()
-            except psutil.Error:  # it exited between the listing and now
-                continue
-            parent_env = self._environ(by_pid[ppid]) if ppid in by_pid else None
-            if parent_env and parent_env.get("RANK") == env["RANK"]:
-                continue  # a rank's own child (data loader worker, compile worker)
-            try:
-                rank = int(env["RANK"])
-            except ValueError:
-                continue
-            entry = known.get(rank)
-            if entry is None or entry.pid != proc.pid:
-                if not _alive(proc):
-                    continue
-                try:
-                    started = proc.create_time()
-                except psutil.Error:
-                    continue
-                local = env.get("LOCAL_RANK", "")
-                entry = RankStatus(rank=rank, pid=proc.pid,
-                                   local_rank=int(local) if local.isdigit() else rank,
-                                   started=started)
-                known[rank] = entry
-                self.rank_gone_at.pop(rank, None)
-                log.info("rank %d started: pid %d", rank, proc.pid)
+        by_pid, found = self.finder.scan(
+            skip_pid=self.launcher.pid if self.launcher is not None else None,
+            known={r.rank: r.pid for r in known.values()})
+        for f in found:
+            known[f.rank] = RankStatus(rank=f.rank, pid=f.pid, local_rank=f.local_rank,
+                                       started=f.started)
+            self.rank_gone_at.pop(f.rank, None)
+            log.info("rank %d started: pid %d", f.rank, f.pid)
         for entry in known.values():
             if entry.rank in self.rank_gone_at or entry.pid is None:
                 continue
             proc = by_pid.get(entry.pid)
-            if proc is None or not _alive(proc):
+            if proc is None or not alive(proc):
                 self.rank_gone_at[entry.rank] = now
                 log.info("rank %d (pid %d) exited", entry.rank, entry.pid)
         self.status.ranks = sorted(known.values(), key=lambda r: r.rank)
@@ -420,8 +275,6 @@ class Supervisor:
 
     # memory samples
     def sample(self, force: bool = False) -> None:
-        import psutil
-
         now = time.time()
         if not force and now - self._last_sample < SAMPLE_S:
             return
@@ -473,8 +326,6 @@ class Supervisor:
             self._sampler_failed = True
             return None
         try:
-            from trainwiz.hardware import GpuSampler
-
             self._sampler = GpuSampler(self.status.simulate)
         except Exception as exc:
             log.info("no GPU sampler: %s", exc)
@@ -539,25 +390,15 @@ class Supervisor:
             self.status.message = "stopped by request"
             self.set_state(RunState.STOPPED)
             return 0
-        if rc == 0 and not self.status.ranks and not self._any_rank_output():
-            # The launcher said "done" but no rank ever ran: an interpreter that is not Python,
-            # a wrapper that exits 0, a launcher that found nothing to do.
-            self.status.failure = Failure(
-                rank=None, exit_code=0,
-                message=f"the launcher exited 0 but no rank ever started (is "
-                        f"{self.command['argv'][0]!r} a real Python with torch?); see "
-                        "launcher.log")
-            self.status.ended_at = now_iso()
-            self.set_state(RunState.FAILED)
-            return 0
-        if rc == 0:
+        failure = name_failure(self.observe(rc))
+        if failure is None:
             self._add_unseen_ranks()
             for entry in self.status.ranks:
                 entry.exit_code = 0
             self.status.ended_at = now_iso()
             self.set_state(RunState.SUCCEEDED)
             return 0
-        self.status.failure = self.name_failure(rc)
+        self.status.failure = failure
         self.status.ended_at = now_iso()
         self.set_state(RunState.FAILED)
         return 0
@@ -578,66 +419,46 @@ class Supervisor:
 
     def _any_rank_output(self) -> bool:
         """Whether any rank left a trace (its output file), for ranks too quick to be seen."""
-        import glob
-
         return bool(glob.glob(str(self.run_dir / "torchrun" / "*" / "attempt_*" / "*" /
                                   "output.log")))
 
-    def name_failure(self, rc: int) -> Failure:
-        launcher_text = "\n".join(tail_lines(self.run_dir / "launcher.log", 3000))
-        table = F.parse_failure_table(launcher_text)
-        known = {r.rank: r for r in self.status.ranks}
+    # what the launcher and the ranks left, for name_failure
+    def observe(self, rc: int) -> Observed:
+        """Gather what the run left: the launcher's log and failure table, and for each rank the
+        table lists its error file, stderr and when it was seen to exit. The ranks' exit codes
+        are recorded from the table on the way."""
+        launcher_log = tail_lines(self.run_dir / "launcher.log", LAUNCHER_LOG_LINES) if rc else []
+        table = parse_failure_table("\n".join(launcher_log)) if rc else []
         if table:
-            listed = {e.rank for e in table}
-            for e in table:
-                entry = known.setdefault(e.rank, RankStatus(rank=e.rank, pid=e.pid,
-                                                            local_rank=e.local_rank))
-                entry.exit_code = e.exit_code
-                if e.pid:
-                    entry.pid = e.pid
-            for r, entry in known.items():
-                if r not in listed and entry.exit_code is None:
-                    entry.exit_code = 0  # torchrun lists every rank that did not exit 0
-            self.status.ranks = sorted(known.values(), key=lambda r: r.rank)
+            self._record_exit_codes(table)
+        return Observed(
+            launcher_exit_code=rc, launcher_log=launcher_log, table=table,
+            ranks={e.rank: self._evidence(e) for e in table},
+            rank_started=bool(self.status.ranks) or self._any_rank_output(),
+            launcher=self.command["argv"][0])
 
-            def key(e: F.TableEntry):
-                # When did each failed rank fail? A rank that recorded its exception (error
-                # file) or wrote a crash to stderr has that file's mtime (the error's own
-                # timestamp is whole seconds); a peer's "connection closed" error comes later.
-                # Ranks the launcher ended (SIGTERM/SIGKILL, nothing recorded) come last.
-                local = e.local_rank if e.local_rank is not None else e.rank
-                folder = rank_log_dir(self.run_dir, local)
-                when = _mtime(e.error_file)
-                signalled = F.agent_signalled(e.exit_code) and when is None
-                if when is None and not signalled and folder is not None:
-                    when = _mtime(str(folder / "stderr.log"))
-                gone = self.rank_gone_at.get(e.rank, float("inf"))
-                return (signalled, when if when is not None else gone, gone, not e.root, e.rank)
+    def _record_exit_codes(self, table: list[TableEntry]) -> None:
+        known = {r.rank: r for r in self.status.ranks}
+        for e in table:
+            entry = known.setdefault(e.rank, RankStatus(rank=e.rank, pid=e.pid,
+                                                        local_rank=e.local_rank))
+            if e.pid:
+                entry.pid = e.pid
+        codes = exit_codes(table, [r for r, entry in known.items() if entry.exit_code is None])
+        for r, code in codes.items():
+            known[r].exit_code = code
+        self.status.ranks = sorted(known.values(), key=lambda r: r.rank)
 
-            first = min(table, key=key)
-            local = first.local_rank if first.local_rank is not None else first.rank
-            folder = rank_log_dir(self.run_dir, local)
-            err_tail = _tail(folder / "stderr.log" if folder else None, 60)
-            msg, _ = F.read_error_file(first.error_file or (folder / "error.json" if folder else None))
-            if not msg and first.message and not first.message.startswith(
-                    ("To enable traceback", "Signal ")):
-                msg = first.message.splitlines()[-1].strip() if "\n" in first.message else first.message
-            if not msg:
-                msg = F.message_from_log(err_tail)
-            if not msg:
-                msg = F.signal_message(first.exit_code) or f"exited with code {first.exit_code}"
-            oom = F.is_oom(msg) or F.is_oom("\n".join(err_tail))
-            return Failure(rank=first.rank, exit_code=first.exit_code, message=msg, oom=oom)
-        # The launcher itself failed (bad arguments, rendezvous timeout, ...).
-        tail = launcher_text.splitlines()[-60:]
-        if rc < 0:
-            msg = f"the launcher was {F.signal_message(rc)}"
-        else:
-            msg = F.message_from_log(tail) or f"launcher exited with code {rc}"
-        return Failure(rank=None, exit_code=rc, message=msg, oom=F.is_oom("\n".join(tail)))
+    def _evidence(self, e: TableEntry) -> RankEvidence:
+        folder = rank_log_dir(self.run_dir, e.local_rank if e.local_rank is not None else e.rank)
+        stderr = folder / "stderr.log" if folder is not None else None
+        message, _ = read_error_file(e.error_file or (folder / "error.json" if folder else None))
+        return RankEvidence(error_message=message, error_file_at=_mtime(e.error_file),
+                            stderr_at=_mtime(stderr), stderr_tail=_tail(stderr, RANK_TAIL_LINES),
+                            exited_at=self.rank_gone_at.get(e.rank))
 
 
-def _mtime(path: str | None) -> float | None:
+def _mtime(path: str | Path | None) -> float | None:
     if not path:
         return None
     try:
@@ -653,51 +474,11 @@ def _tail(path: Path | None, n: int) -> list[str]:
         return []
 
 
-# ---- the watchdog ---------------------------------------------------------------------------
-
-def watchdog(run_dir: Path) -> int:
-    """Block until the supervisor's pipe closes; then end what is left of the run."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        while os.read(0, 4096):
-            pass
-    except OSError:
-        pass
-    try:
-        status = read_status(run_dir, check_alive=False)
-    except Exception:
-        return 0
-    pids = [status.launcher_pid] + [r.pid for r in status.ranks]
-    procs = run_processes(status.id, [p for p in pids if p])
-    if status.finished and not procs:
-        return 0
-    if procs:
-        log.warning("watchdog: supervisor gone; ending %d process(es) of run %s",
-                    len(procs), status.id)
-        terminate(procs, 5.0, first_signal_pgid=status.launcher_pid)
-    status = read_status(run_dir, check_alive=False)
-    if not status.finished:
-        status.state = RunState.FAILED
-        status.ended_at = now_iso()
-        status.message = "the supervisor was killed; the watchdog ended the run's processes"
-        if status.failure is None:
-            status.failure = Failure(rank=None, exit_code=None,
-                                     message="supervisor killed; run ended by its watchdog")
-        try:
-            save_status(run_dir, status)
-        except OSError as exc:  # a full disk: readers see the supervisor gone, which says as much
-            log.warning("watchdog: could not record the end of the run: %s", exc)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(process)d %(levelname)s %(message)s")
     logging.raiseExceptions = False  # a full disk drops log lines, never the supervisor
-    if argv and argv[0] == "--watchdog":
-        return watchdog(Path(argv[1]))
     run_dir = Path(argv[0])
     sup = Supervisor(run_dir)
     try:

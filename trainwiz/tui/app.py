@@ -8,6 +8,7 @@ Nothing here computes memory or talks to NVML on the event loop.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
 from textual import on, work
@@ -17,8 +18,15 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Input, Select
 
-from trainwiz.hardware import detect
+from trainwiz.errors import TrainwizError
+from trainwiz.hardware import GpuSampler, detect, parse_simulate
 from trainwiz.tui.messages import GpusSampled, HardwareDetected
+from trainwiz.tui.screens.gpus import GpusScreen
+from trainwiz.tui.screens.launch import LaunchScreen
+from trainwiz.tui.screens.monitor import MonitorScreen
+from trainwiz.tui.screens.profiles import ProfilesScreen
+from trainwiz.tui.screens.runs import RunsScreen
+from trainwiz.tui.screens.wizard import WizardScreen
 
 MAIN_SCREENS = {
     "gpus": "GPUs",
@@ -73,19 +81,14 @@ class TrainwizApp(App):
     # -- screens -------------------------------------------------------------------------
     def _make_screen(self, mode: str) -> Screen:
         if mode == "gpus":
-            from trainwiz.tui.screens.gpus import GpusScreen
             screen = GpusScreen()
         elif mode == "wizard":
-            from trainwiz.tui.screens.wizard import WizardScreen
             screen = WizardScreen()
         elif mode == "profiles":
-            from trainwiz.tui.screens.profiles import ProfilesScreen
             screen = ProfilesScreen()
         elif mode == "launch":
-            from trainwiz.tui.screens.launch import LaunchScreen
             screen = LaunchScreen()
         else:
-            from trainwiz.tui.screens.runs import RunsScreen
             screen = RunsScreen()
         self._screens[mode] = screen
         return screen
@@ -134,7 +137,6 @@ class TrainwizApp(App):
             wizard.apply_changes(changes)
 
     def open_monitor(self, run_dir) -> None:
-        from trainwiz.tui.screens.monitor import MonitorScreen
         if self.current_mode not in ("runs", "launch"):
             self.switch_mode("runs")
         # coming back, keys should navigate rather than type into the form left behind
@@ -178,7 +180,6 @@ class TrainwizApp(App):
     def _sample(self) -> None:
         try:
             if self._sampler is None:
-                from trainwiz.hardware import GpuSampler
                 self._sampler = GpuSampler(self.simulate)
             snapshot = self._sampler.sample()
         except Exception as exc:  # a GPU that stops answering: keep the last readings
@@ -206,13 +207,7 @@ def run_app(simulate: str | None = None) -> int:
     A bad ``--simulate`` spec is bad input: ``TrainwizError`` (the CLI prints it, exit 2)
     before the screen is taken over.
     """
-    import sys
-
-    from trainwiz.errors import TrainwizError
-
     if simulate is not None:
-        from trainwiz.hardware import parse_simulate
-
         parse_simulate(simulate)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise TrainwizError("the full-screen app needs a terminal (stdin and stdout are not "

@@ -8,6 +8,7 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
+from trainwiz.tui.screens.confirm import ChoiceScreen
 from trainwiz.tui.screens.monitor import MonitorScreen
 
 
@@ -30,8 +31,6 @@ class MonitorApp(App):
         self.push_screen(self.monitor)
 
     def action_ask_quit(self) -> None:
-        from trainwiz.tui.screens.confirm import ChoiceScreen
-
         status = self.monitor.status
         if status is None or status.finished or self.monitor.gone:
             self.exit(return_code=self._code())

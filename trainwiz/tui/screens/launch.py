@@ -21,7 +21,7 @@ from trainwiz.errors import NeedsConfirmation, TrainwizError
 from trainwiz.launchers import launch as start
 from trainwiz.launchers import preflight
 from trainwiz.plan import Plan, box_from_gpus
-from trainwiz.profiles import load_profile
+from trainwiz.profiles import ProfileStore, load_profile
 from trainwiz.tui.widgets.path_suggester import PathSuggester
 
 WIZARD = "__wizard__"
@@ -100,7 +100,6 @@ class LaunchScreen(Screen):
     @work(thread=True, exclusive=True, group="launch-profiles", exit_on_error=False)
     def _load_profiles(self) -> None:
         try:
-            from trainwiz.profiles import ProfileStore
             entries = [e for e in ProfileStore().list() if not e.damaged and not e.shadowed]
         except Exception:
             entries = []

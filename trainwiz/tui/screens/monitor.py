@@ -31,7 +31,7 @@ from textual.worker import Worker, WorkerState
 
 from trainwiz.errors import TrainwizError
 from trainwiz.estimator import estimate, model_from_params, resolve_model
-from trainwiz.launchers import slurm_jobs
+from trainwiz.launchers import slurm_jobs, stop_run
 from trainwiz.launchers.rundir import rank_log_paths, read_samples, read_status
 from trainwiz.launchers.runinfo import (
     Follower,
@@ -45,6 +45,7 @@ from trainwiz.launchers.runinfo import (
 from trainwiz.profiles import estimate_request, read_profile_file
 from trainwiz.profiles.estimator_inputs import model_argument, profile_time
 from trainwiz.tui import fmt
+from trainwiz.tui.screens.confirm import ConfirmScreen
 from trainwiz.tui.widgets.bars import usage_bar
 from trainwiz.tui.widgets.run_plot import PlotData, RunPlot
 
@@ -686,8 +687,6 @@ class MonitorScreen(Screen):
                                 self.action_fix)
 
     def action_stop(self) -> None:
-        from trainwiz.tui.screens.confirm import ConfirmScreen
-
         if self.status is not None and self.status.finished:
             self.notify(f"The run has already {self.status.state}.", timeout=3)
             return
@@ -703,8 +702,7 @@ class MonitorScreen(Screen):
     @work(thread=True, exclusive=True, group="stop", exit_on_error=False)
     def stop_run(self) -> None:
         try:
-            from trainwiz.launchers import stop_run
-            status = stop_run(self.run_dir)
+            status = stop_run(self.run_dir)  # the module's stop_run (launchers), not this method
         except Exception as exc:
             self.post_message(RunStopped(f"Could not stop the run: {exc}", error=True))
             return

@@ -12,7 +12,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from trainwiz.launchers import list_runs
+from trainwiz.launchers import list_runs, stop_run
+from trainwiz.tui.screens.confirm import ConfirmScreen
 from trainwiz.tui.screens.monitor import STATE_STYLE
 
 POLL_S = 2.0
@@ -142,8 +143,6 @@ class RunsScreen(Screen):
         self.app.open_monitor(Path(run.run_dir))
 
     def action_stop(self) -> None:
-        from trainwiz.tui.screens.confirm import ConfirmScreen
-
         run = self.selected()
         if run is None or run.finished:
             self.notify("Select a run that is still going.", severity="warning", timeout=2)
@@ -159,7 +158,6 @@ class RunsScreen(Screen):
     @work(thread=True, group="stop", exit_on_error=False)
     def _stop(self, run_dir: str) -> None:
         try:
-            from trainwiz.launchers import stop_run
             stop_run(run_dir)
         except Exception as exc:
             self.app.call_from_thread(self.notify, f"Could not stop: {exc}", severity="error")

@@ -26,6 +26,8 @@ from trainwiz.hardware.slurm import PartitionPlan, SlurmMissing, slurm_plans
 from trainwiz.plan import Box, Gpu, Plan, box_from_gpus, box_from_preset
 from trainwiz.profiles import ProfileExistsError, save_profile
 from trainwiz.profiles.store import check_name
+from trainwiz.tui.screens.confirm import ConfirmScreen
+from trainwiz.tui.screens.prompt import PromptScreen
 from trainwiz.tui.widgets.memory_panel import MemoryPanel
 from trainwiz.tui.widgets.model_field import ModelField, short_error
 from trainwiz.tui.widgets.plan_form import FIELDS, STRATEGY_LABELS, PlanForm
@@ -325,8 +327,6 @@ class WizardScreen(Screen):
         return self.plan.to_profile(name)
 
     def action_save(self, name: str = "", error: str = "") -> None:
-        from trainwiz.tui.screens.prompt import PromptScreen
-
         default = name or (self.plan.base.name if self.plan.base else "")
 
         def chosen(answer: str | None) -> None:
@@ -353,8 +353,6 @@ class WizardScreen(Screen):
         self.notify(f"Saved profile {name} to {path}.", timeout=4)
 
     def _ask_overwrite(self, name: str) -> None:
-        from trainwiz.tui.screens.confirm import ConfirmScreen
-
         def answered(yes: bool | None) -> None:
             if yes:
                 self._save(name, force=True)
