@@ -11,6 +11,7 @@ A field is described once: a :class:`Spec` in a table, or a dataclass field made
 description, so a choice added there is accepted, and listed, with no other edit.
 
 Pure: the standard library, PyYAML (through :mod:`trainwiz.safeyaml`) and :mod:`trainwiz.units`.
+PyYAML is imported when a file is parsed, as in safeyaml: ``import trainwiz.hardware`` stays light.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ import types
 import typing
 from dataclasses import dataclass
 from typing import Any
-
-import yaml
 
 from trainwiz import safeyaml
 from trainwiz.errors import TrainwizError, UsageError
@@ -85,6 +84,8 @@ def parse_yaml(text: str, source: str, *, error: type[CheckError] = CheckError
                ) -> tuple[Any, dict[KeyPath, int]]:
     """``yaml.safe_load`` the text (bounded, :mod:`trainwiz.safeyaml`); also return
     {key path: line} for messages. A syntax error becomes ``error`` naming the file and line."""
+    import yaml
+
     try:
         data, node = safeyaml.load(text, source)
     except safeyaml.YamlRefused as exc:
@@ -104,7 +105,9 @@ def parse_yaml(text: str, source: str, *, error: type[CheckError] = CheckError
     return data, lines
 
 
-def _collect_lines(node: yaml.Node, path: KeyPath, out: dict[KeyPath, int]) -> None:
+def _collect_lines(node, path: KeyPath, out: dict[KeyPath, int]) -> None:
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode):
