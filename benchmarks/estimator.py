@@ -12,7 +12,11 @@ from __future__ import annotations
 import statistics
 import time
 
-from trainwiz.estimator import TrainConfig, estimate, resolve_model
+from trainwiz.estimator.catalog import resolve_model
+
+from trainwiz.estimator.fit import estimate
+
+from trainwiz.estimator.types import TrainConfig
 from trainwiz.estimator.timing import time_hardware, time_plan
 from trainwiz.hardware import parse_simulate
 

@@ -109,7 +109,7 @@ def runnable(cases: list[GpuCase], gpu_count: int) -> tuple[list[GpuCase], list[
 
 
 def estimate_for(case: GpuCase, loop: str):
-    from trainwiz.estimator import estimate
+    from trainwiz.estimator.fit import estimate
     from trainwiz.estimator.catalog import model_from_hf_config
 
     model = model_from_hf_config(case.hf_config(), name=case.model, source="catalog")

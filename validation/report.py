@@ -157,7 +157,8 @@ def _booked_like_the_tracker(est) -> dict:
 
 def compare(case, result: dict, loop: str) -> Row:
     """One case in one loop: the estimator on the case's config beside the measurement."""
-    from trainwiz.estimator import TrainConfig, estimate
+    from trainwiz.estimator.fit import estimate
+    from trainwiz.estimator.types import TrainConfig
     from trainwiz.estimator import memory
     from trainwiz.estimator.accelerate_rule import rule_peak
     from trainwiz.estimator.catalog import model_from_hf_config

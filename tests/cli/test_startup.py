@@ -68,6 +68,9 @@ def test_help_loads_no_handler_and_nothing_heavy():
     assert not loaded & set(HANDLER_MODULES), sorted(loaded & set(HANDLER_MODULES))
     assert not _tops(loaded) & set(HEAVY), sorted(_tops(loaded) & set(HEAVY))
     assert not any(m.startswith("trainwiz.tui") for m in loaded)
+    # the options' choices come from the estimator's vocabularies, and nothing else of it
+    assert {m for m in loaded if m.startswith("trainwiz.estimator")} <= {
+        "trainwiz.estimator", "trainwiz.estimator.types"}
 
 
 @pytest.mark.parametrize("command", ["estimate", "runs", "profiles", "launch"])

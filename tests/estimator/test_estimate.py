@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from trainwiz.errors import UsageError
-from trainwiz.estimator import TrainConfig, estimate, model_from_params, resolve_model
+from trainwiz.estimator.catalog import model_from_params, resolve_model
+from trainwiz.estimator.fit import estimate
+from trainwiz.estimator.types import TrainConfig
 
 GiB = 1 << 30
 LLAMA = resolve_model("llama-3-8b")

@@ -8,7 +8,9 @@ import json
 import pytest
 
 from trainwiz.errors import UsageError
-from trainwiz.estimator import TrainConfig, estimate, resolve_model
+from trainwiz.estimator.catalog import resolve_model
+from trainwiz.estimator.fit import estimate
+from trainwiz.estimator.types import TrainConfig
 from trainwiz.estimator.gpu_facts import all_gpu_facts, gpu_facts
 from trainwiz.estimator.timing import estimate_time, time_hardware, time_plan
 from trainwiz.units import parse_count, parse_rate
@@ -215,7 +217,7 @@ def test_lora_hooks_skip_weight_gradients_and_qlora_pays_for_dequantizing():
 def test_a_suggestion_that_also_picks_gpus_is_timed_by_what_the_config_knows():
     from dataclasses import replace
 
-    from trainwiz.estimator import Suggestion
+    from trainwiz.estimator.types import Suggestion
 
     gpus = parse_simulate("4xH100-80GB")
     est = estimate(LLAMA8, TrainConfig(strategy="fsdp", num_gpus=4, precision="bf16", seq_len=2048),

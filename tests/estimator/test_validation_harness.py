@@ -135,7 +135,7 @@ def test_qlora_step_books_frozen_4bit_and_adapter_weights_as_the_estimate_does(t
     weights is then exactly what the estimate says, and the optimizer holds adapters only."""
     pytest.importorskip("peft")
     pytest.importorskip("bitsandbytes")
-    from trainwiz.estimator import estimate
+    from trainwiz.estimator.fit import estimate
     from trainwiz.estimator.catalog import model_from_hf_config
 
     case = CASES_BY_NAME["qlora-qwen2-adamw-qv"]

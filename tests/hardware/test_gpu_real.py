@@ -66,7 +66,9 @@ def test_sampler_and_visible_devices_on_the_real_box():
 def test_links_match_nvidia_smi_and_the_gpu_is_timed():
     """The PCIe link nvidia-smi reports as the maximum, and a time estimate for this box (a GPU
     without data-sheet figures says so instead)."""
-    from trainwiz.estimator import TrainConfig, estimate, resolve_model
+    from trainwiz.estimator.catalog import resolve_model
+    from trainwiz.estimator.fit import estimate
+    from trainwiz.estimator.types import TrainConfig
     from trainwiz.estimator.gpu_facts import gpu_facts
     from trainwiz.estimator.timing import time_hardware, time_plan
 

@@ -111,25 +111,47 @@ def test_yaml_box_mixed_and_busy(tmp_path):
 
 
 @pytest.mark.parametrize("text, words", [
-    ("gpus: [{preset: H100, colour: red}]", "gpus[0]: unknown key 'colour'; allowed: preset, count"),
-    ("gpus: [{preset: A100}]", "gpus[0].preset: 'A100' is ambiguous"),
-    ("gpus: [{preset: Z9}]", "gpus[0].preset: unknown GPU 'Z9'; allowed: H100-80GB"),
-    ("gpus: [{preset: H100, memory_used: lots}]", "gpus[0].memory_used: cannot read 'lots' as a size"),
-    ("gpus: [{preset: H100, count: 0}]", "gpus[0].count"),
+    ("gpus: [{preset: H100, colour: red}]",
+     "box.yaml:1: unknown key 'gpus[0].colour'; allowed keys in 'gpus[0]': preset, count"),
+    ("gpus: [{preset: A100}]", "box.yaml:1: key 'gpus[0].preset': 'A100' is ambiguous"),
+    ("gpus: [{preset: Z9}]", "box.yaml:1: key 'gpus[0].preset': 'Z9' is not allowed; "
+                             "allowed: H100-80GB"),
+    ("gpus: [{preset: H100, memory_used: lots}]",
+     "box.yaml:1: key 'gpus[0].memory_used': cannot read 'lots' as a size"),
+    ("gpus: [{preset: H100, count: 0}]", "box.yaml:1: key 'gpus[0].count' must be at least 1"),
     ("gpus: [{name: X}]", "missing memory_total"),
-    ("gpus: [{preset: H100, utilization: 150}]", "out of range"),
+    ("gpus: [{preset: H100, utilization: 150}]",
+     "key 'gpus[0].utilization' must be from 0 to 100, not 150"),
     ("gpus: [{preset: H100, compute_capability: nine}]", "MAJOR.MINOR"),
     ("gpus: []", "non-empty list"),
     ("cards: []", "'gpus' list"),
-    ("gpus: [H100]\nhost: {ram: 1TiB}", "host: unknown key 'ram'"),
+    ("gpus: [H100]\nhost: {ram: 1TiB}", "box.yaml:2: unknown key 'host.ram'; allowed keys in "
+                                        "'host': cpu_count, ram_total, ram_available"),
     ("gpus: [\n", "not valid YAML"),
+    ("gpus:\n  - preset: H100\n  - preset: L4\n    processes:\n      - {pid: x}\n",
+     "box.yaml:5: key 'gpus[1].processes[0].pid' must be an integer, not a string 'x'"),
 ])
 def test_yaml_errors_name_file_field_and_allowed_values(tmp_path, text, words):
     path = tmp_path / "box.yaml"
     path.write_text(text)
     with pytest.raises(TrainwizError) as err:
         parse_simulate(str(path))
-    assert str(path) in str(err.value) and words in str(err.value)
+    assert str(err.value).startswith(str(path)) and words in str(err.value)
+    assert err.value.exit_code == 2
+
+
+def test_every_mistake_in_a_box_file_is_named_at_once_on_its_line(tmp_path):
+    path = tmp_path / "box.yaml"
+    path.write_text("gpus:\n  - preset: H100\n    memory: 3GiB\n  - 2xH1OO\n"
+                    "  - {preset: L4, temperature: hot}\n")
+    with pytest.raises(TrainwizError) as err:
+        parse_simulate(str(path))
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"{path}: 3 problems"
+    assert lines[1].startswith(f"  {path}:3: unknown key 'gpus[0].memory' (did you mean "
+                               "'memory_used'?); allowed keys in 'gpus[0]': preset, count, name")
+    assert lines[2].startswith(f"  {path}:4: key 'gpus[1]': simulate spec '2xH1OO': unknown GPU")
+    assert lines[3] == f"  {path}:5: key 'gpus[2].temperature' must be a number, not a string 'hot'"
 
 
 def test_sampler_without_pids_is_the_static_box():

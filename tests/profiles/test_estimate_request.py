@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainwiz.estimator import TrainConfig
+from trainwiz.estimator.types import TrainConfig
 from trainwiz.profiles import EstimateInputs, FsdpOptions, Profile, estimate_notes, estimate_request
 
 

@@ -35,7 +35,8 @@ def test_bad_time_fields_name_the_file_and_key(estimate, words):
 
 def test_a_profile_is_timed_with_its_training_length_on_the_runs_gpus():
     """What the wizard's panel and the monitor call: the plan's time from its profile."""
-    from trainwiz.estimator import estimate, resolve_model
+    from trainwiz.estimator.catalog import resolve_model
+    from trainwiz.estimator.fit import estimate
     from trainwiz.hardware import parse_simulate
     from trainwiz.profiles import estimate_request, profile_time
 

@@ -121,3 +121,10 @@ def test_planned_hardware_is_checked_like_any_field(tmp_path):
     assert "hardware.gpu_memory' must be an integer" in msg
     msg = _error(tmp_path, "hardware: {gpu: H100, gpu_memory: 1, gpus: 8}\n")
     assert "unknown key 'hardware.gpus'" in msg and "gpus_per_machine" in msg
+
+
+def test_a_section_left_empty_means_its_defaults(tmp_path):
+    """Every option of a section commented out leaves `fsdp:` with nothing under it."""
+    p = _load(tmp_path, "strategy: fsdp\nfsdp:\n#  version: 1\nestimate:\n")
+    assert p.fsdp.version == 2 and p.estimate is None
+    assert "key 'fsdp' must be a mapping" in _error(tmp_path, "strategy: fsdp\nfsdp: 3\n")

@@ -12,7 +12,15 @@ import argparse
 import os
 
 from trainwiz import __version__
-from trainwiz.estimator.types import LOOPS, PRECISIONS
+from trainwiz.estimator.types import (
+    ATTENTIONS,
+    LOOPS,
+    METHODS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SHARDINGS,
+    STRATEGIES,
+)
 
 SHOWN = 50  # `trainwiz runs` lists the newest this many (--all for every run)
 
@@ -90,9 +98,9 @@ def _add_estimate(subparsers) -> None:
                    "Face model folder or a config.json")
     p.add_argument("--params", type=_count, metavar="N", help="a bare parameter count instead of MODEL (e.g. 7e9)")
     p.add_argument("--list", action="store_true", help="list the catalog models and exit")
-    p.add_argument("--strategy", choices=("single", "ddp", "fsdp"), default=None,
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
                    help="default: single on one GPU, fsdp on several")
-    p.add_argument("--sharding", choices=("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD"),
+    p.add_argument("--sharding", choices=SHARDINGS,
                    default="FULL_SHARD", help="FSDP sharding strategy (default FULL_SHARD)")
     p.add_argument("--num-gpus", type=int, default=None, metavar="N",
                    help="GPUs in the run (default: all detected or simulated GPUs, else 1)")
@@ -103,14 +111,14 @@ def _add_estimate(subparsers) -> None:
                    help="fp16/bf16: autocast mixed precision with fp32 master weights (default "
                    "bf16, or fp16 on GPUs without bf16 such as V100 and T4); bf16-pure: the model "
                    "loaded in bf16 and trained as is (weights, gradients, optimizer state in bf16)")
-    p.add_argument("--optimizer", choices=("adamw", "sgd", "adafactor", "adamw8bit"), default="adamw")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
     p.add_argument("--fused-optimizer", action="store_true", help="fused AdamW kernel (no foreach temporaries)")
     p.add_argument("--batch-size", type=int, default=1, metavar="B", help="per-GPU micro-batch (default 1)")
     p.add_argument("--seq-len", type=int, default=None, metavar="S", help="sequence length (default 2048)")
     p.add_argument("--grad-accum", type=int, default=1, metavar="N", help="gradient accumulation steps")
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--offload-params", action="store_true", help="FSDP CPU offload")
-    p.add_argument("--attention", choices=("sdpa", "eager"), default="sdpa",
+    p.add_argument("--attention", choices=ATTENTIONS, default="sdpa",
                    help="sdpa: memory-efficient kernels (default); eager keeps the s×s scores "
                    "(and, with attention dropout in the config, its mask and the dropped "
                    "probabilities)")
@@ -118,7 +126,7 @@ def _add_estimate(subparsers) -> None:
                    help="custom (default): your loop keeps the model outputs (logits) through "
                    "backward, as accelerate's examples do; trainer: they are dropped before "
                    "backward, as the HF Trainer and TRL do")
-    p.add_argument("--method", choices=("full", "lora", "qlora"), default="full",
+    p.add_argument("--method", choices=METHODS, default="full",
                    help="full fine-tuning (default); lora: PEFT LoRA adapters on a frozen base; "
                    "qlora: LoRA on a 4-bit NF4 base (bitsandbytes, double quantization, bf16 "
                    "compute; prepare_model_for_kbit_training turns gradient checkpointing on: "

@@ -1,40 +1,20 @@
-"""The memory estimator: pure Python, no torch, no UI, no NVML.
+"""The memory and time estimator: pure Python, no torch, no UI, no NVML.
 
-Public API (stable; the CLI, the plain wizard and the app use only this):
+This package's ``__init__`` imports nothing, so a caller that needs only the vocabularies
+(``types``: the choice lists the CLI's options and the profile schema offer) pays for nothing
+else. The front doors, each imported from its module:
 
-    resolve_model(spec: str) -> ModelSpec          # catalog name, HF folder, config.json
-    model_from_params(n: int) -> ModelSpec         # bare parameter count
-    estimate(model, config, gpu_memory=None, gpu_free=None, suggestions=True) -> Estimate
+    trainwiz.estimator.catalog   resolve_model(spec) -> ModelSpec     catalog name, HF folder, config.json
+                                 model_from_params(n) -> ModelSpec    a bare parameter count
+    trainwiz.estimator.fit       estimate(model, config, gpu_memory=None, gpu_free=None,
+                                          suggestions=True) -> Estimate
+    trainwiz.estimator.timing    time_hardware(gpus, topology=None, network=None) -> TimeHardware
+                                 time_plan(est, hardware, tokens=None, steps=None,
+                                           available_gpus=None) -> (TimeEstimate, suggestions)
+                                 summary_lines(time, fits) -> list[str]
+    trainwiz.estimator.types     TrainConfig, ModelSpec, Estimate, MemoryBreakdown, Suggestion,
+                                 the choice lists (PRECISIONS, LOOPS, STRATEGIES, ...) and VERDICTS
 
-The time model (trainwiz.estimator.timing; the wizard's panel and the CLI use these):
-
-    time_hardware(gpus, topology=None, network=None) -> TimeHardware   # GpuInfo list or dicts
-    time_plan(est, hardware, tokens=None, steps=None, available_gpus=None)
-        -> (TimeEstimate, tuple[TimedSuggestion, ...])  # the config's time; fitting changes, fastest first
-    summary_lines(time, fits) -> list[str]            # "time: ~5,590 tokens/s ...", "to train ...: about 5 h"
+Inside: memory.py (the memory model), activations.py, adapters.py (LoRA/QLoRA), suggest.py,
+accelerate_rule.py, gpu_facts.py (data sheets).
 """
-
-from trainwiz.estimator.catalog import model_from_params, resolve_model
-from trainwiz.estimator.fit import estimate
-from trainwiz.estimator.timing import summary_lines, time_hardware, time_plan
-from trainwiz.estimator.types import (
-    Estimate,
-    MemoryBreakdown,
-    ModelSpec,
-    Suggestion,
-    TrainConfig,
-)
-
-__all__ = [
-    "Estimate",
-    "MemoryBreakdown",
-    "ModelSpec",
-    "Suggestion",
-    "TrainConfig",
-    "estimate",
-    "model_from_params",
-    "resolve_model",
-    "summary_lines",
-    "time_hardware",
-    "time_plan",
-]

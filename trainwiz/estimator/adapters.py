@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from trainwiz.errors import UsageError
-from trainwiz.estimator.types import ModelSpec
+from trainwiz.estimator.types import METHODS, ModelSpec
 
-METHODS = ("full", "lora", "qlora")
 ALL_LINEAR = "all-linear"
 
 # NF4 with double quantization (bitsandbytes, the QLoRA recipe): 4 bits per weight; one absmax

@@ -36,6 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from trainwiz import safeyaml
+from trainwiz.checker import Checker, Spec, key_label, parse_yaml, type_name
 from trainwiz.errors import TrainwizError
 from trainwiz.hardware.presets import (
     PRESETS,
@@ -45,15 +46,11 @@ from trainwiz.hardware.presets import (
     unknown_preset_message,
 )
 from trainwiz.hardware.types import GpuInfo, GpuProcess
-from trainwiz.units import parse_size
 
 MAX_GPUS = 256
 _UUID_NS = uuid.UUID("5d1e4a1c-9b0e-4c55-9a53-7f7a3b1f0a11")
 _GROUP = re.compile(r"^\s*(?:(\d+)\s*[x×*]\s*)?(.+?)\s*$", re.IGNORECASE)
 
-_ENTRY_KEYS = ("preset", "count", "name", "memory_total", "memory_used", "utilization",
-               "temperature", "power_draw", "power_limit", "compute_capability", "processes")
-_HOST_KEYS = ("cpu_count", "ram_total", "ram_available")
 
 
 def _usage() -> str:
@@ -119,142 +116,116 @@ def _parse_groups(spec: str) -> list[GpuInfo]:
     return gpus
 
 
-def _load_yaml(path: Path):
-    import yaml
+# The box file, described once: what each key holds and allows.
+_BOX = {"gpus": Spec("list", help="a box file has a 'gpus' list (and an optional 'host')",
+                     required=True),
+        "host": Spec("section")}
+_ENTRY = {
+    "preset": Spec("str"),
+    "count": Spec("int", minimum=1),
+    "name": Spec("str"),
+    "memory_total": Spec("size"),
+    "memory_used": Spec("size", minimum=0),
+    "utilization": Spec("float", minimum=0, maximum=100),
+    "temperature": Spec("float", minimum=-50, maximum=150),
+    "power_draw": Spec("float", minimum=0),
+    "power_limit": Spec("float", minimum=1),
+    "compute_capability": Spec("str", pattern=r"\d+\.\d+", help='MAJOR.MINOR such as "8.6"'),
+    "processes": Spec("list"),
+}
+_PROCESS = {"pid": Spec("int", minimum=0, required=True, help="a process id (a whole number)"),
+            "memory_used": Spec("size", minimum=0), "name": Spec("str")}
+_HOST = {"cpu_count": Spec("int", minimum=1), "ram_total": Spec("size"),
+         "ram_available": Spec("size", minimum=0)}
 
+
+def _load_yaml(path: Path, chk_source: str) -> tuple[object, dict]:
     try:
         with open(path, "rb") as fh:  # bounded: safeyaml refuses anything over its limit
             text = fh.read(safeyaml.MAX_BYTES + 1).decode("utf-8", "replace")
     except OSError as exc:
         raise TrainwizError(f"{path}: cannot read the simulated box file ({exc.strerror})")
-    try:
-        data, _ = safeyaml.load(text, str(path))
-    except yaml.YAMLError as exc:
-        raise TrainwizError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})")
-    if isinstance(data, list):
-        data = {"gpus": data}
-    if not isinstance(data, dict) or "gpus" not in data:
-        raise TrainwizError(f"{path}: expected a mapping with a 'gpus' list (and optional 'host')")
-    unknown = sorted(set(data) - {"gpus", "host"})
-    if unknown:
-        raise TrainwizError(f"{path}: unknown key {unknown[0]!r}; allowed: gpus, host")
-    if not isinstance(data["gpus"], list) or not data["gpus"]:
-        raise TrainwizError(f"{path}: 'gpus' must be a non-empty list of GPU entries")
-    return data
+    data, lines = parse_yaml(text, chk_source)
+    if isinstance(data, list):  # a bare list of GPUs
+        data, lines = {"gpus": data}, {("gpus",) + k: v for k, v in lines.items()}
+    return data, lines
 
 
-def _number(value, where: str, lo: float, hi: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TrainwizError(f"{where}: expected a number, got {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        rng = f"{lo:g}..{hi:g}" if hi is not None else f">= {lo:g}"
-        raise TrainwizError(f"{where}: {value!r} is out of range ({rng})")
-    return float(value)
-
-
-def _parse_processes(items, where: str) -> tuple[GpuProcess, ...]:
-    if not isinstance(items, list):
-        raise TrainwizError(f"{where}: expected a list of {{pid, memory_used, name}}")
-    out = []
-    for j, item in enumerate(items):
-        w = f"{where}[{j}]"
-        if not isinstance(item, dict) or "pid" not in item:
-            raise TrainwizError(f"{w}: expected a mapping with 'pid' (and memory_used, name)")
-        extra = sorted(set(item) - {"pid", "memory_used", "name"})
-        if extra:
-            raise TrainwizError(f"{w}: unknown key {extra[0]!r}; allowed: pid, memory_used, name")
-        pid = item["pid"]
-        if isinstance(pid, bool) or not isinstance(pid, int) or pid < 0:
-            raise TrainwizError(f"{w}.pid: expected a process id (a whole number), got {pid!r}")
-        mem = item.get("memory_used")
-        out.append(GpuProcess(pid=pid,
-                              memory_used=None if mem is None else parse_size(mem, f"{w}.memory_used", positive=False),
-                              name=None if item.get("name") is None else str(item["name"])))
-    return tuple(out)
+def _entry(chk: Checker, entry: dict, at: tuple) -> tuple[GpuPreset, dict, int] | None:
+    """One mapping of the gpus list: its preset (or custom card), overrides and count."""
+    got = chk.section(entry, _ENTRY, at)
+    if "preset" in got:
+        found = find_preset(got["preset"])
+        if isinstance(found, list):
+            if len(found) > 1:
+                chk.add(at + ("preset",), f"key '{key_label(at + ('preset',))}': "
+                                          f"{unknown_preset_message(got['preset'], found)}")
+            else:
+                chk.bad_choice(at + ("preset",), got["preset"], PRESETS,
+                               suggest=found[0].key if found else None)
+            return None
+        preset = found
+    elif "name" in entry or "memory_total" in entry:
+        missing = [k for k in ("name", "memory_total") if k not in entry]
+        if missing:
+            chk.add(at, f"key '{key_label(at)}': give a 'preset' ({preset_names()}) or both 'name' "
+                        f"and 'memory_total' (missing {', '.join(missing)})")
+            return None
+        if "memory_total" not in got:
+            return None
+        preset = GpuPreset("custom", got["name"], got["memory_total"],
+                           got.get("compute_capability"), 300.0, 30.0, "pcie")
+    else:
+        chk.add(at, f"key '{key_label(at)}': give a 'preset' ({preset_names()}) or both 'name' "
+                    "and 'memory_total'")
+        return None
+    over = {k: v for k, v in got.items() if k not in ("preset", "count", "processes")}
+    if "processes" in got:
+        procs = []
+        for j, item in enumerate(got["processes"]):
+            p = chk.section(item, _PROCESS, at + ("processes", j))
+            if "pid" in p:
+                procs.append(GpuProcess(pid=p["pid"], memory_used=p.get("memory_used"),
+                                        name=p.get("name")))
+        over["processes"] = tuple(procs)
+        if "memory_used" not in entry:
+            over["memory_used"] = sum(p.memory_used or 0 for p in procs)
+    return preset, over, got.get("count", 1)
 
 
 def _parse_yaml_box(path: Path) -> tuple[list[GpuInfo], dict]:
-    data = _load_yaml(path)
+    chk = Checker(str(path))
+    data, chk.lines = _load_yaml(path, chk.source)
+    top = chk.section(data, _BOX)
     gpus: list[GpuInfo] = []
-    for i, entry in enumerate(data["gpus"]):
-        where = f"{path}: gpus[{i}]"
+    if "gpus" in top and not top["gpus"]:
+        chk.add(("gpus",), "key 'gpus' must be a non-empty list of GPU entries")
+    for i, entry in enumerate(top.get("gpus") or ()):
+        at = ("gpus", i)
         if isinstance(entry, str):
-            for gpu in _parse_groups(entry):
+            try:
+                group = _parse_groups(entry)
+            except TrainwizError as exc:
+                chk.add(at, f"key '{key_label(at)}': {exc}")
+                continue
+            for gpu in group:
                 gpus.append(replace(gpu, index=len(gpus), uuid=_fake_uuid(str(path), len(gpus))))
-            continue
-        if not isinstance(entry, dict):
-            raise TrainwizError(f"{where}: expected a mapping such as {{preset: H100-80GB, count: 8}}")
-        unknown = sorted(set(entry) - set(_ENTRY_KEYS))
-        if unknown:
-            raise TrainwizError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(_ENTRY_KEYS)}")
-        over: dict = {}
-        if "preset" in entry:
-            found = find_preset(str(entry["preset"]))
-            if isinstance(found, list):
-                raise TrainwizError(f"{where}.preset: "
-                                    f"{unknown_preset_message(str(entry['preset']), found)}; "
-                                    f"allowed: {preset_names()}")
-            preset = found
-        else:
-            missing = [k for k in ("name", "memory_total") if k not in entry]
-            if missing:
-                raise TrainwizError(f"{where}: give a 'preset' ({preset_names()}) or both 'name' "
-                                    f"and 'memory_total' (missing {', '.join(missing)})")
-            total = parse_size(entry["memory_total"], f"{where}.memory_total")
-            preset = GpuPreset("custom", str(entry["name"]), total,
-                               str(entry.get("compute_capability") or "") or None, 300.0, 30.0,
-                               "pcie")
-        if "name" in entry:
-            over["name"] = str(entry["name"])
-        if "memory_total" in entry:
-            over["memory_total"] = parse_size(entry["memory_total"], f"{where}.memory_total")
-        if "memory_used" in entry:
-            over["memory_used"] = parse_size(entry["memory_used"], f"{where}.memory_used",
-                                             positive=False)
-        if "utilization" in entry:
-            over["utilization"] = _number(entry["utilization"], f"{where}.utilization", 0, 100)
-        if "temperature" in entry:
-            over["temperature"] = _number(entry["temperature"], f"{where}.temperature", -50, 150)
-        if "power_draw" in entry:
-            over["power_draw"] = _number(entry["power_draw"], f"{where}.power_draw", 0)
-        if "power_limit" in entry:
-            over["power_limit"] = _number(entry["power_limit"], f"{where}.power_limit", 1)
-        if "compute_capability" in entry:
-            cc = str(entry["compute_capability"])
-            if not re.fullmatch(r"\d+\.\d+", cc):
-                raise TrainwizError(f"{where}.compute_capability: expected MAJOR.MINOR such as "
-                                    f"\"8.6\", got {entry['compute_capability']!r}")
-            over["compute_capability"] = cc
-        if "processes" in entry:
-            over["processes"] = _parse_processes(entry["processes"], f"{where}.processes")
-            if "memory_used" not in entry:
-                over["memory_used"] = sum(p.memory_used or 0 for p in over["processes"])
-        count = entry.get("count", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise TrainwizError(f"{where}.count: expected a whole number >= 1, got {count!r}")
-        for _ in range(count):
-            gpus.append(_from_preset(preset, len(gpus), str(path), **dict(over)))
+        elif not isinstance(entry, dict):
+            chk.add(at, f"key '{key_label(at)}' must be a mapping such as {{preset: H100-80GB, "
+                        f"count: 8}} or a spec such as 8xH100, not {type_name(entry)}")
+        elif (read := _entry(chk, entry, at)) is not None:
+            preset, over, count = read
+            for _ in range(count):
+                gpus.append(_from_preset(preset, len(gpus), str(path), **dict(over)))
         if len(gpus) > MAX_GPUS:
-            raise TrainwizError(f"{path}: at most {MAX_GPUS} GPUs per box")
-    host = data.get("host") or {}
-    if not isinstance(host, dict):
-        raise TrainwizError(f"{path}: host: expected a mapping with {', '.join(_HOST_KEYS)}")
-    unknown = sorted(set(host) - set(_HOST_KEYS))
-    if unknown:
-        raise TrainwizError(f"{path}: host: unknown key {unknown[0]!r}; allowed: {', '.join(_HOST_KEYS)}")
-    host_over: dict = {}
-    if "cpu_count" in host:
-        c = host["cpu_count"]
-        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
-            raise TrainwizError(f"{path}: host.cpu_count: expected a whole number >= 1, got {c!r}")
-        host_over["cpu_count"] = c
-    for key in ("ram_total", "ram_available"):
-        if key in host:
-            host_over[key] = parse_size(host[key], f"{path}: host.{key}",
-                                        positive=key == "ram_total")
-    if "ram_total" in host_over and "ram_available" not in host_over:
-        host_over["ram_available"] = host_over["ram_total"]  # an idle planned box
-    return gpus, host_over
+            chk.add(("gpus",), f"key 'gpus': more than {MAX_GPUS} GPUs; allowed: at most "
+                               f"{MAX_GPUS} per box")
+            break
+    host = chk.section(top.get("host") or {}, _HOST, ("host",))
+    chk.fail_if_any()
+    if "ram_total" in host and "ram_available" not in host:
+        host["ram_available"] = host["ram_total"]  # an idle planned box
+    return gpus, host
 
 
 def _looks_like_file(spec: str) -> bool:

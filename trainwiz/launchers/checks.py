@@ -25,7 +25,8 @@ from pathlib import Path
 import psutil
 
 from trainwiz.errors import NeedsConfirmation, TrainwizError
-from trainwiz.estimator import estimate, model_from_params, resolve_model
+from trainwiz.estimator.catalog import model_from_params, resolve_model
+from trainwiz.estimator.fit import estimate
 from trainwiz.hardware import detect, visible_gpus
 from trainwiz.launchers import command as C
 from trainwiz.profiles import check_profile_gpus, estimate_request

@@ -21,7 +21,9 @@ import os
 import time
 from pathlib import Path
 
-from trainwiz.estimator import estimate, model_from_params, resolve_model
+from trainwiz.estimator.catalog import model_from_params, resolve_model
+
+from trainwiz.estimator.fit import estimate
 from trainwiz.launchers.progress import ProgressTracker, plan_tokens_per_step
 from trainwiz.launchers.rundir import rank_log_dir, write_json_atomic
 from trainwiz.profiles import estimate_request

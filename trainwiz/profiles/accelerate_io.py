@@ -10,25 +10,29 @@ run as FULL_SHARD unless ``fsdp_sharding_strategy`` is written too. The export w
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
-import trainwiz.profiles.schema as schema
-from trainwiz.profiles.schema import FsdpOptions, Profile
-from trainwiz.profiles.validate import (
-    Path_,
-    Problem,
-    ProfileError,
-    _did_you_mean,
-    profile_from_dict,
-    profile_to_dict,
-)
+import yaml
 
+import trainwiz.profiles.schema as schema
+from trainwiz.checker import Checker, KeyPath, field_specs
+from trainwiz.profiles.dump import profile_to_dict
+from trainwiz.profiles.errors import ProfileError
+from trainwiz.profiles.schema import FsdpOptions, Profile
+from trainwiz.profiles.validate import profile_from_dict
+
+# Top-level accelerate keys that are a profile field under another (or the same) name: their
+# values are checked against that field's description, under the accelerate name.
+_TOP_AS_PROFILE = {"mixed_precision": "mixed_precision", "num_machines": "num_machines",
+                   "machine_rank": "machine_rank", "main_process_ip": "main_address",
+                   "main_process_port": "main_port", "rdzv_backend": "rdzv_backend"}
 # Top-level keys accelerate's ClusterConfig knows (accelerate 1.x), and what we do with them.
-_TOP_MAPPED = {"compute_environment", "distributed_type", "mixed_precision", "use_cpu",
-               "num_processes", "machine_rank", "num_machines", "gpu_ids", "main_process_ip",
-               "main_process_port", "rdzv_backend", "fsdp_config", "deepspeed_config"}
+_TOP_MAPPED = set(_TOP_AS_PROFILE) | {"compute_environment", "distributed_type", "use_cpu",
+                                      "num_processes", "gpu_ids", "fsdp_config",
+                                      "deepspeed_config"}
 # Known keys whose default (or listed harmless) values carry no meaning for a local launch.
 _TOP_IGNORED_DEFAULTS: dict[str, tuple] = {
     "debug": (False, None),
@@ -52,13 +56,13 @@ _TOP_IGNORED_DEFAULTS: dict[str, tuple] = {
     "mpirun_config": ({}, None),
     "fp16": (False, None),
 }
-_FSDP_KEYS = {
-    "fsdp_version", "fsdp_sharding_strategy", "fsdp_reshard_after_forward", "fsdp_offload_params",
-    "fsdp_auto_wrap_policy", "fsdp_transformer_layer_cls_to_wrap", "fsdp_min_num_params",
-    "fsdp_backward_prefetch", "fsdp_forward_prefetch", "fsdp_state_dict_type",
-    "fsdp_use_orig_params", "fsdp_cpu_ram_efficient_loading", "fsdp_sync_module_states",
-    "fsdp_activation_checkpointing",
-}
+# FSDP keys that are a profile fsdp field (fsdp_version and the sharding keys are read apart).
+_FSDP_AS_PROFILE = {f"fsdp_{k}": k for k in (
+    "offload_params", "auto_wrap_policy", "transformer_layer_cls_to_wrap", "min_num_params",
+    "backward_prefetch", "forward_prefetch", "state_dict_type", "use_orig_params",
+    "cpu_ram_efficient_loading", "sync_module_states", "activation_checkpointing")}
+_FSDP_KEYS = set(_FSDP_AS_PROFILE) | {"fsdp_version", "fsdp_sharding_strategy",
+                                      "fsdp_reshard_after_forward"}
 _FSDP_IGNORED_DEFAULTS: dict[str, tuple] = {
     "fsdp_activation_checkpointing_offload": (False, None),
     "fsdp_ignored_modules": (None, ""),
@@ -198,8 +202,6 @@ def accelerate_export_notes(profile: Profile) -> list[str]:
 
 
 def accelerate_config_text(profile: Profile, num_gpus: int | None = None) -> str:
-    import yaml
-
     data = to_accelerate_config(profile, num_gpus)
     head = f"# accelerate config exported by trainwiz from profile '{profile.name}'\n"
     notes = accelerate_export_notes(profile)
@@ -210,35 +212,25 @@ def accelerate_config_text(profile: Profile, num_gpus: int | None = None) -> str
 
 # --------------------------------------------------------------------------- import
 
-class _Import:
-    def __init__(self, source: str, lines: dict[Path_, int] | None,
-                 warnings: list[str] | None) -> None:
-        self.source = source
-        self.lines = lines or {}
-        self.problems: list[Problem] = []
-        self.warnings = warnings if warnings is not None else []
-
-    def line(self, path: Path_) -> int | None:
-        return self.lines.get(path)
-
-    def err(self, path: Path_, message: str) -> None:
-        self.problems.append(Problem(message, key=".".join(path), line=self.line(path)))
-
-    def warn(self, path: Path_, message: str) -> None:
-        loc = self.source + (f":{self.line(path)}" if self.line(path) else "")
-        self.warnings.append(f"{loc}: {message}")
+_FSDP1_ONLY = ("backward_prefetch", "use_orig_params", "sync_module_states")
 
 
-def _truthy(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "1"):
-        return True
-    if isinstance(value, str) and value.lower() in ("false", "no", "0"):
-        return False
-    if isinstance(value, int) and value in (0, 1):
+def _profile_specs():
+    specs = dict(field_specs(Profile))
+    # accelerate has no bf16-pure: that is "no" plus a script that loads bf16 weights
+    mp = specs["mixed_precision"]
+    specs["mixed_precision"] = dataclasses.replace(
+        mp, choices=tuple(c for c in mp.choices if c != "bf16-pure"))
+    return specs
+
+
+def _truthy(value: Any) -> Any:
+    """accelerate's booleans: true/false, yes/no, 1/0 in any case; anything else as it is."""
+    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+        return value.lower() in ("true", "yes", "1")
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
         return bool(value)
-    return None
+    return value
 
 
 def _sharding_from(value: Any) -> str | None:
@@ -255,124 +247,104 @@ def _sharding_from(value: Any) -> str | None:
 
 
 def from_accelerate_config(data: Any, *, name: str, source: str,
-                           lines: dict[Path_, int] | None = None,
+                           lines: dict[KeyPath, int] | None = None,
                            warnings: list[str] | None = None) -> Profile:
     """A Profile with the same meaning as an accelerate config (LOCAL_MACHINE; NO, MULTI_GPU,
     MULTI_CPU, FSDP versions 1 and 2). What cannot be represented is refused (DeepSpeed,
     SageMaker, ...) or, when harmless, appended to ``warnings``."""
-    imp = _Import(source, lines, warnings)
+    chk = Checker(source, lines, error=ProfileError, warnings=warnings)
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: an accelerate config must be a mapping of keys to values")
     env = data.get("compute_environment", "LOCAL_MACHINE")
     if env != "LOCAL_MACHINE":
-        raise ProfileError(source=source, problems=[Problem(
-            f"key 'compute_environment': {env!r} is not supported; allowed: LOCAL_MACHINE "
-            "(SageMaker configs cannot be imported)", "compute_environment",
-            imp.line(("compute_environment",)))])
+        chk.bad_choice(("compute_environment",), env, ("LOCAL_MACHINE",), allowed="LOCAL_MACHINE "
+                       "(SageMaker configs cannot be imported)")
+        chk.fail_if_any()
     dist = data.get("distributed_type")
     if isinstance(dist, str):
         dist = dist.upper()
     if dist in _UNSUPPORTED_DISTRIBUTED:
-        raise ProfileError(source=source, problems=[Problem(
-            f"key 'distributed_type': {_UNSUPPORTED_DISTRIBUTED[dist]} ({dist}) configs are not "
-            f"supported yet; allowed: {', '.join(_DISTRIBUTED)}. Nothing was imported.",
-            "distributed_type", imp.line(("distributed_type",)))])
-    if dist not in _DISTRIBUTED:
-        hint = _did_you_mean(dist, _DISTRIBUTED) if dist is not None else ""
-        what = "is missing" if dist is None else f"{dist!r} is not allowed{hint}"
-        raise ProfileError(source=source, problems=[Problem(
-            f"key 'distributed_type' {what}; allowed: {', '.join(_DISTRIBUTED)}",
-            "distributed_type", imp.line(("distributed_type",)))])
+        chk.add(("distributed_type",), f"key 'distributed_type': {_UNSUPPORTED_DISTRIBUTED[dist]} "
+                f"({dist}) configs are not supported yet; allowed: {', '.join(_DISTRIBUTED)}. "
+                "Nothing was imported.")
+    elif dist is None:
+        chk.add(("distributed_type",), f"key 'distributed_type' is missing; allowed: "
+                                       f"{', '.join(_DISTRIBUTED)}")
+    elif dist not in _DISTRIBUTED:
+        chk.bad_choice(("distributed_type",), data["distributed_type"], _DISTRIBUTED)
+    chk.fail_if_any()
     if data.get("deepspeed_config"):
-        imp.err(("deepspeed_config",), "key 'deepspeed_config': DeepSpeed settings are not "
+        chk.add(("deepspeed_config",), "key 'deepspeed_config': DeepSpeed settings are not "
                                        "supported yet; remove them or keep using accelerate")
 
-    known = _TOP_MAPPED | set(_TOP_IGNORED_DEFAULTS)
+    known = sorted(_TOP_MAPPED | set(_TOP_IGNORED_DEFAULTS))
     for key, value in data.items():
-        if key in _TOP_MAPPED:
-            continue
-        if key in _TOP_IGNORED_DEFAULTS:
-            if value not in _TOP_IGNORED_DEFAULTS[key]:
-                imp.warn((key,), f"'{key}: {value}' has no trainwiz equivalent and is not "
-                                 "imported")
-            continue
-        imp.err((key,), f"unknown key '{key}'{_did_you_mean(key, sorted(known))} (accelerate "
-                        "would refuse it too)")
+        if key in _TOP_IGNORED_DEFAULTS and value not in _TOP_IGNORED_DEFAULTS[key]:
+            chk.warn((key,), f"'{key}: {value}' has no trainwiz equivalent and is not imported")
+        elif key not in known:
+            chk.unknown_key((key,), known)
 
     out: dict[str, Any] = {}
-    cpu = _truthy(data.get("use_cpu", False)) or dist == "MULTI_CPU"
+    cpu = _truthy(data.get("use_cpu", False)) is True or dist == "MULTI_CPU"
     if cpu:
         out["device"] = "cpu"
     out["strategy"] = {"NO": "single", "MULTI_GPU": "ddp", "MULTI_CPU": "ddp",
                        "FSDP": "fsdp"}[dist]
-    mp = data.get("mixed_precision")
-    if mp is None and _truthy(data.get("fp16")):
-        mp = "fp16"
-    if mp is not None:
-        out["mixed_precision"] = str(mp).lower() if isinstance(mp, str) else mp
-
-    machines = data.get("num_machines", 1)
-    if machines is not None:
-        out["num_machines"] = machines
-    for src, dst in (("machine_rank", "machine_rank"), ("main_process_ip", "main_address"),
-                     ("rdzv_backend", "rdzv_backend")):
-        if data.get(src) is not None:
-            out[dst] = data[src]
-    if "rdzv_backend" not in out and isinstance(machines, int) and machines > 1:
+    if data.get("mixed_precision") is None and _truthy(data.get("fp16")) is True:
+        out["mixed_precision"] = "fp16"
+    specs = _profile_specs()
+    for src, dst in _TOP_AS_PROFILE.items():
+        value = data.get(src)
+        if value is None or (src == "main_process_port" and value == 0):  # 0: accelerate picks
+            continue
+        ok, value = chk.value(value, specs[dst], (src,))
+        if ok:
+            out[dst] = value
+    machines = out.get("num_machines", 1)
+    if "rdzv_backend" not in out and machines > 1:
         out["rdzv_backend"] = "static"  # accelerate's default; it matters across machines
-    port = data.get("main_process_port")
-    if port not in (None, 0):
-        out["main_port"] = port
 
     gpu_ids = data.get("gpu_ids")
     if gpu_ids is not None and not cpu and str(gpu_ids).strip().lower() != "all":
-        if isinstance(gpu_ids, int) and not isinstance(gpu_ids, bool):
-            out["gpu_ids"] = [gpu_ids]
-        else:
-            try:
-                out["gpu_ids"] = [int(x) for x in str(gpu_ids).replace(" ", "").split(",") if x]
-            except ValueError:
-                imp.err(("gpu_ids",), f"key 'gpu_ids': {gpu_ids!r} is not allowed; allowed: "
-                                      "'all' or comma-separated GPU indices such as '0,1'")
+        ok, ids = chk.value(gpu_ids, specs["gpu_ids"], ("gpu_ids",))
+        if ok:
+            out["gpu_ids"] = ids
 
     nproc = data.get("num_processes")
     if dist == "NO":
         if nproc not in (None, 1, -1):
-            imp.warn(("num_processes",), f"num_processes {nproc} with distributed_type NO: "
+            chk.warn(("num_processes",), f"num_processes {nproc} with distributed_type NO: "
                                          "accelerate runs one process; imported as one")
     elif nproc is not None and nproc != -1:
-        if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-            imp.err(("num_processes",), f"key 'num_processes' must be a positive integer, not "
-                                        f"{nproc!r}")
-        elif isinstance(machines, int) and machines >= 1:
-            if nproc % machines:
-                imp.err(("num_processes",), f"key 'num_processes': {nproc} processes do not "
-                                            f"divide evenly over {machines} machines")
-            else:
-                per = nproc // machines
-                if not ("gpu_ids" in out and len(out["gpu_ids"]) == per):
-                    out["num_processes"] = per
+        ok, nproc = chk.value(nproc, specs["num_processes"], ("num_processes",))
+        if ok and nproc % machines:
+            chk.add(("num_processes",), f"key 'num_processes': {nproc} processes do not "
+                                        f"divide evenly over {machines} machines")
+        elif ok and not ("gpu_ids" in out and len(out["gpu_ids"]) == nproc // machines):
+            out["num_processes"] = nproc // machines
 
     if dist == "FSDP":
-        fsdp = _import_fsdp(data.get("fsdp_config") or {}, imp)
+        fsdp = _import_fsdp(data.get("fsdp_config") or {}, chk)
         if fsdp:
             out["fsdp"] = fsdp
     elif data.get("fsdp_config"):
-        imp.warn(("fsdp_config",), f"fsdp_config is ignored: distributed_type is {dist}")
+        chk.warn(("fsdp_config",), f"fsdp_config is ignored: distributed_type is {dist}")
 
-    if imp.problems:
-        raise ProfileError(source=source, problems=imp.problems)
+    chk.fail_if_any()
     # The accelerate launcher is what these files were written for; keep using it.
     out["launcher"] = "accelerate"
-    profile = profile_from_dict(out, source=source, name=name)
+    # What is left (combinations) is named by the profile's keys, on the accelerate key's line.
+    as_lines = {(dst,): chk.line((src,)) for src, dst in _TOP_AS_PROFILE.items()
+                if chk.line((src,)) is not None}
+    profile = profile_from_dict(out, source=source, name=name, lines=as_lines)
     # Write it through the trainwiz validator once more, so defaults drop out.
     return profile_from_dict(profile_to_dict(profile), source=source, name=name)
 
 
-def _import_fsdp(cfg: Any, imp: _Import) -> dict[str, Any]:
-    base: Path_ = ("fsdp_config",)
+def _import_fsdp(cfg: Any, chk: Checker) -> dict[str, Any]:
+    base: KeyPath = ("fsdp_config",)
     if not isinstance(cfg, dict):
-        imp.err(base, "key 'fsdp_config' must be a mapping")
+        chk.add(base, "key 'fsdp_config' must be a mapping of keys to values")
         return {}
     out: dict[str, Any] = {}
     # Keys may be written with or without the fsdp_ prefix (accelerate adds it when missing).
@@ -382,15 +354,11 @@ def _import_fsdp(cfg: Any, imp: _Import) -> dict[str, Any]:
         norm[full] = (key, value)
     allowed = sorted(_FSDP_KEYS | set(_FSDP_IGNORED_DEFAULTS))
     for full, (key, value) in norm.items():
-        if full in _FSDP_KEYS:
-            continue
-        if full in _FSDP_IGNORED_DEFAULTS:
-            if value not in _FSDP_IGNORED_DEFAULTS[full]:
-                imp.warn(base + (key,), f"'fsdp_config.{key}: {value}' has no trainwiz "
-                                        "equivalent and is not imported")
-            continue
-        imp.err(base + (key,), f"unknown key 'fsdp_config.{key}'"
-                               f"{_did_you_mean(full, allowed)}; allowed: {', '.join(allowed)}")
+        if full in _FSDP_IGNORED_DEFAULTS and value not in _FSDP_IGNORED_DEFAULTS[full]:
+            chk.warn(base + (key,), f"'fsdp_config.{key}: {value}' has no trainwiz "
+                                    "equivalent and is not imported")
+        elif full not in allowed:
+            chk.unknown_key(base + (key,), allowed)
 
     def get(k):
         return norm[k][1] if k in norm else None
@@ -398,13 +366,11 @@ def _import_fsdp(cfg: Any, imp: _Import) -> dict[str, Any]:
     def path(k):
         return base + ((norm[k][0],) if k in norm else (k,))
 
+    specs = field_specs(FsdpOptions)
     raw_version = get("fsdp_version")
-    version = 1 if raw_version is None else raw_version  # accelerate's default is FSDP1
-    if isinstance(version, str) and version.isdigit():
-        version = int(version)
-    if version not in (1, 2):
-        imp.err(path("fsdp_version"), f"key 'fsdp_config.fsdp_version': {raw_version!r} is not "
-                                      "allowed; allowed: 1, 2")
+    ok, version = chk.value(1 if raw_version is None else raw_version,  # accelerate's default
+                            specs["version"], path("fsdp_version"))
+    if not ok:
         return out
     out["version"] = version
 
@@ -415,27 +381,25 @@ def _import_fsdp(cfg: Any, imp: _Import) -> dict[str, Any]:
         if strat is not None:
             chosen = _sharding_from(strat)
             if chosen is None:
-                imp.err(path("fsdp_sharding_strategy"),
-                        f"key 'fsdp_config.fsdp_sharding_strategy': {strat!r} is not supported; "
-                        f"allowed: {', '.join(schema.SHARDING_STRATEGIES)} (or 1 to 4)")
+                chk.bad_choice(path("fsdp_sharding_strategy"), strat, schema.SHARDING_STRATEGIES,
+                               allowed=f"{', '.join(schema.SHARDING_STRATEGIES)} (or 1 to 4)")
         if reshard is not None:
             r = _sharding_from(reshard)
-            if r is None and _truthy(reshard) is not None:
+            if r is None and isinstance(_truthy(reshard), bool):
                 r = "FULL_SHARD" if _truthy(reshard) else "SHARD_GRAD_OP"
             if r is None:
-                imp.err(path("fsdp_reshard_after_forward"),
-                        f"key 'fsdp_config.fsdp_reshard_after_forward': {reshard!r} is not "
-                        f"supported; allowed: {', '.join(schema.SHARDING_STRATEGIES)}")
+                chk.bad_choice(path("fsdp_reshard_after_forward"), reshard,
+                               schema.SHARDING_STRATEGIES)
             elif chosen is None and strat is None:
                 chosen = r
                 if r != "FULL_SHARD":
-                    imp.warn(path("fsdp_reshard_after_forward"),
+                    chk.warn(path("fsdp_reshard_after_forward"),
                              f"FSDP1 {r} given only as fsdp_reshard_after_forward: accelerate "
                              f"launch 1.x would run FULL_SHARD (it passes "
                              "fsdp_sharding_strategy, default FULL_SHARD, and the plugin prefers "
                              f"it); imported as {r}, and an export writes both keys")
             elif chosen is not None and r != chosen:
-                imp.warn(path("fsdp_reshard_after_forward"),
+                chk.warn(path("fsdp_reshard_after_forward"),
                          f"fsdp_reshard_after_forward {reshard} differs from "
                          f"fsdp_sharding_strategy {strat}; accelerate's FSDP1 plugin uses the "
                          f"sharding strategy, so did trainwiz ({chosen})")
@@ -444,57 +408,28 @@ def _import_fsdp(cfg: Any, imp: _Import) -> dict[str, Any]:
     else:
         if reshard is not None:
             b = _truthy(reshard)
-            if b is None:
-                imp.err(path("fsdp_reshard_after_forward"),
-                        f"key 'fsdp_config.fsdp_reshard_after_forward': {reshard!r} is not "
-                        "allowed with fsdp_version 2; allowed: true, false")
+            if not isinstance(b, bool):
+                chk.bad_choice(path("fsdp_reshard_after_forward"), reshard, (True, False),
+                               allowed="true, false (with fsdp_version 2)")
             else:
                 out["sharding_strategy"] = "FULL_SHARD" if b else "SHARD_GRAD_OP"
         elif strat is not None:
-            imp.warn(path("fsdp_sharding_strategy"), "fsdp_sharding_strategy is ignored by "
+            chk.warn(path("fsdp_sharding_strategy"), "fsdp_sharding_strategy is ignored by "
                                                     "accelerate with fsdp_version 2 (it reads "
                                                     "fsdp_reshard_after_forward); not imported")
 
-    for key, dst, kind in (
-        ("fsdp_offload_params", "offload_params", "bool"),
-        ("fsdp_auto_wrap_policy", "auto_wrap_policy", schema.AUTO_WRAP_POLICIES),
-        ("fsdp_transformer_layer_cls_to_wrap", "transformer_layer_cls_to_wrap", "list"),
-        ("fsdp_min_num_params", "min_num_params", "int"),
-        ("fsdp_backward_prefetch", "backward_prefetch", schema.BACKWARD_PREFETCH),
-        ("fsdp_forward_prefetch", "forward_prefetch", "bool"),
-        ("fsdp_state_dict_type", "state_dict_type", schema.STATE_DICT_TYPES),
-        ("fsdp_use_orig_params", "use_orig_params", "bool"),
-        ("fsdp_cpu_ram_efficient_loading", "cpu_ram_efficient_loading", "bool"),
-        ("fsdp_sync_module_states", "sync_module_states", "bool"),
-        ("fsdp_activation_checkpointing", "activation_checkpointing", "bool"),
-    ):
+    for key, dst in _FSDP_AS_PROFILE.items():
         value = get(key)
-        if value is None:
-            continue
-        if version == 2 and dst in ("backward_prefetch", "use_orig_params",
-                                    "sync_module_states"):
-            continue  # FSDP2 ignores these (accelerate drops them with a warning)
-        if kind == "bool":
-            b = _truthy(value)
-            if b is None:
-                imp.err(path(key), f"key 'fsdp_config.{key}' must be true or false, not "
-                                   f"{value!r}")
-            else:
-                out[dst] = b
-        elif kind == "list":
-            if isinstance(value, str):
-                out[dst] = [v.strip() for v in value.split(",") if v.strip()]
-            elif isinstance(value, list):
-                out[dst] = [str(v) for v in value]
-        elif kind == "int":
+        if value is None or (version == 2 and dst in _FSDP1_ONLY):
+            continue  # FSDP2 ignores those (accelerate drops them with a warning)
+        spec = specs[dst]
+        if spec.kind == "bool":
+            value = _truthy(value)
+        elif spec.kind == "list_str" and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        ok, value = chk.value(value, spec, path(key))
+        if ok:
             out[dst] = value
-        else:
-            up = value.upper() if isinstance(value, str) else value
-            if up not in kind:
-                imp.err(path(key), f"key 'fsdp_config.{key}': {value!r} is not supported"
-                                   f"{_did_you_mean(up, kind)}; allowed: {', '.join(kind)}")
-            else:
-                out[dst] = up
     if out.get("auto_wrap_policy", "TRANSFORMER_BASED_WRAP") != "SIZE_BASED_WRAP":
         out.pop("min_num_params", None)  # accelerate ignores it there; so do we
     if out.get("auto_wrap_policy", "TRANSFORMER_BASED_WRAP") != "TRANSFORMER_BASED_WRAP":

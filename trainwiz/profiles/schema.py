@@ -1,20 +1,31 @@
 """The Profile: everything a launch needs, and optionally what the estimate needs.
 
-Plain dataclasses; defaults are the values a saved file may leave out. Validation, YAML and the
-store live beside this module. This module imports nothing outside the standard library (and the
-estimator's plain types, for the choices the two share).
+The one description of a profile file: each dataclass field is a key (nested dataclasses are
+sections), its annotation the type, its default the value a saved file may leave out, and its
+:func:`~trainwiz.checker.option` what is allowed. Reading (validate.py), the accelerate import
+and writing (dump.py) are derived from these fields, in this order: the order keys are written.
+Choices the estimator also takes are its lists (:mod:`trainwiz.estimator.types`), not copies.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from trainwiz.estimator.types import LOOPS
+from trainwiz.checker import option
+from trainwiz.estimator.types import (
+    ATTENTIONS,
+    LOOPS,
+    METHODS,
+    OPTIMIZERS,
+    SHARDINGS,
+    STRATEGIES,
+)
 
 SCHEMA_VERSION = 1
 
-STRATEGIES = ("single", "ddp", "fsdp")
-SHARDING_STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD")
+# Same choices, the names profiles have always used for them.
+SHARDING_STRATEGIES = SHARDINGS
+ATTENTION = ATTENTIONS
 # bf16-pure is not mixed precision: the script loads the model in bf16 and trains it as is
 # (weights, gradients, optimizer state in bf16; no autocast). To accelerate that is
 # mixed_precision "no": no autocast, and under FSDP no upcast to fp32 master weights.
@@ -25,25 +36,26 @@ STATE_DICT_TYPES = ("SHARDED_STATE_DICT", "FULL_STATE_DICT")
 LAUNCHERS = ("torchrun", "accelerate")
 DEVICES = ("cuda", "cpu")
 RDZV_BACKENDS = ("c10d", "static")
-OPTIMIZERS = ("adamw", "sgd", "adafactor", "adamw8bit")
-ATTENTION = ("sdpa", "eager")
-METHODS = ("full", "lora", "qlora")  # full fine-tuning, PEFT LoRA, QLoRA (4-bit base + LoRA)
 QUANT_TYPES = ("nf4", "fp4")
 QUANT_COMPUTE_DTYPES = ("bf16", "fp16")
 SCHEDULERS = ("local", "slurm")
+FSDP_VERSIONS = (1, 2)
+_PLANNED = "the planned hardware names the GPU and its memory in bytes"
 
 
 @dataclass
 class FsdpOptions:
-    version: int = 2
-    sharding_strategy: str = "FULL_SHARD"  # FSDP2: FULL_SHARD <=> reshard_after_forward true
-    auto_wrap_policy: str = "TRANSFORMER_BASED_WRAP"
-    transformer_layer_cls_to_wrap: list[str] = field(default_factory=list)
-    min_num_params: int | None = None
-    backward_prefetch: str = "BACKWARD_PRE"
+    version: int = option(2, choices=FSDP_VERSIONS)
+    # FSDP2: FULL_SHARD <=> reshard_after_forward true
+    sharding_strategy: str = option("FULL_SHARD", choices=SHARDING_STRATEGIES, upper=True)
+    auto_wrap_policy: str = option("TRANSFORMER_BASED_WRAP", choices=AUTO_WRAP_POLICIES,
+                                   upper=True)
+    transformer_layer_cls_to_wrap: list[str] = option(default_factory=list)
+    min_num_params: int | None = option(None, minimum=0)
+    backward_prefetch: str = option("BACKWARD_PRE", choices=BACKWARD_PREFETCH, upper=True)
     forward_prefetch: bool = False
     offload_params: bool = False
-    state_dict_type: str = "SHARDED_STATE_DICT"
+    state_dict_type: str = option("SHARDED_STATE_DICT", choices=STATE_DICT_TYPES, upper=True)
     cpu_ram_efficient_loading: bool = True
     sync_module_states: bool = True
     use_orig_params: bool = True
@@ -54,40 +66,43 @@ class FsdpOptions:
 class LoraOptions:
     """PEFT LoraConfig: adapter rank, scaling (alpha), dropout and the modules that get one."""
 
-    rank: int = 16
-    alpha: float | None = None  # None: 2 x rank
-    dropout: float = 0.0  # PEFT's default
-    targets: str = "all-linear"  # PEFT's all-linear, or a comma list of module names
+    rank: int = option(16, minimum=1, always=True)
+    # PEFT's all-linear, or a comma list of module names
+    targets: str = option("all-linear", always=True)
+    alpha: float | None = option(None, minimum=0)  # None: 2 x rank
+    dropout: float = option(0.0, minimum=0, maximum=0.99)  # PEFT's default
 
 
 @dataclass
 class QuantizationOptions:
     """bitsandbytes 4-bit loading (BitsAndBytesConfig) for QLoRA: the QLoRA paper's recipe."""
 
-    type: str = "nf4"  # bnb_4bit_quant_type
+    type: str = option("nf4", choices=QUANT_TYPES, always=True)  # bnb_4bit_quant_type
     double_quant: bool = True  # bnb_4bit_use_double_quant
-    compute_dtype: str = "bf16"  # bnb_4bit_compute_dtype
+    compute_dtype: str = option("bf16", choices=QUANT_COMPUTE_DTYPES)  # bnb_4bit_compute_dtype
 
 
 @dataclass
 class EstimateInputs:
     """What the memory estimate needs beyond the launch settings."""
 
-    model: str  # catalog name, path to a HF folder / config.json, or "params:N"
-    batch_size: int = 1  # per GPU micro-batch
-    seq_len: int = 2048
-    optimizer: str = "adamw"
+    model: str = option(help="the estimate needs a model (catalog name, Hugging Face folder, "
+                             "config.json or params:N)")
+    batch_size: int = option(1, minimum=1)  # per GPU micro-batch
+    seq_len: int = option(2048, minimum=1)
+    optimizer: str = option("adamw", choices=OPTIMIZERS)
     fused_optimizer: bool = False  # the script uses a fused optimizer kernel (no foreach temporaries)
-    grad_accum: int = 1
+    grad_accum: int = option(1, minimum=1)
     activation_checkpointing: bool = False
-    attention: str = "sdpa"
-    loop: str = "custom"  # custom: outputs kept through backward; trainer: dropped (HF Trainer)
+    attention: str = option("sdpa", choices=ATTENTIONS)
+    # custom: outputs kept through backward; trainer: dropped (HF Trainer)
+    loop: str = option("custom", choices=LOOPS)
     # For the time estimate: the training length (one of the two) and the network between
     # machines ("400Gbps"), needed when num_machines > 1.
-    tokens: int | None = None
-    steps: int | None = None
+    tokens: int | None = option(None, kind="count", minimum=1)
+    steps: int | None = option(None, kind="count", minimum=1)
     network: str | None = None
-    method: str = "full"  # full | lora | qlora
+    method: str = option("full", choices=METHODS)  # full | lora | qlora
     lora: LoraOptions | None = None  # lora/qlora: None means LoraOptions() defaults
     quantization: QuantizationOptions | None = None  # qlora: None means the QLoRA recipe
 
@@ -105,9 +120,10 @@ class PlannedHardware:
     """The hardware a plan was made for: what its memory estimate compared with. Opening the
     profile on another box shows this plan and says how the box differs."""
 
-    gpu: str  # the GPU model, e.g. "NVIDIA H100 80GB HBM3" (the smallest one on a mixed box)
-    gpu_memory: int  # bytes per GPU (of the smallest GPU used)
-    gpus_per_machine: int = 1
+    # the GPU model, e.g. "NVIDIA H100 80GB HBM3" (the smallest one on a mixed box)
+    gpu: str = option(help=_PLANNED)
+    gpu_memory: int = option(minimum=1, help=_PLANNED)  # bytes per GPU (of the smallest GPU used)
+    gpus_per_machine: int = option(1, minimum=1)
     simulated: bool = False  # planned against a simulated box or a preset, not measured
 
 
@@ -116,40 +132,41 @@ class SlurmOptions:
     """How a ``scheduler: slurm`` profile is submitted: one sbatch job, one task per node."""
 
     partition: str | None = None  # None: the cluster's default partition
-    nodes: int = 1
+    nodes: int = option(1, minimum=1)
     time: str | None = None  # Slurm's time limit format: "90", "4:00:00", "2-00:00:00"
     account: str | None = None
     qos: str | None = None
-    sbatch_args: list[str] = field(default_factory=list)  # extra #SBATCH lines: ["--mem=0"]
+    sbatch_args: list[str] = option(default_factory=list)  # extra #SBATCH lines: ["--mem=0"]
     run_dir: str | None = None  # a folder every node shares; None: the runs folder in your home
 
 
 @dataclass
 class Profile:
-    name: str
-    strategy: str = "ddp"
-    fsdp: FsdpOptions = field(default_factory=FsdpOptions)
-    mixed_precision: str = "no"
-    device: str = "cuda"  # "cpu": gloo ranks, no GPU needed
-    gpu_ids: list[int] | None = None  # None: all GPUs of this machine
-    num_processes: int | None = None  # per machine; None: one per selected GPU
-    num_machines: int = 1
-    machine_rank: int = 0
-    main_address: str | None = None
-    main_port: int | None = None  # None: a free port is chosen at launch
-    rdzv_backend: str = "c10d"
-    max_restarts: int = 0
-    launcher: str = "torchrun"
-    python: str | None = None  # interpreter of the training environment; None: `python3` on PATH
-    env: dict[str, str] = field(default_factory=dict)
-    script: str | None = None
-    script_args: list[str] = field(default_factory=list)
-    estimate: EstimateInputs | None = None
-    hardware: PlannedHardware | None = None  # the hardware the plan was made for
-    version: int = SCHEMA_VERSION
+    name: str = option(stored=False)  # the file's name, not a key in it
+    version: int = option(SCHEMA_VERSION, minimum=1, always=True)
     description: str | None = None  # one line for `trainwiz profiles list`
-    scheduler: str = "local"  # "slurm": submitted with sbatch, see `slurm`
+    strategy: str = option("ddp", choices=STRATEGIES)
+    fsdp: FsdpOptions = option(default_factory=FsdpOptions)
+    mixed_precision: str = option("no", choices=MIXED_PRECISIONS)
+    device: str = option("cuda", choices=DEVICES)  # "cpu": gloo ranks, no GPU needed
+    gpu_ids: list[int] | None = None  # None: all GPUs of this machine
+    num_processes: int | None = option(None, minimum=1)  # per machine; None: one per GPU
+    num_machines: int = option(1, minimum=1)
+    machine_rank: int = option(0, minimum=0)
+    main_address: str | None = None
+    # None: a free port is chosen at launch
+    main_port: int | None = option(None, minimum=1, maximum=65535)
+    rdzv_backend: str = option("c10d", choices=RDZV_BACKENDS)
+    max_restarts: int = option(0, minimum=0)
+    launcher: str = option("torchrun", choices=LAUNCHERS)
+    python: str | None = None  # interpreter of the training environment; None: `python3` on PATH
+    env: dict[str, str] = option(default_factory=dict)
+    script: str | None = None
+    script_args: list[str] = option(default_factory=list)
+    estimate: EstimateInputs | None = None
+    scheduler: str = option("local", choices=SCHEDULERS)  # "slurm": submitted with sbatch
     slurm: SlurmOptions | None = None
+    hardware: PlannedHardware | None = None  # the hardware the plan was made for
 
     @property
     def machines(self) -> int:

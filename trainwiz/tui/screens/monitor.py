@@ -30,7 +30,8 @@ from textual.widgets import DataTable, Footer, Header, Log, Static
 from textual.worker import Worker, WorkerState
 
 from trainwiz.errors import TrainwizError
-from trainwiz.estimator import estimate, model_from_params, resolve_model
+from trainwiz.estimator.catalog import model_from_params, resolve_model
+from trainwiz.estimator.fit import estimate
 from trainwiz.launchers import slurm_jobs, stop_run
 from trainwiz.launchers.failures import failure_summary
 from trainwiz.launchers.rundir import rank_log_paths, read_samples, read_status
