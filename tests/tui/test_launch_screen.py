@@ -61,3 +61,39 @@ async def test_launch_screen_follows_the_profile_chosen(make_app, isolated_env, 
         (folder / "imported.yaml").write_text("version: 1\nstrategy: single\n")
         launch.query_one("#launch-profile").focus()
         await wait_for(pilot, lambda: "imported" in launch.profiles)
+
+
+async def test_a_profile_chosen_after_a_file_is_the_one_launched(make_app, isolated_env,
+                                                                  monkeypatch):
+    """A file typed earlier in 'or file' silently won over the profile chosen later: the status
+    said one plan and Launch started another."""
+    import trainwiz.tui.screens.launch as launch_module
+
+    folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "cpu-a.yaml").write_text("version: 1\nstrategy: ddp\ndevice: cpu\n"
+                                       "num_processes: 2\n")
+    started = []
+
+    def fake_start(profile, script, args, *, pre=None, **kwargs):
+        started.append(profile.name)
+        raise launch_module.TrainwizError("stopped here by the test")
+
+    monkeypatch.setattr(launch_module, "start", fake_start)
+    monkeypatch.chdir(REPO_ROOT)
+    app = make_app("2xH100-80GB")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("l")
+        launch = app.screen
+        await wait_for(pilot, lambda: "cpu-a" in launch.profiles)
+        launch.query_one("#launch-profile-file").value = "examples/profiles/cpu-ddp.yaml"
+        launch.query_one("#launch-profile").value = "cpu-a"
+        await pilot.pause()
+        assert launch.query_one("#launch-profile-file").value == ""
+        launch.query_one("#launch-script").value = "examples/train_ddp.py"
+        launch.query_one("#launch-python").value = sys.executable
+        launch.set_focus(None)
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: started, timeout=60)
+        assert started == ["cpu-a"]

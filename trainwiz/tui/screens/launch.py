@@ -126,6 +126,11 @@ class LaunchScreen(Screen):
         self.profile = profile
         self.profiles[profile.name] = profile
         self._fill_from(profile)
+        self._forget_file()
+
+    def _forget_file(self) -> None:
+        """A profile chosen in the list replaces a file typed earlier: the run is what is shown."""
+        self.query_one("#launch-profile-file", Input).value = ""
 
     def _fill_from(self, profile) -> None:
         if profile.script:
@@ -138,6 +143,8 @@ class LaunchScreen(Screen):
     @on(Select.Changed, "#launch-profile")
     def _profile_chosen(self, event: Select.Changed) -> None:
         self._force = False
+        if event.value == WIZARD or event.value in self.profiles:
+            self._forget_file()
         if event.value == WIZARD:
             self.profile = None
             self._show(notes=self._plan_notes(self.app.main_screen("wizard").plan))
