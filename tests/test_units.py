@@ -33,3 +33,11 @@ def test_80G_means_the_same_on_the_command_line_and_in_a_box_file(run_cli, tmp_p
     from_file = json.loads(run_cli("gpus", "--simulate", "box.yaml", "--json").stdout)
     est = json.loads(run_cli("estimate", "gpt2", "--gpu-memory", "80G", "--json").stdout)
     assert from_file[0]["memory_total"] == est["gpu_memory"] == 80 * GIB
+
+
+def test_a_gpu_memory_without_a_unit_is_refused_not_read_as_bytes(run_cli):
+    """`--gpu-memory 80` meant 80 GiB; read as 80 bytes it printed 'needs 178.7 GiB of 80 B'."""
+    out = run_cli("estimate", "llama-3-8b", "--gpu-memory", "80")
+    assert out.returncode == 2 and out.stdout == ""
+    assert "--gpu-memory" in out.stderr and "80GiB" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -35,9 +35,10 @@ MAX_SIZE = 1 << 60  # an exbibyte: anything larger is a typo, not a GPU
 
 
 def parse_size(value: str | int | float, where: str = "--gpu-memory", *,
-               positive: bool = True) -> int:
+               positive: bool = True, least: int = 0) -> int:
     """Bytes from ``'80GiB'``, ``'80GB'``, ``'80G'``, ``'40960MiB'``, ``85899345920`` or
-    ``8.5e10``. ``where`` names the option or file field in the error; ``positive`` refuses 0."""
+    ``8.5e10``. ``where`` names the option or file field in the error; ``positive`` refuses 0;
+    ``least`` refuses a size below it (``80`` meant as GiB is 80 bytes: say so, not "too big")."""
     if isinstance(value, bool):
         raise UsageError(f"{where}: expected a size such as 80GiB, got {value!r}")
     if isinstance(value, (int, float)):
@@ -56,6 +57,9 @@ def parse_size(value: str | int | float, where: str = "--gpu-memory", *,
                          f"got {value!r}")
     if size > MAX_SIZE:
         raise UsageError(f"{where}: {value!r} is larger than any machine (at most 1 EiB)")
+    if size < least:
+        raise UsageError(f"{where}: {value!r} is {format_bytes(size)}, less than "
+                         f"{format_bytes(least, 0)}; write the unit, e.g. {value}GiB")
     return int(size)
 
 

@@ -67,7 +67,7 @@ def _plan(args, detection, length: dict) -> Plan:
     detected = detection.gpus
     num_gpus = args.num_gpus or (1 if args.strategy == "single" else max(len(detected), 1))
     if args.gpu_memory:  # the size given wins over what the GPUs report
-        size = parse_size(args.gpu_memory)
+        size = parse_size(args.gpu_memory, least=64 << 20)  # no GPU has less than 64 MiB
         box = Box(tuple(Gpu(i, "GPU", size) for i in range(num_gpus)), "--gpu-memory",
                   here=False)
     else:
