@@ -13,6 +13,7 @@ import pytest
     (["estimate", "--params", "-5"], ["trainwiz estimate", "--params"]),
     (["estimate", "llama-3-8b", "--bogus"], ["trainwiz estimate", "--bogus"]),
     (["profiles", "show"], ["trainwiz profiles show", "NAME"]),
+    (["runs", "bogus"], ["trainwiz runs", "argument ACTION", "'bogus'", "show"]),
 ])
 def test_argument_errors_are_one_line(run_cli, args, words):
     out = run_cli(*args)

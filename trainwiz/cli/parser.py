@@ -305,7 +305,7 @@ def _add_runs(subparsers) -> None:
                    help=f"every run (default: the newest {SHOWN}, and how many are hidden)")
     add_simulate_option(p)
     p.set_defaults(handler="trainwiz.cli.runs:cmd_runs")
-    sub = p.add_subparsers(dest="runs_command", metavar="")
+    sub = p.add_subparsers(dest="runs_command", metavar="ACTION")
     q = sub.add_parser("prune", help="delete finished runs by age or count (never a running one)")
     q.add_argument("--older-than", metavar="AGE",
                    help="runs that ended more than AGE ago (30m, 12h, 7d, 2w)")
