@@ -84,8 +84,8 @@ def run(args) -> int:
         return 0
     handle = dispatch.launch(profile, script, rest, module=module, simulate=simulate, yes=args.yes,
                         confirm=_confirm)
-    for note in handle.notes:
-        print(f"note: {note}", file=sys.stderr)
+    for note in handle.notes:  # a warning says so itself: not "note: warning: ..."
+        print(note if note.startswith("warning:") else f"note: {note}", file=sys.stderr)
     if handle.job_id:
         print(f"submitted Slurm job {handle.job_id} as run {handle.id} ({handle.run_dir})",
               flush=True)

@@ -641,7 +641,8 @@ class MonitorScreen(Screen):
                  "gpu": "GPU memory against the estimate"}[kind]
         return PlotData(title=title, xlabel="seconds", ylabel="GiB", series=tuple(series),
                         estimate=est / fmt.GIB if est else None,
-                        empty="no memory samples yet")
+                        empty="the run ended before a memory sample was taken"
+                        if status is not None and status.finished else "no memory samples yet")
 
     @on(DataTable.RowHighlighted, "#rank-table")
     def _rank_highlighted(self, event: DataTable.RowHighlighted) -> None:
