@@ -201,9 +201,11 @@ def test_the_supervisor_reads_rank_0_from_where_it_stopped(tmp_path):
     assert (watcher.tracker.step, watcher.tracker.loss) == (2, 3.5)
     with open(log, "a") as fh:
         fh.write("ss 3.0\n")
+    watcher.poll(1.5)
+    assert [h[1] for h in watcher.tracker._history] == [1, 2, 3]  # the cut line, completed
     (tmp_path / "metrics.jsonl").write_text('{"step": 4, "total": 10, "loss": 2.5}\n{"st')
     watcher.poll(2.0)
-    assert [h[1] for h in watcher.tracker._history] == [1, 2, 3, 4]  # the cut line, then metrics
+    assert [h[1] for h in watcher.tracker._history] == [4]  # the script's records take over
     watcher.write(3.0, force=True)
     assert read_progress(tmp_path)["progress"]["step"] == 4
     with open(tmp_path / "metrics.jsonl", "a") as fh:  # the record cut mid-write, completed
@@ -239,3 +241,21 @@ def test_the_plan_gives_the_total_when_the_script_does_not():
     assert snap["seconds_left"] == pytest.approx(95.0)  # 1 step/s, 95 steps to go
     tracker.feed_line("TRAINWIZ {\"step\": 6, \"total\": 50}", 6.0)  # the script's own wins
     assert tracker.snapshot(plan_total=100)["total"] == 50
+
+
+def test_the_scripts_own_records_take_over_from_a_guess_with_their_own_rates():
+    """examples/train_ddp.py prints 'rank 0 step N' from 0 and writes metrics.jsonl from 1:
+    the guessed first reading stayed in the rates and the loss curve, so a script that cannot
+    go faster than 2 steps/s read 2.12 steps/s, tokens/s stayed unknown for the first half
+    minute, and the curve began with the same loss twice."""
+    tracker = ProgressTracker(window=30)
+    tracker.feed_line("rank 0 step 0 loss 35.86", 0.1)  # stdout comes first
+    for step in range(1, 9):  # then the records, every 0.5 s, 1,000 tokens a step
+        t = 0.5 * step
+        tracker.feed_record({"step": step, "total": 30, "loss": 36.0 - step,
+                             "tokens": 1000 * step}, t)
+        tracker.feed_line(f"rank 0 step {step} loss {36.0 - step}", t + 0.01)
+    snap = tracker.snapshot()
+    assert snap["steps_per_s"] == pytest.approx(2.0)
+    assert snap["tokens_per_s"] == pytest.approx(2000.0)
+    assert [x for x, _ in snap["losses"]] == list(range(1, 9))

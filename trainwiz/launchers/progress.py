@@ -247,6 +247,12 @@ class ProgressTracker:
         rank = _TRUST[r.kind]
         if rank < self._trust:
             return
+        if rank > self._trust and self.sources:
+            # a more trusted source takes over (a script's metrics.jsonl after its printed
+            # "step N"): rates and the loss curve are its own, not mixed with the guess's
+            # numbering (one may count from 0, the other from 1)
+            self._history = []
+            self.losses = []
         self._trust = rank
         if r.kind == "tqdm":
             # the training bar: the first one, or a new one once the last has finished (after
