@@ -291,3 +291,15 @@ def test_default_config_path_follows_hf_home(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert accelerate_default_config_path() == tmp_path / "cache" / "huggingface" / \
         "accelerate" / "default_config.yaml"
+
+
+def test_a_slurm_profile_exports_every_node_of_the_job():
+    """A 4-node Slurm profile exported as an accelerate config said num_machines 1 and 8
+    processes: a user launching with that file would start an eighth of the run."""
+    from trainwiz.profiles import to_accelerate_config
+    from trainwiz.profiles.schema import Profile, SlurmOptions
+
+    p = Profile(name="fsdp-32", strategy="fsdp", num_processes=8, scheduler="slurm",
+                slurm=SlurmOptions(nodes=4))
+    cfg = to_accelerate_config(p)
+    assert (cfg["num_machines"], cfg["num_processes"]) == (4, 32)

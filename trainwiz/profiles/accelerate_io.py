@@ -102,7 +102,7 @@ def _world(profile: Profile, num_gpus: int | None) -> tuple[int, int]:
                 f"profile '{profile.name}': accelerate needs a process count; set num_processes "
                 "or gpu_ids in the profile (it uses every GPU found at launch), or export on "
                 "the GPU machine or with --simulate")
-    return per, per * profile.num_machines
+    return per, per * profile.machines  # a Slurm profile's machines are its nodes
 
 
 def to_accelerate_config(profile: Profile, num_gpus: int | None = None) -> dict[str, Any]:
@@ -130,7 +130,7 @@ def to_accelerate_config(profile: Profile, num_gpus: int | None = None) -> dict[
         "mixed_precision": profile.accelerate_mixed_precision,
         "use_cpu": cpu,
         "debug": False,
-        "num_machines": profile.num_machines,
+        "num_machines": profile.machines,
         "machine_rank": profile.machine_rank,
         "num_processes": total,
     }
