@@ -38,3 +38,14 @@ def test_profiles_list_names_the_mixed_precision(run_cli, isolated_env):
     (folder / "plain.yaml").write_text("version: 1\nstrategy: ddp\n")
     out = run_cli("profiles", "list")
     assert "mixed precision: no" in out.stdout
+
+
+def test_piped_estimate_keeps_each_suggestions_flags_on_one_line(run_cli):
+    """`estimate ... | cat` at 80 columns split '--lora-targets all-linear' from
+    '--activation-checkpointing': the flags a user copies must stay one line."""
+    out = run_cli("estimate", "llama-3-8b", "--simulate", "2xH100-80GB", env={"COLUMNS": "80"})
+    lines = out.stdout.splitlines()
+    flags = [line.strip() for line in lines if line.strip().startswith("--")]
+    assert "--method qlora --lora-rank 16 --lora-targets all-linear --activation-checkpointing" \
+        in flags, flags
+    assert not any(line.startswith("--") for line in lines), "a flag line was wrapped"

@@ -47,7 +47,7 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
     from rich.table import Table
     from rich.text import Text
 
-    console = console or Console()
+    console = console or Console(soft_wrap=True)  # piped: a suggestion's flags stay on one line
     m = est.model
     console.print(Text.assemble((f"{m.name}", "bold"), f"  {m.params:,} parameters",
                                 f"  ({m.family})" if m.family != "unknown" else ""))
