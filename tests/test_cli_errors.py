@@ -49,3 +49,15 @@ def test_piped_estimate_keeps_each_suggestions_flags_on_one_line(run_cli):
     assert "--method qlora --lora-rank 16 --lora-targets all-linear --activation-checkpointing" \
         in flags, flags
     assert not any(line.startswith("--") for line in lines), "a flag line was wrapped"
+
+
+def test_profiles_list_keeps_a_path_whole_when_piped(run_cli, isolated_env):
+    """Piped at 80 columns (and even at COLUMNS=140) the PATH column was cut into pieces."""
+    from pathlib import Path
+
+    folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "cpu-ddp.yaml").write_text("version: 1\nstrategy: ddp\ndevice: cpu\n"
+                                         "num_processes: 2\n")
+    out = run_cli("profiles", "list", env={"COLUMNS": "80"})
+    assert "~/config/trainwiz/profiles/cpu-ddp.yaml" in out.stdout, out.stdout  # HOME: shown as ~

@@ -125,8 +125,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             else text
 
     table = Table(box=None, pad_edge=False)
-    for col in ("NAME", "SCOPE", "SETUP", "LAUNCHER", "MODEL", "PATH"):
+    for col in ("NAME", "SCOPE", "SETUP", "LAUNCHER", "MODEL"):
         table.add_column(col, overflow="fold")
+    # a path is copied whole: the other columns fold first (it breaks only on a narrow terminal)
+    table.add_column("PATH", overflow="fold",
+                     min_width=min(60, max(len(shown(e.path)) for e in entries)))
     for e in entries:
         name = escape(e.name) + (" (shadowed)" if e.shadowed else "")
         if e.damaged:
