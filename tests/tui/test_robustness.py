@@ -102,7 +102,10 @@ def test_ranks_ended_by_a_stop_read_stopped_not_failed():
 
     from trainwiz.tui.screens.monitor import rank_state
 
-    killed = SimpleNamespace(exit_code=-15, pid=10)
+    killed = SimpleNamespace(rank=0, exit_code=-15, pid=10)
     assert rank_state(killed, "stopped") == "stopped"
-    assert rank_state(killed, "failed") == "failed"  # ended by torchrun after a peer failed
+    # ended by torchrun after rank 1 failed: only rank 1 reads "failed"
+    assert rank_state(killed, "failed", failed_rank=1) == "stopped"
+    assert rank_state(SimpleNamespace(rank=1, exit_code=-9, pid=11), "failed", 1) == "failed"
+    assert rank_state(killed, "failed") == "failed"  # no rank named: nothing to say otherwise
     assert rank_state(SimpleNamespace(exit_code=0, pid=10), "stopped") == "done"

@@ -133,14 +133,18 @@ def short_name(name: str | None) -> str:
     return (name or "").removeprefix("NVIDIA ").removeprefix("GeForce ")
 
 
-def rank_state(rank, run_state: str) -> str:
+def rank_state(rank, run_state: str, failed_rank: int | None = None) -> str:
+    """What one rank's row says. A rank killed by a signal is "stopped" when the user stopped
+    the run, or when torchrun ended it because another rank (``failed_rank``) failed: only the
+    rank that failed reads "failed"."""
     if rank.exit_code is None:
         if run_state in ("failed", "stopped", "succeeded"):
             return "ended"
         return "running" if rank.pid else "starting"
     if rank.exit_code == 0:
         return "done"
-    if run_state == "stopped" and rank.exit_code in (-15, -9):  # ended by the user's stop
+    if rank.exit_code in (-15, -9) and (run_state == "stopped" or (
+            run_state == "failed" and failed_rank is not None and rank.rank != failed_rank)):
         return "stopped"
     return "failed"
 
@@ -491,7 +495,8 @@ class MonitorScreen(Screen):
                 ids = status.gpu_ids
                 gpu_index = ids[local] if ids and local < len(ids) else local
             gpu = gpus.get(gpu_index, {}) if kind != "cpu" else {}
-            state = rank_state(r, status.state)
+            state = rank_state(r, status.state,
+                               status.failure.rank if status.failure is not None else None)
             style = {"failed": "bold red", "running": "green", "done": "",
                      "stopped": ""}.get(state, "yellow")
             cell = self._memory_cell(kind, status, now, gpu, peaks.get(r.rank), est_total, bar_w)
