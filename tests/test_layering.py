@@ -76,3 +76,30 @@ def test_estimate_command_never_imports_torch():
     loaded = _imported_after("trainwiz.cli", code)
     assert "torch" not in loaded
     assert "textual" not in loaded
+
+
+def _imports_inside_functions(root: Path) -> list[str]:
+    import ast
+
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                own = (isinstance(node, ast.ImportFrom)
+                       and (node.level > 0 or (node.module or "").split(".")[0] == "trainwiz")) \
+                    or (isinstance(node, ast.Import)
+                        and any(a.name.split(".")[0] == "trainwiz" for a in node.names))
+                if own:
+                    found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+    return found
+
+
+def test_trainwiz_imports_its_own_modules_at_the_top():
+    """A module's dependencies on trainwiz are read at its top (where import-linter and a reader
+    see them), never hidden in a function; a command loads its handler by name in one place
+    (trainwiz.cli.load). Third-party packages may still load late."""
+    found = _imports_inside_functions(REPO_ROOT / "trainwiz")
+    assert not found, found
