@@ -78,5 +78,19 @@ def test_profiles_show_names_the_method_of_the_example_profile(run_cli):
     path = REPO_ROOT / "examples" / "profiles" / "cpu-lora.yaml"
     proc = run_cli("profiles", "show", str(path), env={"COLUMNS": "200"}, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert "ddp, 2 CPU rank(s), mixed precision: no, LoRA r8 all-linear" in proc.stdout
+    assert "ddp, 2 CPU ranks, mixed precision: no, LoRA r8 all-linear" in proc.stdout
     assert "method: lora" in proc.stdout and "rank: 8" in proc.stdout
+
+
+def test_the_cli_and_the_app_describe_a_profile_in_the_same_words(run_cli, tmp_path):
+    """`profiles list` said 'ddp, 2 CPU rank(s), mixed precision: no' where the app's Profiles
+    screen said 'DDP · fp32 · 2 CPU ranks': one profile, two descriptions."""
+    from trainwiz.profiles import load_profile
+    from trainwiz.profiles.summary import profile_summary
+
+    path = tmp_path / "two.yaml"
+    path.write_text("version: 1\nstrategy: ddp\ndevice: cpu\nnum_processes: 2\n")
+    shown = run_cli("profiles", "show", str(path)).stdout
+    line = profile_summary(load_profile(str(path)))
+    assert line == "ddp, 2 CPU ranks, mixed precision: no" and line in shown
+    assert profile_summary(load_profile(str(path)), details=True).startswith(line)

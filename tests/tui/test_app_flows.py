@@ -91,7 +91,7 @@ async def test_save_profile_then_open_it_from_the_profiles_screen(make_app, isol
         table = app.screen.query_one("DataTable")
         await wait_for(pilot, lambda: table.row_count == 1)
         row = [str(c) for c in table.get_row_at(0)]
-        assert row[0] == "fsdp-test" and "FSDP SHARD_GRAD_OP" in row[2] and "llama-3-8b" in row[2]
+        assert row[0] == "fsdp-test" and "fsdp2 SHARD_GRAD_OP" in row[2] and "llama-3-8b" in row[2]
         table.focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.current_mode == "wizard")
@@ -112,7 +112,7 @@ async def test_damaged_profile_is_listed_as_such_and_delete_asks_first(make_app,
         await wait_for(pilot, lambda: table.row_count == 2)
         rows = {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[2]) for i in range(2)}
         assert rows["broken"].startswith("DAMAGED") and "strategy" in rows["broken"]
-        assert "DDP" in rows["good"]
+        assert "ddp" in rows["good"]
         assert "1 damaged" in text_of(app.screen.query_one("#profiles-status"))
         table.focus()
         table.move_cursor(row=[str(table.get_row_at(i)[0]) for i in range(2)].index("broken"))

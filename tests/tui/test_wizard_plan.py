@@ -158,12 +158,12 @@ async def test_a_model_file_that_is_not_json_is_not_called_not_found(make_app, t
 
 def test_the_profiles_list_says_how_many_gpus_and_what_they_were_planned_for():
     from trainwiz.profiles import PlannedHardware, Profile
-    from trainwiz.tui.screens.profiles import summary
+    from trainwiz.profiles.summary import profile_summary
 
-    line = summary(Profile(name="big", strategy="fsdp", num_processes=8, num_machines=4,
+    line = profile_summary(Profile(name="big", strategy="fsdp", num_processes=8, num_machines=4,
                            main_address=None, hardware=PlannedHardware(
                                gpu="NVIDIA H100 80GB HBM3", gpu_memory=85520809984,
-                               gpus_per_machine=8, simulated=True)))
+                               gpus_per_machine=8, simulated=True)), details=True)
     assert "8 GPUs × 4 machines" in line and "for H100 80GB HBM3 (simulated)" in line
 
 

@@ -22,8 +22,8 @@ from trainwiz.profiles import (
     user_profiles_dir,
 )
 from trainwiz.profiles.store import atomic_write_text, check_name
+from trainwiz.profiles.summary import profile_summary
 from trainwiz.profiles.validate import parse_yaml
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -41,40 +41,6 @@ def _gpus(args: argparse.Namespace) -> tuple:
 
 def gpu_count(args: argparse.Namespace) -> int | None:
     return len(_gpus(args)) or None
-
-
-def profile_summary(profile) -> str:
-    if profile.strategy == "fsdp":
-        f = profile.fsdp
-        strat = f"fsdp{f.version} {f.sharding_strategy}"
-        if f.offload_params:
-            strat += " +offload"
-    else:
-        strat = profile.strategy
-    if profile.device == "cpu":
-        where = f"{profile.processes_per_machine or '?'} CPU rank(s)"
-    elif profile.gpu_ids is not None:
-        where = "GPU " + ",".join(map(str, profile.gpu_ids))
-        if profile.num_processes is not None and profile.num_processes != len(profile.gpu_ids):
-            where += f" ({profile.num_processes} procs)"
-    elif profile.num_processes is not None:
-        where = f"{profile.num_processes} GPU(s)"
-    else:
-        where = "all GPUs"
-    if profile.scheduler == "slurm":  # Slurm's nodes, on its partition
-        part = profile.slurm.partition if profile.slurm and profile.slurm.partition else None
-        where += f" × {profile.machines} Slurm node(s)" + (f" ({part})" if part else "")
-    elif profile.num_machines > 1:
-        where += f" × {profile.num_machines} machines"
-    line = f"{strat}, {where}, mixed precision: {profile.mixed_precision}"
-    est = profile.estimate
-    if est is not None and est.method != "full":
-        lora = est.lora_options
-        line += f", {'QLoRA' if est.method == 'qlora' else 'LoRA'} r{lora.rank} {lora.targets}"
-        if est.method == "qlora":
-            q = est.quantization_options
-            line += f" ({q.type}{' double-quant' if q.double_quant else ''}, {q.compute_dtype} compute)"
-    return line
 
 
 def _short_error(error: str, path: str) -> str:

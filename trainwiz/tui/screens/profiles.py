@@ -17,8 +17,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from trainwiz.profiles import ProfileStore, accelerate_config_text, accelerate_export_notes
+from trainwiz.profiles import (
+    ProfileStore,
+    accelerate_config_text,
+    accelerate_export_notes,
+)
 from trainwiz.profiles.store import atomic_write_text
+from trainwiz.profiles.summary import profile_summary
 from trainwiz.tui.screens.confirm import ConfirmScreen
 from trainwiz.tui.screens.prompt import PromptScreen
 
@@ -48,35 +53,6 @@ def short_error(message: str, path) -> str:
     if match:
         return f"line {match.group(1)}: {rest[match.end():]}"
     return rest.lstrip(": ")
-
-
-def summary(profile) -> str:
-    """One line: strategy and sharding, precision, GPUs, then the estimate inputs."""
-    parts = [profile.strategy.upper() if profile.strategy != "single" else "single"]
-    if profile.strategy == "fsdp":
-        parts[0] += f" {profile.fsdp.sharding_strategy}"
-        if profile.fsdp.offload_params:
-            parts[0] += " +offload"
-    parts.append(profile.mixed_precision if profile.mixed_precision != "no" else "fp32")
-    if profile.device == "cpu":
-        parts.append(f"{profile.processes_per_machine or '?'} CPU ranks")
-    elif profile.gpu_ids:
-        parts.append("GPUs " + ",".join(map(str, profile.gpu_ids)))
-    else:
-        per = profile.processes_per_machine
-        parts.append(f"{per} GPUs" if per else "all GPUs")
-    if profile.num_machines > 1:
-        parts[-1] += f" × {profile.num_machines} machines"
-    if profile.hardware is not None:  # what the plan was made for
-        hw = profile.hardware
-        parts.append(f"for {hw.gpu.removeprefix('NVIDIA ')}"
-                     + (" (simulated)" if hw.simulated else ""))
-    if profile.estimate is not None:
-        est = profile.estimate
-        parts.append(f"{est.model} b{est.batch_size} s{est.seq_len}")
-    if profile.script:
-        parts.append(Path(profile.script).name)
-    return " · ".join(parts)
 
 
 class ProfilesScreen(Screen):
@@ -131,7 +107,7 @@ class ProfilesScreen(Screen):
                 first = short_error(first, entry.path)
                 line = Text(f"DAMAGED: {first}", style="red")
             else:
-                line = Text(summary(entry.profile))
+                line = Text(profile_summary(entry.profile, details=True))
             name = Text(entry.name + (" (shadowed)" if entry.shadowed else ""),
                         style="bright_black" if entry.shadowed else "")
             table.add_row(name, Text(entry.scope), line, key=str(entry.path))
