@@ -6,29 +6,38 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 from tests.tui.conftest import text_of, wait_for
 
 
-async def test_launch_screen_follows_the_profile_chosen(make_app, isolated_env, monkeypatch):
+@pytest.fixture
+def stopped_launches(isolated_env, monkeypatch):
+    """A user profile 'cpu-a'; Launch records (profile name, preflight) and stops there."""
     import trainwiz.tui.screens.launch as launch_module
 
     folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
     folder.mkdir(parents=True)
     (folder / "cpu-a.yaml").write_text("version: 1\nstrategy: ddp\ndevice: cpu\n"
                                        "num_processes: 2\n")
-    (folder / "h100x8.yaml").write_text(
-        "version: 1\nstrategy: ddp\nnum_processes: 8\n"
-        "hardware: {gpu: NVIDIA H100 80GB HBM3, gpu_memory: 85520809984, gpus_per_machine: 8,"
-        " simulated: true}\n")
     started = []
 
     def fake_start(profile, script, args, *, pre=None, **kwargs):
-        started.append(pre)
+        started.append((profile.name, pre))
         raise launch_module.TrainwizError("stopped here by the test")
 
     monkeypatch.setattr(launch_module, "start", fake_start)
     monkeypatch.chdir(REPO_ROOT)
+    return folder, started
+
+
+async def test_launch_screen_follows_the_profile_chosen(make_app, stopped_launches):
+    folder, started = stopped_launches
+    (folder / "h100x8.yaml").write_text(
+        "version: 1\nstrategy: ddp\nnum_processes: 8\n"
+        "hardware: {gpu: NVIDIA H100 80GB HBM3, gpu_memory: 85520809984, gpus_per_machine: 8,"
+        " simulated: true}\n")
     app = make_app("2xH100-80GB")
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.gpus)
@@ -55,7 +64,7 @@ async def test_launch_screen_follows_the_profile_chosen(make_app, isolated_env, 
         assert f"port {checked.port}" in status()
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: started)
-        assert started[0] is checked
+        assert started[0][1] is checked
 
         # a profile saved by another program appears when the list is opened
         (folder / "imported.yaml").write_text("version: 1\nstrategy: single\n")
@@ -63,24 +72,10 @@ async def test_launch_screen_follows_the_profile_chosen(make_app, isolated_env, 
         await wait_for(pilot, lambda: "imported" in launch.profiles)
 
 
-async def test_a_profile_chosen_after_a_file_is_the_one_launched(make_app, isolated_env,
-                                                                  monkeypatch):
+async def test_a_profile_chosen_after_a_file_is_the_one_launched(make_app, stopped_launches):
     """A file typed earlier in 'or file' silently won over the profile chosen later: the status
     said one plan and Launch started another."""
-    import trainwiz.tui.screens.launch as launch_module
-
-    folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
-    folder.mkdir(parents=True)
-    (folder / "cpu-a.yaml").write_text("version: 1\nstrategy: ddp\ndevice: cpu\n"
-                                       "num_processes: 2\n")
-    started = []
-
-    def fake_start(profile, script, args, *, pre=None, **kwargs):
-        started.append(profile.name)
-        raise launch_module.TrainwizError("stopped here by the test")
-
-    monkeypatch.setattr(launch_module, "start", fake_start)
-    monkeypatch.chdir(REPO_ROOT)
+    _, started = stopped_launches
     app = make_app("2xH100-80GB")
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.gpus)
@@ -96,4 +91,4 @@ async def test_a_profile_chosen_after_a_file_is_the_one_launched(make_app, isola
         launch.set_focus(None)
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: started, timeout=60)
-        assert started == ["cpu-a"]
+        assert [name for name, _ in started] == ["cpu-a"]
