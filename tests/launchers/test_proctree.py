@@ -16,8 +16,11 @@ SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 
 def _started(pid: int) -> bool:
-    """Past exec: its own command line (and environment), not the forking parent's."""
-    return psutil.Process(pid).cmdline()[-1].endswith("time.sleep(60)")
+    """Past exec: its own command line (and environment), not the forking parent's.
+
+    While the kernel swaps the image in, /proc/PID/cmdline reads empty: not started yet."""
+    argv = psutil.Process(pid).cmdline()
+    return bool(argv) and argv[-1].endswith("time.sleep(60)")
 
 
 @pytest.fixture
