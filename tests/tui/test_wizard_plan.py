@@ -211,3 +211,22 @@ async def test_lora_and_qlora_show_frozen_4bit_and_adapter_segments_and_trainabl
         assert "▞" in text and "+" in text  # their own glyphs in the bars, not only the legend
         assert "trainable 41.94M of 8.07B parameters (0.52%)" in text
         assert "FITS" in text
+
+
+async def test_the_wizard_says_a_size_as_the_cli_does(make_app):
+    """The same estimate reads the same in the app and in ``trainwiz estimate``: 1.8 TiB, not
+    1871.7 GiB beside the CLI's 1.8 TiB."""
+    from trainwiz.cli.render import verdict_line
+
+    app = make_app("8xH100-80GB")
+    async with app.run_test(size=(120, 40)) as pilot:
+        wizard = await _wizard_with(pilot, app, "llama-3-70b")
+        wizard.apply_changes({"strategy": "ddp"})
+        await wait_for(pilot, lambda: wizard.result.estimate.config.strategy == "ddp")
+        await pilot.pause(0.1)
+        text = " ".join(text_of(wizard.query_one("#memory")).split())
+        cli = verdict_line(wizard.result.estimate)  # "does not fit: needs 1.8 TiB of 79.6 GiB ..."
+        needed = re.search(r"needs (\S+ \S+) of (\S+ \S+)", cli)
+        assert needed.group(1).endswith("TiB")
+        assert f"{needed.group(1)} needed per GPU of {needed.group(2)}" in text
+        assert not re.search(r"\d{4}\.\d GiB", text)  # no size in four-digit GiB anywhere
