@@ -59,6 +59,7 @@ STATE_STYLE = {"starting": "yellow", "running": "green", "succeeded": "bold gree
                "failed": "bold red", "stopped": "yellow", "damaged": "bold red"}
 VIEWS = ("log", "loss", "memory")
 WIDE = 110  # columns from which the rows also show GPU utilization, temperature and power
+PALETTE_HINT = 100  # columns from which the footer also shows the command palette's key
 
 
 class RunPolled(Message):
@@ -198,7 +199,7 @@ class MonitorScreen(Screen):
         Binding("s", "stop", "Stop run"),
         Binding("escape,b", "leave", "Leave (keeps running)"),
         Binding("escape,b", "back", "Back"),
-        Binding("v", "view", "View log/loss/memory"),
+        Binding("v", "view", "Log/loss/memory"),
         Binding("f", "fix", "Fix in wizard", show=False),
         Binding("[", "rank(-1)", "Prev rank", show=False),
         Binding("]", "rank(1)", "Next rank", show=False),
@@ -244,7 +245,16 @@ class MonitorScreen(Screen):
         yield Static("log of rank 0", id="log-title")
         yield Log(id="rank-log", auto_scroll=True, max_lines=2000)
         yield RunPlot(id="run-plot")
-        yield Footer()
+        # compact, and the palette's hint only where it fits: every key of a running run
+        # (stop, leave, view, screens, quit) stays on one line at 80 columns
+        yield Footer(compact=True, show_command_palette=self.app.size.width >= PALETTE_HINT)
+
+    def on_resize(self) -> None:
+        footer = self.query_one(Footer)
+        wide = self.size.width >= PALETTE_HINT
+        if footer.show_command_palette != wide:
+            footer.show_command_palette = wide
+            footer.recompose()
 
     def on_mount(self) -> None:
         self.sub_title = f"Monitor {self.run_dir.name}"
@@ -586,13 +596,15 @@ class MonitorScreen(Screen):
         if self.view == "loss":
             return f"loss by step, from rank 0's output ({keys})"
         mem = self.memory() if self.status is not None else {"comparison": False, "reason": ""}
-        what = {"cpu": "host memory of each rank, GiB", "sim": "SIMULATED GPU memory, GiB",
-                "gpu": "GPU memory of each rank, GiB"}[run_kind(self.status)] \
+        # what is drawn first, then the estimate line, then the keys: a narrow terminal
+        # cuts the keys (the log view's title names them too) and shows "…"
+        what = {"cpu": "host memory per rank (GiB)", "sim": "SIMULATED GPU memory (GiB)",
+                "gpu": "GPU memory per rank (GiB)"}[run_kind(self.status)] \
             if self.status is not None else "memory"
         note = "; = is the estimated peak" if mem["comparison"] or (
             mem.get("estimated_peak") and run_kind(self.status) == "gpu") else (
             f"; {mem['reason'].split(':')[0]}: no estimate line" if mem.get("reason") else "")
-        return f"{what} over time{note} ({keys})"
+        return f"{what}{note} ({keys})"
 
     def _show_view(self) -> None:
         self._update("#log-title", Text(self._view_title(), no_wrap=True, overflow="ellipsis"))
