@@ -26,7 +26,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Log, Static
+from textual.widgets import DataTable, Header, Log, Static
 from textual.worker import Worker, WorkerState
 
 from trainwiz.errors import TrainwizError
@@ -49,6 +49,7 @@ from trainwiz.profiles.estimator_inputs import model_argument, profile_time
 from trainwiz.tui import fmt
 from trainwiz.tui.screens.confirm import ConfirmScreen
 from trainwiz.tui.widgets.bars import usage_bar
+from trainwiz.tui.widgets.footer import KeysFooter
 from trainwiz.tui.widgets.run_plot import PlotData, RunPlot
 from trainwiz.units import format_bytes
 
@@ -59,7 +60,6 @@ STATE_STYLE = {"starting": "yellow", "running": "green", "succeeded": "bold gree
                "failed": "bold red", "stopped": "yellow", "damaged": "bold red"}
 VIEWS = ("log", "loss", "memory")
 WIDE = 110  # columns from which the rows also show GPU utilization, temperature and power
-PALETTE_HINT = 100  # columns from which the footer also shows the command palette's key
 
 
 class RunPolled(Message):
@@ -245,16 +245,7 @@ class MonitorScreen(Screen):
         yield Static("log of rank 0", id="log-title")
         yield Log(id="rank-log", auto_scroll=True, max_lines=2000)
         yield RunPlot(id="run-plot")
-        # compact, and the palette's hint only where it fits: every key of a running run
-        # (stop, leave, view, screens, quit) stays on one line at 80 columns
-        yield Footer(compact=True, show_command_palette=self.app.size.width >= PALETTE_HINT)
-
-    def on_resize(self) -> None:
-        footer = self.query_one(Footer)
-        wide = self.size.width >= PALETTE_HINT
-        if footer.show_command_palette != wide:
-            footer.show_command_palette = wide
-            footer.recompose()
+        yield KeysFooter()  # a running run's stop, leave, view, screens, quit: all at 80 columns
 
     def on_mount(self) -> None:
         self.sub_title = f"Monitor {self.run_dir.name}"

@@ -22,6 +22,7 @@ from trainwiz.launchers.failures import failure_summary
 from trainwiz.launchers.runinfo import duration, progress_parts, read_progress
 from trainwiz.tui.screens.confirm import ConfirmScreen
 from trainwiz.tui.screens.monitor import STATE_STYLE, run_kind
+from trainwiz.tui.widgets.lines import cut, longest, rest_width
 
 POLL_S = 2.0
 WIDE = 100  # columns from which the script column is shown
@@ -99,21 +100,15 @@ class RunsScreen(Screen):
         table = self.query_one(DataTable)
         wide = self.size.width >= WIDE
         runs = self.runs
-
-        def longest(values, least: int) -> int:
-            return max([least, *(len(v) for v in values)])
-
         widths = {
             "run": longest((r.id for r in runs), 20),
             "state": longest((str(r.state) for r in runs), 9),
-            "profile": min(longest((r.profile or "-" for r in runs), 7), NAME_W),
-            "script": min(longest((Path(r.script).name if r.script else "-" for r in runs),
-                                  6), NAME_W) if wide else 0,
+            "profile": longest((r.profile or "-" for r in runs), 7, NAME_W),
+            "script": longest((Path(r.script).name if r.script else "-" for r in runs),
+                              6, NAME_W) if wide else 0,
             "ranks": 5,
         }
-        pad = 2 * table.cell_padding
-        used = sum(w + pad for w in widths.values() if w) + pad + table.scrollbar_size_vertical
-        widths["note"] = max(self.size.width - used, 12)
+        widths["note"] = rest_width(table, widths.values(), self.size.width)
         key = tuple(widths.values())
         if key == self._widths:
             return
@@ -195,9 +190,6 @@ class RunsScreen(Screen):
         return describe(run, self._progress.get(run.id))
 
     def _cells(self, run) -> tuple:
-        def cut(text: str, style: str = "") -> Text:  # text from outside: never markup
-            return Text(text, style=style, no_wrap=True, overflow="ellipsis")
-
         sim = run_kind(run) == "sim"
         cells = [cut(run.id), cut(str(run.state), STATE_STYLE.get(run.state, "")),
                  cut(run.profile or "-")]

@@ -1,6 +1,8 @@
-"""The app's Runs screen: one line a run that fits the terminal (a cut note ends in "…" and is
-shown whole under the table), a note for runs that went well too, and runs on simulated GPUs
-labelled so."""
+"""The app's Runs and Profiles screens at 80 and 120 columns.
+
+Runs: one line a run that fits the terminal (a cut note ends in "…" and is shown whole under
+the table), a note for runs that went well too, and runs on simulated GPUs labelled so.
+Profiles: a summary too long for the terminal ends in "…" and is shown whole under the table."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.tui.conftest import text_of, wait_for
-from tests.tui.fixtures import RUN_ID, write_failed_run
+from tests.tui.fixtures import RUN_ID, write_failed_run, write_profiles
+from trainwiz.profiles import load_profile
+from trainwiz.profiles.summary import profile_summary
 
 DONE_ID = "20260101-130000-done"
 
@@ -66,3 +70,25 @@ async def test_runs_fit_the_terminal_and_say_how_each_went(make_app, isolated_en
         note = " ".join(text_of(screen.query_one("#runs-note")).split())
         assert note == ("simulated 2xH100-80GB · rank 1: torch.OutOfMemoryError: CUDA out of "
                         "memory. Tried to allocate 1.96 GiB (exit code 1, out of memory)")
+
+
+async def test_profile_summaries_too_long_for_80_columns_end_in_an_ellipsis(make_app,
+                                                                           isolated_env):
+    write_profiles(Path(isolated_env["XDG_CONFIG_HOME"]))
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("p")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.query_one("DataTable").row_count == 3)
+        await pilot.pause(0.1)
+        rows = _rows(screen.query_one("DataTable"))
+        assert rows["broken"].rstrip().endswith("…") and "DAMAGED: line 1" in rows["broken"]
+        assert rows["llama-fsdp"].rstrip().endswith("…")
+        assert not rows["cpu-ddp"].rstrip().endswith("…")  # one that fits is not cut
+        # the highlighted profile's whole summary, under the table
+        screen.query_one("DataTable").move_cursor(row=2)
+        await pilot.pause(0.1)
+        note = " ".join(text_of(screen.query_one("#profiles-note")).split())
+        whole = profile_summary(load_profile("llama-fsdp"), details=True)
+        assert len(whole) > 60 and note == f"llama-fsdp: {whole}"
