@@ -92,3 +92,9 @@ async def test_profile_summaries_too_long_for_80_columns_end_in_an_ellipsis(make
         note = " ".join(text_of(screen.query_one("#profiles-note")).split())
         whole = profile_summary(load_profile("llama-fsdp"), details=True)
         assert len(whole) > 60 and note == f"llama-fsdp: {whole}"
+        # every key of the screen on the footer at 80 columns, Screens and Quit included
+        screen.set_focus(None)  # the screen's own Enter ("Open") shows, as no field has it
+        await pilot.pause(0.2)
+        keys = [k for k in screen.query("FooterKey") if k.display and k.region.width]
+        shown = [k.key for k in keys if k.region.right <= 80]
+        assert {"enter", "d", "delete", "e", "L", "g", "q"} <= set(shown), shown
