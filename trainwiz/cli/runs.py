@@ -98,7 +98,7 @@ def cmd_runs(args) -> int:
     return 0
 
 
-SIM_NOTE = "sim: on simulated GPUs (--simulate): their memory readings are not measurements"
+SIM_NOTE = "sim: on simulated GPUs (--simulate); memory readings not measured"
 
 
 def _simulated(run) -> bool:

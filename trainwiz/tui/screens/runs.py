@@ -27,7 +27,7 @@ from trainwiz.tui.widgets.lines import cut, longest, rest_width
 POLL_S = 2.0
 WIDE = 100  # columns from which the script column is shown
 NAME_W = 16  # a profile or script name longer than this is cut with "…"
-SIM_NOTE = "sim: on simulated GPUs (--simulate): their memory readings are not measurements"
+SIM_NOTE = "sim: on simulated GPUs (--simulate); memory readings not measured"
 
 
 class RunsListed(Message):
