@@ -91,6 +91,12 @@ async def test_at_80x24_every_key_of_a_running_run_shows_and_cut_titles_end_in_a
         shown = [k.key for k in keys if k.region.right <= 80 and k.region.width]
         for wanted in ("s", "escape", "v", "g", "q"):  # stop, leave, view, screens, quit
             assert wanted in shown, shown
+        # the memory panels of a run on simulated GPUs say so, the estimate column too
+        table = monitor.query_one("#rank-table")
+        labels = [str(c.label) for c in table.ordered_columns]
+        assert "SIMULATED GPU GiB" in labels
+        est = labels.index("est. peak")
+        assert [str(table.get_row_at(i)[est]) for i in range(2)] == ["simulated"] * 2
         await pilot.press("v", "v")  # the memory view: its title is longer than 80 columns
         await wait_for(pilot, lambda: "SIMULATED GPU memory" in text_of(
             monitor.query_one("#log-title")))

@@ -556,8 +556,8 @@ class MonitorScreen(Screen):
 
     @staticmethod
     def _estimate_cell(kind: str, est_total, over: dict | None) -> Text:
-        if kind != "gpu":
-            return Text("no GPU", style="bright_black")  # no comparison, never a made-up one
+        if kind != "gpu":  # no comparison, never a made-up one; a simulated box says so
+            return Text("simulated" if kind == "sim" else "no GPU", style="bright_black")
         if est_total is None:
             return Text("unknown", style="bright_black")
         text = Text(f"◆{format_bytes(est_total, unit='GiB', bare=True)}")
