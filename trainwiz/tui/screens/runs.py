@@ -116,8 +116,9 @@ class RunsScreen(Screen):
         row = table.cursor_row
         table.clear(columns=True)
         for name, width in widths.items():
-            if width:
-                table.add_column(name, width=width, key=name)
+            if width:  # the id is the time the run started, UTC, as `trainwiz runs` says
+                table.add_column("run (UTC start)" if name == "run" else name, width=width,
+                                 key=name)
         for run in runs:
             table.add_row(*self._cells(run), key=run.id)
         if runs:
