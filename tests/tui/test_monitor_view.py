@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.tui.conftest import text_of, wait_for
-from tests.tui.fixtures import write_gpu_run
+from tests.tui.fixtures import write_failed_run, write_gpu_run
 
 
 async def _open(isolated_env, monkeypatch, **kw):
@@ -73,3 +73,34 @@ async def test_a_finished_run_offers_back_and_shows_peaks_not_the_last_reading(
         await pilot.press("s")  # no stop on a stopped run, not even by its key
         await pilot.pause(0.2)
         assert type(app.screen).__name__ == "MonitorScreen"
+
+
+async def test_at_80x24_every_key_of_a_running_run_shows_and_cut_titles_end_in_an_ellipsis(
+        make_app, isolated_env):
+    from textual.widgets import Footer
+
+    run_dir = write_failed_run(Path(isolated_env["XDG_STATE_HOME"]), running=True)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        app.open_monitor(run_dir)
+        await wait_for(pilot, lambda: getattr(app.screen, "status", None) is not None)
+        monitor = app.screen
+        await pilot.pause(0.3)
+        keys = [k for k in monitor.query_one(Footer).query("FooterKey") if k.display]
+        shown = [k.key for k in keys if k.region.right <= 80 and k.region.width]
+        for wanted in ("s", "escape", "v", "g", "q"):  # stop, leave, view, screens, quit
+            assert wanted in shown, shown
+        # the memory panels of a run on simulated GPUs say so, the estimate column too
+        table = monitor.query_one("#rank-table")
+        labels = [str(c.label) for c in table.ordered_columns]
+        assert "SIMULATED GPU GiB" in labels
+        est = labels.index("est. peak")
+        assert [str(table.get_row_at(i)[est]) for i in range(2)] == ["simulated"] * 2
+        await pilot.press("v", "v")  # the memory view: its title is longer than 80 columns
+        await wait_for(pilot, lambda: "SIMULATED GPU memory" in text_of(
+            monitor.query_one("#log-title")))
+        await pilot.pause(0.1)
+        for selector in ("#log-title", "#run-progress"):
+            line = monitor.query_one(selector).render_line(0).text.rstrip()
+            assert line.endswith("…"), (selector, line)

@@ -211,3 +211,38 @@ async def test_lora_and_qlora_show_frozen_4bit_and_adapter_segments_and_trainabl
         assert "▞" in text and "+" in text  # their own glyphs in the bars, not only the legend
         assert "trainable 41.94M of 8.07B parameters (0.52%)" in text
         assert "FITS" in text
+
+
+async def test_the_wizard_says_a_size_as_the_cli_does(make_app):
+    """The same estimate reads the same in the app and in ``trainwiz estimate``: 1.8 TiB, not
+    1871.7 GiB beside the CLI's 1.8 TiB."""
+    from trainwiz.cli.render import verdict_line
+
+    app = make_app("8xH100-80GB")
+    async with app.run_test(size=(120, 40)) as pilot:
+        wizard = await _wizard_with(pilot, app, "llama-3-70b")
+        wizard.apply_changes({"strategy": "ddp"})
+        await wait_for(pilot, lambda: wizard.result.estimate.config.strategy == "ddp")
+        await pilot.pause(0.1)
+        text = " ".join(text_of(wizard.query_one("#memory")).split())
+        cli = verdict_line(wizard.result.estimate)  # "does not fit: needs 1.8 TiB of 79.6 GiB ..."
+        needed = re.search(r"needs (\S+ \S+) of (\S+ \S+)", cli)
+        assert needed.group(1).endswith("TiB")
+        assert f"{needed.group(1)} needed per GPU of {needed.group(2)}" in text
+        assert not re.search(r"\d{4}\.\d GiB", text)  # no size in four-digit GiB anywhere
+
+
+async def test_the_hardware_choice_is_whole_or_ends_in_an_ellipsis_beside_the_fsdp_rows(
+        make_app):
+    """At 80×24 the FSDP rows bring a scrollbar to the form; the chosen hardware still reads
+    whole ("this box (8 GPUs)"), and one too long for the field ends in "…"."""
+    for box, shown in (("8xH100-80GB", "this box (8 GPUs)"), ("16xH100-80GB", "this box (16 GPU…")):
+        app = make_app(box)
+        async with app.run_test(size=(80, 24)) as pilot:
+            wizard = await _wizard_with(pilot, app, "llama-3-8b")
+            wizard.apply_changes({"strategy": "fsdp"})
+            await wait_for(pilot, lambda: wizard.query_one("#row-sharding").display
+                           and wizard.result.estimate.config.strategy == "fsdp")
+            await pilot.pause(0.1)
+            label = wizard.query_one("#plan-for SelectCurrent #label")
+            assert label.render_line(0).text.strip() == shown

@@ -29,8 +29,8 @@ def cmd_runs(args) -> int:
     import json
 
     if args.json:
-        print(json.dumps([dict(r.to_json(), **run_report(r.run_dir, r)) for r in list_runs()],
-                         indent=1))
+        print(json.dumps([dict(r.to_json(), simulate=r.simulate, **run_report(r.run_dir, r))
+                          for r in list_runs()], indent=1))
         return 0
     runs = list_runs(None if args.all else SHOWN)
     hidden = 0 if args.all else max(0, count_runs() - len(runs))
@@ -78,10 +78,13 @@ def cmd_runs(args) -> int:
         state = ("DAMAGED" if r.damaged else str(r.state)) + (
             " OOM" if r.failure and r.failure.oom else "")
         # a failure first; else progress
+        ranks = f"{len(r.ranks)} sim" if _simulated(r) else str(len(r.ranks))
         table.add_row(*(cell(c) for c in (
-            r.id, state, r.profile or "", script, str(len(r.ranks)),
+            r.id, state, r.profile or "", script, ranks,
             fail or _progress_cell(reports[r.id], r.finished, short=short))))
     _print_rstripped(console, table)
+    if any(_simulated(r) for r in runs):  # a simulated number is labelled simulated
+        console.print(SIM_NOTE, highlight=False, soft_wrap=True)
     for r in runs:  # a run over its memory estimate: what is likely different, below the table
         mem = reports[r.id]["memory"]
         if mem["over"]:
@@ -93,6 +96,15 @@ def cmd_runs(args) -> int:
                       "(`trainwiz runs --all`; `trainwiz runs prune --older-than 7d` deletes "
                       "old ones)", highlight=False)
     return 0
+
+
+SIM_NOTE = "sim: on simulated GPUs (--simulate); memory readings not measured"
+
+
+def _simulated(run) -> bool:
+    """Launched on a simulated box with GPU ranks (the app's Runs screen and monitor read it
+    the same way: a CPU run's host memory is measured whatever box was simulated)."""
+    return bool(run.simulate) and run.device != "cpu"
 
 
 def _print_rstripped(console, table) -> None:

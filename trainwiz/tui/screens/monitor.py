@@ -26,7 +26,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Log, Static
+from textual.widgets import DataTable, Header, Log, Static
 from textual.worker import Worker, WorkerState
 
 from trainwiz.errors import TrainwizError
@@ -49,6 +49,7 @@ from trainwiz.profiles.estimator_inputs import model_argument, profile_time
 from trainwiz.tui import fmt
 from trainwiz.tui.screens.confirm import ConfirmScreen
 from trainwiz.tui.widgets.bars import usage_bar
+from trainwiz.tui.widgets.footer import KeysFooter
 from trainwiz.tui.widgets.run_plot import PlotData, RunPlot
 from trainwiz.units import format_bytes
 
@@ -198,7 +199,7 @@ class MonitorScreen(Screen):
         Binding("s", "stop", "Stop run"),
         Binding("escape,b", "leave", "Leave (keeps running)"),
         Binding("escape,b", "back", "Back"),
-        Binding("v", "view", "View log/loss/memory"),
+        Binding("v", "view", "Log/loss/memory"),
         Binding("f", "fix", "Fix in wizard", show=False),
         Binding("[", "rank(-1)", "Prev rank", show=False),
         Binding("]", "rank(1)", "Next rank", show=False),
@@ -244,7 +245,7 @@ class MonitorScreen(Screen):
         yield Static("log of rank 0", id="log-title")
         yield Log(id="rank-log", auto_scroll=True, max_lines=2000)
         yield RunPlot(id="run-plot")
-        yield Footer()
+        yield KeysFooter()  # a running run's stop, leave, view, screens, quit: all at 80 columns
 
     def on_mount(self) -> None:
         self.sub_title = f"Monitor {self.run_dir.name}"
@@ -555,8 +556,8 @@ class MonitorScreen(Screen):
 
     @staticmethod
     def _estimate_cell(kind: str, est_total, over: dict | None) -> Text:
-        if kind != "gpu":
-            return Text("no GPU", style="bright_black")  # no comparison, never a made-up one
+        if kind != "gpu":  # no comparison, never a made-up one; a simulated box says so
+            return Text("simulated" if kind == "sim" else "no GPU", style="bright_black")
         if est_total is None:
             return Text("unknown", style="bright_black")
         text = Text(f"◆{format_bytes(est_total, unit='GiB', bare=True)}")
@@ -586,13 +587,15 @@ class MonitorScreen(Screen):
         if self.view == "loss":
             return f"loss by step, from rank 0's output ({keys})"
         mem = self.memory() if self.status is not None else {"comparison": False, "reason": ""}
-        what = {"cpu": "host memory of each rank, GiB", "sim": "SIMULATED GPU memory, GiB",
-                "gpu": "GPU memory of each rank, GiB"}[run_kind(self.status)] \
+        # what is drawn first, then the estimate line, then the keys: a narrow terminal
+        # cuts the keys (the log view's title names them too) and shows "…"
+        what = {"cpu": "host memory per rank (GiB)", "sim": "SIMULATED GPU memory (GiB)",
+                "gpu": "GPU memory per rank (GiB)"}[run_kind(self.status)] \
             if self.status is not None else "memory"
         note = "; = is the estimated peak" if mem["comparison"] or (
             mem.get("estimated_peak") and run_kind(self.status) == "gpu") else (
             f"; {mem['reason'].split(':')[0]}: no estimate line" if mem.get("reason") else "")
-        return f"{what} over time{note} ({keys})"
+        return f"{what}{note} ({keys})"
 
     def _show_view(self) -> None:
         self._update("#log-title", Text(self._view_title(), no_wrap=True, overflow="ellipsis"))

@@ -1,5 +1,8 @@
 """Saved profiles: a one-line summary each; open in the wizard, duplicate, delete, export.
 
+A summary too long for the terminal ends in "…"; the highlighted profile's whole summary (or
+its whole error) is the line under the table.
+
 Files are read in a thread worker; a damaged file is listed as such with its error and is
 never rewritten.
 """
@@ -15,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from trainwiz.profiles import (
     ProfileStore,
@@ -26,6 +29,10 @@ from trainwiz.profiles.store import atomic_write_text
 from trainwiz.profiles.summary import profile_summary
 from trainwiz.tui.screens.confirm import ConfirmScreen
 from trainwiz.tui.screens.prompt import PromptScreen
+from trainwiz.tui.widgets.footer import KeysFooter
+from trainwiz.tui.widgets.lines import cut, longest, rest_width
+
+NAME_W = 24  # a profile name longer than this is cut with "…" (the line below names it whole)
 
 
 class ProfilesLoaded(Message):
@@ -57,7 +64,7 @@ def short_error(message: str, path) -> str:
 
 class ProfilesScreen(Screen):
     BINDINGS = [
-        Binding("enter", "open", "Open in wizard"),
+        Binding("enter", "open", "Open"),  # in the wizard: the line above the table says so
         Binding("d", "duplicate", "Duplicate"),
         Binding("delete,x", "delete", "Delete"),
         Binding("e", "export", "Export"),
@@ -72,13 +79,61 @@ class ProfilesScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("loading profiles…", id="profiles-status")
-        table = DataTable(id="profiles-table", cursor_type="row", zebra_stripes=False)
-        table.add_columns("name", "scope", "summary")
-        yield table
-        yield Footer(compact=True)
+        yield DataTable(id="profiles-table", cursor_type="row", zebra_stripes=False)
+        yield Static("", id="profiles-note")
+        yield KeysFooter()  # every key at 80 columns, Quit included
 
     def on_mount(self) -> None:
         self.sub_title = "Profiles"
+        self._widths: tuple = ()
+        self._fill()
+
+    def on_resize(self) -> None:
+        self._fill()
+
+    @staticmethod
+    def _label(entry) -> str:
+        return entry.name + (" (shadowed)" if entry.shadowed else "")
+
+    @staticmethod
+    def _line(entry) -> Text:
+        if entry.damaged:
+            first = (entry.error or "").splitlines()[0] if entry.error else ""
+            return Text(f"DAMAGED: {short_error(first, entry.path)}", style="red")
+        return Text(profile_summary(entry.profile, details=True))
+
+    def _fill(self, force: bool = False) -> None:
+        """The table at this width: the summary takes the room name and scope leave."""
+        table = self.query_one(DataTable)
+        entries = self.entries
+        widths = [longest((self._label(e) for e in entries), 4, NAME_W),
+                  longest((e.scope for e in entries), 5)]
+        widths.append(rest_width(table, widths, self.size.width))
+        if tuple(widths) == self._widths and not force:
+            return
+        self._widths = tuple(widths)
+        row = table.cursor_row
+        table.clear(columns=True)
+        for label, width in zip(("name", "scope", "summary"), widths):
+            table.add_column(label, width=width)
+        for entry in entries:
+            summary = self._line(entry)
+            table.add_row(cut(self._label(entry), "bright_black" if entry.shadowed else ""),
+                          cut(entry.scope), cut(summary.plain, str(summary.style)),
+                          key=str(entry.path))
+        if entries:
+            table.move_cursor(row=min(row, len(entries) - 1))
+        self._show_note()
+
+    def _show_note(self) -> None:
+        entry = self.selected()
+        self.query_one("#profiles-note", Static).update(
+            Text.assemble(Text(f"{self._label(entry)}: ", style="bold"), self._line(entry))
+            if entry is not None else "")
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self) -> None:
+        self._show_note()
 
     def on_screen_resume(self) -> None:
         self.action_reload()
@@ -98,21 +153,7 @@ class ProfilesScreen(Screen):
     @on(ProfilesLoaded)
     def _loaded(self, message: ProfilesLoaded) -> None:
         self.entries = message.entries
-        table = self.query_one(DataTable)
-        row = table.cursor_row
-        table.clear()
-        for entry in message.entries:
-            if entry.damaged:
-                first = (entry.error or "").splitlines()[0] if entry.error else ""
-                first = short_error(first, entry.path)
-                line = Text(f"DAMAGED: {first}", style="red")
-            else:
-                line = Text(profile_summary(entry.profile, details=True))
-            name = Text(entry.name + (" (shadowed)" if entry.shadowed else ""),
-                        style="bright_black" if entry.shadowed else "")
-            table.add_row(name, Text(entry.scope), line, key=str(entry.path))
-        if message.entries:
-            table.move_cursor(row=min(row, len(message.entries) - 1))
+        self._fill(force=True)
         status = self.query_one("#profiles-status", Static)
         if message.error:
             status.update(Text(message.error))

@@ -85,11 +85,13 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
     verdict = plan_estimate.verdict
     shown = verdict_of(verdict)
     text.append(f" {shown.banner} ", style=f"reverse {shown.style}")
-    text.append(f" {format_bytes(per_gpu.total, unit='GiB')} needed per GPU")
+    # the sentence says each size as the CLI does (``1.8 TiB``, not ``1871.7 GiB``): the same
+    # estimate reads the same in both; the bars and the legend below are the GiB of the title
+    text.append(f" {format_bytes(per_gpu.total)} needed per GPU")
     decisive = plan_estimate.decisive
     if decisive is not None:
         room = "free" if decisive.memory_free is not None else ""
-        text.append(f" of {format_bytes(decisive.usable, unit='GiB')}{' ' + room if room else ''}")
+        text.append(f" of {format_bytes(decisive.usable)}{' ' + room if room else ''}")
         if len({(g.gpu.name, g.gpu.usable) for g in plan_estimate.gpus}) > 1:
             text.append(f" (GPU{decisive.index}, {decisive.name.removeprefix('NVIDIA ')})")
     text.append("\n")
@@ -143,7 +145,7 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
         for i, sug in enumerate(suggestions, 1):
             text.append(f"{i} ", style="bold reverse")
             text.append(f" {sug.note or describe_change(sug.change)} ")
-            text.append(f"→ {format_bytes(sug.total, unit='GiB')} ")
+            text.append(f"→ {format_bytes(sug.total)} ")
             text.append("fits" if sug.fits else "still too big",
                         style=verdict_of("fits" if sug.fits else "does not fit").style)
             timing = suggestion_times[i - 1] if i <= len(suggestion_times) else ""
