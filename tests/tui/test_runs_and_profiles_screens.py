@@ -49,16 +49,17 @@ async def test_runs_fit_the_terminal_and_say_how_each_went(make_app, isolated_en
         await wait_for(pilot, lambda: app.gpus)
         await pilot.press("r")
         screen = app.screen
-        await wait_for(pilot, lambda: screen.query_one("DataTable").row_count == 2)
-        await pilot.pause(0.1)
-        rows = _rows(screen.query_one("DataTable"))
+        table = screen.query_one("DataTable")
+        # laid out: the notes drawn (not just added), however slow the machine
+        await wait_for(pilot, lambda: "ran 42s" in _rows(table)[DONE_ID])
+        rows = _rows(table)
         failed, done = rows[RUN_ID], rows[DONE_ID]
         # the failure is cut with "…" within the screen, never off its edge
         assert "rank 1: torch.OutOf" in failed and failed.rstrip().endswith("…")
         # a run that went well: how long it ran and how far it got, as recorded and read
         assert "ran 42s · step 20/20" in done
         screen.query_one("DataTable").move_cursor(row=0)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "ran 42s" in text_of(screen.query_one("#runs-note")))
         assert text_of(screen.query_one("#runs-note")) == (
             "ran 42s · step 20/20 · loss 6.035 · 2 s/step")
         # on simulated GPUs: labelled, with what that means
@@ -66,7 +67,7 @@ async def test_runs_fit_the_terminal_and_say_how_each_went(make_app, isolated_en
         assert "simulated" in text_of(screen.query_one("#runs-status"))
         # the highlighted run's whole note, under the table
         screen.query_one("DataTable").move_cursor(row=1)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "rank 1" in text_of(screen.query_one("#runs-note")))
         note = " ".join(text_of(screen.query_one("#runs-note")).split())
         assert note == ("simulated 2xH100-80GB · rank 1: torch.OutOfMemoryError: CUDA out of "
                         "memory. Tried to allocate 1.96 GiB (exit code 1, out of memory)")
@@ -80,21 +81,25 @@ async def test_profile_summaries_too_long_for_80_columns_end_in_an_ellipsis(make
         await wait_for(pilot, lambda: app.gpus)
         await pilot.press("p")
         screen = app.screen
-        await wait_for(pilot, lambda: screen.query_one("DataTable").row_count == 3)
-        await pilot.pause(0.1)
-        rows = _rows(screen.query_one("DataTable"))
+        table = screen.query_one("DataTable")
+        await wait_for(pilot, lambda: table.row_count == 3 and len(_rows(table)) == 3)
+        rows = _rows(table)
         assert rows["broken"].rstrip().endswith("…") and "DAMAGED: line 1" in rows["broken"]
         assert rows["llama-fsdp"].rstrip().endswith("…")
         assert not rows["cpu-ddp"].rstrip().endswith("…")  # one that fits is not cut
         # the highlighted profile's whole summary, under the table
         screen.query_one("DataTable").move_cursor(row=2)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "llama-fsdp:" in text_of(screen.query_one("#profiles-note")))
         note = " ".join(text_of(screen.query_one("#profiles-note")).split())
         whole = profile_summary(load_profile("llama-fsdp"), details=True)
         assert len(whole) > 60 and note == f"llama-fsdp: {whole}"
         # every key of the screen on the footer at 80 columns, Screens and Quit included
         screen.set_focus(None)  # the screen's own Enter ("Open") shows, as no field has it
-        await pilot.pause(0.2)
-        keys = [k for k in screen.query("FooterKey") if k.display and k.region.width]
-        shown = [k.key for k in keys if k.region.right <= 80]
+
+        def shown():
+            keys = [k for k in screen.query("FooterKey") if k.display and k.region.width]
+            return [k.key for k in keys if k.region.right <= 80]
+
+        await wait_for(pilot, lambda: "enter" in shown())  # the footer recomposed
+        shown = shown()
         assert {"enter", "d", "delete", "e", "L", "g", "q"} <= set(shown), shown

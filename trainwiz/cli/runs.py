@@ -7,7 +7,14 @@ from trainwiz.cli.parser import SHOWN
 from trainwiz.errors import UsageError
 from trainwiz.launchers.failures import failure_summary
 from trainwiz.launchers.rundir import count_runs, list_runs, parse_age, prune_runs, runs_root
-from trainwiz.launchers.runinfo import duration, memory_over_text, progress_parts, run_report
+from trainwiz.launchers.runinfo import (
+    SIM_NOTE,
+    duration,
+    memory_over_text,
+    progress_parts,
+    run_kind,
+    run_report,
+)
 
 
 def cmd_prune(args) -> int:
@@ -78,12 +85,12 @@ def cmd_runs(args) -> int:
         state = ("DAMAGED" if r.damaged else str(r.state)) + (
             " OOM" if r.failure and r.failure.oom else "")
         # a failure first; else progress
-        ranks = f"{len(r.ranks)} sim" if _simulated(r) else str(len(r.ranks))
+        ranks = f"{len(r.ranks)} sim" if run_kind(r) == "sim" else str(len(r.ranks))
         table.add_row(*(cell(c) for c in (
             r.id, state, r.profile or "", script, ranks,
             fail or _progress_cell(reports[r.id], r.finished, short=short))))
     _print_rstripped(console, table)
-    if any(_simulated(r) for r in runs):  # a simulated number is labelled simulated
+    if any(run_kind(r) == "sim" for r in runs):  # a simulated number is labelled simulated
         console.print(SIM_NOTE, highlight=False, soft_wrap=True)
     for r in runs:  # a run over its memory estimate: what is likely different, below the table
         mem = reports[r.id]["memory"]
@@ -96,15 +103,6 @@ def cmd_runs(args) -> int:
                       "(`trainwiz runs --all`; `trainwiz runs prune --older-than 7d` deletes "
                       "old ones)", highlight=False)
     return 0
-
-
-SIM_NOTE = "sim: on simulated GPUs (--simulate); memory readings not measured"
-
-
-def _simulated(run) -> bool:
-    """Launched on a simulated box with GPU ranks (the app's Runs screen and monitor read it
-    the same way: a CPU run's host memory is measured whatever box was simulated)."""
-    return bool(run.simulate) and run.device != "cpu"
 
 
 def _print_rstripped(console, table) -> None:

@@ -40,6 +40,18 @@ BEHIND = 8 << 20  # further behind than this: skip to the newest MAX_READ bytes
 
 # ---- the estimate the run was launched with ------------------------------------------------
 
+
+SIM_NOTE = "sim: on simulated GPUs (--simulate); memory readings not measured"
+
+
+def run_kind(status) -> str:
+    """``cpu`` (host memory, measured whatever box was simulated), ``sim`` (a simulated box:
+    made-up GPU readings, labelled so wherever a run is listed) or ``gpu``."""
+    if status.device == "cpu":
+        return "cpu"
+    return "sim" if status.simulate else "gpu"
+
+
 def plan_estimate(profile, nproc: int, gpu_memory: int | None = None) -> dict | None:
     """The estimate for ``profile`` with ``nproc`` ranks a machine, as saved in estimate.json;
     None when the profile names no model. Raises nothing the launch should stop for."""

@@ -43,6 +43,7 @@ from trainwiz.launchers.runinfo import (
     progress_parts,
     read_estimate,
     read_progress,
+    run_kind,
 )
 from trainwiz.profiles import estimate_request, read_profile_file
 from trainwiz.profiles.estimator_inputs import model_argument, profile_time
@@ -160,12 +161,6 @@ def _plain(value):
         return asdict(value)
     raise TypeError(type(value).__name__)
 
-
-def run_kind(status) -> str:
-    """``cpu`` (host memory), ``sim`` (a simulated box: made-up GPU readings) or ``gpu``."""
-    if status.device == "cpu":
-        return "cpu"
-    return "sim" if status.simulate else "gpu"
 
 
 class LogLines:

@@ -19,15 +19,20 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from trainwiz.launchers import list_runs, stop_run
 from trainwiz.launchers.failures import failure_summary
-from trainwiz.launchers.runinfo import duration, progress_parts, read_progress
+from trainwiz.launchers.runinfo import (
+    SIM_NOTE,
+    duration,
+    progress_parts,
+    read_progress,
+    run_kind,
+)
 from trainwiz.tui.screens.confirm import ConfirmScreen
-from trainwiz.tui.screens.monitor import STATE_STYLE, run_kind
+from trainwiz.tui.screens.monitor import STATE_STYLE
 from trainwiz.tui.widgets.lines import cut, longest, rest_width
 
 POLL_S = 2.0
 WIDE = 100  # columns from which the script column is shown
 NAME_W = 16  # a profile or script name longer than this is cut with "…"
-SIM_NOTE = "sim: on simulated GPUs (--simulate); memory readings not measured"
 
 
 class RunsListed(Message):
