@@ -54,6 +54,17 @@ def test_table_for_a_busy_yaml_box(run_cli, tmp_path):
     assert max(len(line) for line in out.splitlines()) <= 80
 
 
+@pytest.mark.parametrize("name", ["[/]", "a[x]b", "[b]ev[/b]"])
+def test_a_process_name_is_shown_as_it_is_never_as_markup(run_cli, tmp_path, name):
+    """Process names come from the machine: "[/]" crashed the table, "a[x]b" read "ab"."""
+    path = tmp_path / "box.yaml"
+    path.write_text("gpus:\n  - {preset: H100-80GB, memory_used: 1GiB,\n"
+                    f"     processes: [{{pid: 4242, memory_used: 1GiB, name: '{name}'}}]}}\n")
+    res = run_cli("gpus", "--simulate", str(path), env={"COLUMNS": "120"})
+    assert res.returncode == 0, res.stderr
+    assert f"4242 {name} 1.0 GiB" in res.stdout
+
+
 def test_table_says_what_cuda_visible_devices_leaves_a_run(run_cli):
     res = run_cli("gpus", "--simulate", "4xH100", env={"CUDA_VISIBLE_DEVICES": "2,3"})
     assert "a run here sees GPU 2, 3 as cuda:0, cuda:1" in res.stdout

@@ -57,10 +57,13 @@ def _bar(used: int | None, total: int | None, width: int = 8):
     return bar
 
 
-def _processes(gpu) -> str:
+def _processes(gpu):
+    """The biggest process on the GPU, as Text: its name is the process's own, never markup."""
+    from rich.text import Text
+
     procs = gpu.processes
     if not procs:
-        return "-"
+        return Text("-")
     shown = []
     for p in sorted(procs, key=lambda p: -(p.memory_used or 0))[:1]:
         label = f"{p.pid}"
@@ -70,7 +73,7 @@ def _processes(gpu) -> str:
             label += f" {format_bytes(p.memory_used)}"
         shown.append(label)
     more = len(procs) - len(shown)
-    return ", ".join(shown) + (f" +{more}" if more > 0 else "")
+    return Text(", ".join(shown) + (f" +{more}" if more > 0 else ""))
 
 
 def _num(value, fmt: str) -> str:
