@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.profiles.test_accelerate import DDP_TALK, FSDP_TALK
@@ -70,6 +71,18 @@ def test_bad_file_exit_2_with_file_line_key(run_cli, tmp_path):
     (tmp_path / "ds.yaml").write_text("distributed_type: DEEPSPEED\ndeepspeed_config: {}\n")
     r = run_cli("profiles", "import", "ds.yaml", "--name", "ds")
     assert r.returncode == 2 and "ds.yaml:1:" in r.stderr and "not supported yet" in r.stderr
+
+
+@pytest.mark.parametrize("text", ["", "# nothing but a comment\n", "{}\n"])
+def test_importing_a_file_with_no_settings_is_refused(run_cli, isolated_env, tmp_path, text):
+    """It used to import as a profile of defaults the user never chose (exit 0)."""
+    (tmp_path / "empty.yaml").write_text(text)
+    r = run_cli("profiles", "import", "empty.yaml", "--name", "e")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == (f"trainwiz: {Path('empty.yaml')}: no settings in it; expected an "
+                                "accelerate config or a trainwiz profile (see `trainwiz profiles "
+                                "import --help`)")
+    assert not (_user_dir(isolated_env) / "e.yaml").exists()
 
 
 def test_import_accelerate_default(run_cli, tmp_path):

@@ -162,6 +162,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: cannot be read: {exc}") from None
     data, lines = parse_yaml(text, str(path))
+    if not data:  # an empty file would import as a profile of defaults the user never chose
+        raise ProfileError(f"{path}: no settings in it; expected an accelerate config or a trainwiz "
+                           "profile (see `trainwiz profiles import --help`)")
     warnings: list[str] = []
     if is_accelerate_config(data):
         kind = "accelerate config"
@@ -171,7 +174,6 @@ def cmd_import(args: argparse.Namespace) -> int:
                               force=args.force)
     else:
         # A trainwiz profile is copied byte for byte once it validates: comments stay.
-
         kind = "trainwiz profile"
         profile_from_dict(data, source=str(path), name=args.name, lines=lines)
         folder = project_save_dir() if args.project else user_profiles_dir()
