@@ -48,6 +48,9 @@ def test_import_list_show_export(run_cli, isolated_env, tmp_path):
     r = run_cli("profiles", "export", "fsdp-8gpu", "--format", "trainwiz", "-o", str(out),
                 "--force")
     assert r.returncode == 0 and out.read_text() == saved.read_text()
+    # a mistyped folder is refused, not made
+    r = run_cli("profiles", "export", "fsdp-8gpu", "-o", str(tmp_path / "typo" / "x.yaml"))
+    assert r.returncode == 2 and "no folder" in r.stderr and not (tmp_path / "typo").exists()
 
 
 def test_import_refuses_to_overwrite_without_force(run_cli, isolated_env, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from trainwiz.cli.profiles import gpu_count
+from trainwiz.errors import UsageError
 from trainwiz.launchers.slurm_submit import plan_script
 from trainwiz.profiles import accelerate_config_text, accelerate_export_notes, load_profile
 from trainwiz.profiles.store import atomic_write_text, profile_text
@@ -30,7 +31,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
-        target = atomic_write_text(Path(args.output).expanduser(), text, force=args.force)
+        target = Path(args.output).expanduser()
+        if not target.parent.is_dir():  # a mistyped folder is not made: cp and accelerate refuse too
+            raise UsageError(f"-o {args.output}: no folder {target.parent}; nothing was written")
+        target = atomic_write_text(target, text, force=args.force)
         print(f"Wrote {args.format} config {target}")
     for note in notes:
         print(f"trainwiz: note: not in the accelerate file: {note}", file=sys.stderr)
