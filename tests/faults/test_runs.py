@@ -72,7 +72,7 @@ def test_stop_never_signals_a_process_a_forged_status_names(run_cli, isolated_en
     assert harmless.poll() is None, "stop signalled a process that is not the run's supervisor"
     final = status_of(runs_dir(isolated_env) / "20990101-000000-f0f0")
     assert final["state"] == "stopped"
-    assert "no supervisor of this run was running" in final["message"]
+    assert final["message"] == "nothing of this run was running; marked stopped"
 
 
 def test_a_run_folder_of_another_user_is_not_touched(run_cli, isolated_env, harmless):
@@ -130,6 +130,7 @@ def test_damaged_runs_are_rows_never_a_failed_list(run_cli, isolated_env):
         in stop.stderr  # ... and what it could not do is said, not hidden
     stop = clean(run_cli("stop", "20260102-000000"))
     assert stop.returncode == 0 and "is damaged" in stop.stdout
+    assert "stopped: nothing of this run was running; marked stopped" in stop.stdout
     assert status_of(runs_dir(isolated_env) / "20260102-000000-empt")["state"] == "stopped"
 
 

@@ -27,5 +27,6 @@ def cmd_stop(args) -> int:
     else:
         print(f"stopping run {before.id} ...", flush=True)
     final = stop_run(run_dir, grace=args.grace)
-    print(f"run {final.id} {final.state}")
+    # a damaged run's message says what was found: nothing running is not "stopped" silently
+    print(f"run {final.id} {final.state}" + (f": {final.message}" if before.damaged else ""))
     return 0

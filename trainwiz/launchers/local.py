@@ -244,8 +244,12 @@ def stop_run(run: str | os.PathLike, grace: float = 10.0) -> RunStatus:
     if not final.finished:
         final.state = RunState.STOPPED
         final.ended_at = now_iso()
-        final.message = ("stopped by request (the supervisor did not answer)" if sup is not None
-                         else "stopped by request (no supervisor of this run was running)")
+        if sup is not None:
+            final.message = "stopped by request (the supervisor did not answer)"
+        elif left:
+            final.message = "stopped by request (no supervisor of this run was running)"
+        else:  # nothing ended: say so, never "stopped" as if something had been
+            final.message = "nothing of this run was running; marked stopped"
         if final.damaged:  # the file could not be read: what we know, written afresh
             final.message += "; its status.json was damaged and has been rewritten"
         try:
