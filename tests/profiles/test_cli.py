@@ -171,3 +171,36 @@ def test_show_with_a_bad_simulate_spec_is_an_error_not_a_shrug(run_cli, tmp_path
     assert "unknown GPU 'BOGUS'" in r.stderr and r.stdout == ""
     r = run_cli("profiles", "export", "p.yaml", "--format", "accelerate", "--simulate", "8xBOGUS")
     assert r.returncode == 2 and "unknown GPU 'BOGUS'" in r.stderr
+
+
+PLANNED_ON_H100 = """\
+version: 1
+strategy: fsdp
+mixed_precision: bf16
+num_processes: 2
+fsdp: {version: 2, sharding_strategy: FULL_SHARD}
+estimate: {model: llama-3-8b, batch_size: 1, seq_len: 2048}
+hardware:
+  gpu: NVIDIA H100 80GB HBM3
+  gpu_memory: 85520809984
+  gpus_per_machine: 2
+  simulated: true
+"""
+
+
+def test_show_on_another_box_says_whether_the_plan_fits_there(run_cli, isolated_env):
+    """The verdict is the plan's, against the GPUs it was made for; `--simulate 2x4090` also
+    asks about that box, which used to get only "this box has 2× ... 4090"."""
+    folder = _user_dir(isolated_env)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "h100.yaml").write_text(PLANNED_ON_H100)
+    r = run_cli("profiles", "show", "h100", "--simulate", "2x4090", env={"COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    planned = next(line for line in lines if line.startswith("Memory per GPU: "))
+    needed = planned.removeprefix("Memory per GPU: ").split(" of ")[0]
+    assert " of 79.6 GiB — " in planned
+    assert any(line.startswith(f"On this box: {needed} of 24.0 GiB — does not fit")
+               for line in lines), lines
+    same = run_cli("profiles", "show", "h100", "--simulate", "2xH100-80GB")
+    assert same.returncode == 0 and "On this box" not in same.stdout

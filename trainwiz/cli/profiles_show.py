@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from trainwiz.cli import simulate_spec
-from trainwiz.cli.config import plan_line
+from trainwiz.cli.config import format_estimate, plan_line
 from trainwiz.cli.profiles import gpu_count, profile_summary, rich_console
 from trainwiz.estimator.timing import summary_lines
 from trainwiz.hardware import detect
@@ -56,9 +56,17 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _plan_lines(profile, args) -> list[str]:
-    """The estimate of the profile's plan (and how this box differs from the hardware it was
-    planned for)."""
-    return plan_line(profile, detect(simulate_spec(args)))
+    """The estimate of the profile's plan, how this box differs from the hardware it was
+    planned for and, then, the same plan on this box: `--simulate 2x4090` asks whether it fits
+    there, which the verdict against the planned GPUs does not say."""
+    detection = detect(simulate_spec(args))
+    lines = plan_line(profile, detection)
+    here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
+    plan = Plan.from_profile(profile, here)
+    if plan.model and not plan.box.here and here.gpus:
+        lines.append("On this box: " + format_estimate(
+            plan.on_box(here).estimate(resolve_model(plan.model))).removeprefix("Memory per GPU: "))
+    return lines
 
 
 def _time_lines(profile, args) -> list[str]:
