@@ -19,6 +19,7 @@ import yaml
 
 import trainwiz.profiles.schema as schema
 from trainwiz.checker import Checker, KeyPath, field_specs
+from trainwiz.estimator.types import FSDP_SHARDINGS, fsdp2_sharding, sharding_of
 from trainwiz.profiles.dump import profile_to_dict
 from trainwiz.profiles.errors import ProfileError
 from trainwiz.profiles.schema import FsdpOptions, Profile
@@ -156,7 +157,7 @@ def _fsdp_to_accelerate(f: FsdpOptions) -> dict[str, Any]:
         cfg["fsdp_sharding_strategy"] = f.sharding_strategy
         cfg["fsdp_reshard_after_forward"] = f.sharding_strategy
     else:
-        cfg["fsdp_reshard_after_forward"] = f.sharding_strategy == "FULL_SHARD"
+        cfg["fsdp_reshard_after_forward"] = sharding_of(f.sharding_strategy).reshard_after_forward
     cfg["fsdp_offload_params"] = f.offload_params
     cfg["fsdp_auto_wrap_policy"] = f.auto_wrap_policy
     if f.transformer_layer_cls_to_wrap:
@@ -239,7 +240,7 @@ def _sharding_from(value: Any) -> str | None:
         return None
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
         n = int(value)
-        return schema.SHARDING_STRATEGIES[n - 1] if 1 <= n <= 4 else None
+        return next((s.name for s in FSDP_SHARDINGS.values() if s.number == n), None)
     if isinstance(value, str):
         name = value.strip().upper()
         return name if name in schema.SHARDING_STRATEGIES else None
@@ -386,7 +387,7 @@ def _import_fsdp(cfg: Any, chk: Checker) -> dict[str, Any]:
         if reshard is not None:
             r = _sharding_from(reshard)
             if r is None and isinstance(_truthy(reshard), bool):
-                r = "FULL_SHARD" if _truthy(reshard) else "SHARD_GRAD_OP"
+                r = fsdp2_sharding(_truthy(reshard))
             if r is None:
                 chk.bad_choice(path("fsdp_reshard_after_forward"), reshard,
                                schema.SHARDING_STRATEGIES)
@@ -412,7 +413,7 @@ def _import_fsdp(cfg: Any, chk: Checker) -> dict[str, Any]:
                 chk.bad_choice(path("fsdp_reshard_after_forward"), reshard, (True, False),
                                allowed="true, false (with fsdp_version 2)")
             else:
-                out["sharding_strategy"] = "FULL_SHARD" if b else "SHARD_GRAD_OP"
+                out["sharding_strategy"] = fsdp2_sharding(b)
         elif strat is not None:
             chk.warn(path("fsdp_sharding_strategy"), "fsdp_sharding_strategy is ignored by "
                                                     "accelerate with fsdp_version 2 (it reads "
