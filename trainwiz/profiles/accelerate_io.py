@@ -23,7 +23,7 @@ from trainwiz.estimator.types import FSDP_SHARDINGS, fsdp2_sharding, sharding_of
 from trainwiz.profiles.dump import profile_to_dict
 from trainwiz.profiles.errors import ProfileError
 from trainwiz.profiles.schema import FsdpOptions, Profile
-from trainwiz.profiles.validate import profile_from_dict
+from trainwiz.profiles.validate import profile_from_dict, read_profile
 
 # Top-level accelerate keys that are a profile field under another (or the same) name: their
 # values are checked against that field's description, under the accelerate name.
@@ -252,7 +252,8 @@ def from_accelerate_config(data: Any, *, name: str, source: str,
                            warnings: list[str] | None = None) -> Profile:
     """A Profile with the same meaning as an accelerate config (LOCAL_MACHINE; NO, MULTI_GPU,
     MULTI_CPU, FSDP versions 1 and 2). What cannot be represented is refused (DeepSpeed,
-    SageMaker, ...) or, when harmless, appended to ``warnings``."""
+    SageMaker, ...) or, when harmless, appended to ``warnings``. A ProfileError lists every
+    problem at once: keys, values and the combinations a profile refuses."""
     chk = Checker(source, lines, error=ProfileError, warnings=warnings)
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: an accelerate config must be a mapping of keys to values")
@@ -268,12 +269,13 @@ def from_accelerate_config(data: Any, *, name: str, source: str,
         chk.add(("distributed_type",), f"key 'distributed_type': {_UNSUPPORTED_DISTRIBUTED[dist]} "
                 f"({dist}) configs are not supported yet; allowed: {', '.join(_DISTRIBUTED)}. "
                 "Nothing was imported.")
+        chk.fail_if_any()  # the rest of such a file has no meaning here
     elif dist is None:
         chk.add(("distributed_type",), f"key 'distributed_type' is missing; allowed: "
                                        f"{', '.join(_DISTRIBUTED)}")
     elif dist not in _DISTRIBUTED:
         chk.bad_choice(("distributed_type",), data["distributed_type"], _DISTRIBUTED)
-    chk.fail_if_any()
+        dist = None  # the other keys are still checked; the strategy is unknown
     if data.get("deepspeed_config"):
         chk.add(("deepspeed_config",), "key 'deepspeed_config': DeepSpeed settings are not "
                                        "supported yet; remove them or keep using accelerate")
@@ -289,8 +291,9 @@ def from_accelerate_config(data: Any, *, name: str, source: str,
     cpu = _truthy(data.get("use_cpu", False)) is True or dist == "MULTI_CPU"
     if cpu:
         out["device"] = "cpu"
-    out["strategy"] = {"NO": "single", "MULTI_GPU": "ddp", "MULTI_CPU": "ddp",
-                       "FSDP": "fsdp"}[dist]
+    if dist is not None:
+        out["strategy"] = {"NO": "single", "MULTI_GPU": "ddp", "MULTI_CPU": "ddp",
+                           "FSDP": "fsdp"}[dist]
     if data.get("mixed_precision") is None and _truthy(data.get("fp16")) is True:
         out["mixed_precision"] = "fp16"
     specs = _profile_specs()
@@ -328,18 +331,42 @@ def from_accelerate_config(data: Any, *, name: str, source: str,
         fsdp = _import_fsdp(data.get("fsdp_config") or {}, chk)
         if fsdp:
             out["fsdp"] = fsdp
-    elif data.get("fsdp_config"):
+    elif data.get("fsdp_config") and dist is not None:
         chk.warn(("fsdp_config",), f"fsdp_config is ignored: distributed_type is {dist}")
 
-    chk.fail_if_any()
+    if dist is None:
+        chk.fail_if_any()  # without a strategy the combinations cannot be judged
     # The accelerate launcher is what these files were written for; keep using it.
     out["launcher"] = "accelerate"
-    # What is left (combinations) is named by the profile's keys, on the accelerate key's line.
-    as_lines = {(dst,): chk.line((src,)) for src, dst in _TOP_AS_PROFILE.items()
-                if chk.line((src,)) is not None}
-    profile = profile_from_dict(out, source=source, name=name, lines=as_lines)
+    # The combinations a profile refuses, with the problems above: named by the profile's keys,
+    # on the accelerate key's line.
+    rules = Checker(source, _profile_lines(data, chk), error=ProfileError, warnings=warnings)
+    profile = read_profile(out, rules, name=name)
+    chk.problems.extend(rules.problems)
+    chk.fail_if_any()
     # Write it through the trainwiz validator once more, so defaults drop out.
     return profile_from_dict(profile_to_dict(profile), source=source, name=name)
+
+
+def _profile_lines(data: dict, chk: Checker) -> dict[KeyPath, int]:
+    """{profile key path: line of the accelerate key it was read from}."""
+    pairs = [((dst,), (src,)) for src, dst in _TOP_AS_PROFILE.items()]
+    pairs += [(("num_processes",), ("num_processes",)), (("gpu_ids",), ("gpu_ids",)),
+              (("device",), ("use_cpu",)), (("strategy",), ("distributed_type",)),
+              (("fsdp",), ("fsdp_config",))]
+    fsdp = data.get("fsdp_config")
+    if isinstance(fsdp, dict):
+        written = {k if str(k).startswith("fsdp_") else f"fsdp_{k}": k for k in fsdp}
+        for src, dst in [*_FSDP_AS_PROFILE.items(), ("fsdp_version", "version"),
+                         ("fsdp_reshard_after_forward", "sharding_strategy"),
+                         ("fsdp_sharding_strategy", "sharding_strategy")]:
+            if src in written:
+                pairs.append((("fsdp", dst), ("fsdp_config", written[src])))
+    lines = {}
+    for dst, src in pairs:
+        if chk.line(src) is not None:
+            lines[dst] = chk.line(src)
+    return lines
 
 
 def _import_fsdp(cfg: Any, chk: Checker) -> dict[str, Any]:
@@ -371,8 +398,8 @@ def _import_fsdp(cfg: Any, chk: Checker) -> dict[str, Any]:
     raw_version = get("fsdp_version")
     ok, version = chk.value(1 if raw_version is None else raw_version,  # accelerate's default
                             specs["version"], path("fsdp_version"))
-    if not ok:
-        return out
+    if not ok:  # the other keys are still checked, as accelerate's default version 1
+        version = 1
     out["version"] = version
 
     strat = get("fsdp_sharding_strategy")
