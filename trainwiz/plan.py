@@ -29,6 +29,7 @@ from trainwiz.estimator.types import (
     ModelSpec,
     Suggestion,
     TrainConfig,
+    sharding_of,
     verdict_of,
     worst_verdict,
 )
@@ -46,7 +47,6 @@ from trainwiz.profiles.schema import (
 GPUS_PER_PLANNED_MACHINE = 8  # a GPU preset planned for: machines of this many of them
 MAX_CPU_RANKS = 1024
 BUSY = 0.98  # a GPU with less than this share free is in use by others: judged by what is free
-FSDP_V1_ONLY = ("NO_SHARD", "HYBRID_SHARD")  # FSDP2 has no such sharding: saved as version 1
 
 
 def resolve_model(spec: str) -> ModelSpec:
@@ -464,7 +464,8 @@ class Plan:
         if cfg.strategy != "fsdp":
             fsdp = FsdpOptions()  # FSDP options on a DDP profile are refused when saved
         else:
-            version = 1 if cfg.sharding in FSDP_V1_ONLY else fsdp.version
+            # FSDP2 has no such sharding: saved as version 1
+            version = 1 if sharding_of(cfg.sharding).fsdp1_only else fsdp.version
             fsdp = dataclasses.replace(fsdp, sharding_strategy=cfg.sharding, version=version,
                                        offload_params=cfg.offload_params,
                                        activation_checkpointing=cfg.activation_checkpointing,

@@ -58,7 +58,7 @@ def _sampled(run_dir: Path, procs, used: list[int]) -> dict:
                          procs=[[p.pid, mem]] + ([[1, 9000 * MiB]] if i == 0 else []))
                     for i, (p, mem) in enumerate(zip(procs, used))]}
     sup = Supervisor(run_dir)
-    sup._sampler = GpuSampler(nvml_module=fake_nvml.build(box))
+    sup.memory.gpu_sampler = GpuSampler(nvml_module=fake_nvml.build(box))
     sup.sample(force=True)
     sup._watch(final=True)
     return run_report(run_dir, sup.status)["memory"]

@@ -88,6 +88,51 @@ def test_importing_a_file_with_no_settings_is_refused(run_cli, isolated_env, tmp
     assert not (_user_dir(isolated_env) / "e.yaml").exists()
 
 
+def test_import_reports_every_problem_of_an_accelerate_config(run_cli, isolated_env, tmp_path):
+    """A config with a bad FSDP version stopped the FSDP checks there, and one with a bad value
+    never had its combinations checked: each fix showed the next problem. All are named at once,
+    each with its line, and no profile is written."""
+    (tmp_path / "acc.yaml").write_text(
+        "compute_environment: LOCAL_MACHINE\n"  # 1
+        "distributed_type: FSDP\n"  # 2
+        "fsdp_config:\n"  # 3
+        "  fsdp_version: 3\n"  # 4
+        "  fsdp_sharding_strategy: FULL_SHAD\n"  # 5
+        "  fsdp_ofload_params: false\n"  # 6
+        "gpu_ids: 0,1\n"  # 7
+        "mixed_precision: bf17\n"  # 8
+        "num_machines: 1\n"  # 9
+        "num_processes: 3\n")  # 10
+    r = run_cli("profiles", "import", "acc.yaml", "--name", "x")
+    assert r.returncode == 2, r.stderr
+    src = Path("acc.yaml")
+    assert f"trainwiz: {src}: 5 problems" in r.stderr
+    for expected in (
+            f"{src}:4: key 'fsdp_config.fsdp_version': 3 is not allowed; allowed: 1, 2",
+            f"{src}:5: key 'fsdp_config.fsdp_sharding_strategy': 'FULL_SHAD' is not allowed "
+            "(did you mean 'FULL_SHARD'?); allowed: FULL_SHARD, SHARD_GRAD_OP, NO_SHARD, "
+            "HYBRID_SHARD (or 1 to 4)",
+            f"{src}:6: unknown key 'fsdp_config.fsdp_ofload_params' (did you mean "
+            "'fsdp_offload_params'?)",
+            f"{src}:8: key 'mixed_precision': 'bf17' is not allowed (did you mean 'bf16'?); "
+            "allowed: no, fp16, bf16, fp8",
+            f"{src}:10: key 'num_processes': 3 processes on 2 GPU(s) [0, 1]"):
+        assert expected in r.stderr
+    assert not _user_dir(isolated_env).exists() or not any(_user_dir(isolated_env).iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acc.yaml", "home"]
+
+    # an unknown distributed_type leaves the strategy open; the other keys are still checked
+    (tmp_path / "acc.yaml").write_text("distributed_type: MULTI_GPUS\nmixed_precision: bf17\n"
+                                       "num_proceses: 2\n")
+    r = run_cli("profiles", "import", "acc.yaml", "--name", "x")
+    assert r.returncode == 2 and f"trainwiz: {src}: 3 problems" in r.stderr
+    assert f"{src}:1: key 'distributed_type': 'MULTI_GPUS' is not allowed (did you mean " \
+           "'MULTI_GPU'?)" in r.stderr
+    assert f"{src}:2: key 'mixed_precision'" in r.stderr
+    assert f"{src}:3: unknown key 'num_proceses' (did you mean 'num_processes'?)" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acc.yaml", "home"]
+
+
 def test_import_accelerate_default(run_cli, tmp_path):
     hf = tmp_path / "hf"
     r = run_cli("profiles", "import", "--from-accelerate-default", "--name", "acc",

@@ -12,7 +12,7 @@ from trainwiz.cli import simulate_spec
 from trainwiz.errors import TrainwizError, UsageError
 from trainwiz.estimator.adapters import resolve_targets
 from trainwiz.estimator.catalog import catalog_names
-from trainwiz.estimator.types import LOOP_TEXT, verdict_of
+from trainwiz.estimator.types import FSDP_SHARDINGS, LOOP_TEXT, verdict_of
 from trainwiz.hardware import detect
 from trainwiz.plan import Plan, box_from_gpus, resolve_model
 from trainwiz.profiles import (
@@ -258,14 +258,11 @@ def _wizard(args: argparse.Namespace) -> int:
 
     # 4. FSDP options, only what matters -----------------------------------------------------
     if strategy == "fsdp":
-        shard_choices = [Choice("FULL_SHARD    — shard everything (least memory)",
-                                value="FULL_SHARD", shortcut_key="f")]
-        if plan.config.num_gpus > 1:
-            shard_choices.append(Choice("SHARD_GRAD_OP — keep parameters gathered between "
-                                        "forward and backward (faster, more memory)",
-                                        value="SHARD_GRAD_OP", shortcut_key="s"))
-        shard_choices.append(Choice("NO_SHARD      — like DDP (FSDP version 1)", value="NO_SHARD",
-                                    shortcut_key="n"))
+        # one node here: HYBRID_SHARD (shards within each of several nodes) is not offered
+        shard_choices = [Choice(f"{s.name:<13} — {s.text}", value=s.name,
+                                shortcut_key=s.name[0].lower())
+                         for s in FSDP_SHARDINGS.values()
+                         if not s.within_node and plan.config.num_gpus >= s.min_gpus]
         plan = plan.with_changes({"sharding": _ask(_select("FSDP sharding:", shard_choices,
                                                            "FULL_SHARD"))})
         result = show_estimate()

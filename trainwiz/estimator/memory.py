@@ -46,6 +46,7 @@ from trainwiz.estimator.types import (
     MemoryBreakdown,
     ModelSpec,
     TrainConfig,
+    sharding_of,
 )
 
 MiB = 1 << 20
@@ -157,13 +158,15 @@ def _check(config: TrainConfig) -> None:
     if config.strategy == "single" and config.num_gpus != 1:
         raise UsageError(f"strategy single runs on one GPU, got --num-gpus {config.num_gpus}; "
                          "use --strategy ddp or fsdp for more")
-    if config.strategy == "fsdp" and config.num_gpus == 1 and config.sharding in ("SHARD_GRAD_OP", "HYBRID_SHARD"):
-        raise UsageError(f"sharding {config.sharding} needs at least 2 GPUs (--num-gpus); on one GPU "
-                         "there is nothing to shard: use --strategy single, or FULL_SHARD with offload")
-    if config.sharding == "HYBRID_SHARD" and config.strategy == "fsdp":
+    sharding = sharding_of(config.sharding)
+    if config.strategy == "fsdp" and config.num_gpus == 1 and sharding.min_gpus > 1:
+        raise UsageError(f"sharding {sharding} needs at least {sharding.min_gpus} GPUs (--num-gpus); "
+                         "on one GPU there is nothing to shard: use --strategy single, or FULL_SHARD "
+                         "with offload")
+    if sharding.within_node and config.strategy == "fsdp":
         if config.num_nodes < 2 or config.num_gpus % config.num_nodes:
-            raise UsageError("HYBRID_SHARD shards within a node and replicates across nodes: it needs "
-                             "--num-nodes of at least 2 that divides --num-gpus")
+            raise UsageError(f"{sharding} shards within a node and replicates across nodes: it "
+                             "needs --num-nodes of at least 2 that divides --num-gpus")
     if config.offload_params and config.strategy != "fsdp":
         raise UsageError("--offload-params needs --strategy fsdp (FSDP's CPU offload)")
 
@@ -293,12 +296,13 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
     notes: list[str] = []
     tl = Timeline()
     P = model.params
-    fsdp = config.strategy == "fsdp" and config.sharding != "NO_SHARD"
+    sharding = sharding_of(config.sharding)
+    fsdp = config.strategy == "fsdp" and sharding.shards_params
     low = config.precision != "fp32"
     wb = weight_bytes(config.precision)  # stored weights, their gradients, optimizer state
     amp = config.precision in ("fp16", "bf16")  # autocast around forward and loss (accelerate)
     if fsdp:
-        shard = config.num_gpus // config.num_nodes if config.sharding == "HYBRID_SHARD" else config.num_gpus
+        shard = config.num_gpus // config.num_nodes if sharding.within_node else config.num_gpus
         gathered = 2 if low else 4  # FSDP gathers weights in the compute dtype
         prec = acts.Precision(compute=gathered, residual=gathered, autocast=False, amp=amp,
                               cuda=kernels == "cuda")
@@ -382,7 +386,7 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         if not (first_less and name == "block_input"):
             tl.add(f"embed.{name}", "activations", size)
     gather = w.gather_block if fsdp else 0
-    keep_gathered = fsdp and config.sharding == "SHARD_GRAD_OP"
+    keep_gathered = fsdp and not sharding.reshard_after_forward
     saved_per_block = dims.T * dims.h * prec.residual if ckpt else block.saved_total
     for i, n in _segments(L):
         tl.add("blocks.gathered", frozen_cat, n * gather)

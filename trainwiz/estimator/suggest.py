@@ -46,7 +46,7 @@ def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | Non
                for b in _smaller_batches(c.batch_size)]
     if c.strategy in ("single", "ddp") and c.num_gpus > 1:
         yield {"strategy": "fsdp", "sharding": "FULL_SHARD"}, "FSDP FULL_SHARD"
-    if c.strategy == "fsdp" and c.sharding in ("SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD") and c.num_gpus > 1:
+    if c.strategy == "fsdp" and c.sharding != "FULL_SHARD" and c.num_gpus > 1:
         yield {"sharding": "FULL_SHARD", "num_nodes": 1}, "FULL_SHARD instead of " + c.sharding
     if c.optimizer in ("adamw", "adafactor"):
         yield {"optimizer": "adamw8bit"}, "8-bit AdamW (bitsandbytes)"

@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 from trainwiz.estimator.gpu_facts import GpuFacts, gpu_facts
-from trainwiz.estimator.types import ModelSpec, TrainConfig
+from trainwiz.estimator.types import ModelSpec, TrainConfig, sharding_of
 
 # ---- the one set of utilisation assumptions (see docs/throughput.md) ---------------------------
 MATMUL_EFFICIENCY = 0.80  # share of peak dense tensor FLOP/s that a transformer's GEMMs reach
@@ -311,7 +311,8 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
 
     P = model.params
     wbytes = _compute_bytes(config.precision)
-    fsdp = config.strategy == "fsdp" and config.sharding != "NO_SHARD"
+    sharding = sharding_of(config.sharding)
+    fsdp = config.strategy == "fsdp" and sharding.shards_params
     intra = (hardware.intra_bytes_per_second or 0) * LINK_EFFICIENCY
     net_per_gpu = ((hardware.network_bytes_per_second or 0) / per_node) * LINK_EFFICIENCY
     pcie = (hardware.pcie_bytes_per_second or 0) * LINK_EFFICIENCY
@@ -326,8 +327,8 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
     comm_micro = 0.0  # per micro-batch, overlappable with that micro-batch's compute
     comm_step = 0.0  # once per step, overlappable with the last backward
     if N > 1 and fsdp:
-        gathers = 2 if config.sharding in ("FULL_SHARD", "HYBRID_SHARD") else 1
-        if config.sharding == "HYBRID_SHARD":
+        gathers = 2 if sharding.reshard_after_forward else 1
+        if sharding.within_node:
             g = per_node
             comm_micro += (gathers + 1) * (g - 1) / g * wbytes * P / _rate(intra)
             comm_micro += 2 * (nodes - 1) / nodes * wbytes * P / g / _rate(net_per_gpu)
@@ -340,9 +341,9 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
 
     offload_micro = 0.0
     cpu_step = 0.0
-    local = P / ((per_node if config.sharding == "HYBRID_SHARD" else N) if fsdp else 1)
+    local = P / ((per_node if sharding.within_node else N) if fsdp else 1)
     if config.offload_params and config.strategy == "fsdp":
-        gathers = 2 if config.sharding in ("FULL_SHARD", "HYBRID_SHARD") or N == 1 else 1
+        gathers = 2 if sharding.reshard_after_forward or N == 1 else 1
         offload_micro = (gathers * 4 * local + 4 * local) / _rate(pcie)
         cpu_step = local * CPU_ADAM_BYTES / HOST_BANDWIDTH_PER_RANK
         if over_pcie:  # NCCL's traffic shares the same PCIe links

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 STRATEGIES = ("single", "ddp", "fsdp")
-SHARDINGS = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD")
 PRECISIONS = ("fp32", "fp16", "bf16", "bf16-pure")
 # custom: the caller keeps the model outputs (logits) through backward and until the next forward
 # replaces them, as accelerate's examples do; trainer: dropped before backward (HF Trainer, TRL)
@@ -19,6 +18,52 @@ OPTIMIZERS = ("adamw", "sgd", "adafactor", "adamw8bit")
 ATTENTIONS = ("sdpa", "eager")
 HEADS = ("causal_lm", "masked_lm", "seq_cls", "base")
 METHODS = ("full", "lora", "qlora")
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """What an FSDP sharding strategy does, the one description the estimator, the profile rules,
+    the plan, the wizard and the launcher read."""
+
+    name: str
+    number: int  # torch's ShardingStrategy value, which accelerate also accepts for it
+    shards_params: bool  # parameters, gradients, optimizer state split across GPUs (else DDP-like)
+    within_node: bool  # shards among a node's GPUs (num_gpus // num_nodes), replicates across nodes
+    reshard_after_forward: bool  # parameters freed after forward and gathered again for backward
+    fsdp1_only: bool  # FSDP2 has no such strategy (it knows reshard-after-forward only)
+    min_gpus: int  # on fewer there is nothing to shard across
+    text: str  # what it means, in a few words
+
+    def __str__(self) -> str:
+        return self.name
+
+
+FSDP_SHARDINGS = {s.name: s for s in (
+    Sharding("FULL_SHARD", number=1, shards_params=True, within_node=False,
+             reshard_after_forward=True, fsdp1_only=False, min_gpus=1,
+             text="shard everything (least memory)"),
+    Sharding("SHARD_GRAD_OP", number=2, shards_params=True, within_node=False,
+             reshard_after_forward=False, fsdp1_only=False, min_gpus=2,
+             text="keep parameters gathered between forward and backward (faster, more memory)"),
+    Sharding("NO_SHARD", number=3, shards_params=False, within_node=False,
+             reshard_after_forward=False, fsdp1_only=True, min_gpus=1,
+             text="like DDP (FSDP version 1)"),
+    Sharding("HYBRID_SHARD", number=4, shards_params=True, within_node=True,
+             reshard_after_forward=True, fsdp1_only=True, min_gpus=2,
+             text="shard within each node, replicate across nodes (FSDP version 1)"),
+)}
+SHARDINGS = tuple(FSDP_SHARDINGS)
+
+
+def sharding_of(name: str) -> Sharding:
+    """The description of a sharding strategy name (one of ``SHARDINGS``)."""
+    return FSDP_SHARDINGS[name]
+
+
+def fsdp2_sharding(reshard_after_forward: bool) -> str:
+    """The strategy FSDP2's one switch, reshard-after-forward, stands for."""
+    return next(s.name for s in FSDP_SHARDINGS.values()
+                if not s.fsdp1_only and s.reshard_after_forward == reshard_after_forward)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 
 from trainwiz.errors import TrainwizError
+from trainwiz.estimator.types import sharding_of
 from trainwiz.launchers.planvars import expand_args, plan_env
 
 DEFAULT_PORT = 29500
@@ -104,7 +105,7 @@ def accelerate_env(profile) -> dict[str, str]:
     env["ACCELERATE_USE_FSDP"] = "true"
     env["FSDP_VERSION"] = str(version)
     if version == 2:  # FSDP2 takes a bool: reshard after forward (FULL_SHARD) or not
-        env["FSDP_RESHARD_AFTER_FORWARD"] = _bool(strategy in ("FULL_SHARD", "HYBRID_SHARD"))
+        env["FSDP_RESHARD_AFTER_FORWARD"] = _bool(sharding_of(strategy).reshard_after_forward)
     else:
         env["FSDP_SHARDING_STRATEGY"] = strategy
         env["FSDP_RESHARD_AFTER_FORWARD"] = strategy

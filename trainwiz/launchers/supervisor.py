@@ -11,8 +11,9 @@ terminal or a dropped SSH connection does not reach it. It
 * starts a watchdog (:mod:`~trainwiz.launchers.watchdog`) that ends the run if the supervisor
   dies, even by SIGKILL;
 * records ranks (found among its descendants by :class:`~trainwiz.launchers.proctree.RankFinder`),
-  samples memory, and writes ``status.json`` atomically on every change (on a full disk the
-  ranks keep running; a reserve kept in the run directory pays for the final status);
+  has their memory sampled (:mod:`~trainwiz.launchers.memsampler`) and ``status.json`` written
+  on every change (:mod:`~trainwiz.launchers.statuswriter`: on a full disk the ranks keep
+  running);
 * on SIGTERM (``trainwiz stop``) runs the stop protocol: SIGTERM to the launcher's group, a grace
   period, then SIGKILL of everything left; state ``stopped``;
 * when the launcher exits, sweeps any process still carrying the run's mark, gathers what the
@@ -30,13 +31,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import psutil
 
-from trainwiz.atomic import is_disk_full
-from trainwiz.hardware import GpuSampler
 from trainwiz.launchers.command import boot_argv
 from trainwiz.launchers.failures import TableEntry, parse_failure_table, read_error_file
 from trainwiz.launchers.outcome import Observed, RankEvidence, exit_codes, name_failure
@@ -50,26 +48,23 @@ from trainwiz.launchers.proctree import (
     run_processes,
     terminate,
 )
-from trainwiz.launchers.records import GpuReading, RankReading, RunState, Sample
-from trainwiz.launchers.runinfo import RunWatcher, rank_gpu_memory
+from trainwiz.launchers.memsampler import MemorySampler
+from trainwiz.launchers.records import RunState, RunStatus
 from trainwiz.launchers.rundir import (
     Failure,
     RankStatus,
-    append_sample,
     now_iso,
     rank_log_dir,
     read_status,
-    save_status,
     tail_lines,
 )
+from trainwiz.launchers.runinfo import RunWatcher
+from trainwiz.launchers.statuswriter import StatusWriter
 
 log = logging.getLogger("trainwiz.supervisor")
 
 POLL_S = 0.5
-SAMPLE_S = 2.0
-REWRITE_S = 5.0  # status.json is rewritten at least this often, so a damaged one heals
 DEFAULT_GRACE_S = 10.0
-RESERVE_BYTES = 256 * 1024  # kept free in the run directory for the last status on a full disk
 LAUNCHER_LOG_LINES = 3000  # of launcher.log read for torchrun's failure report
 RANK_TAIL_LINES = 60  # of a failed rank's stderr.log read for its message
 # Set by torchrun for the processes it starts; trainwiz's launcher must own them, so they are
@@ -85,87 +80,26 @@ class Supervisor:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.command = json.loads((run_dir / "command.json").read_text())
-        self.status = read_status(run_dir, check_alive=False)
+        self.writer = StatusWriter(run_dir, read_status(run_dir, check_alive=False))
         self.grace = float(self.command.get("grace_s", DEFAULT_GRACE_S))
         self.stop_requested = False
         self.launcher: subprocess.Popen | None = None
         self.rank_gone_at: dict[int, float] = {}
         self.finder = RankFinder()
-        self._sampler = None
-        self._sampler_failed = False
-        self._last_sample = 0.0
-        self._last_written: str | None = None
-        self._written_at = 0.0
-        self.samples_lost = 0
-        self.disk_full_since: str | None = None
-        self._reserve = run_dir / ".reserve"
         self.watch = RunWatcher(run_dir)  # rank 0's progress and the ranks' peaks: progress.json
         self._watch_failed = False
+        self.memory = MemorySampler(run_dir, self.writer, self.watch.on_sample)
 
-    # status helpers
-    def write(self, force: bool = False) -> bool:
-        """Write status.json when it changed (and every REWRITE_S regardless, which heals a
-        damaged file). Never raises: a full disk is recorded as soon as there is room, using
-        the reserve kept in the run directory for the final status."""
-        self._note_disk()
-        data = json.dumps(self.status.to_file(), sort_keys=True)
-        now = time.monotonic()
-        if data == self._last_written and not force and now - self._written_at < REWRITE_S:
-            return True
-        for attempt in range(2):
-            try:
-                if attempt:  # the disk was found full just now: the status says so
-                    self._note_disk()
-                    data = json.dumps(self.status.to_file(), sort_keys=True)
-                save_status(self.run_dir, self.status)
-                self._last_written, self._written_at = data, now
-                return True
-            except OSError as exc:
-                if is_disk_full(exc):
-                    self._disk_full()
-                    if (attempt == 0 and (self.status.finished or force)
-                            and self._release_reserve()):
-                        continue  # the final status: spend the reserve on it
-                else:
-                    log.warning("could not write status.json: %s", exc)
-                return False
-        return False
-
-    def _make_reserve(self) -> None:
-        try:
-            with open(self._reserve, "wb") as fh:
-                fh.write(b"\0" * RESERVE_BYTES)
-        except OSError:
-            pass
-
-    def _release_reserve(self) -> bool:
-        try:
-            self._reserve.unlink()
-            return True
-        except OSError:
-            return False
-
-    def _disk_full(self) -> None:
-        if self.disk_full_since is None:
-            self.disk_full_since = now_iso()
-            log.warning("disk full: dropping memory samples until there is room; the ranks "
-                        "keep running")
-
-    def _note_disk(self) -> None:
-        if self.disk_full_since is None:
-            return
-        lost = f"{self.samples_lost} memory sample(s) dropped" if self.samples_lost else \
-            "memory samples dropped"
-        note = (f"disk full since {self.disk_full_since}: {lost}; the ranks kept running "
-                "(rank output that found no room is counted in its log once there is room)")
-        if self.status.message is None or self.status.message.startswith("disk full"):
-            self.status.message = note
+    @property
+    def status(self) -> RunStatus:
+        """The run's status record, owned and saved by ``self.writer``."""
+        return self.writer.status
 
     def set_state(self, state: RunState) -> None:
         if self.status.state != state:
             log.info("state %s -> %s", self.status.state, state)
             self.status.state = RunState(state)
-        self.write(force=True)
+        self.writer.write(force=True)
 
     def on_sigterm(self, signum, frame) -> None:
         self.stop_requested = True
@@ -178,8 +112,8 @@ class Supervisor:
         me = psutil.Process()
         self.status.supervisor_pid = me.pid
         self.status.supervisor_started = me.create_time()
-        self._make_reserve()
-        self.write(force=True)
+        self.writer.make_reserve()
+        self.writer.write(force=True)
 
         watchdog_w = self._start_watchdog()
         env = {k: v for k, v in os.environ.items()
@@ -203,7 +137,7 @@ class Supervisor:
             self.set_state(RunState.FAILED)
             return 1
         self.status.launcher_pid = self.launcher.pid
-        self.write(force=True)
+        self.writer.write(force=True)
         try:
             return self.loop()
         finally:
@@ -239,7 +173,7 @@ class Supervisor:
                 return self.finish(rc)
             if self.stop_requested:
                 return self.stop()
-            self.write()
+            self.writer.write()
             time.sleep(POLL_S)
 
     # ranks
@@ -273,84 +207,17 @@ class Supervisor:
                 log.exception("reading the run's progress failed (said once)")
             self._watch_failed = True
 
-    # memory samples
     def sample(self, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self._last_sample < SAMPLE_S:
-            return
-        self._last_sample = now
-        live = [r for r in self.status.ranks if r.rank not in self.rank_gone_at and r.pid]
-        ranks = []
-        for r in live:
-            try:
-                ranks.append(RankReading(rank=r.rank, pid=r.pid,
-                                         rss=psutil.Process(r.pid).memory_info().rss))
-            except psutil.Error:
-                pass
-        gpus: list[GpuReading] = []
-        sampler = self._get_sampler()
-        if sampler is not None:
-            try:
-                snap = sampler.sample(self._pids_by_gpu(live))
-                gpus = [GpuReading(index=g.index, name=g.name, memory_used=g.memory_used,
-                                   memory_total=g.memory_total, utilization=g.utilization,
-                                   temperature=g.temperature, power_draw=g.power_draw,
-                                   power_limit=g.power_limit)
-                        for g in snap.gpus]
-                if not self.status.simulate:  # each rank's own GPU memory (NVML per process)
-                    on_gpu = rank_gpu_memory(snap.gpus, {r.pid: r.rank for r in live})
-                    ranks = [replace(r, gpu=on_gpu[r.rank][0], gpu_memory=on_gpu[r.rank][1])
-                             if r.rank in on_gpu else r for r in ranks]
-            except Exception as exc:  # a sampler error must never end the run
-                log.warning("GPU sampling failed: %s", exc)
-                self._sampler, self._sampler_failed = None, True
-        if not (ranks or gpus):
-            return
-        # a simulated box's readings are made up: said so wherever they are read
-        sample = Sample(t=round(now, 3), gpus=tuple(gpus), ranks=tuple(ranks),
-                        simulated=bool(gpus) and bool(self.status.simulate))
-        self.watch.on_sample(sample)
-        try:
-            append_sample(self.run_dir, sample)
-        except OSError as exc:  # a full disk: the sample is dropped, the run goes on
-            self.samples_lost += 1
-            if is_disk_full(exc):
-                self._disk_full()
-            elif self.samples_lost == 1:
-                log.warning("could not write a memory sample: %s", exc)
-
-    def _get_sampler(self):
-        if self._sampler is not None or self._sampler_failed:
-            return self._sampler
-        if self.status.device == "cpu":  # CPU ranks: their host memory, never a GPU's
-            self._sampler_failed = True
-            return None
-        try:
-            self._sampler = GpuSampler(self.status.simulate)
-        except Exception as exc:
-            log.info("no GPU sampler: %s", exc)
-            self._sampler_failed = True
-        return self._sampler
-
-    def _pids_by_gpu(self, ranks) -> dict[int, list[int]]:
-        gpu_ids = self.status.gpu_ids
-        n = len(gpu_ids) if gpu_ids else None
-        out: dict[int, list[int]] = {}
-        for r in ranks:
-            local = r.local_rank if r.local_rank is not None else r.rank
-            if gpu_ids:
-                gpu = gpu_ids[local % n]
-            else:
-                gpu = local
-            out.setdefault(gpu, []).append(r.pid)
-        return out
+        """Sample the memory of the ranks still running (memsampler.py)."""
+        self.memory.sample([r for r in self.status.ranks
+                            if r.rank not in self.rank_gone_at and r.pid], force=force)
 
     # ending
     def stop(self) -> int:
         log.info("stop requested: SIGTERM to the launcher's group, %.0fs grace, then SIGKILL",
                  self.grace)
         self.status.message = "stopping: SIGTERM sent"
-        self.write()
+        self.writer.write()
         procs = run_processes(self.status.id, [self.launcher.pid] + [r.pid for r in self.status.ranks])
         left = terminate(procs, self.grace, first_signal_pgid=self.launcher.pid)
         try:
@@ -497,4 +364,4 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("could not record the crash")
         return 1
     finally:
-        sup._release_reserve()
+        sup.writer.release_reserve()

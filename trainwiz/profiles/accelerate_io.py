@@ -19,10 +19,11 @@ import yaml
 
 import trainwiz.profiles.schema as schema
 from trainwiz.checker import Checker, KeyPath, field_specs
+from trainwiz.estimator.types import FSDP_SHARDINGS, fsdp2_sharding, sharding_of
 from trainwiz.profiles.dump import profile_to_dict
 from trainwiz.profiles.errors import ProfileError
 from trainwiz.profiles.schema import FsdpOptions, Profile
-from trainwiz.profiles.validate import profile_from_dict
+from trainwiz.profiles.validate import profile_from_dict, read_profile
 
 # Top-level accelerate keys that are a profile field under another (or the same) name: their
 # values are checked against that field's description, under the accelerate name.
@@ -156,7 +157,7 @@ def _fsdp_to_accelerate(f: FsdpOptions) -> dict[str, Any]:
         cfg["fsdp_sharding_strategy"] = f.sharding_strategy
         cfg["fsdp_reshard_after_forward"] = f.sharding_strategy
     else:
-        cfg["fsdp_reshard_after_forward"] = f.sharding_strategy == "FULL_SHARD"
+        cfg["fsdp_reshard_after_forward"] = sharding_of(f.sharding_strategy).reshard_after_forward
     cfg["fsdp_offload_params"] = f.offload_params
     cfg["fsdp_auto_wrap_policy"] = f.auto_wrap_policy
     if f.transformer_layer_cls_to_wrap:
@@ -239,7 +240,7 @@ def _sharding_from(value: Any) -> str | None:
         return None
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
         n = int(value)
-        return schema.SHARDING_STRATEGIES[n - 1] if 1 <= n <= 4 else None
+        return next((s.name for s in FSDP_SHARDINGS.values() if s.number == n), None)
     if isinstance(value, str):
         name = value.strip().upper()
         return name if name in schema.SHARDING_STRATEGIES else None
@@ -251,7 +252,8 @@ def from_accelerate_config(data: Any, *, name: str, source: str,
                            warnings: list[str] | None = None) -> Profile:
     """A Profile with the same meaning as an accelerate config (LOCAL_MACHINE; NO, MULTI_GPU,
     MULTI_CPU, FSDP versions 1 and 2). What cannot be represented is refused (DeepSpeed,
-    SageMaker, ...) or, when harmless, appended to ``warnings``."""
+    SageMaker, ...) or, when harmless, appended to ``warnings``. A ProfileError lists every
+    problem at once: keys, values and the combinations a profile refuses."""
     chk = Checker(source, lines, error=ProfileError, warnings=warnings)
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: an accelerate config must be a mapping of keys to values")
@@ -267,12 +269,13 @@ def from_accelerate_config(data: Any, *, name: str, source: str,
         chk.add(("distributed_type",), f"key 'distributed_type': {_UNSUPPORTED_DISTRIBUTED[dist]} "
                 f"({dist}) configs are not supported yet; allowed: {', '.join(_DISTRIBUTED)}. "
                 "Nothing was imported.")
+        chk.fail_if_any()  # the rest of such a file has no meaning here
     elif dist is None:
         chk.add(("distributed_type",), f"key 'distributed_type' is missing; allowed: "
                                        f"{', '.join(_DISTRIBUTED)}")
     elif dist not in _DISTRIBUTED:
         chk.bad_choice(("distributed_type",), data["distributed_type"], _DISTRIBUTED)
-    chk.fail_if_any()
+        dist = None  # the other keys are still checked; the strategy is unknown
     if data.get("deepspeed_config"):
         chk.add(("deepspeed_config",), "key 'deepspeed_config': DeepSpeed settings are not "
                                        "supported yet; remove them or keep using accelerate")
@@ -288,8 +291,9 @@ def from_accelerate_config(data: Any, *, name: str, source: str,
     cpu = _truthy(data.get("use_cpu", False)) is True or dist == "MULTI_CPU"
     if cpu:
         out["device"] = "cpu"
-    out["strategy"] = {"NO": "single", "MULTI_GPU": "ddp", "MULTI_CPU": "ddp",
-                       "FSDP": "fsdp"}[dist]
+    if dist is not None:
+        out["strategy"] = {"NO": "single", "MULTI_GPU": "ddp", "MULTI_CPU": "ddp",
+                           "FSDP": "fsdp"}[dist]
     if data.get("mixed_precision") is None and _truthy(data.get("fp16")) is True:
         out["mixed_precision"] = "fp16"
     specs = _profile_specs()
@@ -327,18 +331,42 @@ def from_accelerate_config(data: Any, *, name: str, source: str,
         fsdp = _import_fsdp(data.get("fsdp_config") or {}, chk)
         if fsdp:
             out["fsdp"] = fsdp
-    elif data.get("fsdp_config"):
+    elif data.get("fsdp_config") and dist is not None:
         chk.warn(("fsdp_config",), f"fsdp_config is ignored: distributed_type is {dist}")
 
-    chk.fail_if_any()
+    if dist is None:
+        chk.fail_if_any()  # without a strategy the combinations cannot be judged
     # The accelerate launcher is what these files were written for; keep using it.
     out["launcher"] = "accelerate"
-    # What is left (combinations) is named by the profile's keys, on the accelerate key's line.
-    as_lines = {(dst,): chk.line((src,)) for src, dst in _TOP_AS_PROFILE.items()
-                if chk.line((src,)) is not None}
-    profile = profile_from_dict(out, source=source, name=name, lines=as_lines)
+    # The combinations a profile refuses, with the problems above: named by the profile's keys,
+    # on the accelerate key's line.
+    rules = Checker(source, _profile_lines(data, chk), error=ProfileError, warnings=warnings)
+    profile = read_profile(out, rules, name=name)
+    chk.problems.extend(rules.problems)
+    chk.fail_if_any()
     # Write it through the trainwiz validator once more, so defaults drop out.
     return profile_from_dict(profile_to_dict(profile), source=source, name=name)
+
+
+def _profile_lines(data: dict, chk: Checker) -> dict[KeyPath, int]:
+    """{profile key path: line of the accelerate key it was read from}."""
+    pairs = [((dst,), (src,)) for src, dst in _TOP_AS_PROFILE.items()]
+    pairs += [(("num_processes",), ("num_processes",)), (("gpu_ids",), ("gpu_ids",)),
+              (("device",), ("use_cpu",)), (("strategy",), ("distributed_type",)),
+              (("fsdp",), ("fsdp_config",))]
+    fsdp = data.get("fsdp_config")
+    if isinstance(fsdp, dict):
+        written = {k if str(k).startswith("fsdp_") else f"fsdp_{k}": k for k in fsdp}
+        for src, dst in [*_FSDP_AS_PROFILE.items(), ("fsdp_version", "version"),
+                         ("fsdp_reshard_after_forward", "sharding_strategy"),
+                         ("fsdp_sharding_strategy", "sharding_strategy")]:
+            if src in written:
+                pairs.append((("fsdp", dst), ("fsdp_config", written[src])))
+    lines = {}
+    for dst, src in pairs:
+        if chk.line(src) is not None:
+            lines[dst] = chk.line(src)
+    return lines
 
 
 def _import_fsdp(cfg: Any, chk: Checker) -> dict[str, Any]:
@@ -370,8 +398,8 @@ def _import_fsdp(cfg: Any, chk: Checker) -> dict[str, Any]:
     raw_version = get("fsdp_version")
     ok, version = chk.value(1 if raw_version is None else raw_version,  # accelerate's default
                             specs["version"], path("fsdp_version"))
-    if not ok:
-        return out
+    if not ok:  # the other keys are still checked, as accelerate's default version 1
+        version = 1
     out["version"] = version
 
     strat = get("fsdp_sharding_strategy")
@@ -386,7 +414,7 @@ def _import_fsdp(cfg: Any, chk: Checker) -> dict[str, Any]:
         if reshard is not None:
             r = _sharding_from(reshard)
             if r is None and isinstance(_truthy(reshard), bool):
-                r = "FULL_SHARD" if _truthy(reshard) else "SHARD_GRAD_OP"
+                r = fsdp2_sharding(_truthy(reshard))
             if r is None:
                 chk.bad_choice(path("fsdp_reshard_after_forward"), reshard,
                                schema.SHARDING_STRATEGIES)
@@ -412,7 +440,7 @@ def _import_fsdp(cfg: Any, chk: Checker) -> dict[str, Any]:
                 chk.bad_choice(path("fsdp_reshard_after_forward"), reshard, (True, False),
                                allowed="true, false (with fsdp_version 2)")
             else:
-                out["sharding_strategy"] = "FULL_SHARD" if b else "SHARD_GRAD_OP"
+                out["sharding_strategy"] = fsdp2_sharding(b)
         elif strat is not None:
             chk.warn(path("fsdp_sharding_strategy"), "fsdp_sharding_strategy is ignored by "
                                                     "accelerate with fsdp_version 2 (it reads "

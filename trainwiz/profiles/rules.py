@@ -7,6 +7,7 @@ import re
 
 from trainwiz.checker import Checker
 from trainwiz.errors import UsageError
+from trainwiz.estimator.types import FSDP_SHARDINGS, sharding_of
 from trainwiz.profiles.errors import ProfileError
 from trainwiz.profiles.schema import SCHEMA_VERSION, FsdpOptions, Profile
 from trainwiz.units import parse_rate
@@ -112,16 +113,17 @@ def _check_combinations(p: Profile, chk: Checker) -> None:
                                       "with device cpu allowed: no, bf16")
     if p.strategy != "fsdp":
         return
-    if world == 1 and f.sharding_strategy in ("SHARD_GRAD_OP", "HYBRID_SHARD"):
+    sharding = sharding_of(f.sharding_strategy)
+    if world == 1 and sharding.min_gpus > 1:
         chk.add(("fsdp", "sharding_strategy"),
                 f"key 'fsdp.sharding_strategy': {f.sharding_strategy} on one process has nothing "
                 "to shard across; use 2 or more processes, or strategy single")
     if f.version == 2:
-        if f.sharding_strategy in ("NO_SHARD", "HYBRID_SHARD"):
+        if sharding.fsdp1_only:
+            fsdp2 = ", ".join(s.name for s in FSDP_SHARDINGS.values() if not s.fsdp1_only)
             chk.add(("fsdp", "sharding_strategy"),
                     f"key 'fsdp.sharding_strategy': {f.sharding_strategy} needs FSDP version 1 "
-                    "(FSDP2 knows reshard-after-forward only); with version 2 allowed: "
-                    "FULL_SHARD, SHARD_GRAD_OP")
+                    f"(FSDP2 knows reshard-after-forward only); with version 2 allowed: {fsdp2}")
         if f.forward_prefetch:
             chk.add(("fsdp", "forward_prefetch"),
                     "key 'fsdp.forward_prefetch': not available with FSDP version 2 "

@@ -21,7 +21,7 @@ from trainwiz.profiles.schema import Profile
 
 __all__ = ["LAUNCHER_OWNED_ENV", "NAME_RE", "Path_", "Problem", "ProfileError",
            "ProfileExistsError", "check_profile_gpus", "dump_yaml", "parse_yaml",
-           "profile_from_dict", "profile_to_dict", "validate_profile"]
+           "profile_from_dict", "profile_to_dict", "read_profile", "validate_profile"]
 
 Path_ = KeyPath
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -38,11 +38,18 @@ def profile_from_dict(data: Any, *, source: str, name: str,
     """Validate a parsed profile file and build the Profile. Raises ProfileError listing every
     problem (file, line, key, what is allowed)."""
     chk = Checker(source, lines, error=ProfileError)
+    profile = read_profile(data, chk, name=name)
+    chk.fail_if_any()
+    return profile
+
+
+def read_profile(data: Any, chk: Checker, *, name: str) -> Profile:
+    """The Profile from a parsed mapping, with each field and combination problem added to
+    ``chk`` rather than raised (for a reader with problems of its own to report with them)."""
     # Keep going with the fields that were fine: impossible combinations are reported together
     # with type errors, so one edit fixes the file.
     profile = Profile(name=name, **(chk.read({} if data is None else data, Profile) or {}))
     check_rules(profile, chk)
-    chk.fail_if_any()
     return profile
 
 
