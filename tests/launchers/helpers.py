@@ -16,7 +16,7 @@ EXAMPLES = REPO_ROOT / "examples"
 TRAIN_DDP = str(EXAMPLES / "train_ddp.py")
 TRAIN_ACC = str(EXAMPLES / "train_accelerate.py")
 RUN_KEYS = {"id", "state", "profile", "script", "started_at", "ended_at", "run_dir",
-            "supervisor_pid", "ranks", "failure", "progress", "memory"}
+            "supervisor_pid", "ranks", "failure", "progress", "memory", "simulate"}
 
 
 def write_profile(folder: Path, name: str = "cpu2", **fields) -> Path:
