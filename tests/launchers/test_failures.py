@@ -43,3 +43,16 @@ def test_an_interpreter_crash_is_named_not_its_module_list():
             '  File "train.py", line 9 in <module>',
             "Extension modules: numpy._core._multiarray_umath, torch._C (total: 22)"]
     assert message_from_log(tail) == "Fatal Python error: Aborted"
+
+
+def test_a_failure_message_never_carries_terminal_control_characters():
+    """A rank that raised RuntimeError("... \\x1b[2J") blanked the screen showing its failure:
+    the summary keeps the words (and the brackets) and drops escape sequences whole."""
+    from trainwiz.launchers.failures import failure_summary, printable
+    from trainwiz.launchers.records import Failure
+
+    message = "RuntimeError: [/] [bold]boom[/bold] ünï \x1b[2J\x1b]0;pwned\x07\tend\x00\x9b1m"
+    line = failure_summary(Failure(rank=1, exit_code=1, oom=False, message=message))
+    assert line == "rank 1: RuntimeError: [/] [bold]boom[/bold] ünï end (exit code 1)"
+    assert printable("step 3 \x1b[32mloss\x1b[0m 2.1\r") == "step 3 loss 2.1 "
+    assert printable("plain [x] ünï") == "plain [x] ünï"
