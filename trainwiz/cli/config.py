@@ -7,6 +7,7 @@ and the memory estimate is shown as soon as the model, the strategy and the batc
 from __future__ import annotations
 
 import argparse
+import re
 
 from trainwiz.cli import simulate_spec
 from trainwiz.errors import TrainwizError, UsageError
@@ -21,6 +22,13 @@ from trainwiz.profiles import (
     find_profile,
     save_profile,
     validate_profile,
+)
+from trainwiz.profiles.schema import (
+    MAX_BATCH,
+    MAX_LORA_RANK,
+    MAX_MACHINES,
+    MAX_PROCESSES,
+    MAX_SEQ_LEN,
 )
 from trainwiz.profiles.store import check_name
 from trainwiz.units import format_bytes
@@ -163,8 +171,7 @@ def _wizard(args: argparse.Namespace) -> int:
             plan = plan.with_changes({"gpu_ids": sorted(picked)})
     if not gpus:
         ranks = int(_ask(questionary.text(
-            "How many CPU ranks?", default="2",
-            validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+            "How many CPU ranks?", default="2", validate=_whole(1, MAX_PROCESSES))))
         plan = plan.with_changes({"strategy": "ddp" if ranks > 1 else "single",
                                   "gpus_per_machine": ranks})
 
@@ -199,11 +206,9 @@ def _wizard(args: argparse.Namespace) -> int:
     if spec is not None:
         seq_default = min(2048, spec.max_position or 2048)
         batch = int(_ask(questionary.text(
-            "Micro-batch size per GPU:", default="1",
-            validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+            "Micro-batch size per GPU:", default="1", validate=_whole(1, MAX_BATCH))))
         seq_len = int(_ask(questionary.text(
-            "Sequence length:", default=str(seq_default),
-            validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+            "Sequence length:", default=str(seq_default), validate=_whole(1, MAX_SEQ_LEN))))
         plan = plan.with_changes({"batch_size": batch, "seq_len": seq_len})
         loop = _ask(_select("Training loop:", [
             Choice("custom  — keeps the model outputs through backward (accelerate's examples, "
@@ -221,7 +226,7 @@ def _wizard(args: argparse.Namespace) -> int:
         if method != "full":
             changes["lora_rank"] = int(_ask(questionary.text(
                 "LoRA rank:", default=str(plan.config.lora_rank),
-                validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+                validate=_whole(1, MAX_LORA_RANK))))
             changes["lora_targets"] = _ask(questionary.text(
                 "LoRA target modules (all-linear, or names such as q_proj,v_proj):",
                 default=plan.config.lora_targets,
@@ -272,7 +277,7 @@ def _wizard(args: argparse.Namespace) -> int:
     # When it does not fit, offer the estimator's suggestions: each one applies to the plan
     # (more GPUs than a machine has means more machines; a subset of GPUs means GPU ids).
     while result is not None and result.fits is False and result.suggestions:
-        options = [Choice(f"{_short_note(s.note)} → {format_bytes(s.total)}"
+        options = [Choice(f"{_short_note(s.note)}: {format_bytes(s.total)} per GPU"
                           + (" (slower)" if s.slower else ""), value=s)
                    for s in result.suggestions]
         options.append(Choice("keep these settings", value="keep", shortcut_key="k"))
@@ -287,7 +292,7 @@ def _wizard(args: argparse.Namespace) -> int:
             "Will this run span several machines?", default=plan.machines > 1)):
         machines = int(_ask(questionary.text(
             "How many machines?", default=str(max(plan.machines, 2)),
-            validate=lambda t: t.isdigit() and int(t) >= 2 or "2 or more")))
+            validate=_whole(2, MAX_MACHINES))))
         plan = plan.with_changes({"machines": machines})
         address = _ask(questionary.text(
             "Address of machine 0 (host name or IP; empty: give it before launching):")).strip()
@@ -348,8 +353,24 @@ def _targets_ok(spec, text: str) -> bool | str:
     return True
 
 
+def _whole(lo: int, hi: int):
+    """A prompt's check for a whole number from ``lo`` to ``hi`` (the profile's own bounds):
+    anything else is refused with the range, never changed to fit."""
+    def check(text: str) -> bool | str:
+        t = text.strip()
+        return (t.isdigit() and lo <= int(t) <= hi) or f"a whole number from {lo:,} to {hi:,}"
+    return check
+
+
 def _short_note(note: str) -> str:
-    return note.split(": ")[0]
+    """A suggestion as a menu line says what it changes: 'change of method: QLoRA r16
+    all-linear (…)' reads 'method → QLoRA r16 all-linear'; a combined change keeps each part;
+    what it saves is left out (the size follows)."""
+    note = re.sub(r": saves [^:]*$", "", note)
+    m = re.match(r"change of (\w+): (.+)", note)
+    if m:
+        return f"{m.group(1)} → {m.group(2).split(' (')[0]}"
+    return note
 
 
 def _name_ok(text: str, check_name) -> bool | str:
