@@ -265,3 +265,36 @@ async def test_a_faster_suggestion_is_never_called_slower(make_app):
         assert "slower" not in eight_bit and re.search(r"~19,\d00 tokens/s", eight_bit)
         assert "slower" not in fused and re.search(r"~16,\d00 tokens/s", fused)
         assert re.search(r"~\d+× slower", offload)  # much slower than now: said as a ratio
+
+
+async def test_a_cpu_profile_opens_as_a_cpu_plan(make_app, isolated_env):
+    """A `device: cpu` profile opened as '2 × GPU of unknown memory', 'GPUs/machine 2' and a
+    CUDA overhead term: it is its CPU ranks against this machine's RAM, as preflight judges."""
+    import psutil
+
+    from trainwiz.units import format_bytes
+
+    folder = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "cpu-gpt2.yaml").write_text(
+        "version: 1\nstrategy: ddp\ndevice: cpu\nnum_processes: 2\n"
+        "estimate: {model: gpt2, seq_len: 512}\n")
+    app = make_app("2xH100-80GB")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("p")
+        table = app.screen.query_one("DataTable")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.current_mode == "wizard")
+        wizard = app.screen
+        await wait_for(pilot, lambda: wizard.result is not None)
+        await pilot.pause(0.1)
+        text = " ".join(text_of(wizard.query_one("#memory")).split())
+        assert "Host memory (CPU ranks, gloo)" in text and "DDP · 2 CPU ranks" in text
+        assert f"of {format_bytes(psutil.virtual_memory().total)} RAM on this machine" in text
+        assert "2 CPU ranks ×" in text
+        assert "GPU of unknown memory" not in text and "× overhead" not in text
+        assert "H100" not in text and "simulated" not in text
+        assert str(wizard.query_one("#label-num-gpus").render()) == "CPU ranks"

@@ -159,11 +159,22 @@ def _host_over(est_host: int | None, what: str, *,
     if not est_host:
         return None
     if host is None:
-        total = psutil.virtual_memory().total
+        total = host_memory()
     if total and est_host > total:
         return (f"about {format_bytes(est_host)} of host memory needed ({what}) but {machine} "
                 f"has {format_bytes(total)} of RAM")
     return None
+
+
+def host_memory() -> int | None:
+    """This machine's RAM in bytes (what CPU ranks and loading the weights share)."""
+    return psutil.virtual_memory().total or None
+
+
+def cpu_ranks_need(peak_per_rank: int, nproc: int) -> int:
+    """Host memory CPU ranks need: each holds its own tensors (the estimate's peak per rank;
+    no CUDA context, no allocator cache), the same figure preflight and the wizard compare."""
+    return nproc * peak_per_rank
 
 
 def _over(msg: str, yes: bool | None, confirm) -> list[str]:
@@ -198,7 +209,7 @@ def check_fit(profile, gpus, nproc: int, yes: bool, confirm, *,
     est = estimate(model, config, gpu_memory=min(totals) if totals else None,
                    gpu_free=min(frees)[0] if frees else None, suggestions=False)
     if profile.device == "cpu":  # the ranks' tensors live in host memory
-        msg = _host_over(nproc * est.per_gpu.peak_allocated,
+        msg = _host_over(cpu_ranks_need(est.per_gpu.peak_allocated, nproc),
                          f"{nproc} CPU rank(s) × {format_bytes(est.per_gpu.peak_allocated)} "
                          "(the estimate's peak per rank)", host=host)
         return _over(msg, yes, confirm) if msg else []

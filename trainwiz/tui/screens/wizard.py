@@ -22,7 +22,9 @@ from textual.widgets import Footer, Header, Label, Select, Static
 from trainwiz.errors import TrainwizError
 from trainwiz.estimator.timing import approx, summary_lines
 from trainwiz.hardware.presets import PRESETS
+from trainwiz.estimator.types import verdict_of
 from trainwiz.hardware.slurm import PartitionPlan, SlurmMissing, slurm_plans
+from trainwiz.launchers.checks import cpu_ranks_need, host_memory
 from trainwiz.plan import Box, Gpu, Plan, box_from_gpus, box_from_preset
 from trainwiz.profiles import ProfileExistsError, save_profile
 from trainwiz.profiles.store import check_name
@@ -31,6 +33,7 @@ from trainwiz.tui.screens.prompt import PromptScreen
 from trainwiz.tui.widgets.memory_panel import MemoryPanel
 from trainwiz.tui.widgets.model_field import ModelField, short_error
 from trainwiz.tui.widgets.plan_form import FIELDS, STRATEGY_LABELS, PlanForm
+from trainwiz.units import format_bytes
 
 THIS_BOX = "this box"
 RECORD = "profile"
@@ -254,11 +257,16 @@ class WizardScreen(Screen):
         cfg = plan.config
         title = STRATEGY_LABELS.get(cfg.strategy, cfg.strategy)
         per = plan.gpus_per_machine
-        title += (f" · {plan.machines} machines × {per} GPUs" if plan.machines > 1
-                  else f" · {per} GPU{'s' if per != 1 else ''}")
-        if not plan.box.here:
+        unit = "CPU rank" if plan.device == "cpu" else "GPU"
+        title += (f" · {plan.machines} machines × {per} {unit}s" if plan.machines > 1
+                  else f" · {per} {unit}{'s' if per != 1 else ''}")
+        panel.heading = ("Host memory (CPU ranks, gloo)" if plan.device == "cpu"
+                         else "Memory per GPU (GiB)")
+        if plan.device == "cpu" and cfg.strategy == "single":
+            title = "one process"
+        if plan.device != "cpu" and not plan.box.here:
             title += f" · planning for {plan.box.label}"
-        if plan.box.simulated:
+        if plan.box.simulated and plan.device != "cpu":
             title += " · simulated"
         panel.title = title
         panel.note = plan.differs(self._here()) or ""
@@ -275,6 +283,9 @@ class WizardScreen(Screen):
             panel.message = f"Cannot estimate: {exc}"
             panel.estimate = None
             return
+        if plan.device == "cpu":
+            self._show_cpu(result, panel)
+            return
         time, timed = plan.time(result)
         # suggestions that fit, fastest first (as the CLI ranks them); the number keys apply
         # the suggestion shown under that number
@@ -284,6 +295,30 @@ class WizardScreen(Screen):
         panel.time_lines = tuple(summary_lines(time, result.fits))
         panel.suggestion_times = tuple(time_vs_plan(ts, time) for ts in timed)
         panel.estimate = result
+
+    def _show_cpu(self, result, panel: MemoryPanel) -> None:
+        """A CPU plan (``device: cpu``): its ranks' tensors live in this machine's memory, as
+        preflight judges them; no GPU, no CUDA overhead, no GPU suggestions or GPU timings."""
+        n = self.plan.gpus_per_machine
+        per_rank = result.estimate.per_gpu.peak_allocated
+        need, ram = cpu_ranks_need(per_rank, n), host_memory()
+        text = Text()
+        if ram:
+            shown = verdict_of("fits" if need <= ram else "does not fit")
+            text.append(f" {shown.banner} ", style=f"reverse {shown.style}")
+            text.append(f" {format_bytes(need)} needed of {format_bytes(ram)} RAM on this "
+                        "machine\n")
+        else:
+            text.append(f"{format_bytes(need)} of host memory needed (RAM here: unknown)\n")
+        text.append(f"{n} CPU rank{'s' if n != 1 else ''} × {format_bytes(per_rank)} (the "
+                    "estimate's peak per rank)\n")
+        text.append("CPU ranks: no GPU and no CUDA overhead; no suggestions or time estimate "
+                    "(those are for GPUs).", style="bright_black")
+        self.result = dataclasses.replace(result, suggestions=())
+        panel.time_lines = ()
+        panel.suggestion_times = ()
+        panel.estimate = None
+        panel.message = text
 
     def _show_extras(self) -> None:
         """Settings a suggestion changed that have no field in the form (saved with the
