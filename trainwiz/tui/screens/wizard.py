@@ -10,6 +10,8 @@ the ``MemoryPanel``. Suggestions apply with one key, 1..9; Ctrl+S saves the plan
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -25,8 +27,8 @@ from trainwiz.hardware.presets import PRESETS
 from trainwiz.estimator.types import verdict_of
 from trainwiz.hardware.slurm import PartitionPlan, SlurmMissing, slurm_plans
 from trainwiz.launchers.checks import cpu_ranks_need, host_memory
-from trainwiz.plan import Box, Gpu, Plan, box_from_gpus, box_from_preset
-from trainwiz.profiles import ProfileExistsError, save_profile
+from trainwiz.plan import Box, Gpu, Plan, box_from_gpus, box_from_preset, stored_model
+from trainwiz.profiles import Profile, ProfileExistsError, find_profile, save_profile
 from trainwiz.profiles.store import check_name
 from trainwiz.tui.screens.confirm import ConfirmScreen
 from trainwiz.tui.screens.prompt import PromptScreen
@@ -48,6 +50,11 @@ def partition_box(part: PartitionPlan) -> Box:
     bf16 = float(preset.compute_capability) >= 8.0 if preset else None
     gpus = tuple(Gpu(i, name, part.gpu_memory, None, bf16) for i in range(part.gpus_per_node))
     return Box(gpus, f"Slurm partition {part.partition}", simulated=False, here=False)
+
+
+def _comment_lines(text: str) -> int:
+    """Lines of a YAML file with a comment (whole-line or after a value): what saving loses."""
+    return sum(bool(re.search(r"(^|\s)#", line)) for line in text.splitlines())
 
 
 def time_vs_plan(ts, now) -> str:
@@ -374,27 +381,74 @@ class WizardScreen(Screen):
         self.notify(f"Opened profile {profile.name}.", timeout=2)
 
     def build_profile(self, name: str):
-        return self.plan.to_profile(name)
+        """The plan as profile ``name``; a model path the opened profile gave relative stays as
+        the user wrote it while it names the same folder (to_profile makes a typed one
+        absolute, so the profile opens from anywhere)."""
+        profile = self.plan.to_profile(name)
+        base = self.plan.base
+        old = base.estimate.model if base is not None and base.estimate is not None else ""
+        if old and profile.estimate is not None and not old.startswith(("/", "~")) \
+                and old != profile.estimate.model and stored_model(old) == profile.estimate.model:
+            profile = dataclasses.replace(
+                profile, estimate=dataclasses.replace(profile.estimate, model=old))
+        return profile
+
+    def _needs_rendezvous(self) -> bool:
+        """A plan over several machines started here (not by Slurm) that a launch would refuse:
+        machine 0's address and port are not known yet."""
+        base = self.plan.base
+        return (self.plan.machines > 1 and self.plan.scheduler == "local"
+                and not (base is not None and base.main_address and base.main_port))
 
     def action_save(self, name: str = "", error: str = "") -> None:
         default = name or (self.plan.base.name if self.plan.base else "")
 
         def chosen(answer: str | None) -> None:
-            if answer:
-                base = self.plan.base
-                self._save(answer, force=bool(base and answer == base.name))
+            if answer and self._needs_rendezvous():
+                self._ask_rendezvous(answer)
+            elif answer:
+                self._save(answer)
 
         question = "Save the settings as profile:"
         self.app.push_screen(PromptScreen(question, default, placeholder="profile name",
                                           error=error), chosen)
 
+    def _ask_rendezvous(self, name: str, typed: str = "", error: str = "") -> None:
+        """Ask for machine 0's address and port (``host:port``) before saving a profile for
+        several machines: without them its launch is refused."""
+        base = self.plan.base
+        default = typed or (f"{base.main_address or ''}:{base.main_port or ''}".strip(":")
+                            if base is not None else "")
+
+        def answered(answer: str | None) -> None:
+            if not answer:
+                self.notify(f"Not saved: a {self.plan.machines}-machine profile needs machine "
+                            "0's address and port.", severity="warning", timeout=4)
+                return
+            host, _, port = answer.strip().rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                self._ask_rendezvous(name, answer, "give it as host:port, the port from 1 to "
+                                                   "65535 (e.g. node-0:29500)")
+                return
+            draft = self.plan.base or Profile(name="")
+            self.plan = dataclasses.replace(self.plan, base=dataclasses.replace(
+                draft, main_address=host.strip("[]"), main_port=int(port)))
+            self._save(name)
+
+        self.app.push_screen(PromptScreen(
+            f"Machine 0's address and a port every machine can reach, for this "
+            f"{self.plan.machines}-machine plan (host:port):", default,
+            placeholder="node-0:29500", error=error), answered)
+
     def _save(self, name: str, force: bool = False) -> None:
         try:
             check_name(name)
             profile = self.build_profile(name)
+            if not force and self._nothing_lost(name):
+                force = True  # the opened profile, no comment in it: saved back unasked
             path = save_profile(profile, force=force)
-        except ProfileExistsError:
-            self._ask_overwrite(name)
+        except ProfileExistsError as exc:
+            self._ask_overwrite(name, Path(exc.path))
             return
         except TrainwizError as exc:
             self.action_save(name, error=str(exc))  # ask again, with what was typed
@@ -402,11 +456,29 @@ class WizardScreen(Screen):
         self.plan = dataclasses.replace(self.plan, base=profile)
         self.notify(f"Saved profile {name} to {path}.", timeout=4)
 
-    def _ask_overwrite(self, name: str) -> None:
+    def _nothing_lost(self, name: str) -> bool:
+        """The file of profile ``name`` is the opened profile and has no comment: saving it
+        back loses nothing of the user's (every key is kept; a relative model stays so)."""
+        base = self.plan.base
+        found = find_profile(name) if base is not None and base.name == name else None
+        if found is None or found[1] != "user":
+            return False
+        try:
+            return _comment_lines(found[0].read_text(encoding="utf-8")) == 0
+        except OSError:
+            return False
+
+    def _ask_overwrite(self, name: str, path: Path) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
                 self._save(name, force=True)
 
-        self.app.push_screen(ConfirmScreen(f"A profile named {name!r} exists. Replace it?",
-                                           yes="Replace", no="Keep it"), answered)
-
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        comments = _comment_lines(text)
+        lost = (f" Its {comments} comment line{'s' if comments != 1 else ''} will be lost."
+                if comments else "")
+        self.app.push_screen(ConfirmScreen(f"Profile {name!r} exists ({path}). Replace it?"
+                                           f"{lost}", yes="Replace", no="Keep it"), answered)
