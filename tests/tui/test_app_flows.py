@@ -422,3 +422,28 @@ async def test_duplicating_onto_an_existing_profile_asks_not_use_force(make_app,
         await wait_for(pilot, lambda: target.read_text() == (folder / "llama-fsdp.yaml").read_text())
         toasts = " ".join(str(text_of(t)) for t in app.screen.query("Toast"))
         assert "--force" not in toasts
+
+
+async def test_the_micro_batch_is_not_only_a_power_of_two(make_app, isolated_env):
+    """The micro-batch offered 1, 2, 4, 8…: a batch of 3 or 6 (what fits between two powers of
+    two) could not be chosen. It is offered, priced and saved."""
+    from trainwiz.profiles import load_profile
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: app.screen.focused and app.screen.focused.id == "model")
+        await pilot.press(*"gpt2")
+        wizard = app.screen
+        await wait_for(pilot, lambda: wizard.model is not None)
+        await _choose(pilot, "batch", 3)
+        await wait_for(pilot, lambda: wizard.result is not None
+                       and wizard.result.estimate.config.batch_size == 3)
+        wizard.set_focus(None)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+        await pilot.press(*"batch3", "enter")
+        saved = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles" / "batch3.yaml"
+        await wait_for(pilot, saved.exists)
+        assert load_profile("batch3").estimate.batch_size == 3

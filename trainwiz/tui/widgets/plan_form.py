@@ -36,7 +36,9 @@ PRECISION_LABELS = {"bf16": "bf16 mixed", "fp16": "fp16 mixed", "fp32": "fp32 (n
                     "bf16-pure": "bf16 pure (no fp32 copy)"}
 ON_OFF = {False: "off", True: "on"}
 LOOP_LABELS = {"custom": "custom loop", "trainer": "HF Trainer"}  # estimator.LOOP_TEXT says more
-BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
+# every micro-batch up to 16 (3, 6, 12 are common where a power of two does not fit), then the
+# usual steps up to 512
+BATCHES = (*range(1, 17), 20, 24, 28, 32, 40, 48, 56, 64, 96, 128, 192, 256, 384, 512)
 SEQ_LENS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 ACCUMS = (1, 2, 4, 8, 16, 32, 64)
 MACHINES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
