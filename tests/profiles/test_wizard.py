@@ -177,7 +177,8 @@ def test_plain_wizard_asks_the_loop_and_offers_bf16_pure(isolated_env, tmp_path)
 
 def test_a_number_out_of_range_is_refused_with_the_range_never_changed(isolated_env, tmp_path):
     """9999 CPU ranks were saved as 1024 without a word: each number prompt refuses what a
-    profile may not hold, naming the range, and takes the answer typed next."""
+    profile may not hold, naming the range, and takes the answer typed next; the estimate of
+    CPU ranks is their host memory."""
     child = spawn(isolated_env, tmp_path, "--plain")  # no GPU here: CPU ranks
     answer(child, "Model", "gpt2\r")
     answer(child, "How many CPU ranks", "\x159999\r")
@@ -191,6 +192,8 @@ def test_a_number_out_of_range_is_refused_with_the_range_never_changed(isolated_
     answer(child, "Training loop" + ARROWS, "\r")
     answer(child, "Fine-tuning method" + ARROWS, "\r")
     answer(child, "Strategy" + ARROWS, "\r")
+    # a CPU plan is its ranks' host memory, not 'Memory per GPU … on 4 GPUs'
+    child.expect(r"Host memory: 4 CPU ranks × [0-9.]+ [MG]iB = [0-9.]+ [MG]iB of [0-9.]+ GiB RAM")
     answer(child, "several machines", "n")
     answer(child, "Profile name", "\x15cpu4\r")
     child.expect("Saved profile")

@@ -15,6 +15,7 @@ from trainwiz.estimator.adapters import resolve_targets
 from trainwiz.estimator.catalog import catalog_names
 from trainwiz.estimator.types import LOOP_TEXT, verdict_of
 from trainwiz.hardware import detect
+from trainwiz.launchers.checks import cpu_ranks_need, host_memory
 from trainwiz.plan import Plan, box_from_gpus, resolve_model
 from trainwiz.profiles import (
     Profile,
@@ -36,9 +37,19 @@ from trainwiz.units import format_bytes
 
 # --------------------------------------------------------------------------- estimate line
 
-def format_estimate(result) -> str:
-    """One line about a ``PlanEstimate``: per-GPU memory against the GPU with the least room."""
+def format_estimate(result, cpu_ranks: int | None = None) -> str:
+    """One line about a ``PlanEstimate``: per-GPU memory against the GPU with the least room;
+    with ``cpu_ranks`` (a CPU plan) the ranks' host memory against this machine's RAM, as
+    preflight compares them."""
     est = result.estimate
+    if cpu_ranks is not None:
+        per_rank = est.per_gpu.peak_allocated
+        need, ram = cpu_ranks_need(per_rank, cpu_ranks), host_memory()
+        line = (f"Host memory: {cpu_ranks} CPU rank{'s' if cpu_ranks != 1 else ''} × "
+                f"{format_bytes(per_rank)} = {format_bytes(need)}")
+        if not ram:
+            return line + " (RAM here: unknown)"
+        return line + f" of {format_bytes(ram)} RAM — {'fits' if need <= ram else 'does not fit'}"
     n = est.config.num_gpus
     line = f"Memory per GPU: {format_bytes(est.per_gpu.total)}"
     gpu = result.decisive
@@ -63,7 +74,8 @@ def plan_line(profile, detection) -> list[str]:
     plan = Plan.from_profile(profile, here)
     if not plan.model:
         return []
-    lines = [format_estimate(plan.estimate(resolve_model(plan.model))),
+    cpu = plan.gpus_per_machine if plan.device == "cpu" else None
+    lines = [format_estimate(plan.estimate(resolve_model(plan.model)), cpu),
              f"loop: {LOOP_TEXT[plan.config.loop]}"]
     differs = plan.differs(here)
     if differs:
@@ -178,6 +190,11 @@ def _wizard(args: argparse.Namespace) -> int:
     # 3. precision, batch, strategy ------------------------------------------------------------
     def show_estimate():
         if spec is None:
+            return None
+        if plan.device == "cpu":  # GPU suggestions do not apply to CPU ranks
+            line = format_estimate(plan.estimate(spec, suggestions=False), plan.gpus_per_machine)
+            show(line, verdict_of("does not fit" if line.endswith("does not fit")
+                                  else "fits").style)
             return None
         result = plan.estimate(spec)
         show(format_estimate(result), verdict_of(result.verdict).style)
