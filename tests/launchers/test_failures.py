@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import json
 
-from trainwiz.launchers.failures import is_oom, message_from_log, parse_failure_table, read_error_file
+from tests.launchers.helpers import launched_dir, wait_state, write_profile
+from trainwiz.launchers.failures import (
+    failure_summary,
+    is_oom,
+    message_from_log,
+    parse_failure_table,
+    printable,
+    read_error_file,
+)
+from trainwiz.launchers.records import Failure
 
 
 def test_parses_torchrun_child_failed_report(tmp_path):
@@ -43,3 +52,33 @@ def test_an_interpreter_crash_is_named_not_its_module_list():
             '  File "train.py", line 9 in <module>',
             "Extension modules: numpy._core._multiarray_umath, torch._C (total: 22)"]
     assert message_from_log(tail) == "Fatal Python error: Aborted"
+
+
+def test_a_failure_message_never_carries_terminal_control_characters():
+    """A rank that raised RuntimeError("... \\x1b[2J") blanked the screen showing its failure:
+    the summary keeps the words (and the brackets) and drops escape sequences whole."""
+    message = "RuntimeError: [/] [bold]boom[/bold] ünï \x1b[2J\x1b]0;pwned\x07\tend\x00\x9b1m"
+    line = failure_summary(Failure(rank=1, exit_code=1, oom=False, message=message))
+    assert line == "rank 1: RuntimeError: [/] [bold]boom[/bold] ünï end (exit code 1)"
+    assert printable("step 3 \x1b[32mloss\x1b[0m 2.1\r") == "step 3 loss 2.1 "
+    assert printable("plain [x] ünï") == "plain [x] ünï"
+
+
+def test_a_real_rank_raising_escape_codes_is_reported_without_them(run_cli, tmp_path):
+    """A real run: rank 1 raises RuntimeError("[/] [bold]boom[/bold] ünï \\x1b[2J"). `runs`
+    and `runs show` say the words, brackets and all, and write no escape to the terminal."""
+    script = tmp_path / "boom.py"
+    script.write_text("import os, time\n"
+                      "if os.environ.get('RANK') == '1':\n"
+                      "    raise RuntimeError('[/] [bold]boom[/bold] \\u00fcn\\u00ef \\x1b[2J')\n"
+                      "time.sleep(2)\n")
+    prof = write_profile(tmp_path)
+    out = run_cli("launch", "--detach", "--profile", str(prof), str(script))
+    assert out.returncode == 0, out.stderr
+    st = wait_state(launched_dir(out.stdout), ("failed", "succeeded"))
+    assert st["state"] == "failed" and "\x1b[2J" in st["failure"]["message"]  # as recorded
+    for cmd in (("runs",), ("runs", "show", st["id"])):
+        shown = run_cli(*cmd)
+        assert shown.returncode == 0, shown.stderr
+        assert "rank 1: RuntimeError: [/] [bold]boom[/bold] ünï" in " ".join(shown.stdout.split())
+        assert "\x1b" not in shown.stdout

@@ -118,3 +118,15 @@ def test_a_cpu_plan_that_would_swamp_this_machine_is_warned_about(run_cli, tmp_p
     fits = write_profile(tmp_path, "small", num_processes=1)
     quiet = run_cli("launch", "--print-commands", "--profile", str(fits), TRAIN_DDP)
     assert quiet.returncode == 0 and "warning" not in quiet.stdout
+
+
+def test_a_cpu_plan_needing_more_host_memory_than_there_is_is_not_launched_unasked(
+        run_cli, tmp_path, isolated_env):
+    """Host memory is judged as GPU memory is: more than the machine has is a question (exit 2
+    with --yes named), never a passing check with a warning beside it."""
+    prof = write_profile(tmp_path, num_processes=2,
+                         estimate={"model": "llama-3-70b", "batch_size": 1, "seq_len": 512})
+    out = run_cli("launch", "--profile", str(prof), TRAIN_DDP)
+    assert out.returncode == 2, out.stdout
+    assert "of host memory needed" in out.stderr and "--yes" in out.stderr
+    assert _no_runs(isolated_env)

@@ -95,7 +95,7 @@ def test_profile_slurm_section_is_validated_with_file_key_and_allowed_values():
                                      "sbatch_args": ["exclusive"]}},
                           source="p.yaml", name="p")
     text = str(err.value)
-    assert "key 'slurm.nodes' must be at least 1, not 0" in text
+    assert "key 'slurm.nodes' must be from 1 to 4096, not 0" in text
     assert "key 'slurm.time': 'ten hours' is not a Slurm time limit" in text
     assert "unknown key 'slurm.partiton' (did you mean 'partition'?)" in text
     assert "key 'slurm.sbatch_args': 'exclusive' is not an sbatch option" in text

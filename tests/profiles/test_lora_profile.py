@@ -53,7 +53,7 @@ def test_a_lora_profile_keeps_rank_and_targets_in_the_file():
 @pytest.mark.parametrize("text,message", [
     (QLORA.replace("mixed_precision: bf16\n", ""),
      "key 'mixed_precision': QLoRA computes in bf16 or fp16"),
-    (QLORA.replace("rank: 16", "rank: 0"), "p.yaml:6: key 'estimate.lora.rank' must be at least 1"),
+    (QLORA.replace("rank: 16", "rank: 0"), "p.yaml:6: key 'estimate.lora.rank' must be from 1 to 4096"),
     (QLORA.replace("dropout: 0.05", "dropout: 2"), "key 'estimate.lora.dropout' must be from 0"),
     (QLORA.replace("type: nf4", "type: int8"),
      "p.yaml:7: key 'estimate.quantization.type': 'int8' is not allowed; allowed: nf4, fp4"),

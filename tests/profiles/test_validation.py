@@ -128,3 +128,23 @@ def test_a_section_left_empty_means_its_defaults(tmp_path):
     p = _load(tmp_path, "strategy: fsdp\nfsdp:\n#  version: 1\nestimate:\n")
     assert p.fsdp.version == 2 and p.estimate is None
     assert "key 'fsdp' must be a mapping" in _error(tmp_path, "strategy: fsdp\nfsdp: 3\n")
+
+
+def test_absurd_counts_are_refused_with_the_allowed_range(tmp_path):
+    """num_processes 1e12 imported fine and preflight wanted 53 billion TiB of host memory;
+    batch 1e20 showed 421595718383789080576.0 GiB in the wizard. Each is refused at load with
+    its line, its key and the range allowed, all at once."""
+    msg = _error(tmp_path, "strategy: ddp\ndevice: cpu\nnum_processes: 1000000000000\n"
+                           "num_machines: 100000\nestimate:\n  model: gpt2\n"
+                           "  batch_size: 100000000000000000000\n  seq_len: 10000000\n"
+                           "  grad_accum: 1000000000\n  lora:\n    rank: 100000\n")
+    for line, key, allowed in ((3, "num_processes", "from 1 to 1024"),
+                               (4, "num_machines", "from 1 to 4096"),
+                               (7, "estimate.batch_size", "from 1 to 65536"),
+                               (8, "estimate.seq_len", "from 1 to 524288"),
+                               (9, "estimate.grad_accum", "from 1 to 65536"),
+                               (11, "estimate.lora.rank", "from 1 to 4096")):
+        assert f"p.yaml:{line}: key '{key}' must be {allowed}" in msg, (key, msg)
+    ok = _load(tmp_path, "strategy: ddp\ndevice: cpu\nnum_processes: 1024\n"
+                         "estimate:\n  model: gpt2\n  batch_size: 65536\n", name="ok.yaml")
+    assert ok.num_processes == 1024 and ok.estimate.batch_size == 65536

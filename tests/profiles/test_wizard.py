@@ -173,3 +173,50 @@ def test_plain_wizard_asks_the_loop_and_offers_bf16_pure(isolated_env, tmp_path)
         "estimate": {"model": "llama-3.2-1b", "batch_size": 4, "loop": "trainer"},
         "hardware": {"gpu": "NVIDIA H100 80GB HBM3", "gpu_memory": 85520809984,
                      "simulated": True}}
+
+
+def test_a_number_out_of_range_is_refused_with_the_range_never_changed(isolated_env, tmp_path):
+    """9999 CPU ranks were saved as 1024 without a word: each number prompt refuses what a
+    profile may not hold, naming the range, and takes the answer typed next; the estimate of
+    CPU ranks is their host memory."""
+    child = spawn(isolated_env, tmp_path, "--plain")  # no GPU here: CPU ranks
+    answer(child, "Model", "gpt2\r")
+    answer(child, "How many CPU ranks", "\x159999\r")
+    child.expect("a whole number from 1 to 1,024")
+    child.send("\x154\r")
+    answer(child, "Mixed precision" + ARROWS, "\r")
+    answer(child, "Micro-batch size per GPU", "\x15100000000000000000000\r")
+    child.expect("a whole number from 1 to 65,536")
+    child.send("\x152\r")
+    answer(child, "Sequence length", "\r")
+    answer(child, "Training loop" + ARROWS, "\r")
+    answer(child, "Fine-tuning method" + ARROWS, "\r")
+    answer(child, "Strategy" + ARROWS, "\r")
+    # a CPU plan is its ranks' host memory, not 'Memory per GPU … on 4 GPUs'
+    child.expect(r"Host memory: 4 CPU ranks × [0-9.]+ [MG]iB = [0-9.]+ [MG]iB of [0-9.]+ GiB RAM")
+    answer(child, "several machines", "n")
+    answer(child, "Profile name", "\x15cpu4\r")
+    child.expect("Saved profile")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    saved = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles" / "cpu4.yaml"
+    data = yaml.safe_load(saved.read_text())
+    assert data["num_processes"] == 4 and data["estimate"]["batch_size"] == 2
+
+
+def test_the_change_menu_says_what_each_change_changes(isolated_env, tmp_path):
+    """'5) change of method → 14.1 GiB' hid which method: the line names it."""
+    child = spawn(isolated_env, tmp_path, "--plain", "--simulate", "1x4090")
+    answer(child, "Model", "llama-3-8b\r")
+    answer(child, "Mixed precision" + ARROWS, "\r")
+    answer(child, "Micro-batch size per GPU", "\r")
+    answer(child, "Sequence length", "\r")
+    answer(child, "Training loop" + ARROWS, "\r")
+    answer(child, "Fine-tuning method" + ARROWS, "\r")
+    answer(child, "Strategy" + ARROWS, "\r")
+    child.expect(r"does not fit\. Change" + ARROWS)
+    child.expect(r"method → QLoRA r16 all-linear: [0-9.]+ GiB per GPU")
+    child.sendcontrol("c")
+    child.expect(pexpect.EOF)
+    child.close()

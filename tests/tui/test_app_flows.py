@@ -387,3 +387,63 @@ async def test_launch_warns_when_the_estimate_does_not_fit(make_app, isolated_en
         await wait_for(pilot, lambda: "GiB per GPU" in status(), timeout=30)
         assert "Press Launch again to launch anyway" in status()
         assert app.current_mode == "launch"  # nothing launched
+
+
+async def test_duplicating_onto_an_existing_profile_asks_not_use_force(make_app, isolated_env):
+    """The toast said '… already exists; use --force to overwrite it': a CLI flag the app has
+    no place for. The app asks instead, and keeps the file unless told to replace it."""
+    from tests.tui.fixtures import write_profiles
+    from trainwiz.tui.screens.confirm import ConfirmScreen
+
+    folder = write_profiles(Path(isolated_env["XDG_CONFIG_HOME"]))
+    target = folder / "cpu-ddp.yaml"
+    before = target.read_text()
+    app = make_app()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.press("p")
+        profiles = app.screen
+        table = profiles.query_one("DataTable")
+        await wait_for(pilot, lambda: table.row_count == 3)
+        names = [str(table.get_row_at(i)[0]) for i in range(3)]
+        for answer in ("n", "y"):
+            table.focus()
+            table.move_cursor(row=names.index("llama-fsdp"))
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+            app.screen.query_one("#prompt-input").value = "cpu-ddp"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            assert f"{target} exists. Replace it?" in app.screen.question
+            await pilot.press(answer)
+            await wait_for(pilot, lambda: app.screen is profiles)
+            if answer == "n":
+                await pilot.pause(0.2)
+                assert target.read_text() == before
+        await wait_for(pilot, lambda: target.read_text() == (folder / "llama-fsdp.yaml").read_text())
+        toasts = " ".join(str(text_of(t)) for t in app.screen.query("Toast"))
+        assert "--force" not in toasts
+
+
+async def test_the_micro_batch_is_not_only_a_power_of_two(make_app, isolated_env):
+    """The micro-batch offered 1, 2, 4, 8…: a batch of 3 or 6 (what fits between two powers of
+    two) could not be chosen. It is offered, priced and saved."""
+    from trainwiz.profiles import load_profile
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: app.screen.focused and app.screen.focused.id == "model")
+        await pilot.press(*"gpt2")
+        wizard = app.screen
+        await wait_for(pilot, lambda: wizard.model is not None)
+        await _choose(pilot, "batch", 3)
+        await wait_for(pilot, lambda: wizard.result is not None
+                       and wizard.result.estimate.config.batch_size == 3)
+        wizard.set_focus(None)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.query("#prompt-input"))
+        await pilot.press(*"batch3", "enter")
+        saved = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles" / "batch3.yaml"
+        await wait_for(pilot, saved.exists)
+        assert load_profile("batch3").estimate.batch_size == 3

@@ -131,3 +131,31 @@ async def test_hostile_text_in_notifications_dialogs_and_launch(make_app):
         await pilot.pause(0.1)
         assert "pair.cc:534]" in text_of(launch.query_one("#launch-status"))
         assert app.is_running
+
+
+async def test_control_characters_in_a_failure_and_a_log_never_reach_the_terminal(
+        make_app, isolated_env):
+    """Rank 1 raised RuntimeError("[/] [bold]boom[/bold] ünï \\x1b[2J") and logged coloured
+    lines: the monitor's failure line and the rank's log show the words, brackets and all,
+    and no escape sequence (an ESC written to the terminal cleared the whole screen)."""
+    from textual.widgets import Log
+
+    from trainwiz.launchers.rundir import Failure, read_status, save_status
+
+    run_dir = write_failed_run(Path(isolated_env["XDG_STATE_HOME"]))
+    status = read_status(run_dir, check_alive=False)
+    boom = "RuntimeError: [/] [bold]boom[/bold] ünï \x1b[2J"
+    status.failure = Failure(rank=1, exit_code=1, oom=False, message=boom)
+    save_status(run_dir, status)
+    log = run_dir / "torchrun" / "snap" / "attempt_0" / "1" / "stdout.log"
+    log.write_text(f"step 1 \x1b[32mloss\x1b[0m 2.29\x07\n{boom}\n")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        app.open_monitor(run_dir)
+        await wait_for(pilot, lambda: getattr(app.screen, "status", None) is not None)
+        rank_log = app.screen.query_one("#rank-log", Log)
+        await wait_for(pilot, lambda: any("boom" in line for line in rank_log.lines))
+        shown = _screen_text(app.screen) + "\n".join(rank_log.lines)
+        assert "[/] [bold]boom[/bold] ünï" in shown and "step 1 loss 2.29" in shown
+        assert not any(ch in shown for ch in "\x1b\x07\ufffd")

@@ -92,3 +92,27 @@ async def test_a_profile_chosen_after_a_file_is_the_one_launched(make_app, stopp
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: started, timeout=60)
         assert [name for name, _ in started] == ["cpu-a"]
+
+
+async def test_check_never_says_all_passed_for_a_plan_bigger_than_this_machine(
+        make_app, stopped_launches):
+    """A CPU plan needing more host memory than there is showed '✓ all checks passed' with the
+    warning beside it: it is a question now, as GPU memory is, and Launch asks again."""
+    folder, started = stopped_launches
+    (folder / "huge.yaml").write_text("version: 1\nstrategy: ddp\ndevice: cpu\nnum_processes: 2\n"
+                                      "estimate: {model: llama-3-70b, seq_len: 512}\n")
+    app = make_app("2xH100-80GB")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.gpus)
+        await pilot.press("l")
+        launch = app.screen
+        status = lambda: " ".join(text_of(launch.query_one("#launch-status")).split())  # noqa: E731
+        await wait_for(pilot, lambda: "huge" in launch.profiles)
+        launch.query_one("#launch-profile").value = "huge"
+        launch.query_one("#launch-script").value = "examples/train_ddp.py"
+        launch.query_one("#launch-python").value = sys.executable
+        launch.set_focus(None)
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: "host memory needed" in status(), timeout=60)
+        assert "all checks passed" not in status() and "Launch again" in status()
+        assert not started

@@ -7,6 +7,7 @@ and the memory estimate is shown as soon as the model, the strategy and the batc
 from __future__ import annotations
 
 import argparse
+import re
 
 from trainwiz.cli import simulate_spec
 from trainwiz.errors import TrainwizError, UsageError
@@ -14,6 +15,7 @@ from trainwiz.estimator.adapters import resolve_targets
 from trainwiz.estimator.catalog import catalog_names
 from trainwiz.estimator.types import FSDP_SHARDINGS, LOOP_TEXT, verdict_of
 from trainwiz.hardware import detect
+from trainwiz.launchers.checks import cpu_ranks_need, host_memory
 from trainwiz.plan import Plan, box_from_gpus, resolve_model
 from trainwiz.profiles import (
     Profile,
@@ -22,15 +24,32 @@ from trainwiz.profiles import (
     save_profile,
     validate_profile,
 )
+from trainwiz.profiles.schema import (
+    MAX_BATCH,
+    MAX_LORA_RANK,
+    MAX_MACHINES,
+    MAX_PROCESSES,
+    MAX_SEQ_LEN,
+)
 from trainwiz.profiles.store import check_name
 from trainwiz.units import format_bytes
 
 
 # --------------------------------------------------------------------------- estimate line
 
-def format_estimate(result) -> str:
-    """One line about a ``PlanEstimate``: per-GPU memory against the GPU with the least room."""
+def format_estimate(result, cpu_ranks: int | None = None) -> str:
+    """One line about a ``PlanEstimate``: per-GPU memory against the GPU with the least room;
+    with ``cpu_ranks`` (a CPU plan) the ranks' host memory against this machine's RAM, as
+    preflight compares them."""
     est = result.estimate
+    if cpu_ranks is not None:
+        per_rank = est.per_gpu.peak_allocated
+        need, ram = cpu_ranks_need(per_rank, cpu_ranks), host_memory()
+        line = (f"Host memory: {cpu_ranks} CPU rank{'s' if cpu_ranks != 1 else ''} × "
+                f"{format_bytes(per_rank)} = {format_bytes(need)}")
+        if not ram:
+            return line + " (RAM here: unknown)"
+        return line + f" of {format_bytes(ram)} RAM — {'fits' if need <= ram else 'does not fit'}"
     n = est.config.num_gpus
     line = f"Memory per GPU: {format_bytes(est.per_gpu.total)}"
     gpu = result.decisive
@@ -55,7 +74,8 @@ def plan_line(profile, detection) -> list[str]:
     plan = Plan.from_profile(profile, here)
     if not plan.model:
         return []
-    lines = [format_estimate(plan.estimate(resolve_model(plan.model))),
+    cpu = plan.gpus_per_machine if plan.device == "cpu" else None
+    lines = [format_estimate(plan.estimate(resolve_model(plan.model)), cpu),
              f"loop: {LOOP_TEXT[plan.config.loop]}"]
     differs = plan.differs(here)
     if differs:
@@ -163,14 +183,18 @@ def _wizard(args: argparse.Namespace) -> int:
             plan = plan.with_changes({"gpu_ids": sorted(picked)})
     if not gpus:
         ranks = int(_ask(questionary.text(
-            "How many CPU ranks?", default="2",
-            validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+            "How many CPU ranks?", default="2", validate=_whole(1, MAX_PROCESSES))))
         plan = plan.with_changes({"strategy": "ddp" if ranks > 1 else "single",
                                   "gpus_per_machine": ranks})
 
     # 3. precision, batch, strategy ------------------------------------------------------------
     def show_estimate():
         if spec is None:
+            return None
+        if plan.device == "cpu":  # GPU suggestions do not apply to CPU ranks
+            line = format_estimate(plan.estimate(spec, suggestions=False), plan.gpus_per_machine)
+            show(line, verdict_of("does not fit" if line.endswith("does not fit")
+                                  else "fits").style)
             return None
         result = plan.estimate(spec)
         show(format_estimate(result), verdict_of(result.verdict).style)
@@ -199,11 +223,9 @@ def _wizard(args: argparse.Namespace) -> int:
     if spec is not None:
         seq_default = min(2048, spec.max_position or 2048)
         batch = int(_ask(questionary.text(
-            "Micro-batch size per GPU:", default="1",
-            validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+            "Micro-batch size per GPU:", default="1", validate=_whole(1, MAX_BATCH))))
         seq_len = int(_ask(questionary.text(
-            "Sequence length:", default=str(seq_default),
-            validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+            "Sequence length:", default=str(seq_default), validate=_whole(1, MAX_SEQ_LEN))))
         plan = plan.with_changes({"batch_size": batch, "seq_len": seq_len})
         loop = _ask(_select("Training loop:", [
             Choice("custom  — keeps the model outputs through backward (accelerate's examples, "
@@ -221,7 +243,7 @@ def _wizard(args: argparse.Namespace) -> int:
         if method != "full":
             changes["lora_rank"] = int(_ask(questionary.text(
                 "LoRA rank:", default=str(plan.config.lora_rank),
-                validate=lambda t: t.isdigit() and int(t) >= 1 or "a whole number, 1 or more")))
+                validate=_whole(1, MAX_LORA_RANK))))
             changes["lora_targets"] = _ask(questionary.text(
                 "LoRA target modules (all-linear, or names such as q_proj,v_proj):",
                 default=plan.config.lora_targets,
@@ -269,7 +291,7 @@ def _wizard(args: argparse.Namespace) -> int:
     # When it does not fit, offer the estimator's suggestions: each one applies to the plan
     # (more GPUs than a machine has means more machines; a subset of GPUs means GPU ids).
     while result is not None and result.fits is False and result.suggestions:
-        options = [Choice(f"{_short_note(s.note)} → {format_bytes(s.total)}"
+        options = [Choice(f"{_short_note(s.note)}: {format_bytes(s.total)} per GPU"
                           + (" (slower)" if s.slower else ""), value=s)
                    for s in result.suggestions]
         options.append(Choice("keep these settings", value="keep", shortcut_key="k"))
@@ -284,7 +306,7 @@ def _wizard(args: argparse.Namespace) -> int:
             "Will this run span several machines?", default=plan.machines > 1)):
         machines = int(_ask(questionary.text(
             "How many machines?", default=str(max(plan.machines, 2)),
-            validate=lambda t: t.isdigit() and int(t) >= 2 or "2 or more")))
+            validate=_whole(2, MAX_MACHINES))))
         plan = plan.with_changes({"machines": machines})
         address = _ask(questionary.text(
             "Address of machine 0 (host name or IP; empty: give it before launching):")).strip()
@@ -345,8 +367,24 @@ def _targets_ok(spec, text: str) -> bool | str:
     return True
 
 
+def _whole(lo: int, hi: int):
+    """A prompt's check for a whole number from ``lo`` to ``hi`` (the profile's own bounds):
+    anything else is refused with the range, never changed to fit."""
+    def check(text: str) -> bool | str:
+        t = text.strip()
+        return (t.isdigit() and lo <= int(t) <= hi) or f"a whole number from {lo:,} to {hi:,}"
+    return check
+
+
 def _short_note(note: str) -> str:
-    return note.split(": ")[0]
+    """A suggestion as a menu line says what it changes: 'change of method: QLoRA r16
+    all-linear (…)' reads 'method → QLoRA r16 all-linear'; a combined change keeps each part;
+    what it saves is left out (the size follows)."""
+    note = re.sub(r": saves [^:]*$", "", note)
+    m = re.match(r"change of (\w+): (.+)", note)
+    if m:
+        return f"{m.group(1)} → {m.group(2).split(' (')[0]}"
+    return note
 
 
 def _name_ok(text: str, check_name) -> bool | str:

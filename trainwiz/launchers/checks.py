@@ -150,19 +150,44 @@ def _check_cores(profile, nproc: int) -> list[str]:
     return []
 
 
-def _check_host(profile, nproc: int, est_host: int | None = None, what: str = "", *,
-                host: tuple[int | None, str] | None = None) -> list[str]:
-    """A warning when the estimate needs more host memory than this machine has (or ``host``:
-    (bytes, which machine), e.g. a Slurm partition's node), saying what it compared."""
-    notes = []
+def _host_over(est_host: int | None, what: str, *,
+               host: tuple[int | None, str] | None = None) -> str | None:
+    """What is wrong when the estimate needs more host memory than this machine has (or
+    ``host``: (bytes, which machine), e.g. a Slurm partition's node), saying what it compared;
+    None when it fits or nothing is known."""
     total, machine = host if host is not None else (None, "this machine")
-    if est_host:
-        if host is None:
-            total = psutil.virtual_memory().total
-        if total and est_host > total:
-            notes.append(f"warning: about {format_bytes(est_host)} of host memory needed "
-                         f"({what}) but {machine} has {format_bytes(total)} of RAM")
-    return notes
+    if not est_host:
+        return None
+    if host is None:
+        total = host_memory()
+    if total and est_host > total:
+        return (f"about {format_bytes(est_host)} of host memory needed ({what}) but {machine} "
+                f"has {format_bytes(total)} of RAM")
+    return None
+
+
+def host_memory() -> int | None:
+    """This machine's RAM in bytes (what CPU ranks and loading the weights share)."""
+    return psutil.virtual_memory().total or None
+
+
+def cpu_ranks_need(peak_per_rank: int, nproc: int) -> int:
+    """Host memory CPU ranks need: each holds its own tensors (the estimate's peak per rank;
+    no CUDA context, no allocator cache), the same figure preflight and the wizard compare."""
+    return nproc * peak_per_rank
+
+
+def _over(msg: str, yes: bool | None, confirm) -> list[str]:
+    """A plan that needs more memory than there is: a warning when only reporting (``yes``
+    None) or told to go on, else the user confirms or nothing starts (never "checks passed")."""
+    if yes is None:  # only reporting (--print-commands): nothing is launched
+        return [f"warning: {msg}"]
+    if yes:
+        return [f"warning: {msg} (launching anyway: --yes)"]
+    if confirm is not None and confirm(f"{msg}. Launch anyway?"):
+        return [f"warning: {msg} (launching anyway)"]
+    raise NeedsConfirmation(f"{msg}; free memory, change the profile, or pass --yes to launch "
+                            "anyway")
 
 
 def check_fit(profile, gpus, nproc: int, yes: bool, confirm, *,
@@ -184,28 +209,24 @@ def check_fit(profile, gpus, nproc: int, yes: bool, confirm, *,
     est = estimate(model, config, gpu_memory=min(totals) if totals else None,
                    gpu_free=min(frees)[0] if frees else None, suggestions=False)
     if profile.device == "cpu":  # the ranks' tensors live in host memory
-        return _check_host(profile, nproc, nproc * est.per_gpu.peak_allocated,
-                           f"{nproc} CPU rank(s) × {format_bytes(est.per_gpu.peak_allocated)} "
-                           "(the estimate's peak per rank)", host=host)
-    host = _check_host(profile, nproc, est.host_ram,
-                       "the estimate's host RAM (loading the weights, CPU offload)", host=host)
+        msg = _host_over(cpu_ranks_need(est.per_gpu.peak_allocated, nproc),
+                         f"{nproc} CPU rank(s) × {format_bytes(est.per_gpu.peak_allocated)} "
+                         "(the estimate's peak per rank)", host=host)
+        return _over(msg, yes, confirm) if msg else []
+    msg = _host_over(est.host_ram, "the estimate's host RAM (loading the weights, CPU offload)",
+                     host=host)
+    # a warning, not a question: loading is a passing peak (mmap, swap); the GPUs are judged next
+    notes = [f"warning: {msg}"] if msg else []
     need = est.per_gpu.total
     if not frees:
-        return host
+        return notes
     free, gpu = min(frees)
     if need <= free:
-        return host + [f"memory check: {format_bytes(need)} per GPU estimated, "
-                       f"{format_bytes(free)} free on the fullest GPU"]
+        return notes + [f"memory check: {format_bytes(need)} per GPU estimated, "
+                        f"{format_bytes(free)} free on the fullest GPU"]
     msg = (f"the estimate for {model_str} needs {format_bytes(need)} per GPU but GPU {gpu} has "
            f"only {format_bytes(free)} free now")
-    if yes is None:  # only reporting (--print-commands): nothing is launched
-        return host + [f"warning: {msg}"]
-    if yes:
-        return host + [f"warning: {msg} (launching anyway: --yes)"]
-    if confirm is not None and confirm(f"{msg}. Launch anyway?"):
-        return host + [f"warning: {msg} (launching anyway)"]
-    raise NeedsConfirmation(f"{msg}; free memory, change the profile, or pass --yes to launch "
-                            "anyway")
+    return notes + _over(msg, yes, confirm)
 
 
 def resolve_script_and_python(profile, script: str | None = None,

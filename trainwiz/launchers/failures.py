@@ -20,6 +20,13 @@ OOM_PATTERNS = re.compile(
     re.IGNORECASE,
 )
 MAX_ERROR_FILE = 4 * 1024 * 1024  # torch's error files are a few KiB; a larger one is not read
+# Terminal escape sequences (CSI "\x1b[2J", OSC "\x1b]0;title\x07", two-byte "\x1bc") as a
+# whole, then any control character left (C0 but tab, DEL, C1): a log line or a failure message
+# must not clear, recolour or retitle the terminal it is shown in.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+                      r"|\x1b[ -/]*[0-~]|\x9b[0-?]*[ -/]*[@-~]")
+_SPACES = re.compile(r"[\t\n\v\f\r]")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure)[\w]*)(:.*)?$")
 
 
@@ -32,6 +39,16 @@ class TableEntry:
     error_file: str | None
     message: str
     root: bool = False
+
+
+def printable(text: str) -> str:
+    """``text`` from outside (a log line, a failure message) as it may be shown on a terminal:
+    escape sequences removed whole, a tab or line break as a space, other control characters
+    removed. The one place the app and the CLI clean such text (markup is handled by showing
+    it as Text)."""
+    if text.isprintable():
+        return text
+    return _CONTROLS.sub("", _SPACES.sub(" ", _ESCAPES.sub("", text)))
 
 
 def is_oom(text: str | None) -> bool:
@@ -165,10 +182,11 @@ def failure_summary(failure) -> str:
     the exit code or signal and whether it ran out of memory, each only when recorded (never a
     made-up one). A record read from disk is text from outside: show it as text, never markup."""
     if failure.rank is not None:
-        who = f"rank {failure.rank}" + (f" on {failure.node}" if failure.node else "")
+        who = f"rank {failure.rank}" + (f" on {printable(str(failure.node))}"
+                                        if failure.node else "")
     else:
         who = "launcher"
-    message = " ".join(str(failure.message or "").split())
+    message = " ".join(printable(str(failure.message or "")).split())
     details = []
     code = exit_text(failure.exit_code)
     if code is not None and (code.startswith("exit") or code not in message):

@@ -41,6 +41,14 @@ QUANT_COMPUTE_DTYPES = ("bf16", "fp16")
 SCHEDULERS = ("local", "slurm")
 FSDP_VERSIONS = (1, 2)
 _PLANNED = "the planned hardware names the GPU and its memory in bytes"
+# What a plan can ask for at most: far beyond any real run, well below what turns the estimate
+# into nonsense (num_processes 1e12 wanted 53 billion TiB of host memory). The wizard's prompts
+# take the same bounds from these fields.
+MAX_PROCESSES = 1024  # ranks per machine (CPU ranks: no GPU count limits them)
+MAX_MACHINES = 4096
+MAX_BATCH = 65536  # per GPU micro-batch; grad accumulation steps too
+MAX_SEQ_LEN = 524288
+MAX_LORA_RANK = 4096
 
 
 @dataclass
@@ -66,7 +74,7 @@ class FsdpOptions:
 class LoraOptions:
     """PEFT LoraConfig: adapter rank, scaling (alpha), dropout and the modules that get one."""
 
-    rank: int = option(16, minimum=1, always=True)
+    rank: int = option(16, minimum=1, maximum=MAX_LORA_RANK, always=True)
     # PEFT's all-linear, or a comma list of module names
     targets: str = option("all-linear", always=True)
     alpha: float | None = option(None, minimum=0)  # None: 2 x rank
@@ -88,19 +96,19 @@ class EstimateInputs:
 
     model: str = option(help="the estimate needs a model (catalog name, Hugging Face folder, "
                              "config.json or params:N)")
-    batch_size: int = option(1, minimum=1)  # per GPU micro-batch
-    seq_len: int = option(2048, minimum=1)
+    batch_size: int = option(1, minimum=1, maximum=MAX_BATCH)  # per GPU micro-batch
+    seq_len: int = option(2048, minimum=1, maximum=MAX_SEQ_LEN)
     optimizer: str = option("adamw", choices=OPTIMIZERS)
     fused_optimizer: bool = False  # the script uses a fused optimizer kernel (no foreach temporaries)
-    grad_accum: int = option(1, minimum=1)
+    grad_accum: int = option(1, minimum=1, maximum=MAX_BATCH)
     activation_checkpointing: bool = False
     attention: str = option("sdpa", choices=ATTENTIONS)
     # custom: outputs kept through backward; trainer: dropped (HF Trainer)
     loop: str = option("custom", choices=LOOPS)
     # For the time estimate: the training length (one of the two) and the network between
     # machines ("400Gbps"), needed when num_machines > 1.
-    tokens: int | None = option(None, kind="count", minimum=1)
-    steps: int | None = option(None, kind="count", minimum=1)
+    tokens: int | None = option(None, kind="count", minimum=1, maximum=10**15)
+    steps: int | None = option(None, kind="count", minimum=1, maximum=10**12)
     network: str | None = None
     method: str = option("full", choices=METHODS)  # full | lora | qlora
     lora: LoraOptions | None = None  # lora/qlora: None means LoraOptions() defaults
@@ -123,7 +131,7 @@ class PlannedHardware:
     # the GPU model, e.g. "NVIDIA H100 80GB HBM3" (the smallest one on a mixed box)
     gpu: str = option(help=_PLANNED)
     gpu_memory: int = option(minimum=1, help=_PLANNED)  # bytes per GPU (of the smallest GPU used)
-    gpus_per_machine: int = option(1, minimum=1)
+    gpus_per_machine: int = option(1, minimum=1, maximum=MAX_PROCESSES)
     simulated: bool = False  # planned against a simulated box or a preset, not measured
 
 
@@ -132,7 +140,7 @@ class SlurmOptions:
     """How a ``scheduler: slurm`` profile is submitted: one sbatch job, one task per node."""
 
     partition: str | None = None  # None: the cluster's default partition
-    nodes: int = option(1, minimum=1)
+    nodes: int = option(1, minimum=1, maximum=MAX_MACHINES)
     time: str | None = None  # Slurm's time limit format: "90", "4:00:00", "2-00:00:00"
     account: str | None = None
     qos: str | None = None
@@ -150,9 +158,10 @@ class Profile:
     mixed_precision: str = option("no", choices=MIXED_PRECISIONS)
     device: str = option("cuda", choices=DEVICES)  # "cpu": gloo ranks, no GPU needed
     gpu_ids: list[int] | None = None  # None: all GPUs of this machine
-    num_processes: int | None = option(None, minimum=1)  # per machine; None: one per GPU
-    num_machines: int = option(1, minimum=1)
-    machine_rank: int = option(0, minimum=0)
+    # per machine; None: one per GPU
+    num_processes: int | None = option(None, minimum=1, maximum=MAX_PROCESSES)
+    num_machines: int = option(1, minimum=1, maximum=MAX_MACHINES)
+    machine_rank: int = option(0, minimum=0, maximum=MAX_MACHINES - 1)
     main_address: str | None = None
     # None: a free port is chosen at launch
     main_port: int | None = option(None, minimum=1, maximum=65535)

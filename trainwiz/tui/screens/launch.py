@@ -236,7 +236,10 @@ class LaunchScreen(Screen):
             if not launch:
                 # Launch reuses this check while the form is unchanged: the port it names is
                 # the port torchrun gets
-                self.post_message(PreflightDone(notes=["all checks passed", *pre.notes,
+                warned = sum(note.startswith("warning") for note in pre.notes)
+                head = (f"warning: {warned} warning{'s' if warned > 1 else ''} below; the other "
+                        "checks passed" if warned else "all checks passed")
+                self.post_message(PreflightDone(notes=[head, *pre.notes,
                                                        f"{pre.nproc} processes"
                                                        + (f", port {pre.port}" if pre.port
                                                           is not None else "")],

@@ -33,7 +33,7 @@ from trainwiz.errors import TrainwizError
 from trainwiz.estimator.catalog import model_from_params, resolve_model
 from trainwiz.estimator.fit import estimate
 from trainwiz.launchers import slurm_jobs, stop_run
-from trainwiz.launchers.failures import failure_summary
+from trainwiz.launchers.failures import failure_summary, printable
 from trainwiz.launchers.rundir import rank_log_paths, read_samples, read_status
 from trainwiz.launchers.runinfo import (
     Follower,
@@ -165,8 +165,9 @@ def _plain(value):
 
 class LogLines:
     """A rank's log followed from where the last read stopped, as display lines: a line
-    redrawn with ``\\r`` (a progress bar) shows as its last drawing. ``output.log`` (stdout and
-    stderr in the order written) when the run has it, else stdout.log and stderr.log."""
+    redrawn with ``\\r`` (a progress bar) shows as its last drawing, without escape sequences
+    or control characters (``printable``). ``output.log`` (stdout and stderr in the order
+    written) when the run has it, else stdout.log and stderr.log."""
 
     def __init__(self, folder: Path | None) -> None:
         chosen = rank_logs(folder) if folder is not None else {}
@@ -185,7 +186,7 @@ class LogLines:
             self.partial[i] = pieces.pop()
             for piece in pieces:
                 drawn = [p for p in piece.split("\r") if p.strip()]
-                out.append(drawn[-1] if drawn else "")
+                out.append(printable(drawn[-1]) if drawn else "")  # no ESC reaches the terminal
         return out
 
 

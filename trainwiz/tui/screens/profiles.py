@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from trainwiz.profiles import (
+    ProfileExistsError,
     ProfileStore,
     accelerate_config_text,
     accelerate_export_notes,
@@ -43,12 +44,17 @@ class ProfilesLoaded(Message):
 
 
 class ProfileActionDone(Message):
-    """A file operation (delete, duplicate, export) finished; ``error`` says why it failed."""
+    """A file operation (delete, duplicate, export) finished; ``error`` says why it failed;
+    ``replace``: the file it would write exists, and this does it anyway once the user agrees
+    (the app asks; "use --force" is the CLI's answer, not the app's)."""
 
-    def __init__(self, text: str, error: str | None = None) -> None:
+    def __init__(self, text: str, error: str | None = None, *, exists: Path | None = None,
+                 replace=None) -> None:
         super().__init__()
         self.text = text
         self.error = error
+        self.exists = exists
+        self.replace = replace
 
 
 def short_error(message: str, path) -> str:
@@ -221,9 +227,13 @@ class ProfilesScreen(Screen):
                              chosen)
 
     @work(thread=True, group="profile-files", exit_on_error=False)
-    def _duplicate(self, name: str, new: str) -> None:
+    def _duplicate(self, name: str, new: str, force: bool = False) -> None:
         try:
-            path = ProfileStore().copy(name, new)
+            path = ProfileStore().copy(name, new, force=force)
+        except ProfileExistsError as exc:
+            self.post_message(ProfileActionDone("", exists=Path(exc.path), replace=lambda: (
+                self._duplicate(name, new, force=True))))
+            return
         except Exception as exc:
             self.post_message(ProfileActionDone("", str(exc)))
             return
@@ -279,6 +289,10 @@ class ProfilesScreen(Screen):
             text = accelerate_config_text(profile, num_gpus)
             notes = accelerate_export_notes(profile)
             path = atomic_write_text(Path(target).expanduser().resolve(), text, force=force)
+        except ProfileExistsError as exc:  # written by someone else since it was asked
+            self.post_message(ProfileActionDone("", exists=Path(exc.path), replace=lambda: (
+                self._export(profile, target, num_gpus, force=True))))
+            return
         except Exception as exc:
             self.post_message(ProfileActionDone("", str(exc)))
             return
@@ -287,6 +301,12 @@ class ProfilesScreen(Screen):
 
     @on(ProfileActionDone)
     def _action_done(self, message: ProfileActionDone) -> None:
+        if message.replace is not None:
+            replace = message.replace
+            self.app.push_screen(ConfirmScreen(f"{message.exists} exists. Replace it?",
+                                               yes="Replace", no="Keep it"),
+                                 lambda yes: replace() if yes else None)
+            return
         if message.error:
             self.notify(message.error, severity="error", timeout=8)
         else:

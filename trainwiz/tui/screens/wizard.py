@@ -10,6 +10,8 @@ the ``MemoryPanel``. Suggestions apply with one key, 1..9; Ctrl+S saves the plan
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -20,17 +22,20 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Select, Static
 
 from trainwiz.errors import TrainwizError
-from trainwiz.estimator.timing import suggestion_time_text, summary_lines
+from trainwiz.estimator.timing import approx, summary_lines
 from trainwiz.hardware.presets import PRESETS
+from trainwiz.estimator.types import verdict_of
 from trainwiz.hardware.slurm import PartitionPlan, SlurmMissing, slurm_plans
-from trainwiz.plan import Box, Gpu, Plan, box_from_gpus, box_from_preset
-from trainwiz.profiles import ProfileExistsError, save_profile
+from trainwiz.launchers.checks import cpu_ranks_need, host_memory
+from trainwiz.plan import Box, Gpu, Plan, box_from_gpus, box_from_preset, stored_model
+from trainwiz.profiles import Profile, ProfileExistsError, find_profile, save_profile
 from trainwiz.profiles.store import check_name
 from trainwiz.tui.screens.confirm import ConfirmScreen
 from trainwiz.tui.screens.prompt import PromptScreen
 from trainwiz.tui.widgets.memory_panel import MemoryPanel
 from trainwiz.tui.widgets.model_field import ModelField, short_error
 from trainwiz.tui.widgets.plan_form import FIELDS, STRATEGY_LABELS, PlanForm
+from trainwiz.units import format_bytes
 
 THIS_BOX = "this box"
 RECORD = "profile"
@@ -45,6 +50,26 @@ def partition_box(part: PartitionPlan) -> Box:
     bf16 = float(preset.compute_capability) >= 8.0 if preset else None
     gpus = tuple(Gpu(i, name, part.gpu_memory, None, bf16) for i in range(part.gpus_per_node))
     return Box(gpus, f"Slurm partition {part.partition}", simulated=False, here=False)
+
+
+def _comment_lines(text: str) -> int:
+    """Lines of a YAML file with a comment (whole-line or after a value): what saving loses."""
+    return sum(bool(re.search(r"(^|\s)#", line)) for line in text.splitlines())
+
+
+def time_vs_plan(ts, now) -> str:
+    """What follows 'fits' on a suggestion's line: its tokens/s as the CLI prints them, or
+    '~2.5× faster' / '~177× slower' when it differs that much from the current plan (``now``,
+    its TimeEstimate): the ratio is against the plan the user has, never another suggestion."""
+    if not ts.time.estimated or not ts.suggestion.fits:
+        return ""
+    tps = ts.time.tokens_per_second
+    if now is not None and now.estimated and now.tokens_per_second and tps:
+        ratio = tps / now.tokens_per_second
+        if ratio >= 1.5 or ratio <= 1 / 1.5:
+            times, word = (ratio, "faster") if ratio > 1 else (1 / ratio, "slower")
+            return f"~{times:.0f}× {word}" if times >= 3 else f"~{times:.1f}× {word}"
+    return f"~{approx(tps)} tokens/s"
 
 
 class WizardScreen(Screen):
@@ -239,11 +264,16 @@ class WizardScreen(Screen):
         cfg = plan.config
         title = STRATEGY_LABELS.get(cfg.strategy, cfg.strategy)
         per = plan.gpus_per_machine
-        title += (f" · {plan.machines} machines × {per} GPUs" if plan.machines > 1
-                  else f" · {per} GPU{'s' if per != 1 else ''}")
-        if not plan.box.here:
+        unit = "CPU rank" if plan.device == "cpu" else "GPU"
+        title += (f" · {plan.machines} machines × {per} {unit}s" if plan.machines > 1
+                  else f" · {per} {unit}{'s' if per != 1 else ''}")
+        panel.heading = ("Host memory (CPU ranks, gloo)" if plan.device == "cpu"
+                         else "Memory per GPU (GiB)")
+        if plan.device == "cpu" and cfg.strategy == "single":
+            title = "one process"
+        if plan.device != "cpu" and not plan.box.here:
             title += f" · planning for {plan.box.label}"
-        if plan.box.simulated:
+        if plan.box.simulated and plan.device != "cpu":
             title += " · simulated"
         panel.title = title
         panel.note = plan.differs(self._here()) or ""
@@ -260,6 +290,9 @@ class WizardScreen(Screen):
             panel.message = f"Cannot estimate: {exc}"
             panel.estimate = None
             return
+        if plan.device == "cpu":
+            self._show_cpu(result, panel)
+            return
         time, timed = plan.time(result)
         # suggestions that fit, fastest first (as the CLI ranks them); the number keys apply
         # the suggestion shown under that number
@@ -267,8 +300,32 @@ class WizardScreen(Screen):
         self.result = result
         panel.message = ""
         panel.time_lines = tuple(summary_lines(time, result.fits))
-        panel.suggestion_times = tuple(suggestion_time_text(ts) for ts in timed)
+        panel.suggestion_times = tuple(time_vs_plan(ts, time) for ts in timed)
         panel.estimate = result
+
+    def _show_cpu(self, result, panel: MemoryPanel) -> None:
+        """A CPU plan (``device: cpu``): its ranks' tensors live in this machine's memory, as
+        preflight judges them; no GPU, no CUDA overhead, no GPU suggestions or GPU timings."""
+        n = self.plan.gpus_per_machine
+        per_rank = result.estimate.per_gpu.peak_allocated
+        need, ram = cpu_ranks_need(per_rank, n), host_memory()
+        text = Text()
+        if ram:
+            shown = verdict_of("fits" if need <= ram else "does not fit")
+            text.append(f" {shown.banner} ", style=f"reverse {shown.style}")
+            text.append(f" {format_bytes(need)} needed of {format_bytes(ram)} RAM on this "
+                        "machine\n")
+        else:
+            text.append(f"{format_bytes(need)} of host memory needed (RAM here: unknown)\n")
+        text.append(f"{n} CPU rank{'s' if n != 1 else ''} × {format_bytes(per_rank)} (the "
+                    "estimate's peak per rank)\n")
+        text.append("CPU ranks: no GPU and no CUDA overhead; no suggestions or time estimate "
+                    "(those are for GPUs).", style="bright_black")
+        self.result = dataclasses.replace(result, suggestions=())
+        panel.time_lines = ()
+        panel.suggestion_times = ()
+        panel.estimate = None
+        panel.message = text
 
     def _show_extras(self) -> None:
         """Settings a suggestion changed that have no field in the form (saved with the
@@ -324,27 +381,74 @@ class WizardScreen(Screen):
         self.notify(f"Opened profile {profile.name}.", timeout=2)
 
     def build_profile(self, name: str):
-        return self.plan.to_profile(name)
+        """The plan as profile ``name``; a model path the opened profile gave relative stays as
+        the user wrote it while it names the same folder (to_profile makes a typed one
+        absolute, so the profile opens from anywhere)."""
+        profile = self.plan.to_profile(name)
+        base = self.plan.base
+        old = base.estimate.model if base is not None and base.estimate is not None else ""
+        if old and profile.estimate is not None and not old.startswith(("/", "~")) \
+                and old != profile.estimate.model and stored_model(old) == profile.estimate.model:
+            profile = dataclasses.replace(
+                profile, estimate=dataclasses.replace(profile.estimate, model=old))
+        return profile
+
+    def _needs_rendezvous(self) -> bool:
+        """A plan over several machines started here (not by Slurm) that a launch would refuse:
+        machine 0's address and port are not known yet."""
+        base = self.plan.base
+        return (self.plan.machines > 1 and self.plan.scheduler == "local"
+                and not (base is not None and base.main_address and base.main_port))
 
     def action_save(self, name: str = "", error: str = "") -> None:
         default = name or (self.plan.base.name if self.plan.base else "")
 
         def chosen(answer: str | None) -> None:
-            if answer:
-                base = self.plan.base
-                self._save(answer, force=bool(base and answer == base.name))
+            if answer and self._needs_rendezvous():
+                self._ask_rendezvous(answer)
+            elif answer:
+                self._save(answer)
 
         question = "Save the settings as profile:"
         self.app.push_screen(PromptScreen(question, default, placeholder="profile name",
                                           error=error), chosen)
 
+    def _ask_rendezvous(self, name: str, typed: str = "", error: str = "") -> None:
+        """Ask for machine 0's address and port (``host:port``) before saving a profile for
+        several machines: without them its launch is refused."""
+        base = self.plan.base
+        default = typed or (f"{base.main_address or ''}:{base.main_port or ''}".strip(":")
+                            if base is not None else "")
+
+        def answered(answer: str | None) -> None:
+            if not answer:
+                self.notify(f"Not saved: a {self.plan.machines}-machine profile needs machine "
+                            "0's address and port.", severity="warning", timeout=4)
+                return
+            host, _, port = answer.strip().rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                self._ask_rendezvous(name, answer, "give it as host:port, the port from 1 to "
+                                                   "65535 (e.g. node-0:29500)")
+                return
+            draft = self.plan.base or Profile(name="")
+            self.plan = dataclasses.replace(self.plan, base=dataclasses.replace(
+                draft, main_address=host.strip("[]"), main_port=int(port)))
+            self._save(name)
+
+        self.app.push_screen(PromptScreen(
+            f"Machine 0's address and a port every machine can reach, for this "
+            f"{self.plan.machines}-machine plan (host:port):", default,
+            placeholder="node-0:29500", error=error), answered)
+
     def _save(self, name: str, force: bool = False) -> None:
         try:
             check_name(name)
             profile = self.build_profile(name)
+            if not force and self._nothing_lost(name):
+                force = True  # the opened profile, no comment in it: saved back unasked
             path = save_profile(profile, force=force)
-        except ProfileExistsError:
-            self._ask_overwrite(name)
+        except ProfileExistsError as exc:
+            self._ask_overwrite(name, Path(exc.path))
             return
         except TrainwizError as exc:
             self.action_save(name, error=str(exc))  # ask again, with what was typed
@@ -352,11 +456,29 @@ class WizardScreen(Screen):
         self.plan = dataclasses.replace(self.plan, base=profile)
         self.notify(f"Saved profile {name} to {path}.", timeout=4)
 
-    def _ask_overwrite(self, name: str) -> None:
+    def _nothing_lost(self, name: str) -> bool:
+        """The file of profile ``name`` is the opened profile and has no comment: saving it
+        back loses nothing of the user's (every key is kept; a relative model stays so)."""
+        base = self.plan.base
+        found = find_profile(name) if base is not None and base.name == name else None
+        if found is None or found[1] != "user":
+            return False
+        try:
+            return _comment_lines(found[0].read_text(encoding="utf-8")) == 0
+        except OSError:
+            return False
+
+    def _ask_overwrite(self, name: str, path: Path) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
                 self._save(name, force=True)
 
-        self.app.push_screen(ConfirmScreen(f"A profile named {name!r} exists. Replace it?",
-                                           yes="Replace", no="Keep it"), answered)
-
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        comments = _comment_lines(text)
+        lost = (f" Its {comments} comment line{'s' if comments != 1 else ''} will be lost."
+                if comments else "")
+        self.app.push_screen(ConfirmScreen(f"Profile {name!r} exists ({path}). Replace it?"
+                                           f"{lost}", yes="Replace", no="Keep it"), answered)

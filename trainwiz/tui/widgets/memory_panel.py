@@ -64,19 +64,24 @@ def describe_change(change: dict) -> str:
     return ", ".join(parts)
 
 
-def render_panel(plan_estimate, width: int, title: str = "", message: str = "",
-                 note: str = "", time_lines: tuple = (), suggestion_times: tuple = ()) -> Text:
+def render_panel(plan_estimate, width: int, title: str = "", message: str | Text = "",
+                 note: str = "", time_lines: tuple = (), suggestion_times: tuple = (),
+                 heading: str = "Memory per GPU (GiB)") -> Text:
     """The panel's text from a ``trainwiz.plan.PlanEstimate``: the verdict first (it must stay
     visible at 80×24), one bar per group of identical GPUs, the legend, the suggestions.
     ``note``: a line about the hardware (planned for another box); ``suggestion_times``: what
-    each suggestion's time is ("~9,100 tokens/s", "~25× slower"), in the suggestions' order."""
+    each suggestion's time is ("~9,100 tokens/s", "~25× slower"), in the suggestions' order;
+    ``message``: shown instead of the bars (a Text keeps its styles: a CPU plan's verdict)."""
     text = Text()
-    text.append("Memory per GPU (GiB)", style="bold")
+    text.append(heading, style="bold")
     if title:
         text.append(f"  {title}", style="bright_black")
     text.append("\n")
     if note:
         text.append(note + "\n", style="yellow")
+    if isinstance(message, Text) and message:
+        text.append_text(message)
+        return text
     if message or plan_estimate is None:
         text.append(message or "Choose a model to see the estimate.", style="italic")
         return text
@@ -174,7 +179,9 @@ class MemoryPanel(Widget):
     note = reactive("", layout=True)
     time_lines = reactive((), layout=True)
     suggestion_times = reactive((), layout=True)
+    heading = reactive("Memory per GPU (GiB)", layout=True)
 
     def render(self) -> Text:
         return render_panel(self.estimate, self.content_size.width or 40, self.title,
-                            self.message, self.note, self.time_lines, self.suggestion_times)
+                            self.message, self.note, self.time_lines, self.suggestion_times,
+                            self.heading)

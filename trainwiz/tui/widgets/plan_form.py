@@ -36,7 +36,9 @@ PRECISION_LABELS = {"bf16": "bf16 mixed", "fp16": "fp16 mixed", "fp32": "fp32 (n
                     "bf16-pure": "bf16 pure (no fp32 copy)"}
 ON_OFF = {False: "off", True: "on"}
 LOOP_LABELS = {"custom": "custom loop", "trainer": "HF Trainer"}  # estimator.LOOP_TEXT says more
-BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
+# every micro-batch up to 16 (3, 6, 12 are common where a power of two does not fit), then the
+# usual steps up to 512
+BATCHES = (*range(1, 17), 20, 24, 28, 32, 40, 48, 56, 64, 96, 128, 192, 256, 384, 512)
 SEQ_LENS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 ACCUMS = (1, 2, 4, 8, 16, 32, 64)
 MACHINES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
@@ -71,6 +73,10 @@ class Field:
     labels: dict = field(default_factory=dict)
     shown: Callable[[Plan], bool] = _always
     indent: bool = False  # an option of the field above (FSDP's)
+    cpu_label: str | None = None  # the label on a CPU plan (ranks, not GPUs)
+
+    def label_for(self, plan: Plan) -> str:
+        return self.cpu_label if self.cpu_label and plan.device == "cpu" else self.label
 
     def value(self, plan: Plan):
         if self.key == "gpus_per_machine":
@@ -99,7 +105,8 @@ FIELDS: tuple[Field, ...] = (
     Field("precision", "precision", "precision", _fixed(PRECISIONS), PRECISION_LABELS),
     Field("machines", "machines", "machines", _fixed(MACHINES), shown=_multi),
     Field("num-gpus", "gpus_per_machine", "GPUs/machine",
-          lambda plan: range(1, min(plan.max_per_machine(), 64) + 1), shown=_multi),
+          lambda plan: range(1, min(plan.max_per_machine(), 64) + 1), shown=_multi,
+          cpu_label="CPU ranks"),
     Field("batch", "batch_size", "micro-batch", _fixed(BATCHES)),
     Field("seq-len", "seq_len", "seq len", _fixed(SEQ_LENS)),
     Field("accum", "grad_accum", "grad accum", _fixed(ACCUMS)),
@@ -147,7 +154,8 @@ class PlanForm(Vertical):
             values = f.options(self._plan)
             self._options[f.id] = values
             self._shown[f.id] = f.value(self._plan)
-            row = Horizontal(Label(f.label, classes="field-label"),
+            row = Horizontal(Label(f.label_for(self._plan), classes="field-label",
+                                   id=f"label-{f.id}"),
                              Select(_labelled(f, values), value=f.value(self._plan),
                                     allow_blank=False, compact=True, id=f.id),
                              classes="field indent" if f.indent else "field", id=f"row-{f.id}")
@@ -168,6 +176,8 @@ class PlanForm(Vertical):
             if select.value != value:
                 select.value = value
             self.query_one(f"#row-{f.id}").display = f.shown(plan)
+            if f.cpu_label:
+                self.query_one(f"#label-{f.id}", Label).update(f.label_for(plan))
 
     @on(Select.Changed)
     def _changed(self, event: Select.Changed) -> None:
