@@ -373,11 +373,12 @@ class Checker:
                                      f", not {type_name(value)} {value!r}")
         lo, hi = spec.minimum, spec.maximum
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            return self.refuse(path, f"key '{key}' must be from {lo:g} to {hi:g}, not {value}"
+            lo_, hi_, got = _shown(lo), _shown(hi), _shown(value)
+            return self.refuse(path, f"key '{key}' must be from {lo_} to {hi_}, not {got}"
                                      if lo is not None and hi is not None else
-                                     f"key '{key}' must be at least {lo:g}, not {value}"
+                                     f"key '{key}' must be at least {lo_}, not {got}"
                                      if lo is not None else
-                                     f"key '{key}' must be at most {hi:g}, not {value}")
+                                     f"key '{key}' must be at most {hi_}, not {got}")
         return True, value
 
     def _choice(self, value: Any, spec: Spec, path: KeyPath) -> tuple[bool, Any]:
@@ -437,3 +438,15 @@ class Checker:
         if not ok:
             self.rejected.add(path)
         return ok, env
+
+
+def _shown(n: float | int | None) -> str:
+    """A bound or a value in a message: 4096 and 524288 as they are typed, 1e15 as
+    1,000,000,000,000,000 (not 1e+15), and a 31-digit 1e30 as 1e+30."""
+    if n is None:
+        return ""
+    if isinstance(n, float) and not n.is_integer():
+        return f"{n:g}"
+    if abs(n) < 10**6:
+        return str(int(n))
+    return f"{int(n):,}" if abs(n) < 10**18 else f"{n:.3g}"

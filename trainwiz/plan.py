@@ -35,6 +35,7 @@ from trainwiz.estimator.types import (
 )
 from trainwiz.profiles.estimator_inputs import estimate_request, mixed_precision_for, model_argument
 from trainwiz.profiles.schema import (
+    MAX_PROCESSES,
     EstimateInputs,
     FsdpOptions,
     LoraOptions,
@@ -45,7 +46,6 @@ from trainwiz.profiles.schema import (
 )
 
 GPUS_PER_PLANNED_MACHINE = 8  # a GPU preset planned for: machines of this many of them
-MAX_CPU_RANKS = 1024
 BUSY = 0.98  # a GPU with less than this share free is in use by others: judged by what is free
 
 
@@ -293,7 +293,7 @@ class Plan:
         """Ranks one machine can take: its GPUs (CPU ranks: no such limit here; preflight
         compares them with the cores)."""
         if self.device == "cpu":
-            return MAX_CPU_RANKS
+            return MAX_PROCESSES
         return self.box.size or GPUS_PER_PLANNED_MACHINE
 
     def differs(self, here: Box) -> str | None:

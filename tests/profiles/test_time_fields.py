@@ -22,7 +22,8 @@ def test_training_length_and_network_round_trip():
 
 
 @pytest.mark.parametrize("estimate, words", [
-    ({"tokens": -1}, "key 'estimate.tokens' must be from 1 to 1e+15"),
+    ({"tokens": -1}, "key 'estimate.tokens' must be from 1 to 1,000,000,000,000,000, not -1"),
+    ({"tokens": 1e30}, "key 'estimate.tokens' must be from 1 to 1,000,000,000,000,000, not 1e+30"),
     ({"tokens": "lots"}, "key 'estimate.tokens': cannot read 'lots'"),
     ({"tokens": 10, "steps": 10}, "'estimate.tokens' and 'estimate.steps' are both set"),
     ({"network": "400Mbpx"}, "key 'estimate.network': cannot read '400Mbpx' as a network speed"),

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from trainwiz.cli import load
-from trainwiz.launchers.failures import failure_summary
+from trainwiz.launchers.failures import failure_summary, printable
 from trainwiz.launchers.local import stop_run
 from trainwiz.launchers.records import RunState, Sample
 from trainwiz.launchers.rundir import read_samples, read_status, tail_log
@@ -114,7 +114,7 @@ def follow_plain(run_dir: Path, out=None, interval: float = 1.0, memory_every: f
             if tail:
                 say(f"--- last lines of rank {f.rank} stderr ---")
                 for line in tail:
-                    say("  " + line)
+                    say("  " + printable(line))  # a log's escape sequences never reach the terminal
     if status.message and status.state is RunState.STOPPED:
         say(status.message)
     report = run_report(run_dir, status)
