@@ -73,16 +73,14 @@ async def test_hostile_text_on_every_screen(make_app, isolated_env, tmp_path):
         await pilot.press("w")
         wizard = app.screen
         wizard.set_model("[/x]")
-        await wait_for(pilot, lambda: wizard.model_error)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "[/x]" in text_of(wizard.query_one("#model-status")))
         assert "[/x]" in text_of(wizard.query_one("#model-status"))
         wizard.set_model("[bold]")
         await wait_for(pilot, lambda: "[bold]" in text_of(wizard.query_one("#model-status")))
 
         wizard.set_focus(None)
         await pilot.press("p")
-        await wait_for(pilot, lambda: app.screen.entries)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "[bold]odd[x]" in _screen_text(app.screen))
         shown = _screen_text(app.screen)
         assert "[/x]" in shown and "[bold]odd[x]" in shown
 
@@ -95,15 +93,14 @@ async def test_hostile_text_on_every_screen(make_app, isolated_env, tmp_path):
 
         app.screen.set_focus(None)
         await pilot.press("r")
-        await wait_for(pilot, lambda: app.screen.runs)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "train[bold].py" in _screen_text(app.screen))
         shown = _screen_text(app.screen)
         assert "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:534]" in shown
         assert "[bold]prof" in shown and "train[bold].py" in shown
 
         app.open_monitor(Path(app.screen.runs[0].run_dir))
         await wait_for(pilot, lambda: getattr(app.screen, "status", None) is not None)
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: "pair.cc:534]" in _screen_text(app.screen))
         shown = _screen_text(app.screen)
         assert "pair.cc:534]" in shown
         assert app.is_running
@@ -117,18 +114,17 @@ async def test_hostile_text_in_notifications_dialogs_and_launch(make_app):
         await wait_for(pilot, lambda: app.gpus)
         app.screen.notify(GLOO)  # what the screens pass on from errors
         app.notify(ENFORCE)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: len(app.screen.query("Toast")) >= 2)
         toasts = " ".join(str(text_of(t)) for t in app.screen.query("Toast"))
         assert "[enforce fail at alloc_cpu.cpp:127]" in toasts and "pair.cc:534]" in toasts
         app.push_screen(ConfirmScreen(f"Replace {ENFORCE}?", yes="[/x]"))
-        await pilot.pause(0.1)
-        assert "[enforce fail" in _screen_text(app.screen)
+        await wait_for(pilot, lambda: "[enforce fail" in _screen_text(app.screen))
         await pilot.press("n")
         app.screen.set_focus(None)
         await pilot.press("l")
         launch = app.screen
         launch._show(error=GLOO)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "pair.cc:534]" in text_of(launch.query_one("#launch-status")))
         assert "pair.cc:534]" in text_of(launch.query_one("#launch-status"))
         assert app.is_running
 

@@ -21,8 +21,8 @@ async def test_eight_gpus_at_80x24_with_the_estimate_and_a_rank_over_it(isolated
     async with app.run_test(size=(80, 24)) as pilot:
         monitor = app.monitor
         table = monitor.query_one("#rank-table")
-        await wait_for(pilot, lambda: table.row_count == 8 and monitor._log_lines)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: table.row_count == 8 and monitor._log_lines
+                       and table.region.height >= 9)
         assert table.region.height >= 9  # the header and all 8 ranks, no scrolling
         assert monitor.query_one("#rank-log").region.height >= 5  # a log worth reading
         columns = [str(c.label) for c in table.ordered_columns]
@@ -63,8 +63,8 @@ async def test_a_finished_run_offers_back_and_shows_peaks_not_the_last_reading(
         monitor = app.monitor
         table = monitor.query_one("#rank-table")
         await wait_for(pilot, lambda: table.row_count == 8 and monitor.status is not None)
-        await pilot.pause(0.2)
         memory = [str(c.label) for c in table.ordered_columns].index("GPU memory GiB")
+        await wait_for(pilot, lambda: str(table.get_row_at(7)[memory]).startswith("peak "))
         assert all(str(table.get_row_at(i)[memory]).startswith("peak ") for i in range(8))
         shown = {b.binding.description for b in monitor.active_bindings.values()
                  if b.binding.show and b.enabled}
@@ -86,7 +86,8 @@ async def test_at_80x24_every_key_of_a_running_run_shows_and_cut_titles_end_in_a
         app.open_monitor(run_dir)
         await wait_for(pilot, lambda: getattr(app.screen, "status", None) is not None)
         monitor = app.screen
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: any(k.key == "q" and k.region.width for k in
+                                          monitor.query_one(Footer).query("FooterKey")))
         keys = [k for k in monitor.query_one(Footer).query("FooterKey") if k.display]
         shown = [k.key for k in keys if k.region.right <= 80 and k.region.width]
         for wanted in ("s", "escape", "v", "g", "q"):  # stop, leave, view, screens, quit
@@ -100,7 +101,8 @@ async def test_at_80x24_every_key_of_a_running_run_shows_and_cut_titles_end_in_a
         await pilot.press("v", "v")  # the memory view: its title is longer than 80 columns
         await wait_for(pilot, lambda: "SIMULATED GPU memory" in text_of(
             monitor.query_one("#log-title")))
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: monitor.query_one("#run-progress").render_line(0)
+                       .text.rstrip().endswith("…"))
         for selector in ("#log-title", "#run-progress"):
             line = monitor.query_one(selector).render_line(0).text.rstrip()
             assert line.endswith("…"), (selector, line)
