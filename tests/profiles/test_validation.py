@@ -141,7 +141,7 @@ def test_absurd_counts_are_refused_with_the_allowed_range(tmp_path):
     for line, key, allowed in ((3, "num_processes", "from 1 to 1024"),
                                (4, "num_machines", "from 1 to 4096"),
                                (7, "estimate.batch_size", "from 1 to 65536"),
-                               (8, "estimate.seq_len", "from 1 to 524288"),
+                               (8, "estimate.seq_len", "from 1 to 1,048,576"),
                                (9, "estimate.grad_accum", "from 1 to 65536"),
                                (11, "estimate.lora.rank", "from 1 to 4096")):
         assert f"p.yaml:{line}: key '{key}' must be {allowed}" in msg, (key, msg)

@@ -47,7 +47,7 @@ _PLANNED = "the planned hardware names the GPU and its memory in bytes"
 MAX_PROCESSES = 1024  # ranks per machine (CPU ranks: no GPU count limits them)
 MAX_MACHINES = 4096
 MAX_BATCH = 65536  # per GPU micro-batch; grad accumulation steps too
-MAX_SEQ_LEN = 524288
+MAX_SEQ_LEN = 1_048_576  # 1M tokens: the longest contexts trained today
 MAX_LORA_RANK = 4096
 
 
