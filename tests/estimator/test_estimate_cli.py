@@ -61,13 +61,24 @@ def test_params_only_says_what_is_missing(run_cli):
 
 @pytest.mark.parametrize("args,message", [
     (["lama-3-8b"], "Did you mean llama-3-8b"),
-    (["llama-3-8b", "--batch-size", "0"], "batch-size must be a whole number of at least 1"),
+    (["llama-3-8b", "--batch-size", "0"], "--batch-size: must be a whole number of at least 1"),
+    # 0 was silently replaced by the default length (2048) and exited 0
+    (["gpt2", "--seq-len", "0"], "--seq-len: must be a whole number of at least 1, got '0'"),
+    (["gpt2", "--grad-accum", "1.5"], "--grad-accum: must be a whole number of at least 1"),
+    # 4 GPUs cannot be 3 machines of the same size (it was reported as 4 machines)
+    (["gpt2", "--num-nodes", "3", "--num-gpus", "4"], "give a multiple of 3"),
+    # a LoRA rank with full fine-tuning was silently ignored
+    (["gpt2", "--lora-rank", "8"], "--lora-rank only applies to LoRA adapters: add --method lora"),
+    (["gpt2", "--lora-targets", "q_proj"], "--lora-targets only applies to LoRA adapters"),
+    # a fraction of a token was truncated to 1; 1e30 printed a 31-digit count and 1e20 days
+    (["gpt2", "--tokens", "1.5"], "--tokens must be a whole number from 1 to 1e15"),
+    (["gpt2", "--tokens", "1e30"], "--tokens must be a whole number from 1 to 1e15"),
     (["llama-3-8b", "--gpu-memory", "-5GiB"], "--gpu-memory"),
     (["llama-3-8b", "--gpu-memory", "lots"], "cannot read 'lots' as a size"),
     (["llama-3-8b", "--strategy", "fsdp", "--num-gpus", "1", "--sharding", "SHARD_GRAD_OP"],
      "needs at least 2 GPUs"),
     (["--params", "-3"], "must be positive"),
-    (["gpt2", "--num-gpus", "0"], "--num-gpus must be a whole number of at least 1"),
+    (["gpt2", "--num-gpus", "0"], "--num-gpus: must be a whole number of at least 1"),
     ([], "name a model"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(run_cli, args, message):

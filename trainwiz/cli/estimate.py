@@ -27,8 +27,7 @@ def run(args) -> int:
                          f"catalog: {', '.join(catalog_names())}")
     model = model_from_params(args.params) if args.params is not None else resolve_model(args.model)
     length = _training_length(args)
-    if args.num_gpus is not None and args.num_gpus < 1:
-        raise UsageError(f"--num-gpus must be a whole number of at least 1, got {args.num_gpus}")
+    _check_options(args)
     detection = detect(simulate_spec(args))  # the GPU model also times the run
     detected = list(detection.gpus)
     plan = _plan(args, detection, length)
@@ -73,6 +72,12 @@ def _plan(args, detection, length: dict) -> Plan:
     else:
         box = box_from_gpus(detected, simulated=detection.source == "simulated")
     run_gpus = detected[:num_gpus] if box.here else []
+    if num_gpus % args.num_nodes:
+        given = f"--num-gpus {num_gpus}" if args.num_gpus else \
+            f"the default of {num_gpus} GPU{'s' if num_gpus != 1 else ''} (--num-gpus)"
+        raise UsageError(f"--num-nodes {args.num_nodes}: {given} does not split evenly over "
+                         f"{args.num_nodes} machines; --num-gpus counts every GPU of the run, so "
+                         f"give a multiple of {args.num_nodes}")
     no_bf16 = any(g.supports_bf16 is False for g in run_gpus)
     config = TrainConfig(
         strategy=args.strategy or ("single" if num_gpus == 1 else "fsdp"), num_gpus=num_gpus,
@@ -84,11 +89,24 @@ def _plan(args, detection, length: dict) -> Plan:
         offload_params=args.offload_params, attention=args.attention,
         gradient_as_bucket_view=args.gradient_as_bucket_view,
         loop=args.loop,
-        method=args.method, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
+        method=args.method, **{k: v for k, v in (("lora_rank", args.lora_rank),
+                                                 ("lora_targets", args.lora_targets))
+                               if v is not None},
     )
     return Plan(box=box, config=config, machines=args.num_nodes,
                 model=f"params:{args.params}" if args.params is not None else args.model,
                 tokens=length.get("tokens"), steps=length.get("steps"))
+
+
+def _check_options(args) -> None:
+    """Options that are each valid but not together: one line naming them (exit 2), never one
+    quietly ignored."""
+    if args.method == "full":
+        given = [f for f, v in (("--lora-rank", args.lora_rank), ("--lora-targets", args.lora_targets))
+                 if v is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} to LoRA adapters: add --method "
+                             "lora or --method qlora (without them the plan is full fine-tuning)")
 
 
 def _source_line(detection, run_gpus) -> str | None:
@@ -119,11 +137,26 @@ def _training_length(args) -> dict:
     """--tokens / --steps as numbers (one line and exit 2 when they cannot be read)."""
     if args.tokens is not None and args.steps is not None:
         raise UsageError("give the training length as --tokens N or --steps N, not both")
-    if args.tokens is not None:
-        return {"tokens": parse_count(args.tokens, "--tokens")}
-    if args.steps is not None:
-        return {"steps": parse_count(args.steps, "--steps")}
+    for key, option, most, example in (("tokens", "--tokens", MAX_TOKENS, "1e8 or 2B"),
+                                       ("steps", "--steps", MAX_STEPS, "5000 or 20K")):
+        text = getattr(args, key)
+        if text is None:
+            continue
+        value = parse_count(text, option)
+        whole = str(text).strip().replace("_", "").replace(",", "")
+        try:  # a fraction of a token or a step is a typo (1.5 for 1.5B), not a length
+            fraction = float(whole) != int(float(whole))
+        except ValueError:  # a suffix (2B, 1.5M): a whole count
+            fraction = False
+        if fraction or value > most:
+            raise UsageError(f"{option} must be a whole number from 1 to {most:.0e} (e.g. "
+                             f"{example}), got {text!r}".replace("e+", "e"))
+        return {key: value}
     return {}
+
+
+MAX_TOKENS = 10**15  # ~70× the largest published pretraining run (15T tokens)
+MAX_STEPS = 10**10
 
 
 def _time_plan(args, est, detected, detection, length: dict):
