@@ -375,9 +375,9 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
     bound = max(BOUNDS, key=lambda k: parts[k])
     mfu = work.model_flops * accum * N / step / (peak * N)
     run_seconds = run_steps = None
-    if tokens is not None:
+    if tokens is not None:  # whole steps: the last one runs in full even if partly needed
         run_steps = -(-int(tokens) // tokens_per_step)
-        run_seconds = tokens / tps
+        run_seconds = run_steps * step
     elif steps is not None:
         run_steps = int(steps)
         run_seconds = steps * step
@@ -460,7 +460,7 @@ def approx(x: float) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
-    """'45 s', '12 min', '3 h 20 min', '4.5 days'."""
+    """'45 s', '12 min', '3 h 20 min', '4.5 days', '3.2 years'."""
     if seconds is None:
         return "unknown"
     if seconds < 90:
@@ -471,7 +471,10 @@ def format_duration(seconds: float | None) -> str:
     hours = minutes / 60
     if hours < 48:
         return f"{int(hours)} h {int(minutes % 60):02d} min"
-    return f"{hours / 24:.1f} days"
+    days = hours / 24
+    if days < 365:
+        return f"{days:.1f} days"
+    return f"{approx(days / 365.25)} years"
 
 
 def summary_lines(t: TimeEstimate, fits: bool | None = True) -> list[str]:
@@ -484,9 +487,11 @@ def summary_lines(t: TimeEstimate, fits: bool | None = True) -> list[str]:
     lines = [f"{label}: ~{approx(t.tokens_per_second)} tokens/s ({approx(t.tokens_per_second_per_gpu)} per GPU), "
              f"{step} per step, {t.bound}-bound, MFU {100 * t.mfu:.0f}%"]
     if t.run_seconds is not None:
-        what = f"{t.run_tokens:,} tokens" if t.run_tokens else f"{t.run_steps:,} steps"
+        def count(n, word):
+            return f"{n:,} {word}{'s' if n != 1 else ''}"
+        what = count(t.run_tokens, "token") if t.run_tokens else count(t.run_steps, "step")
         lines.append(f"to train {what}: about {format_duration(t.run_seconds)}"
-                     + (f" ({t.run_steps:,} steps)" if t.run_tokens else ""))
+                     + (f" ({count(t.run_steps, 'step')})" if t.run_tokens else ""))
     lines += [f"time note: {note}" for note in t.notes]
     return lines
 
