@@ -401,10 +401,14 @@ class Plan:
         # the estimator counts against the available GPUs; the plan says it in machines instead
         note = sug.note.replace(f" (this box has {available})", "")
         after = self.with_changes(dict(sug.change))
+        change = sug.change
         if after.machines > self.machines:
             per = after.gpus_per_machine
             note += f" — {after.machines} machines × {per} GPU{'s' if per != 1 else ''}"
-        return dataclasses.replace(sug, note=note)
+            # the machines are part of the change: its time is that of so many machines (not
+            # timed without the network between them), and its flags say --num-nodes
+            change = {**change, "num_nodes": after.machines}
+        return dataclasses.replace(sug, note=note, change=change)
 
     def _with_subset(self, model: ModelSpec, est: Estimate, sugs: list) -> list:
         """The GPU-subset suggestion placed after the other changes that fit."""

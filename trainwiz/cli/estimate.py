@@ -55,7 +55,7 @@ def run(args) -> int:
         return 0
     est = dataclasses.replace(est, suggestions=tuple(t.suggestion for t in timed))
     print_estimate(est, _source_line(detection, run_gpus), per_gpu=per_gpu,
-                   time_lines=summary_lines(time_est, est.fits),
+                   time_lines=summary_lines(time_est, est.fits, network_option="--network"),
                    suggestion_times=[suggestion_time_text(t) for t in timed])
     return 0
 
