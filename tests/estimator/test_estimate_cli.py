@@ -55,8 +55,26 @@ def test_params_only_says_what_is_missing(run_cli):
     proc = run_cli("estimate", "--params", "7e9", "--gpu-memory", "80GiB", "--json")
     data = json.loads(proc.stdout)
     assert data["model"]["params"] == 7_000_000_000
-    assert data["per_gpu"]["activations"] == 0
+    # not estimated is null, never 0 (it read "activations": 0 and "activations 0 B")
+    assert data["per_gpu"]["activations"] is None and data["not_estimated"] == ["activations"]
+    assert data["per_gpu"]["total"] > 0
     assert any("activations" in note for note in data["notes"])
+    text = run_cli("estimate", "--params", "7e9", "--gpu-memory", "80GiB").stdout
+    row = next(line for line in text.splitlines() if line.startswith("activations"))
+    assert row.split() == ["activations", "unknown"]
+    assert "must fit (at least)" in text
+    # a model whose layers are known has no unknown row
+    known = json.loads(run_cli("estimate", "gpt2", "--gpu-memory", "80GiB", "--json").stdout)
+    assert known["per_gpu"]["activations"] > 0 and known["not_estimated"] == []
+
+
+def test_params_only_table_has_no_largest_layer(run_cli):
+    # "Largest Layer 26.08 GB" was the whole 7B model: the layers of a bare count are unknown
+    proc = run_cli("estimate", "--params", "7e9", "--table", env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if "Largest Layer" in line)
+    assert row.split()[2:] == ["unknown"] * 4
+    assert "26.08 GB" in next(line for line in proc.stdout.splitlines() if "Total Size" in line)
 
 
 @pytest.mark.parametrize("args,message", [

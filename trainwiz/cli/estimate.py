@@ -212,7 +212,9 @@ def _print_accelerate_table(model) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    def fmt(v):
+    def fmt(v, key=""):
+        if v is None and key == "largest_layer":  # a bare parameter count has no layers
+            return "unknown"
         return "N/A" if v is None or v == -1 else accelerate_bytes(v)
 
     columns = ("Largest Layer", "Total Size", "Model", "Gradient calculation", "Backward pass",
@@ -227,14 +229,14 @@ def _print_accelerate_table(model) -> int:
         for col in columns:
             table.add_column(col, justify="right", no_wrap=True)
         for row in rows:
-            table.add_row(row["dtype"], *[fmt(row[k]) for k in keys])
+            table.add_row(row["dtype"], *[fmt(row[k], k) for k in keys])
     else:  # narrow terminal: one row per quantity, one column per dtype
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("")
         for row in rows:
             table.add_column(row["dtype"], justify="right", no_wrap=True)
         for col, key in zip(columns, keys):
-            table.add_row(col, *[fmt(row[key]) for row in rows])
+            table.add_row(col, *[fmt(row[key], key) for row in rows])
     console.print(table)
     console.print("This rule counts the bare model (no task head) at batch size 1 and no activations; "
                   "`trainwiz estimate` without --table gives the full per-GPU estimate.")
