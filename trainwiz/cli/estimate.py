@@ -13,7 +13,7 @@ from trainwiz.estimator.catalog import catalog, catalog_names, model_from_params
 from trainwiz.estimator.timing import suggestion_time_text, summary_lines, time_hardware, time_plan
 from trainwiz.estimator.types import TrainConfig
 from trainwiz.hardware import detect
-from trainwiz.plan import Box, Gpu, Plan, box_from_gpus
+from trainwiz.plan import Box, Gpu, Plan, box_from_gpus, default_seq_len, default_strategy
 from trainwiz.units import accelerate_bytes, parse_count, parse_rate, parse_size
 
 
@@ -30,7 +30,7 @@ def run(args) -> int:
     _check_options(args)
     detection = detect(simulate_spec(args))  # the GPU model also times the run
     detected = list(detection.gpus)
-    plan = _plan(args, detection, length)
+    plan = _plan(args, detection, length, model)
     if args.table:
         return _print_accelerate_table(model)
     run_gpus = [g for g in detected[:plan.config.num_gpus] if plan.box.here]  # those it uses
@@ -60,9 +60,10 @@ def run(args) -> int:
     return 0
 
 
-def _plan(args, detection, length: dict) -> Plan:
+def _plan(args, detection, length: dict, model) -> Plan:
     """The plan the options describe, on the detected or simulated GPUs (or, with --gpu-memory,
-    on GPUs of that size): --num-gpus counts every GPU of the run, --num-nodes the machines."""
+    on GPUs of that size): --num-gpus counts every GPU of the run, --num-nodes the machines.
+    What is not given is the plan model's default (the app's and ``config --plain``'s)."""
     detected = detection.gpus
     num_gpus = args.num_gpus or (1 if args.strategy == "single" else max(len(detected), 1))
     if args.gpu_memory:  # the size given wins over what the GPUs report
@@ -80,11 +81,12 @@ def _plan(args, detection, length: dict) -> Plan:
                          f"give a multiple of {args.num_nodes}")
     no_bf16 = any(g.supports_bf16 is False for g in run_gpus)
     config = TrainConfig(
-        strategy=args.strategy or ("single" if num_gpus == 1 else "fsdp"), num_gpus=num_gpus,
+        strategy=args.strategy or default_strategy(num_gpus), num_gpus=num_gpus,
         sharding=args.sharding, num_nodes=args.num_nodes,
         precision=args.precision or ("fp16" if no_bf16 else "bf16"), optimizer=args.optimizer,
         fused_optimizer=args.fused_optimizer, batch_size=args.batch_size,
-        seq_len=args.seq_len or 2048, grad_accum=args.grad_accum,
+        seq_len=default_seq_len(model) if args.seq_len is None else args.seq_len,
+        grad_accum=args.grad_accum,
         activation_checkpointing=args.activation_checkpointing,
         offload_params=args.offload_params, attention=args.attention,
         gradient_as_bucket_view=args.gradient_as_bucket_view,
@@ -127,6 +129,8 @@ def _input_notes(model, config, detected, seq_given: bool) -> tuple[str, ...]:
     if seq_given and model.max_position and config.seq_len > model.max_position:
         notes.append(f"{model.name} has {model.max_position:,} positions; --seq-len "
                      f"{config.seq_len:,} is longer than it can take")
+    elif not seq_given and config.seq_len != default_seq_len():
+        notes.append(f"seq {config.seq_len:,}: {model.name}'s maximum (--seq-len for another)")
     if detected and config.num_gpus > len(detected):
         notes.append(f"this box has {len(detected)} GPU{'s' if len(detected) != 1 else ''}; "
                      f"the estimate is for {config.num_gpus} (more machines or a bigger box)")

@@ -110,7 +110,8 @@ def _add_estimate(subparsers) -> None:
     p.add_argument("--params", type=_count, metavar="N", help="a bare parameter count instead of MODEL (e.g. 7e9)")
     p.add_argument("--list", action="store_true", help="list the catalog models and exit")
     p.add_argument("--strategy", choices=STRATEGIES, default=None,
-                   help="default: single on one GPU, fsdp on several")
+                   help="default: single on one GPU, ddp on several (the fastest when a full "
+                   "copy fits; when it does not, the suggestions price FSDP)")
     p.add_argument("--sharding", choices=SHARDINGS,
                    default="FULL_SHARD", help="FSDP sharding strategy (default FULL_SHARD)")
     p.add_argument("--num-gpus", type=_whole, default=None, metavar="N",
@@ -125,7 +126,7 @@ def _add_estimate(subparsers) -> None:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
     p.add_argument("--fused-optimizer", action="store_true", help="fused AdamW kernel (no foreach temporaries)")
     p.add_argument("--batch-size", type=_whole, default=1, metavar="B", help="per-GPU micro-batch (default 1)")
-    p.add_argument("--seq-len", type=_whole, default=None, metavar="S", help="sequence length (default 2048)")
+    p.add_argument("--seq-len", type=_whole, default=None, metavar="S", help="sequence length (default 2048, or the model's maximum when shorter)")
     p.add_argument("--grad-accum", type=_whole, default=1, metavar="N", help="gradient accumulation steps")
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--offload-params", action="store_true", help="FSDP CPU offload")
