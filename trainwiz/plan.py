@@ -49,6 +49,25 @@ GPUS_PER_PLANNED_MACHINE = 8  # a GPU preset planned for: machines of this many 
 BUSY = 0.98  # a GPU with less than this share free is in use by others: judged by what is free
 
 
+DEFAULT_SEQ_LEN = 2048
+
+
+def default_seq_len(model: ModelSpec | None = None) -> int:
+    """The sequence length a plan starts with, in the CLI, the wizard and ``config --plain``:
+    2048, or the model's own maximum when it has fewer positions (gpt2: 1024), since a longer
+    sequence is not a run that model can do."""
+    most = getattr(model, "max_position", None)
+    return min(DEFAULT_SEQ_LEN, most) if most else DEFAULT_SEQ_LEN
+
+
+def default_strategy(num_gpus: int) -> str:
+    """The strategy a plan starts with: one process on one GPU, DDP on several. DDP is what
+    torchrun and accelerate run by default and the fastest when a full copy fits; when it does
+    not fit, the suggestions price FSDP FULL_SHARD (and its combinations) first, so both are
+    seen."""
+    return "ddp" if num_gpus > 1 else "single"
+
+
 def resolve_model(spec: str) -> ModelSpec:
     """The one model resolver: ``params:N``, a catalog name, a Hugging Face id, folder or
     config.json. Raises ``TrainwizError`` (UsageError) with what was wrong."""
@@ -227,7 +246,7 @@ PLAN_KEYS = ("machines", "gpus_per_machine", "gpu_ids", "tokens", "scheduler", "
 @dataclass(frozen=True)
 class Plan:
     box: Box
-    config: TrainConfig = field(default_factory=lambda: TrainConfig(seq_len=2048))
+    config: TrainConfig = field(default_factory=lambda: TrainConfig(seq_len=DEFAULT_SEQ_LEN))
     model: str = ""
     machines: int = 1
     gpu_ids: tuple[int, ...] | None = None  # GPUs of each machine; None: the box's first ones
@@ -241,11 +260,12 @@ class Plan:
     # -- made from ---------------------------------------------------------------------
     @classmethod
     def for_box(cls, box: Box, model: str = "") -> Plan:
-        """A sensible start on a box: all its GPUs (DDP when several), bf16 unless a GPU is
-        known not to have it (then fp16)."""
+        """A sensible start on a box: all its GPUs (``default_strategy``), bf16 unless a GPU is
+        known not to have it (then fp16), ``default_seq_len`` (the model's maximum when it is
+        shorter: set when the model is known)."""
         n = max(box.size, 1)
         no_bf16 = any(g.supports_bf16 is False for g in box.gpus)
-        cfg = TrainConfig(strategy="ddp" if n > 1 else "single", num_gpus=n, seq_len=2048,
+        cfg = TrainConfig(strategy=default_strategy(n), num_gpus=n, seq_len=DEFAULT_SEQ_LEN,
                           precision="fp16" if no_bf16 else "bf16")
         return cls(box=box, config=cfg, model=model)
 
@@ -401,10 +421,14 @@ class Plan:
         # the estimator counts against the available GPUs; the plan says it in machines instead
         note = sug.note.replace(f" (this box has {available})", "")
         after = self.with_changes(dict(sug.change))
+        change = sug.change
         if after.machines > self.machines:
             per = after.gpus_per_machine
             note += f" — {after.machines} machines × {per} GPU{'s' if per != 1 else ''}"
-        return dataclasses.replace(sug, note=note)
+            # the machines are part of the change: its time is that of so many machines (not
+            # timed without the network between them), and its flags say --num-nodes
+            change = {**change, "num_nodes": after.machines}
+        return dataclasses.replace(sug, note=note, change=change)
 
     def _with_subset(self, model: ModelSpec, est: Estimate, sugs: list) -> list:
         """The GPU-subset suggestion placed after the other changes that fit."""

@@ -30,3 +30,25 @@ def test_one_gpu_of_two_is_shown_what_the_second_would_add(run_cli):
     both = [s for s in json.loads(out.stdout)["suggestions"]
             if s["change"].get("num_gpus") == 2 and s["fits"]]
     assert both and not any("machines" in s["note"] for s in both)
+
+
+def test_estimate_starts_where_the_wizard_and_config_start(run_cli):
+    # gpt2 was priced at seq 2048 with FSDP by `estimate`, at 1024 with DDP by the app and
+    # `config --plain`: one default, the plan model's, for the same model on the same box
+    from trainwiz.plan import default_seq_len
+
+    box = box_from_gpus(detect("2xH100-80GB").gpus, simulated=True)
+    for name, seq in (("gpt2", 1024), ("llama-3-8b", 2048)):
+        out = run_cli("estimate", name, "--simulate", "2xH100-80GB", "--json")
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        model = resolve_model(name)
+        assert default_seq_len(model) == seq
+        start = Plan.for_box(box, name).with_changes({"seq_len": default_seq_len(model)})
+        assert data["config"] == start.config.to_json()
+        assert data["config"]["strategy"] == "ddp" and data["config"]["seq_len"] == seq
+        assert data["per_gpu"]["total"] == start.estimate(model).estimate.per_gpu.total
+    text = run_cli("estimate", "gpt2", "--simulate", "2xH100-80GB").stdout
+    assert "seq 1024" in text and "note: seq 1,024: gpt2's maximum" in text
+    one = json.loads(run_cli("estimate", "gpt2", "--simulate", "1xH100-80GB", "--json").stdout)
+    assert one["config"]["strategy"] == "single"

@@ -206,6 +206,18 @@ def test_dropping_the_outputs_is_suggested_with_what_it_saves():
                                                   loop="trainer", gpu=8 * GiB).suggestions)
 
 
+def test_a_combined_suggestion_says_what_the_whole_combination_saves():
+    # it quoted the loop change's own 593.7 MiB beside "→ 144.9 GiB" from 178.7 GiB
+    from trainwiz.units import format_bytes
+
+    current = est(LLAMA, precision="bf16", batch_size=1, seq_len=2048, gpu=24 * GiB)
+    paired = [s for s in current.suggestions if s.change.get("loop") == "trainer" and len(s.change) > 1]
+    assert paired, [s.note for s in current.suggestions]
+    for s in paired:
+        assert s.note.endswith(f": saves {format_bytes(current.per_gpu.total - s.total)}"), s.note
+        assert s.note.count("saves") == 1
+
+
 @pytest.mark.parametrize("family,key", [("gpt2", "attn_pdrop"), ("bert", "attention_probs_dropout_prob"),
                                         ("llama", "attention_dropout")])
 def test_eager_attention_dropout_keeps_the_mask_and_the_dropped_probabilities(family, key):

@@ -36,7 +36,8 @@ def test_json_contract(run_cli):
 def test_gpu_memory_defaults_to_the_simulated_box(run_cli):
     proc = run_cli("estimate", "llama-3-8b", "--simulate", "8xH100-80GB", "--json")
     data = json.loads(proc.stdout)
-    assert data["config"]["num_gpus"] == 8 and data["config"]["strategy"] == "fsdp"
+    # the plan model's start, as in the app: DDP on several GPUs (the suggestions price FSDP)
+    assert data["config"]["num_gpus"] == 8 and data["config"]["strategy"] == "ddp"
     assert 79 * GiB < data["gpu_memory"] <= 80 * GiB
     env_proc = run_cli("estimate", "llama-3-8b", "--json", env={"TRAINWIZ_SIMULATE": "2x4090"})
     assert json.loads(env_proc.stdout)["config"]["num_gpus"] == 2
@@ -55,19 +56,48 @@ def test_params_only_says_what_is_missing(run_cli):
     proc = run_cli("estimate", "--params", "7e9", "--gpu-memory", "80GiB", "--json")
     data = json.loads(proc.stdout)
     assert data["model"]["params"] == 7_000_000_000
-    assert data["per_gpu"]["activations"] == 0
+    # not estimated is null, never 0 (it read "activations": 0 and "activations 0 B")
+    assert data["per_gpu"]["activations"] is None and data["not_estimated"] == ["activations"]
+    assert data["per_gpu"]["total"] > 0
     assert any("activations" in note for note in data["notes"])
+    text = run_cli("estimate", "--params", "7e9", "--gpu-memory", "80GiB").stdout
+    row = next(line for line in text.splitlines() if line.startswith("activations"))
+    assert row.split() == ["activations", "unknown"]
+    assert "must fit (at least)" in text
+    # a model whose layers are known has no unknown row
+    known = json.loads(run_cli("estimate", "gpt2", "--gpu-memory", "80GiB", "--json").stdout)
+    assert known["per_gpu"]["activations"] > 0 and known["not_estimated"] == []
+
+
+def test_params_only_table_has_no_largest_layer(run_cli):
+    # "Largest Layer 26.08 GB" was the whole 7B model: the layers of a bare count are unknown
+    proc = run_cli("estimate", "--params", "7e9", "--table", env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if "Largest Layer" in line)
+    assert row.split()[2:] == ["unknown"] * 4
+    assert "26.08 GB" in next(line for line in proc.stdout.splitlines() if "Total Size" in line)
 
 
 @pytest.mark.parametrize("args,message", [
     (["lama-3-8b"], "Did you mean llama-3-8b"),
-    (["llama-3-8b", "--batch-size", "0"], "batch-size must be a whole number of at least 1"),
+    (["llama-3-8b", "--batch-size", "0"], "--batch-size: must be a whole number of at least 1"),
+    # 0 was silently replaced by the default length (2048) and exited 0
+    (["gpt2", "--seq-len", "0"], "--seq-len: must be a whole number of at least 1, got '0'"),
+    (["gpt2", "--grad-accum", "1.5"], "--grad-accum: must be a whole number of at least 1"),
+    # 4 GPUs cannot be 3 machines of the same size (it was reported as 4 machines)
+    (["gpt2", "--num-nodes", "3", "--num-gpus", "4"], "give a multiple of 3"),
+    # a LoRA rank with full fine-tuning was silently ignored
+    (["gpt2", "--lora-rank", "8"], "--lora-rank only applies to LoRA adapters: add --method lora"),
+    (["gpt2", "--lora-targets", "q_proj"], "--lora-targets only applies to LoRA adapters"),
+    # a fraction of a token was truncated to 1; 1e30 printed a 31-digit count and 1e20 days
+    (["gpt2", "--tokens", "1.5"], "--tokens must be a whole number from 1 to 1e15"),
+    (["gpt2", "--tokens", "1e30"], "--tokens must be a whole number from 1 to 1e15"),
     (["llama-3-8b", "--gpu-memory", "-5GiB"], "--gpu-memory"),
     (["llama-3-8b", "--gpu-memory", "lots"], "cannot read 'lots' as a size"),
     (["llama-3-8b", "--strategy", "fsdp", "--num-gpus", "1", "--sharding", "SHARD_GRAD_OP"],
      "needs at least 2 GPUs"),
     (["--params", "-3"], "must be positive"),
-    (["gpt2", "--num-gpus", "0"], "--num-gpus must be a whole number of at least 1"),
+    (["gpt2", "--num-gpus", "0"], "--num-gpus: must be a whole number of at least 1"),
     ([], "name a model"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(run_cli, args, message):
@@ -138,7 +168,7 @@ def test_list_shows_the_catalog(run_cli):
 
 def test_gpus_without_bf16_default_to_fp16(run_cli):
     v100 = json.loads(run_cli("estimate", "gpt2", "--simulate", "2xV100-32GB", "--json").stdout)
-    assert v100["config"]["precision"] == "fp16" and not v100["notes"]
+    assert v100["config"]["precision"] == "fp16" and not any("bf16" in n for n in v100["notes"])
     forced = json.loads(run_cli("estimate", "gpt2", "--simulate", "2xV100-32GB", "--precision",
                                 "bf16", "--json").stdout)
     assert any("has no bf16" in note for note in forced["notes"])

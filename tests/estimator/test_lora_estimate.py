@@ -52,7 +52,7 @@ def test_the_table_shows_frozen_quantized_and_adapter_weights(run_cli):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--method", "lora", "--lora-rank", "0"], "--lora-rank must be a whole number of at least 1"),
+    (["--method", "lora", "--lora-rank", "0"], "--lora-rank: must be a whole number of at least 1"),
     (["--method", "lora", "--lora-targets", "q_proj,query"],
      "'query' matches no linear layer of this llama model; its linear layers are q_proj, k_proj"),
     (["--method", "qlora", "--precision", "fp32"], "QLoRA computes in bf16 or fp16"),

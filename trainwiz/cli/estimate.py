@@ -13,7 +13,7 @@ from trainwiz.estimator.catalog import catalog, catalog_names, model_from_params
 from trainwiz.estimator.timing import suggestion_time_text, summary_lines, time_hardware, time_plan
 from trainwiz.estimator.types import TrainConfig
 from trainwiz.hardware import detect
-from trainwiz.plan import Box, Gpu, Plan, box_from_gpus
+from trainwiz.plan import Box, Gpu, Plan, box_from_gpus, default_seq_len, default_strategy
 from trainwiz.units import accelerate_bytes, parse_count, parse_rate, parse_size
 
 
@@ -27,11 +27,10 @@ def run(args) -> int:
                          f"catalog: {', '.join(catalog_names())}")
     model = model_from_params(args.params) if args.params is not None else resolve_model(args.model)
     length = _training_length(args)
-    if args.num_gpus is not None and args.num_gpus < 1:
-        raise UsageError(f"--num-gpus must be a whole number of at least 1, got {args.num_gpus}")
+    _check_options(args)
     detection = detect(simulate_spec(args))  # the GPU model also times the run
     detected = list(detection.gpus)
-    plan = _plan(args, detection, length)
+    plan = _plan(args, detection, length, model)
     if args.table:
         return _print_accelerate_table(model)
     run_gpus = [g for g in detected[:plan.config.num_gpus] if plan.box.here]  # those it uses
@@ -56,14 +55,15 @@ def run(args) -> int:
         return 0
     est = dataclasses.replace(est, suggestions=tuple(t.suggestion for t in timed))
     print_estimate(est, _source_line(detection, run_gpus), per_gpu=per_gpu,
-                   time_lines=summary_lines(time_est, est.fits),
+                   time_lines=summary_lines(time_est, est.fits, network_option="--network"),
                    suggestion_times=[suggestion_time_text(t) for t in timed])
     return 0
 
 
-def _plan(args, detection, length: dict) -> Plan:
+def _plan(args, detection, length: dict, model) -> Plan:
     """The plan the options describe, on the detected or simulated GPUs (or, with --gpu-memory,
-    on GPUs of that size): --num-gpus counts every GPU of the run, --num-nodes the machines."""
+    on GPUs of that size): --num-gpus counts every GPU of the run, --num-nodes the machines.
+    What is not given is the plan model's default (the app's and ``config --plain``'s)."""
     detected = detection.gpus
     num_gpus = args.num_gpus or (1 if args.strategy == "single" else max(len(detected), 1))
     if args.gpu_memory:  # the size given wins over what the GPUs report
@@ -73,22 +73,42 @@ def _plan(args, detection, length: dict) -> Plan:
     else:
         box = box_from_gpus(detected, simulated=detection.source == "simulated")
     run_gpus = detected[:num_gpus] if box.here else []
+    if num_gpus % args.num_nodes:
+        given = f"--num-gpus {num_gpus}" if args.num_gpus else \
+            f"the default of {num_gpus} GPU{'s' if num_gpus != 1 else ''} (--num-gpus)"
+        raise UsageError(f"--num-nodes {args.num_nodes}: {given} does not split evenly over "
+                         f"{args.num_nodes} machines; --num-gpus counts every GPU of the run, so "
+                         f"give a multiple of {args.num_nodes}")
     no_bf16 = any(g.supports_bf16 is False for g in run_gpus)
     config = TrainConfig(
-        strategy=args.strategy or ("single" if num_gpus == 1 else "fsdp"), num_gpus=num_gpus,
+        strategy=args.strategy or default_strategy(num_gpus), num_gpus=num_gpus,
         sharding=args.sharding, num_nodes=args.num_nodes,
         precision=args.precision or ("fp16" if no_bf16 else "bf16"), optimizer=args.optimizer,
         fused_optimizer=args.fused_optimizer, batch_size=args.batch_size,
-        seq_len=args.seq_len or 2048, grad_accum=args.grad_accum,
+        seq_len=default_seq_len(model) if args.seq_len is None else args.seq_len,
+        grad_accum=args.grad_accum,
         activation_checkpointing=args.activation_checkpointing,
         offload_params=args.offload_params, attention=args.attention,
         gradient_as_bucket_view=args.gradient_as_bucket_view,
         loop=args.loop,
-        method=args.method, lora_rank=args.lora_rank, lora_targets=args.lora_targets,
+        method=args.method, **{k: v for k, v in (("lora_rank", args.lora_rank),
+                                                 ("lora_targets", args.lora_targets))
+                               if v is not None},
     )
     return Plan(box=box, config=config, machines=args.num_nodes,
                 model=f"params:{args.params}" if args.params is not None else args.model,
                 tokens=length.get("tokens"), steps=length.get("steps"))
+
+
+def _check_options(args) -> None:
+    """Options that are each valid but not together: one line naming them (exit 2), never one
+    quietly ignored."""
+    if args.method == "full":
+        given = [f for f, v in (("--lora-rank", args.lora_rank), ("--lora-targets", args.lora_targets))
+                 if v is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} to LoRA adapters: add --method "
+                             "lora or --method qlora (without them the plan is full fine-tuning)")
 
 
 def _source_line(detection, run_gpus) -> str | None:
@@ -109,6 +129,8 @@ def _input_notes(model, config, detected, seq_given: bool) -> tuple[str, ...]:
     if seq_given and model.max_position and config.seq_len > model.max_position:
         notes.append(f"{model.name} has {model.max_position:,} positions; --seq-len "
                      f"{config.seq_len:,} is longer than it can take")
+    elif not seq_given and config.seq_len != default_seq_len():
+        notes.append(f"seq {config.seq_len:,}: {model.name}'s maximum (--seq-len for another)")
     if detected and config.num_gpus > len(detected):
         notes.append(f"this box has {len(detected)} GPU{'s' if len(detected) != 1 else ''}; "
                      f"the estimate is for {config.num_gpus} (more machines or a bigger box)")
@@ -119,11 +141,26 @@ def _training_length(args) -> dict:
     """--tokens / --steps as numbers (one line and exit 2 when they cannot be read)."""
     if args.tokens is not None and args.steps is not None:
         raise UsageError("give the training length as --tokens N or --steps N, not both")
-    if args.tokens is not None:
-        return {"tokens": parse_count(args.tokens, "--tokens")}
-    if args.steps is not None:
-        return {"steps": parse_count(args.steps, "--steps")}
+    for key, option, most, example in (("tokens", "--tokens", MAX_TOKENS, "1e8 or 2B"),
+                                       ("steps", "--steps", MAX_STEPS, "5000 or 20K")):
+        text = getattr(args, key)
+        if text is None:
+            continue
+        value = parse_count(text, option)
+        whole = str(text).strip().replace("_", "").replace(",", "")
+        try:  # a fraction of a token or a step is a typo (1.5 for 1.5B), not a length
+            fraction = float(whole) != int(float(whole))
+        except ValueError:  # a suffix (2B, 1.5M): a whole count
+            fraction = False
+        if fraction or value > most:
+            raise UsageError(f"{option} must be a whole number from 1 to {most:.0e} (e.g. "
+                             f"{example}), got {text!r}".replace("e+", "e"))
+        return {key: value}
     return {}
+
+
+MAX_TOKENS = 10**15  # ~70× the largest published pretraining run (15T tokens)
+MAX_STEPS = 10**10
 
 
 def _time_plan(args, est, detected, detection, length: dict):
@@ -179,7 +216,9 @@ def _print_accelerate_table(model) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    def fmt(v):
+    def fmt(v, key=""):
+        if v is None and key == "largest_layer":  # a bare parameter count has no layers
+            return "unknown"
         return "N/A" if v is None or v == -1 else accelerate_bytes(v)
 
     columns = ("Largest Layer", "Total Size", "Model", "Gradient calculation", "Backward pass",
@@ -194,14 +233,14 @@ def _print_accelerate_table(model) -> int:
         for col in columns:
             table.add_column(col, justify="right", no_wrap=True)
         for row in rows:
-            table.add_row(row["dtype"], *[fmt(row[k]) for k in keys])
+            table.add_row(row["dtype"], *[fmt(row[k], k) for k in keys])
     else:  # narrow terminal: one row per quantity, one column per dtype
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("")
         for row in rows:
             table.add_column(row["dtype"], justify="right", no_wrap=True)
         for col, key in zip(columns, keys):
-            table.add_row(col, *[fmt(row[key]) for row in rows])
+            table.add_row(col, *[fmt(row[key], key) for row in rows])
     console.print(table)
     console.print("This rule counts the bare model (no task head) at batch size 1 and no activations; "
                   "`trainwiz estimate` without --table gives the full per-GPU estimate.")

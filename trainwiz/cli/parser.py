@@ -85,6 +85,17 @@ def _count(text: str) -> int:
     return int(value)
 
 
+def _whole(text: str) -> int:
+    """A count option's value: a whole number of at least 1 (argparse names the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _add_estimate(subparsers) -> None:
     p = subparsers.add_parser(
         "estimate",
@@ -99,12 +110,13 @@ def _add_estimate(subparsers) -> None:
     p.add_argument("--params", type=_count, metavar="N", help="a bare parameter count instead of MODEL (e.g. 7e9)")
     p.add_argument("--list", action="store_true", help="list the catalog models and exit")
     p.add_argument("--strategy", choices=STRATEGIES, default=None,
-                   help="default: single on one GPU, fsdp on several")
+                   help="default: single on one GPU, ddp on several (the fastest when a full "
+                   "copy fits; when it does not, the suggestions price FSDP)")
     p.add_argument("--sharding", choices=SHARDINGS,
                    default="FULL_SHARD", help="FSDP sharding strategy (default FULL_SHARD)")
-    p.add_argument("--num-gpus", type=int, default=None, metavar="N",
+    p.add_argument("--num-gpus", type=_whole, default=None, metavar="N",
                    help="GPUs in the run (default: all detected or simulated GPUs, else 1)")
-    p.add_argument("--num-nodes", type=int, default=1, metavar="N", help="machines (HYBRID_SHARD)")
+    p.add_argument("--num-nodes", type=_whole, default=1, metavar="N", help="machines (HYBRID_SHARD)")
     p.add_argument("--gpu-memory", metavar="SIZE",
                    help="memory per GPU, e.g. 80GiB (default: from the detected or simulated GPUs)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
@@ -113,9 +125,9 @@ def _add_estimate(subparsers) -> None:
                    "loaded in bf16 and trained as is (weights, gradients, optimizer state in bf16)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
     p.add_argument("--fused-optimizer", action="store_true", help="fused AdamW kernel (no foreach temporaries)")
-    p.add_argument("--batch-size", type=int, default=1, metavar="B", help="per-GPU micro-batch (default 1)")
-    p.add_argument("--seq-len", type=int, default=None, metavar="S", help="sequence length (default 2048)")
-    p.add_argument("--grad-accum", type=int, default=1, metavar="N", help="gradient accumulation steps")
+    p.add_argument("--batch-size", type=_whole, default=1, metavar="B", help="per-GPU micro-batch (default 1)")
+    p.add_argument("--seq-len", type=_whole, default=None, metavar="S", help="sequence length (default 2048, or the model's maximum when shorter)")
+    p.add_argument("--grad-accum", type=_whole, default=1, metavar="N", help="gradient accumulation steps")
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--offload-params", action="store_true", help="FSDP CPU offload")
     p.add_argument("--attention", choices=ATTENTIONS, default="sdpa",
@@ -131,9 +143,9 @@ def _add_estimate(subparsers) -> None:
                    "qlora: LoRA on a 4-bit NF4 base (bitsandbytes, double quantization, bf16 "
                    "compute; prepare_model_for_kbit_training turns gradient checkpointing on: "
                    "add --activation-checkpointing)")
-    p.add_argument("--lora-rank", type=int, default=16, metavar="R",
-                   help="LoRA rank r (default 16)")
-    p.add_argument("--lora-targets", default="all-linear", metavar="TARGETS",
+    p.add_argument("--lora-rank", type=_whole, default=None, metavar="R",
+                   help="LoRA rank r (default 16; with --method lora or qlora)")
+    p.add_argument("--lora-targets", default=None, metavar="TARGETS",
                    help="PEFT target_modules: all-linear (default: every linear layer but the "
                    "output layer) or a comma list of module names such as q_proj,v_proj")
     p.add_argument("--gradient-as-bucket-view", action="store_true",

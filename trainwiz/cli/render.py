@@ -73,14 +73,19 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
         rows = [("parameters", pg.params)]
     rows += [("gradients", pg.grads), ("optimizer state", pg.optimizer),
              ("activations", pg.activations), ("temporaries", pg.temporary)]
+    unknown = {"activations": "activations", "temporaries": "temporary"}
     for label, value in rows:
+        if unknown.get(label) in est.not_estimated:  # never 0 B for what was not estimated
+            table.add_row(label, "unknown", "")
+            continue
         share = f"{100 * value / pg.total:.0f}%" if pg.total else ""
         table.add_row(label, format_bytes(value), share)
     table.add_row(Text("peak allocated", style="bold"), Text(format_bytes(pg.peak_allocated), style="bold"),
                   "~ torch.cuda.max_memory_allocated")
     table.add_row("CUDA context, NCCL, allocator", format_bytes(pg.overhead),
                   f"{100 * pg.overhead / pg.total:.0f}%" if pg.total else "")
-    table.add_row(Text("total", style="bold"), Text(format_bytes(pg.total), style="bold"), "must fit")
+    table.add_row(Text("total", style="bold"), Text(format_bytes(pg.total), style="bold"),
+                  "must fit (at least)" if est.not_estimated else "must fit")
     console.print(table)
     peak_at = est.terms.get("peak_at")
     if peak_at:

@@ -43,12 +43,13 @@ def bare_model(model: ModelSpec) -> ModelSpec:
     return replace(model, params=params, head="base")
 
 
-def model_size(model: ModelSpec) -> tuple[int, int]:
-    """(total bytes, largest layer bytes) as accelerate's calculate_maximum_sizes gives them."""
+def model_size(model: ModelSpec) -> tuple[int, int | None]:
+    """(total bytes, largest layer bytes) as accelerate's calculate_maximum_sizes gives them;
+    the largest layer is None (unknown) for a bare parameter count, whose layers are unknown."""
     bare = bare_model(model)
     total = 4 * bare.params + _buffer_bytes(bare)
     if not bare.has_architecture:
-        return total, total
+        return total, None
     embed = 4 * (bare.embedding_params or 0)
     if bare.family == "bert":  # the embeddings module also holds the id buffers
         embed += _buffer_bytes(bare)
@@ -76,7 +77,8 @@ def table_rows(model: ModelSpec, dtypes=("float32", "float16", "int8", "int4")) 
         div = {"float32": 1, "float16": 2, "bfloat16": 2, "int8": 4, "int4": 8}[dtype]
         usage = training_usage(total, dtype)
         peak = max(usage.values())
-        rows.append({"dtype": dtype, "largest_layer": largest / div, "total_size": total / div,
+        rows.append({"dtype": dtype, "largest_layer": None if largest is None else largest / div,
+                     "total_size": total / div,
                      **usage, "training_peak": peak if peak != -1 else None})
     return rows
 

@@ -29,7 +29,7 @@ default): weights, gradients and optimizer state all 2 bytes, no autocast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from trainwiz.errors import UsageError
 from trainwiz.estimator import activations as acts
@@ -344,15 +344,19 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         tl.add("root.gathered", frozen_cat, gathered * root_p)  # unsharded from forward to its backward
 
     if not model.has_architecture:
-        notes.append("activations, logits and temporaries not estimated: only the parameter count "
-                     "is known (give a catalog name or a config.json for those)")
+        notes.append("activations, logits and the temporaries of forward and backward not "
+                     "estimated: only the parameter count is known (give a catalog name or a "
+                     "config.json for those); the total is the weights, gradients and optimizer "
+                     "step alone")
         if fsdp:
             notes.append("FSDP's gathered blocks not estimated either: the layer sizes are unknown")
         tl.mark("forward")
         tl.add("grads", "grads", wb * local_params)
         tl.mark("backward end")
         tl.mark("optimizer step", {"optimizer.temp": ("temporary", opt_temp)})
-        return _finish(model, config, tl, gpu_memory, gpu_free, notes, shard)
+        est = _finish(model, config, tl, gpu_memory, gpu_free, notes, shard)
+        # shown as "unknown" (null in JSON), never as 0 B
+        return replace(est, terms={**est.terms, "not_estimated": ("activations",)})
 
     dims = acts.dims_of(model, config.batch_size, config.seq_len)
     block = acts.block_memory(model, dims, prec, attention, w.lora)

@@ -84,13 +84,14 @@ def _candidates(model: ModelSpec, config: TrainConfig, available_gpus: int | Non
                "FSDP with CPU offload (much slower)")
 
 
-LOOP_NOTE = "drop the outputs before backward (or use the HF Trainer): saves {saved}"
+LOOP_NOTE = "drop the outputs before backward (or use the HF Trainer)"
 
 
-def _note(note: str, saved: int | None) -> str:
-    """Fill in what the loop change alone saves (also when it is paired with another change)."""
-    if "{saved}" in note:
-        return note.replace("{saved}", format_bytes(None if saved is None else max(saved, 0)))
+def _note(note: str, change: dict, saved: int) -> str:
+    """A suggestion that changes the loop says what it saves against the current plan: the
+    whole change's saving (the loop's and its partner's together), at the end of the line."""
+    if change.get("loop") == "trainer":
+        return f"{note}: saves {format_bytes(max(saved, 0))}"
     return note
 
 
@@ -191,13 +192,11 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
         ranked = fitting + [t for t in ranked if t not in fitting]
     elif fitting:
         ranked = fitting  # only what helps
-    loop_only = priced.get(_key({"loop": "trainer"}))
-    loop_saved = base_total - loop_only.per_gpu.total if loop_only is not None else None
     out = []
     for change, note, est in ranked[:limit]:
         fits = usable is not None and est.per_gpu.total <= usable
         out.append(Suggestion(change=change, total=est.per_gpu.total,
-                              note=_note(note, loop_saved), fits=fits,
+                              note=_note(note, change, base_total - est.per_gpu.total), fits=fits,
                               slower=bool(change.get("offload_params")),
                               method_change="method" in change))
     return out

@@ -95,6 +95,7 @@ class TimeEstimate:
     parts: dict = field(default_factory=dict)  # seconds per step: compute, communication, ...
     reason: str | None = None
     notes: tuple[str, ...] = ()
+    machines: int | None = None  # not estimated for want of the network between these machines
 
     @property
     def estimated(self) -> bool:
@@ -301,7 +302,7 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
     nodes = -(-N // per_node)
     if nodes > 1 and hardware.network_bytes_per_second is None:
         return TimeEstimate(reason=f"{N} GPUs are {nodes} machines here and the network between "
-                                   "them is unknown: give it with --network (e.g. 400Gbps)")
+                                   "them is unknown", machines=nodes)
     if per_node > 1 and not hardware.intra_bytes_per_second:
         return TimeEstimate(reason="the link between the GPUs is unknown")
     work = micro_batch_work(model, config, recompute)
@@ -376,9 +377,9 @@ def estimate_time(model: ModelSpec, config: TrainConfig, hardware: TimeHardware,
     bound = max(BOUNDS, key=lambda k: parts[k])
     mfu = work.model_flops * accum * N / step / (peak * N)
     run_seconds = run_steps = None
-    if tokens is not None:
+    if tokens is not None:  # whole steps: the last one runs in full even if partly needed
         run_steps = -(-int(tokens) // tokens_per_step)
-        run_seconds = tokens / tps
+        run_seconds = run_steps * step
     elif steps is not None:
         run_steps = int(steps)
         run_seconds = steps * step
@@ -440,7 +441,9 @@ def time_plan(est, hardware: TimeHardware, tokens: int | None = None, steps: int
     fitting = [t for t in timed if t.suggestion.fits]
     rest = [t for t in timed if not t.suggestion.fits]
     # stable sort: those that cannot be timed keep their memory ranking
-    fitting.sort(key=lambda t: (beyond(t), -(t.time.tokens_per_second or 0.0)))
+    # (more GPUs keep the training, so they come before a change of method, timed or not)
+    fitting.sort(key=lambda t: (beyond(t), bool(getattr(t.suggestion, "method_change", False)),
+                                -(t.time.tokens_per_second or 0.0)))
     best = max((t.time.tokens_per_second for t in fitting if t.time.estimated and not beyond(t)),
                default=None)
     ranked = []
@@ -461,7 +464,7 @@ def approx(x: float) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
-    """'45 s', '12 min', '3 h 20 min', '4.5 days'."""
+    """'45 s', '12 min', '3 h 20 min', '4.5 days', '3.2 years'."""
     if seconds is None:
         return "unknown"
     if seconds < 90:
@@ -472,28 +475,42 @@ def format_duration(seconds: float | None) -> str:
     hours = minutes / 60
     if hours < 48:
         return f"{int(hours)} h {int(minutes % 60):02d} min"
-    return f"{hours / 24:.1f} days"
+    days = hours / 24
+    if days < 365:
+        return f"{days:.1f} days"
+    return f"{approx(days / 365.25)} years"
 
 
-def summary_lines(t: TimeEstimate, fits: bool | None = True) -> list[str]:
+def summary_lines(t: TimeEstimate, fits: bool | None = True,
+                  network_option: str | None = None) -> list[str]:
     """The time in words, for the CLI and the wizard's panel (one to two lines of < 80 columns).
-    ``fits``: the memory verdict; a config that does not fit is timed "if it fit"."""
+    ``fits``: the memory verdict; a config that does not fit is timed "if it fit".
+    ``network_option``: how this caller is given the network between machines (the CLI's
+    ``--network``), named when that is what the time lacks; a caller without one names none."""
     if not t.estimated:
-        return [f"time: not estimated ({t.reason})"]
+        how = (f": give it with {network_option} (e.g. 400Gbps)"
+               if t.machines and network_option else "")
+        return [f"time: not estimated ({t.reason}{how})"]
     label = "time if it fit" if fits is False else "time"
     step = f"{t.step_seconds:.2g} s" if t.step_seconds < 10 else format_duration(t.step_seconds)
     lines = [f"{label}: ~{approx(t.tokens_per_second)} tokens/s ({approx(t.tokens_per_second_per_gpu)} per GPU), "
              f"{step} per step, {t.bound}-bound, MFU {100 * t.mfu:.0f}%"]
     if t.run_seconds is not None:
-        what = f"{t.run_tokens:,} tokens" if t.run_tokens else f"{t.run_steps:,} steps"
+        def count(n, word):
+            return f"{n:,} {word}{'s' if n != 1 else ''}"
+        what = count(t.run_tokens, "token") if t.run_tokens else count(t.run_steps, "step")
         lines.append(f"to train {what}: about {format_duration(t.run_seconds)}"
-                     + (f" ({t.run_steps:,} steps)" if t.run_tokens else ""))
+                     + (f" ({count(t.run_steps, 'step')})" if t.run_tokens else ""))
     lines += [f"time note: {note}" for note in t.notes]
     return lines
 
 
 def suggestion_time_text(ts: TimedSuggestion) -> str:
-    """What follows 'fits' on a suggestion's line: '~9,100 tokens/s' or '~25× slower'."""
+    """What follows 'fits' on a suggestion's line: '~9,100 tokens/s' or '~25× slower', or
+    that several machines are not timed without the network between them (never a time made
+    up for them as one machine)."""
+    if ts.suggestion.fits and ts.time.machines:
+        return "time not estimated (network between machines unknown)"
     if not ts.time.estimated or not ts.suggestion.fits:
         return ""
     if ts.slowdown is not None and ts.slowdown >= 1.5:

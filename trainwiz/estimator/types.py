@@ -230,6 +230,12 @@ class Estimate:
     trainable_params: int | None = None
     total_params: int | None = None
 
+    @property
+    def not_estimated(self) -> tuple[str, ...]:
+        """The ``per_gpu`` fields that could not be estimated (``activations`` for a bare
+        parameter count): shown as "unknown", null in JSON."""
+        return tuple(self.terms.get("not_estimated", ()))
+
     def to_json(self) -> dict:
         return {
             "model": {"name": self.model.name, "params": self.model.params,
@@ -239,7 +245,10 @@ class Estimate:
                                        else self.total_params),
                       "family": self.model.family, "source": self.model.source},
             "config": self.config.to_json(),
-            "per_gpu": self.per_gpu.to_json(),
+            # what was not estimated is null, never 0
+            "per_gpu": {k: None if k in self.not_estimated else v
+                        for k, v in self.per_gpu.to_json().items()},
+            "not_estimated": list(self.not_estimated),
             "host": {"ram": int(self.host_ram)},
             "gpu_memory": self.gpu_memory,
             "gpu_free": self.gpu_free,
