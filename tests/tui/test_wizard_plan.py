@@ -396,3 +396,14 @@ async def test_a_plan_for_several_machines_is_saved_with_machine_0s_address(
         profile = load_profile("two")
         assert (profile.num_machines, profile.main_address, profile.main_port) == \
             (2, "node-0", 29500)
+
+
+async def test_what_a_parameter_count_alone_cannot_estimate_reads_unknown(make_app, isolated_env):
+    """With params:N there is no architecture: the legend said "activ 0.0" beside the CLI's
+    "unknown"; it reads "activ ?" and the others keep their figures."""
+    app = make_app("2xH100-80GB")
+    async with app.run_test(size=(120, 40)) as pilot:
+        wizard = await _wizard_with(pilot, app, "params:7000000000")
+        await wait_for(pilot, lambda: "activ ?" in text_of(wizard.query_one("#memory")))
+        text = " ".join(text_of(wizard.query_one("#memory")).split())
+        assert "activ 0.0" not in text and re.search(r"params \d+\.\d", text)

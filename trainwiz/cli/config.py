@@ -16,7 +16,7 @@ from trainwiz.estimator.catalog import catalog_names
 from trainwiz.estimator.types import FSDP_SHARDINGS, LOOP_TEXT, verdict_of
 from trainwiz.hardware import detect
 from trainwiz.launchers.checks import cpu_ranks_need, host_memory
-from trainwiz.plan import Plan, box_from_gpus, resolve_model
+from trainwiz.plan import Plan, box_from_gpus, default_seq_len, resolve_model
 from trainwiz.profiles import (
     Profile,
     ProfileExistsError,
@@ -221,7 +221,7 @@ def _wizard(args: argparse.Namespace) -> int:
     plan = plan.with_changes({"precision": precision})
 
     if spec is not None:
-        seq_default = min(2048, spec.max_position or 2048)
+        seq_default = default_seq_len(spec)  # the CLI's and the wizard's start too
         batch = int(_ask(questionary.text(
             "Micro-batch size per GPU:", default="1", validate=_whole(1, MAX_BATCH))))
         seq_len = int(_ask(questionary.text(
@@ -256,7 +256,8 @@ def _wizard(args: argparse.Namespace) -> int:
             changes["activation_checkpointing"] = True
         plan = plan.with_changes(changes)
 
-    # DDP when a full copy fits, FSDP otherwise
+    # The plan starts at DDP (plan.default_strategy); as a question's default, Enter takes
+    # the strategy that fits: DDP when a full copy fits, FSDP otherwise
     several = plan.gpus_per_machine > 1
     default_strategy = plan.config.strategy
     if spec is not None and several:

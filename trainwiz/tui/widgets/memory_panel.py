@@ -131,8 +131,10 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str | Text
                     f"({100 * trainable / total_params:.2f}%)\n", style="bright_black")
     for line in time_lines:  # the time estimate (trainwiz.estimator.timing's words)
         text.append(line + "\n", style="cyan")
-    cells = [(glyph, gstyle, f"{word} {format_bytes(value, unit='GiB', bare=True)}")
-             for value, word, glyph, gstyle in categories(per_gpu)]
+    unknown = {word for name, word, *_ in CATEGORIES if name in est.not_estimated}
+    cells = [(glyph, gstyle, f"{word} " + ("?" if word in unknown
+                                           else format_bytes(value, unit='GiB', bare=True)))
+             for value, word, glyph, gstyle in categories(per_gpu)]  # "activ ?": not estimated
     if any(r.gpu.memory_free is not None for r in rows):
         cells.append((OTHERS[1], OTHERS[2], "others"))
     cell_w = max(len(c[2]) for c in cells) + 3
