@@ -179,3 +179,21 @@ def test_a_lora_plan_saves_its_adapters_and_reopens_as_the_same_plan():
     assert Plan.from_profile(profile, _box("1xH100-80GB")).config == plan.config
     full = Plan.from_profile(profile, _box("1xH100-80GB")).with_changes({"method": "full"})
     assert validate_profile(full.to_profile("full")).estimate.lora is None
+
+
+def test_a_gpu_subset_suggestion_is_timed_on_its_gpus():
+    """'use GPU 0 (leave out GPU 1) + CPU offload' was timed on both GPUs (~589 tokens/s, as
+    much as offloading on the two), because its change named the GPU ids and not their count."""
+    here = box_from_gpus(detect("tests/tui/boxes/busy-2xh100.yaml").gpus, simulated=True)
+    plan = Plan.for_box(here, "llama-3-8b").with_changes({"strategy": "fsdp", "batch_size": 2})
+    model = resolve_model(plan.model)
+    result = plan.estimate(model)
+    subset = next(s for s in result.suggestions if "gpu_ids" in s.change)
+    assert subset.change["num_gpus"] == len(subset.change["gpu_ids"]) == 1
+    _, timed = plan.time(result)
+    timed_subset = next(t for t in timed if t.suggestion is subset)
+    applied = plan.with_changes(subset.change)
+    alone, _ = applied.time(applied.estimate(model))
+    assert timed_subset.time.tokens_per_second == pytest.approx(alone.tokens_per_second)
+    both = next(t for t in timed if t.suggestion.change == {"offload_params": True})
+    assert timed_subset.time.tokens_per_second < both.time.tokens_per_second

@@ -464,7 +464,10 @@ class Plan:
             note = (f"use GPU{'s' if len(ids) > 1 else ''} {','.join(map(str, ids))} (leave out "
                     f"{'GPU ' if len(left_out) == 1 else 'GPUs '}"
                     f"{','.join(map(str, left_out))}){extra}")
-            return Suggestion(change={"gpu_ids": list(ids), **change}, total=total, note=note,
+            # num_gpus too: the time of the subset is the time on its GPUs (with gpu_ids alone
+            # it was timed on the whole box, the same tokens/s as keeping every GPU)
+            return Suggestion(change={"gpu_ids": list(ids), "num_gpus": len(ids) * self.machines,
+                                      **change}, total=total, note=note,
                               fits=True, slower=bool(change.get("offload_params")))
         return None
 

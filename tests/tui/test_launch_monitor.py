@@ -123,11 +123,13 @@ async def test_a_real_hf_trainer_run_with_placeholders_shows_its_progress(isolat
         # while it runs: step of total, loss and time left, from the Trainer's own output
         await wait_for(pilot, lambda: "/30" in line() and "loss" in line() and "left" in line()
                        and not monitor.status.finished, timeout=120)
-        running = json.loads(run_cli("runs", "--json").stdout)[0]["progress"]
-        assert running["total"] == 30 and running["seconds_left"] is not None
-        assert 0 < running["step"] <= 30 and running["loss"] > 0
+        running = json.loads(run_cli("runs", "--json").stdout)[0]
+        progress = running["progress"]
+        assert progress["total"] == 30 and 0 < progress["step"] <= 30 and progress["loss"] > 0
+        # time left while it runs (on a loaded machine it may have finished meanwhile)
+        assert progress["seconds_left"] is not None or running["state"] != "running"
         await pilot.press("v")  # the loss curve
-        assert "loss by step" in text_of(monitor.query_one("#log-title"))
+        await wait_for(pilot, lambda: "loss by step" in text_of(monitor.query_one("#log-title")))
         await wait_for(pilot, lambda: monitor.status.finished, timeout=120)
         assert monitor.status.state == "succeeded", monitor.status.failure
         await wait_for(pilot, lambda: "step 30/30" in line(), timeout=10)

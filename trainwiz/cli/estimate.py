@@ -56,7 +56,7 @@ def run(args) -> int:
     est = dataclasses.replace(est, suggestions=tuple(t.suggestion for t in timed))
     print_estimate(est, _source_line(detection, run_gpus), per_gpu=per_gpu,
                    time_lines=summary_lines(time_est, est.fits, network_option="--network"),
-                   suggestion_times=[suggestion_time_text(t) for t in timed])
+                   suggestion_times=[suggestion_time_text(t, time_est) for t in timed])
     return 0
 
 

@@ -125,6 +125,8 @@ def as_flags(change: dict) -> str:
             ids = ",".join(map(str, value))
             flags.insert(0, f"CUDA_VISIBLE_DEVICES={ids} … --num-gpus {len(value)}")
             continue
+        if key == "num_gpus" and "gpu_ids" in change:  # said once, with the GPU ids
+            continue
         flag = "--" + key.replace("_", "-")
         if value is True:
             flags.append(flag)

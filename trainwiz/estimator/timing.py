@@ -505,14 +505,21 @@ def summary_lines(t: TimeEstimate, fits: bool | None = True,
     return lines
 
 
-def suggestion_time_text(ts: TimedSuggestion) -> str:
-    """What follows 'fits' on a suggestion's line: '~9,100 tokens/s' or '~25× slower', or
-    that several machines are not timed without the network between them (never a time made
-    up for them as one machine)."""
+def suggestion_time_text(ts: TimedSuggestion, now: TimeEstimate | None = None) -> str:
+    """What follows 'fits' on a suggestion's line, in the CLI and the wizard alike: its tokens/s
+    ('~9,100 tokens/s'), with '~2.5× faster' / '~25× slower' when it differs that much from the
+    current plan (``now``: the ratio is against the plan the user has, never another
+    suggestion), or that several machines are not timed without the network between them
+    (never a time made up for them as one machine)."""
     if ts.suggestion.fits and ts.time.machines:
         return "time not estimated (network between machines unknown)"
     if not ts.time.estimated or not ts.suggestion.fits:
         return ""
-    if ts.slowdown is not None and ts.slowdown >= 1.5:
-        return f"~{ts.slowdown:.0f}× slower" if ts.slowdown >= 3 else f"~{ts.slowdown:.1f}× slower"
-    return f"~{approx(ts.time.tokens_per_second)} tokens/s"
+    tps = ts.time.tokens_per_second
+    text = f"~{approx(tps)} tokens/s"
+    if now is not None and now.estimated and now.tokens_per_second and tps:
+        ratio = tps / now.tokens_per_second
+        if ratio >= 1.5 or ratio <= 1 / 1.5:
+            times, word = (ratio, "faster") if ratio > 1 else (1 / ratio, "slower")
+            text += f", ~{times:.0f}× {word}" if times >= 3 else f", ~{times:.1f}× {word}"
+    return text

@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Select, Static
 
 from trainwiz.errors import TrainwizError
-from trainwiz.estimator.timing import approx, summary_lines
+from trainwiz.estimator.timing import suggestion_time_text, summary_lines
 from trainwiz.hardware.presets import PRESETS
 from trainwiz.estimator.types import verdict_of
 from trainwiz.hardware.slurm import PartitionPlan, SlurmMissing, slurm_plans
@@ -55,21 +55,6 @@ def partition_box(part: PartitionPlan) -> Box:
 def _comment_lines(text: str) -> int:
     """Lines of a YAML file with a comment (whole-line or after a value): what saving loses."""
     return sum(bool(re.search(r"(^|\s)#", line)) for line in text.splitlines())
-
-
-def time_vs_plan(ts, now) -> str:
-    """What follows 'fits' on a suggestion's line: its tokens/s as the CLI prints them, or
-    '~2.5× faster' / '~177× slower' when it differs that much from the current plan (``now``,
-    its TimeEstimate): the ratio is against the plan the user has, never another suggestion."""
-    if not ts.time.estimated or not ts.suggestion.fits:
-        return ""
-    tps = ts.time.tokens_per_second
-    if now is not None and now.estimated and now.tokens_per_second and tps:
-        ratio = tps / now.tokens_per_second
-        if ratio >= 1.5 or ratio <= 1 / 1.5:
-            times, word = (ratio, "faster") if ratio > 1 else (1 / ratio, "slower")
-            return f"~{times:.0f}× {word}" if times >= 3 else f"~{times:.1f}× {word}"
-    return f"~{approx(tps)} tokens/s"
 
 
 class WizardScreen(Screen):
@@ -300,7 +285,7 @@ class WizardScreen(Screen):
         self.result = result
         panel.message = ""
         panel.time_lines = tuple(summary_lines(time, result.fits))
-        panel.suggestion_times = tuple(time_vs_plan(ts, time) for ts in timed)
+        panel.suggestion_times = tuple(suggestion_time_text(ts, time) for ts in timed)
         panel.estimate = result
 
     def _show_cpu(self, result, panel: MemoryPanel) -> None:
