@@ -30,6 +30,17 @@ async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05):
             raise AssertionError(f"timed out waiting for {name}")
 
 
+async def open_the_one_profile(pilot, app):
+    """Profiles screen (one profile saved), Enter on it: the wizard it opens."""
+    await pilot.press("p")
+    table = app.screen.query_one("DataTable")
+    await wait_for(pilot, lambda: table.row_count == 1)
+    table.focus()
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: app.current_mode == "wizard")
+    return app.screen
+
+
 @pytest.fixture
 def make_app(isolated_env):
     """A TrainwizApp on simulated GPUs with private XDG dirs; no periodic polling."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.tui.conftest import text_of, wait_for
+from tests.tui.conftest import open_the_one_profile, text_of, wait_for
 
 SIZE = (80, 24)
 
@@ -314,13 +314,7 @@ async def test_editing_a_profile_keeps_what_the_form_does_not_show(make_app, iso
         "estimate:\n  model: gpt2\n  seq_len: 1024\n")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("p")
-        table = app.screen.query_one("DataTable")
-        await wait_for(pilot, lambda: table.row_count == 1)
-        table.focus()
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: app.current_mode == "wizard")
-        wizard = app.screen
+        wizard = await open_the_one_profile(pilot, app)
         await wait_for(pilot, lambda: wizard.fits and wizard.config.num_gpus == 1)
         assert wizard.config.seq_len == 1024 and wizard.query_one("#seq-len").value == 1024
         assert [f.label for f in wizard.fits] == ["GPU1"]  # the GPU the profile names

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.tui.conftest import text_of, wait_for
+from tests.tui.conftest import open_the_one_profile, text_of, wait_for
 
 
 async def _wizard_with(pilot, app, model: str):
@@ -115,13 +115,7 @@ async def test_a_profile_planned_for_another_box_says_so(make_app, isolated_env)
     app = make_app("2xH100-80GB")
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.gpus)
-        await pilot.press("p")
-        table = app.screen.query_one("DataTable")
-        await wait_for(pilot, lambda: table.row_count == 1)
-        table.focus()
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: app.current_mode == "wizard")
-        wizard = app.screen
+        wizard = await open_the_one_profile(pilot, app)
         await wait_for(pilot, lambda: wizard.result is not None)
         assert wizard.config.num_gpus == 8 and wizard.result.verdict == "fits"
         text = " ".join(text_of(wizard.query_one("#memory")).split())
@@ -282,13 +276,7 @@ async def test_a_cpu_profile_opens_as_a_cpu_plan(make_app, isolated_env):
     app = make_app("2xH100-80GB")
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.gpus)
-        await pilot.press("p")
-        table = app.screen.query_one("DataTable")
-        await wait_for(pilot, lambda: table.row_count == 1)
-        table.focus()
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: app.current_mode == "wizard")
-        wizard = app.screen
+        wizard = await open_the_one_profile(pilot, app)
         await wait_for(pilot, lambda: "Host memory (CPU ranks, gloo)" in text_of(
             wizard.query_one("#memory")))
         text = " ".join(text_of(wizard.query_one("#memory")).split())
