@@ -27,6 +27,7 @@ from typing import Any
 
 from trainwiz import safeyaml
 from trainwiz.errors import TrainwizError, UsageError
+from trainwiz.text import first_control
 from trainwiz.units import parse_count, parse_size
 
 KeyPath = tuple  # str keys and int list indices: ("gpus", 0, "memory_used") is gpus[0].memory_used
@@ -337,6 +338,9 @@ class Checker:
             if not isinstance(value, bool):
                 return self.refuse(path, f"key '{key}' must be true or false, not {value!r}")
             return True, value
+        if kind in ("str", "list_str", "env") and (bad := _control_in(value)):
+            return self.refuse(path, f"key '{key}' has a control character ({bad}), which a "
+                                     "terminal would act on instead of showing; write it without")
         if kind == "str":
             if isinstance(value, (dict, list, bool)):
                 return self.refuse(path, f"key '{key}' must be a string, not {type_name(value)}")
@@ -450,3 +454,17 @@ def _shown(n: float | int | None) -> str:
     if abs(n) < 10**6:
         return str(int(n))
     return f"{int(n):,}" if abs(n) < 10**18 else f"{n:.3g}"
+
+
+def _control_in(value: Any) -> str | None:
+    """The first control character in a string, a list's strings or a mapping's keys and
+    values (names and paths from a file are shown on terminals later)."""
+    if isinstance(value, str):
+        return first_control(value)
+    items = value.items() if isinstance(value, dict) else [value] if not isinstance(
+        value, list) else value
+    for item in items:
+        for part in item if isinstance(item, tuple) else (item,):
+            if isinstance(part, str) and (bad := first_control(part)):
+                return bad
+    return None

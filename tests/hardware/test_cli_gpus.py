@@ -141,3 +141,13 @@ def test_watch_on_a_terminal_redraws_in_place_and_stops_on_ctrl_c(isolated_env, 
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_a_box_file_name_with_an_escape_sequence_is_refused(run_cli, tmp_path):
+    """'\\x1b[2J' in a process name cleared the screen the table was printed on."""
+    path = tmp_path / "box.yaml"
+    path.write_text('gpus:\n  - {preset: H100-80GB,\n     processes: [{pid: 1, name: "ev\\x1b[2Jil"}]}\n')
+    res = run_cli("gpus", "--simulate", str(path))
+    assert res.returncode == 2 and "\x1b" not in res.stdout + res.stderr
+    assert ("box.yaml:3: key 'gpus[0].processes[0].name' has a control character (\\x1b)"
+            in res.stderr)

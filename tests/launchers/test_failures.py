@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 from tests.launchers.helpers import launched_dir, wait_state, write_profile
+from trainwiz.text import printable
 from trainwiz.launchers.failures import (
     failure_summary,
     is_oom,
     message_from_log,
     parse_failure_table,
-    printable,
     read_error_file,
 )
 from trainwiz.launchers.records import Failure
@@ -62,6 +62,7 @@ def test_a_failure_message_never_carries_terminal_control_characters():
     assert line == "rank 1: RuntimeError: [/] [bold]boom[/bold] ünï end (exit code 1)"
     assert printable("step 3 \x1b[32mloss\x1b[0m 2.1\r") == "step 3 loss 2.1 "
     assert printable("plain [x] ünï") == "plain [x] ünï"
+    assert printable("abc\u202edef") == "abcdef"  # a bidi override would reverse what follows
 
 
 def test_a_real_rank_raising_escape_codes_is_reported_without_them(run_cli, tmp_path):

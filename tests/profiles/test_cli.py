@@ -249,3 +249,21 @@ def test_show_on_another_box_says_whether_the_plan_fits_there(run_cli, isolated_
                for line in lines), lines
     same = run_cli("profiles", "show", "h100", "--simulate", "2xH100-80GB")
     assert same.returncode == 0 and "On this box" not in same.stdout
+
+
+def test_outside_text_with_control_characters_never_reaches_the_terminal(run_cli, isolated_env,
+                                                                        tmp_path):
+    """A profile's GPU name with '\\x1b[2J' blanked the app's Profiles screen; a script path
+    with one recoloured the error that quoted it. The file is refused, each key named, and an
+    error quoting a typed name prints without the escape."""
+    (tmp_path / "esc.yaml").write_text(
+        'version: 1\nhardware: {gpu: "Fake GPU\\e[2J", gpu_memory: 1000000000}\n'
+        'script: "tr\\e[31mred.py"\ndescription: "left\\u202eright"\n')
+    r = run_cli("profiles", "import", "esc.yaml", "--name", "esc")
+    assert r.returncode == 2 and "\x1b" not in r.stderr and "\u202e" not in r.stderr
+    for line, key, char in ((2, "hardware.gpu", "\\x1b"), (3, "script", "\\x1b"),
+                            (4, "description", "\\u202e")):
+        assert f"esc.yaml:{line}: key '{key}' has a control character ({char})" in r.stderr
+    assert not (_user_dir(isolated_env) / "esc.yaml").exists()
+    r = run_cli("profiles", "show", "no\x1b[2Jsuch")
+    assert r.returncode == 2 and "\x1b" not in r.stderr and "no[2J" not in r.stderr

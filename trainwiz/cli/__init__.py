@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from trainwiz.cli.parser import add_simulate_option, build_parser, simulate_spec
 from trainwiz.errors import TrainwizError
+from trainwiz.text import printable
 
 __all__ = ["add_simulate_option", "build_parser", "load", "main", "simulate_spec"]
 
@@ -48,7 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _open_app(args)
         return int(load(handler)(args) or 0)
     except TrainwizError as err:
-        print(f"trainwiz: {err}", file=sys.stderr)
+        # a message may quote what was typed or read (a path, a name): its lines, never its
+        # escape sequences, reach the terminal
+        lines = str(err).split("\n")
+        print("trainwiz: " + "\n".join(printable(line) for line in lines), file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         return 130

@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 
 from trainwiz.cli import load
-from trainwiz.launchers.failures import failure_summary, printable
+from trainwiz.launchers.failures import failure_summary
 from trainwiz.launchers.local import stop_run
 from trainwiz.launchers.records import RunState, Sample
 from trainwiz.launchers.rundir import read_samples, read_status, tail_log
 from trainwiz.launchers.runinfo import memory_over_text, progress_parts, run_report
 from trainwiz.units import format_bytes
+from trainwiz.text import printable
 
 # The full-screen monitor, by name: its module loads Textual, which plain lines, `trainwiz runs`
 # and `launch --detach` must not pay for (see trainwiz.cli.load).

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from trainwiz.hardware.types import GpuInfo, GpuProcess, MigDevice
+from trainwiz.text import printable
 
 _PLAN_HINT = "planning mode: use --simulate 8xH100-80GB (or TRAINWIZ_SIMULATE) to plan for a GPU box"
 
@@ -33,7 +34,7 @@ def _text(value) -> str | None:
         return None
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    return str(value)
+    return printable(str(value))  # a name the driver gives is shown on terminals as it is
 
 
 def _init_message(nv, exc: BaseException) -> str:
@@ -256,7 +257,7 @@ class NvmlBackend:
         try:
             import psutil
 
-            name = psutil.Process(pid).name()
+            name = printable(psutil.Process(pid).name())  # any user may name a process
         except Exception:  # another container's pid namespace, gone, or denied
             name = None
         if len(self._names) > 4096:

@@ -14,19 +14,14 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainwiz.text import printable
+
 OOM_PATTERNS = re.compile(
     r"CUDA out of memory|OutOfMemoryError|out of memory|CUBLAS_STATUS_ALLOC_FAILED|"
     r"Cannot allocate memory|std::bad_alloc|\bMemoryError\b|NCCL.*(?:ncclSystemError).*alloc",
     re.IGNORECASE,
 )
 MAX_ERROR_FILE = 4 * 1024 * 1024  # torch's error files are a few KiB; a larger one is not read
-# Terminal escape sequences (CSI "\x1b[2J", OSC "\x1b]0;title\x07", two-byte "\x1bc") as a
-# whole, then any control character left (C0 but tab, DEL, C1): a log line or a failure message
-# must not clear, recolour or retitle the terminal it is shown in.
-_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
-                      r"|\x1b[ -/]*[0-~]|\x9b[0-?]*[ -/]*[@-~]")
-_SPACES = re.compile(r"[\t\n\v\f\r]")
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure)[\w]*)(:.*)?$")
 
 
@@ -40,15 +35,6 @@ class TableEntry:
     message: str
     root: bool = False
 
-
-def printable(text: str) -> str:
-    """``text`` from outside (a log line, a failure message) as it may be shown on a terminal:
-    escape sequences removed whole, a tab or line break as a space, other control characters
-    removed. The one place the app and the CLI clean such text (markup is handled by showing
-    it as Text)."""
-    if text.isprintable():
-        return text
-    return _CONTROLS.sub("", _SPACES.sub(" ", _ESCAPES.sub("", text)))
 
 
 def is_oom(text: str | None) -> bool:

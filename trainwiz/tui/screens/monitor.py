@@ -33,7 +33,7 @@ from trainwiz.errors import TrainwizError
 from trainwiz.estimator.catalog import model_from_params, resolve_model
 from trainwiz.estimator.fit import estimate
 from trainwiz.launchers import slurm_jobs, stop_run
-from trainwiz.launchers.failures import failure_summary, printable
+from trainwiz.launchers.failures import failure_summary
 from trainwiz.launchers.rundir import rank_log_paths, read_samples, read_status
 from trainwiz.launchers.runinfo import (
     Follower,
@@ -53,6 +53,7 @@ from trainwiz.tui.widgets.bars import usage_bar
 from trainwiz.tui.widgets.footer import KeysFooter
 from trainwiz.tui.widgets.run_plot import PlotData, RunPlot
 from trainwiz.units import format_bytes
+from trainwiz.text import printable
 
 POLL_S = 2.0  # the supervisor samples memory every 2 s and writes progress every second
 HISTORY = 300  # samples kept for the memory plot (the supervisor samples every 2 s)
