@@ -131,6 +131,10 @@ def test_damaged_runs_are_rows_never_a_failed_list(run_cli, isolated_env):
     stop = clean(run_cli("stop", "20260102-000000"))
     assert stop.returncode == 0 and "is damaged" in stop.stdout
     assert "stopped: nothing of this run was running; marked stopped" in stop.stdout
+    # what the damaged file held is kept beside the new status, not wiped
+    kept = runs_dir(isolated_env) / "20260102-000000-empt" / "status.json.damaged"
+    assert "kept as status.json.damaged" in stop.stdout
+    assert kept.read_text() == DAMAGES["empty"]
     assert status_of(runs_dir(isolated_env) / "20260102-000000-empt")["state"] == "stopped"
 
 

@@ -250,7 +250,17 @@ def stop_run(run: str | os.PathLike, grace: float = 10.0) -> RunStatus:
             final.message = "stopped by request (no supervisor of this run was running)"
         else:  # nothing ended: say so, never "stopped" as if something had been
             final.message = "nothing of this run was running; marked stopped"
-        if final.damaged:  # the file could not be read: what we know, written afresh
+        original = run_dir / "status.json"
+        if status.damaged and original.is_file() and not original.is_symlink():
+            # what the damaged file held is kept beside the new one, never overwritten
+            kept = original.with_name("status.json.damaged")
+            try:
+                if not kept.exists():
+                    shutil.copyfile(original, kept)
+                final.message += f"; its damaged status.json was kept as {kept.name}"
+            except OSError:
+                pass
+        elif final.damaged:
             final.message += "; its status.json was damaged and has been rewritten"
         try:
             save_status(run_dir, final)
