@@ -267,3 +267,16 @@ def test_outside_text_with_control_characters_never_reaches_the_terminal(run_cli
     assert not (_user_dir(isolated_env) / "esc.yaml").exists()
     r = run_cli("profiles", "show", "no\x1b[2Jsuch")
     assert r.returncode == 2 and "\x1b" not in r.stderr and "no[2J" not in r.stderr
+
+
+def test_a_cpu_profile_on_a_simulated_gpu_box_gets_no_gpu_time(run_cli, isolated_env):
+    """`--simulate 2x4090` on a device: cpu profile printed '~8,080 tokens/s ... MFU 4%', a GPU
+    time for CPU ranks."""
+    folder = _user_dir(isolated_env)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cpu2.yaml").write_text("version: 1\nstrategy: ddp\ndevice: cpu\nnum_processes: 2\n"
+                                      "estimate: {model: gpt2}\n")
+    r = run_cli("profiles", "show", "cpu2", "--simulate", "2x4090")
+    assert r.returncode == 0, r.stderr
+    assert "tokens/s" not in r.stdout and "MFU" not in r.stdout
+    assert "time: not estimated (CPU ranks; the time model covers GPUs)" in r.stdout

@@ -44,6 +44,9 @@ async def test_runs_fit_the_terminal_and_say_how_each_went(make_app, isolated_en
     state = Path(isolated_env["XDG_STATE_HOME"])
     write_failed_run(state)  # rank 1 out of memory, on a simulated 2xH100 box
     _write_succeeded_run(state)
+    damaged = Path(state) / "trainwiz" / "runs" / "20250101-000000-dmgd"
+    damaged.mkdir()
+    (damaged / "command.json").write_text("{}")  # a run folder whose status.json is gone
     app = make_app()
     async with app.run_test(size=size) as pilot:
         await wait_for(pilot, lambda: app.gpus)
@@ -62,6 +65,8 @@ async def test_runs_fit_the_terminal_and_say_how_each_went(make_app, isolated_en
         await wait_for(pilot, lambda: "ran 42s" in text_of(screen.query_one("#runs-note")))
         assert text_of(screen.query_one("#runs-note")) == (
             "ran 42s · step 20/20 · loss 6.035 · 2 s/step")
+        # a damaged folder is listed, never counted as running
+        assert "3 runs, 0 active" in text_of(screen.query_one("#runs-status"))
         # on simulated GPUs: labelled, with what that means
         assert " 2 sim " in failed and " 2 sim " not in done
         assert "simulated" in text_of(screen.query_one("#runs-status"))

@@ -77,6 +77,8 @@ def _time_lines(profile, args) -> list[str]:
     plan = Plan.from_profile(profile, here)
     if not plan.model or not plan.box.here:
         return []
+    if plan.device == "cpu":  # CPU ranks: the time model is the GPUs' (never their figure)
+        return ["time: not estimated (CPU ranks; the time model covers GPUs)"]
     est = plan.estimate(resolve_model(plan.model)).estimate
     used = {g.index for g in plan.used_gpus()}
     time, _ = profile_time(profile, est, [g for g in detection.gpus if g.index in used])

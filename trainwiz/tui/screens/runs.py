@@ -177,7 +177,7 @@ class RunsScreen(Screen):
                 for col, value in zip(table.ordered_columns, self._cells(run)):
                     table.update_cell(run.id, col.key, value)
         self._show_note()
-        active = sum(1 for r in message.runs if not r.finished)
+        active = sum(1 for r in message.runs if not r.finished and not r.damaged)
         if not message.runs:
             status.update("No runs yet. Launch one from a profile (l) or with `trainwiz launch`.")
         else:
