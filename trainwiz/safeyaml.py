@@ -54,6 +54,31 @@ def expanded_size(node, limit: int = MAX_NODES) -> int:
     return size(node)
 
 
+def duplicate_key(node) -> tuple[str, int, int] | None:
+    """The first key given twice in one mapping, with both (1-based) lines, or None."""
+    import yaml
+
+    seen_nodes: set[int] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen_nodes:
+            continue
+        seen_nodes.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    line = k.start_mark.line + 1
+                    if k.value in lines:
+                        return k.value, lines[k.value], line
+                    lines[k.value] = line
+                stack.append(v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return None
+
+
 def compose(text: str, source: str, *, max_bytes: int = MAX_BYTES):
     """The YAML node graph of ``text`` (or None for an empty document), checked against the
     bounds. Raises YamlRefused; YAML syntax errors propagate as ``yaml.YAMLError``."""
@@ -72,6 +97,11 @@ def compose(text: str, source: str, *, max_bytes: int = MAX_BYTES):
                 raise YamlRefused(f"{source}: its aliases (*name) expand to more than "
                                   f"{MAX_NODES:,} values; allowed: at most {MAX_NODES:,} "
                                   "(not read)")
+            twice = duplicate_key(node)
+            if twice:  # safe_load keeps the last silently: the user meant one of them
+                key, first, second = twice
+                raise YamlRefused(f"{source}:{second}: key {key!r} is given twice (lines "
+                                  f"{first} and {second}); write it once (not read)")
         return node, loader
     except BaseException:
         loader.dispose()

@@ -280,3 +280,14 @@ def test_a_cpu_profile_on_a_simulated_gpu_box_gets_no_gpu_time(run_cli, isolated
     assert r.returncode == 0, r.stderr
     assert "tokens/s" not in r.stdout and "MFU" not in r.stdout
     assert "time: not estimated (CPU ranks; the time model covers GPUs)" in r.stdout
+
+
+def test_a_key_given_twice_is_refused_not_last_one_wins(run_cli, isolated_env, tmp_path):
+    """`num_processes: 2` then `num_processes: 4` imported silently with 4."""
+    (tmp_path / "dup.yaml").write_text("version: 1\nnum_processes: 2\nstrategy: ddp\n"
+                                       "num_processes: 4\n")
+    r = run_cli("profiles", "import", "dup.yaml", "--name", "dup")
+    assert r.returncode == 2
+    assert (f"trainwiz: {Path('dup.yaml')}:4: key 'num_processes' is given twice (lines 2 and 4)"
+            in r.stderr)
+    assert not (_user_dir(isolated_env) / "dup.yaml").exists()
