@@ -61,7 +61,9 @@ class GpuInfo:
     def to_json(self) -> dict:
         """The `trainwiz gpus --json` record (DESIGN.md contract; extra keys only added)."""
         data = asdict(self)
-        data["processes"] = [{"pid": p.pid, "memory_used": p.memory_used} for p in self.processes]
+        # the contract's pid and memory_used, and the name the table shows (null when unknown)
+        data["processes"] = [{"pid": p.pid, "memory_used": p.memory_used, "name": p.name}
+                             for p in self.processes]
         return data
 
 
