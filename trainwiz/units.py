@@ -93,6 +93,7 @@ def accelerate_bytes(size: float) -> str:
 
 # Rates between machines, as NIC and switch vendors print them: b is a bit, B a byte.
 _RATE = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?\d+)?)\s*([kKmMgGtT]i?)?(bits?|b|B|bytes?)(?:/s|ps)\s*")
+NETWORK_RANGE = (10e6 / 8, 100e12 / 8)  # bytes/s: 10 Mbps Ethernet to 100 Tbps per machine
 _RATE_PREFIX = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
                 "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}
 
@@ -109,7 +110,12 @@ def parse_rate(text: str, what: str = "--network") -> float:
         raise UsageError(f"{what} must be positive, got {text!r}")
     prefix = _RATE_PREFIX[(match.group(2) or "").lower()]
     per_byte = 1 if match.group(3).startswith(("B", "byte")) else 1 / 8
-    return number * prefix * per_byte
+    rate = number * prefix * per_byte
+    if not NETWORK_RANGE[0] <= rate <= NETWORK_RANGE[1]:  # 1e-6 Gbps gave 24 years a step
+        raise UsageError(f"{what} must be from {format_rate(NETWORK_RANGE[0])} to "
+                         f"{format_rate(NETWORK_RANGE[1])} (a machine's links to the others), "
+                         f"got {text!r}")
+    return rate
 
 
 def format_rate(bytes_per_second: float) -> str:

@@ -67,6 +67,10 @@ def test_the_time_is_printed_beside_the_memory_and_offload_is_called_slower(run_
     (("--network", "400Gbpx", "--num-nodes", "2", "--num-gpus", "4", "--sharding",
       "HYBRID_SHARD"), "--network: cannot read '400Gbpx' as a network speed"),
     (("--tokens", "1e8", "--steps", "10"), "not both"),
+    (("--network=0.000001Gbps", "--num-nodes", "2", "--num-gpus", "4"),  # was 24 years a step
+     "--network must be from 10 Mbps to 100 Tbps (a machine's links to the others), got "
+     "'0.000001Gbps'"),
+    (("--network", "1e30Gbps", "--num-nodes", "2", "--num-gpus", "4"), "got '1e30Gbps'"),
 ])
 def test_bad_training_length_or_network_is_one_line_and_exit_2(run_cli, args, words):
     proc = run_cli("estimate", "llama-3-8b", "--simulate", "2xH100-80GB", *args)
