@@ -144,11 +144,11 @@ class Spec:
 def option(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
            choices: tuple = (), minimum: float | None = None, maximum: float | None = None,
            upper: bool = False, kind: str | None = None, help: str = "", always: bool = False,
-           stored: bool = True) -> Any:
+           stored: bool = True, pattern: str | None = None) -> Any:
     """A dataclass field with its description: the annotation is its type, ``default`` its
     default, the rest what is allowed. ``stored=False``: not a key of the file (a profile's name)."""
     meta = {_META: dict(choices=tuple(choices), minimum=minimum, maximum=maximum, upper=upper,
-                        kind=kind, help=help, always=always, stored=stored)}
+                        kind=kind, help=help, always=always, stored=stored, pattern=pattern)}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
 

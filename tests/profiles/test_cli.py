@@ -291,3 +291,13 @@ def test_a_key_given_twice_is_refused_not_last_one_wins(run_cli, isolated_env, t
     assert (f"trainwiz: {Path('dup.yaml')}:4: key 'num_processes' is given twice (lines 2 and 4)"
             in r.stderr)
     assert not (_user_dir(isolated_env) / "dup.yaml").exists()
+
+
+def test_a_machine_address_that_is_no_host_name_is_refused(run_cli, isolated_env, tmp_path):
+    """'my host [bold' was taken and became --rdzv-endpoint 'my host [bold:29500'."""
+    (tmp_path / "two.yaml").write_text("version: 1\nstrategy: ddp\nnum_machines: 2\n"
+                                       "main_address: my host [bold\nmain_port: 29500\n")
+    r = run_cli("profiles", "import", "two.yaml", "--name", "two")
+    assert r.returncode == 2
+    assert (f"{Path('two.yaml')}:4: key 'main_address': 'my host [bold' is not allowed; allowed: "
+            "a host name or IP address of machine 0" in r.stderr)

@@ -377,6 +377,10 @@ async def test_a_plan_for_several_machines_is_saved_with_machine_0s_address(
         await pilot.press(*"node-0", "enter")
         await wait_for(pilot, lambda: app.screen.query("#prompt-error"))
         assert "host:port" in str(app.screen.query_one("#prompt-error").render())
+        app.screen.query_one("#prompt-input").value = "my host [bold:29500"  # was saved as is
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "host name or IP address" in str(
+            app.screen.query_one("#prompt-error").render()))
         app.screen.query_one("#prompt-input").value = "node-0:29500"
         await pilot.press("enter")
         saved = Path(isolated_env["XDG_CONFIG_HOME"]) / "trainwiz" / "profiles" / "two.yaml"

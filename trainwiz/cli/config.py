@@ -25,6 +25,8 @@ from trainwiz.profiles import (
     validate_profile,
 )
 from trainwiz.profiles.schema import (
+    HOST_HELP,
+    HOST_PATTERN,
     MAX_BATCH,
     MAX_LORA_RANK,
     MAX_MACHINES,
@@ -310,7 +312,9 @@ def _wizard(args: argparse.Namespace) -> int:
             validate=_whole(2, MAX_MACHINES))))
         plan = plan.with_changes({"machines": machines})
         address = _ask(questionary.text(
-            "Address of machine 0 (host name or IP; empty: give it before launching):")).strip()
+            "Address of machine 0 (host name or IP; empty: give it before launching):",
+            validate=lambda t: not t.strip() or bool(re.fullmatch(HOST_PATTERN, t.strip()))
+            or HOST_HELP)).strip()
         port = _ask(questionary.text(
             "Port on machine 0 (empty: chosen at launch):",
             validate=lambda t: not t.strip() or (t.strip().isdigit()

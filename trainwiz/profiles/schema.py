@@ -49,6 +49,9 @@ MAX_MACHINES = 4096
 MAX_BATCH = 65536  # per GPU micro-batch; grad accumulation steps too
 MAX_SEQ_LEN = 1_048_576  # 1M tokens: the longest contexts trained today
 MAX_LORA_RANK = 4096
+# machine 0 as the other machines reach it: a host name, an IPv4 or an IPv6 address
+HOST_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?|\[?[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]?"
+HOST_HELP = "a host name or IP address of machine 0, such as node0, 10.0.0.1 or fe80::1"
 
 
 @dataclass
@@ -162,7 +165,7 @@ class Profile:
     num_processes: int | None = option(None, minimum=1, maximum=MAX_PROCESSES)
     num_machines: int = option(1, minimum=1, maximum=MAX_MACHINES)
     machine_rank: int = option(0, minimum=0, maximum=MAX_MACHINES - 1)
-    main_address: str | None = None
+    main_address: str | None = option(None, pattern=HOST_PATTERN, help=HOST_HELP)
     # None: a free port is chosen at launch
     main_port: int | None = option(None, minimum=1, maximum=65535)
     rdzv_backend: str = option("c10d", choices=RDZV_BACKENDS)

@@ -29,6 +29,7 @@ from trainwiz.hardware.slurm import PartitionPlan, SlurmMissing, slurm_plans
 from trainwiz.launchers.checks import cpu_ranks_need, host_memory
 from trainwiz.plan import Box, Gpu, Plan, box_from_gpus, box_from_preset, stored_model
 from trainwiz.profiles import Profile, ProfileExistsError, find_profile, save_profile
+from trainwiz.profiles.schema import HOST_HELP, HOST_PATTERN
 from trainwiz.profiles.store import check_name
 from trainwiz.tui.screens.confirm import ConfirmScreen
 from trainwiz.tui.screens.prompt import PromptScreen
@@ -414,6 +415,9 @@ class WizardScreen(Screen):
             if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
                 self._ask_rendezvous(name, answer, "give it as host:port, the port from 1 to "
                                                    "65535 (e.g. node-0:29500)")
+                return
+            if not re.fullmatch(HOST_PATTERN, host):  # "my host [bold" was saved as it was
+                self._ask_rendezvous(name, answer, f"{HOST_HELP}, then :port")
                 return
             draft = self.plan.base or Profile(name="")
             self.plan = dataclasses.replace(self.plan, base=dataclasses.replace(
