@@ -74,7 +74,7 @@ class WizardScreen(Screen):
         self.plan = Plan.for_box(self._here())
         self.model = None  # ModelSpec of the model field's text
         self.model_error: str | None = None
-        self.result = None  # PlanEstimate
+        self._result = None  # PlanEstimate
         self.record_box: Box | None = None  # the hardware an opened profile was planned for
         self._hardware_chosen = False  # the user (or a profile) chose; readings don't reset it
         self.presets = dict(PRESETS)
@@ -149,6 +149,22 @@ class WizardScreen(Screen):
     def on_screen_resume(self) -> None:
         if self.focused is None and not self.query_one(ModelField).value:
             self.query_one("#model").focus()  # typing goes to the model, not to the app's keys
+
+    @property
+    def result(self):
+        """The PlanEstimate shown (None: no model yet, or its error)."""
+        return self._result
+
+    @result.setter
+    def result(self, value) -> None:
+        self._result = value
+        if self.is_attached:
+            self.refresh_bindings()  # "1-9 Apply" shows only when there is a suggestion
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "apply":
+            return bool(self._result is not None and self._result.suggestions)
+        return True
 
     # -- hardware -----------------------------------------------------------------------------
     def _here(self) -> Box:
