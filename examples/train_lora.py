@@ -25,6 +25,7 @@ import gc
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -150,7 +151,8 @@ def main() -> None:
         if metrics is not None:
             metrics.write(json.dumps({"step": step + 1, "total": args.steps,
                                       "loss": loss.item() * accum,
-                                      "tokens": (step + 1) * batch * seq * accum * world}) + "\n")
+                                      "tokens": (step + 1) * batch * seq * accum * world,
+                                      "time": time.time()}) + "\n")
             metrics.flush()
     if distributed:
         # A clean gloo exit: every rank waits, the DDP reducer goes, then the group.

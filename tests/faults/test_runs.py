@@ -244,6 +244,51 @@ def test_an_interpreter_that_only_pretends_gives_a_failed_run_with_a_reason(run_
     assert fake in final["failure"]["message"]
 
 
+def _age(folder: Path, seconds: float) -> None:
+    """Make a forged run folder and its files look last changed ``seconds`` ago."""
+    then = time.time() - seconds
+    for p in [*folder.iterdir(), folder]:
+        os.utime(p, (then, then))
+
+
+def test_prune_deletes_a_damaged_run_folder_only_once_nothing_carries_its_id(
+        run_cli, isolated_env):
+    def damaged(run_id: str, age: float) -> Path:  # created, status.json never written
+        d = forge(isolated_env, run_id, None)
+        (d / "command.json").write_text("{}")
+        _age(d, age)
+        return d
+
+    gone = damaged("20260101-000000-gone", 3 * 86400)
+    live = damaged("20260101-000001-live", 3 * 86400)
+    fresh = damaged("20260101-000002-frsh", 30)  # a launch writing it now
+    theirs = damaged("20260101-000003-thrs", 3 * 86400)
+    os.chown(theirs, 4242, 4242)
+    _age(theirs, 3 * 86400)
+    # a rank of the "live" run: a process of ours with the run's mark
+    rank = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                            env=dict(os.environ, TRAINWIZ_RUN_ID=live.name),
+                            start_new_session=True)
+    try:
+        assert clean(run_cli("runs")).stdout.count("DAMAGED") == 4
+        shown = clean(run_cli("stop", gone.name))  # what the user saw: no other way out
+        assert "not a trainwiz run (no status.json); `trainwiz runs prune` deletes" \
+            in shown.stderr
+        pruned = clean(run_cli("runs", "prune", "--keep", "0"))
+        assert pruned.returncode == 0, pruned.stderr
+        assert "deleted 1 finished run; kept 3" in pruned.stdout
+        assert sorted(p.name for p in runs_dir(isolated_env).iterdir()) == sorted(
+            [live.name, fresh.name, theirs.name])
+        assert rank.poll() is None  # never a process of a run
+    finally:
+        rank.kill()
+        rank.wait()
+    _age(live, 3 * 86400)
+    pruned = clean(run_cli("runs", "prune", "--older-than", "1d"))
+    assert "deleted 1 finished run; kept 1" in pruned.stdout  # the other user's
+    assert sorted(p.name for p in runs_dir(isolated_env).iterdir()) == [fresh.name, theirs.name]
+
+
 def test_many_runs_are_listed_with_a_count_of_the_hidden_and_pruned_safely(
         run_cli, isolated_env, harmless):
     for i in range(55):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import random
 from pathlib import Path
 
@@ -259,3 +260,36 @@ def test_the_scripts_own_records_take_over_from_a_guess_with_their_own_rates():
     assert snap["steps_per_s"] == pytest.approx(2.0)
     assert snap["tokens_per_s"] == pytest.approx(2000.0)
     assert [x for x, _ in snap["losses"]] == list(range(1, 9))
+
+
+def _short_run(with_time: bool) -> str:
+    """Ten metrics.jsonl records of a run 0.2 s a step, written before the supervisor's first
+    read (the cpu-lora example: its 10 steps end between two polls)."""
+    lines = []
+    for i in range(1, 11):
+        record = {"step": i, "total": 10, "loss": 6.0, "tokens": i * 1024}
+        if with_time:
+            record["time"] = 1796168574.5 + 0.2 * i
+        lines.append(json.dumps(record))
+    return "\n".join(lines) + "\n"
+
+
+def test_a_short_run_read_at_once_is_measured_by_the_script_clock():
+    tracker = ProgressTracker()
+    for line in _short_run(with_time=True).splitlines():
+        tracker.feed_record(json.loads(line), t=100.0)  # one read: no span by the reads
+    snap = tracker.snapshot(finished=True)
+    assert snap["step"] == 10
+    assert snap["steps_per_s"] == pytest.approx(5.0)  # 9 steps in 1.8 s by the script's clock
+    assert snap["tokens_per_s"] == pytest.approx(5.0 * 1024)
+    assert snap["tokens_per_s_source"] == "script"
+    assert parse_line('TRAINWIZ {"step": 3, "time": 12.5}').time == 12.5
+
+
+def test_a_short_run_read_at_once_without_times_has_no_rate_not_a_guess():
+    tracker = ProgressTracker()
+    for line in _short_run(with_time=False).splitlines():
+        tracker.feed_record(json.loads(line), t=100.0)
+    tracker.feed_record({"step": 10, "total": 10}, t=100.5)  # a second read half a second on
+    snap = tracker.snapshot(finished=True)
+    assert snap["step"] == 10 and snap["steps_per_s"] is None and snap["tokens_per_s"] is None

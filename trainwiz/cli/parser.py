@@ -318,7 +318,15 @@ def _add_runs(subparsers) -> None:
     add_simulate_option(p)
     p.set_defaults(handler="trainwiz.cli.runs:cmd_runs")
     sub = p.add_subparsers(dest="runs_command", metavar="ACTION")
-    q = sub.add_parser("prune", help="delete finished runs by age or count (never a running one)")
+    q = sub.add_parser(
+        "prune", help="delete finished runs by age or count (never a running one); a DAMAGED run "
+        "folder (no usable status.json) too, once no process of yours carries its id and it has "
+        "not changed for a minute (its age: its last change); only your own run folders",
+        description="Delete finished runs that ended more than AGE ago and/or all but the newest "
+        "N. A running run is never deleted. A DAMAGED run folder (status.json missing or "
+        "unusable) is deleted too once it is over: no process of yours carries its run id "
+        "(ranks, launcher, supervisor), it is not a Slurm job, and it has not changed for a "
+        "minute; its age is its last change. Folders of another user are never touched.")
     q.add_argument("--older-than", metavar="AGE",
                    help="runs that ended more than AGE ago (30m, 12h, 7d, 2w)")
     q.add_argument("--keep", type=int, metavar="N", help="keep the newest N runs")

@@ -26,7 +26,7 @@ def cmd_prune(args) -> int:
     removed, skipped = prune_runs(older_than=older, keep=args.keep, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     print(f"{verb} {len(removed)} finished run{'s' if len(removed) != 1 else ''}"
-          + (f"; kept {len(skipped)} that are still running or damaged "
+          + (f"; kept {len(skipped)} that are still running, damaged and maybe in use, or not yours "
              f"({', '.join(r.id for r in skipped[:3])}{' ...' if len(skipped) > 3 else ''})"
              if skipped else ""))
     return 0

@@ -90,6 +90,23 @@ def run_processes(run_id: str, extra_pids=()) -> list:
     return list(found.values())
 
 
+def run_in_use(run_id: str) -> bool:
+    """Whether a live process of this user carries ``run_id``'s mark: one of its ranks or its
+    launcher (``TRAINWIZ_RUN_ID``) or its supervisor (``TRAINWIZ_SUPERVISOR_OF``). How a run
+    folder that says nothing usable about itself (damaged) is known to be over."""
+    uid = os.getuid()
+    for proc in psutil.process_iter():
+        try:
+            if proc.uids().real != uid or not alive(proc):
+                continue
+            env = proc.environ()
+        except psutil.Error:
+            continue
+        if env.get(RUN_MARK) == run_id or env.get(SUPERVISOR_MARK) == run_id:
+            return True
+    return False
+
+
 def terminate(procs, grace: float, first_signal_pgid: int | None = None) -> list:
     """SIGTERM (to ``first_signal_pgid``'s group, else to each), wait ``grace``, SIGKILL the rest.
     Returns the processes that were still alive at the end (should be none)."""

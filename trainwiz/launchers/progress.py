@@ -12,12 +12,15 @@ Recognised, line by line (``\\r`` ends a line too, as tqdm redraws with it):
 * ``step N ... loss X`` lines (accelerate's and lightning's examples, nanoGPT's ``iter N: loss
   X``, ``Step 10/100 | loss 2.3``);
 * an explicit line a script prints: ``TRAINWIZ {"step": 10, "total": 100, "loss": 2.3,
-  "tokens": 40960}``, or the same object appended to ``$TRAINWIZ_RUN_DIR/metrics.jsonl``.
+  "tokens": 40960, "time": 1796168574.8}``, or the same object appended to
+  ``$TRAINWIZ_RUN_DIR/metrics.jsonl`` (``time``, optional: when the step ended by the script's
+  clock, seconds since the epoch).
 
 Anything else is ignored; no input makes a parser raise. :class:`ProgressTracker` keeps the
 state (step, total, loss, rates, the loss curve) and :meth:`ProgressTracker.snapshot` gives the
 numbers to show: steps/s and the time left from the bar when it says them, else from the steps
-seen over time; tokens/s from the tokens the script reports, else from the plan's tokens per
+seen over time (by the script's own ``time`` when its records carry one, else by when they were
+read: a run whose steps were all read within a second has no measured rate); tokens/s from the tokens the script reports, else from the plan's tokens per
 step (labelled as such).
 """
 
@@ -95,6 +98,7 @@ class Reading:
     tokens: int | None = None  # tokens seen so far (cumulative), when the script says
     steps_per_s: float | None = None
     seconds_left: float | None = None
+    time: float | None = None  # when the step ended, by the script's clock (epoch seconds)
 
 
 def parse_record(data) -> Reading | None:
@@ -104,7 +108,8 @@ def parse_record(data) -> Reading | None:
     reading = Reading(kind="trainwiz", step=_int(data.get("step")), total=_int(data.get("total")),
                       loss=_number(data.get("loss")), epoch=_number(data.get("epoch")),
                       tokens=_int(data.get("tokens")),
-                      steps_per_s=_number(data.get("steps_per_s")))
+                      steps_per_s=_number(data.get("steps_per_s")),
+                      time=_number(data.get("time")))
     if all(v is None for v in (reading.step, reading.loss, reading.tokens, reading.total)):
         return None
     return reading
@@ -191,7 +196,9 @@ class ProgressTracker:
     """The progress of one run, fed with rank 0's output (and metrics.jsonl) as it comes.
 
     ``t`` is when the text was read (seconds, any clock): with no rate from the script, steps/s
-    is measured between readings at least ``window`` seconds apart.
+    is measured between readings at least ``window`` seconds apart (and never from readings
+    under a second apart: the reads come every half second, a whole short run in one or two).
+    Records that carry the script's own ``time`` are measured by it instead, at any span.
     """
 
     window: float = 30.0
@@ -210,6 +217,7 @@ class ProgressTracker:
     sources: set = field(default_factory=set)
     losses: list = field(default_factory=list)  # [step or index, loss]
     _history: list = field(default_factory=list)  # [t, step, tokens]
+    _script_history: list = field(default_factory=list)  # [script's time, step, tokens]
     _partial: dict = field(default_factory=dict)
     _bar_total: int | None = None
     _trust: int = 0
@@ -252,6 +260,7 @@ class ProgressTracker:
             # "step N"): rates and the loss curve are its own, not mixed with the guess's
             # numbering (one may count from 0, the other from 1)
             self._history = []
+            self._script_history = []
             self.losses = []
         self._trust = rank
         if r.kind == "tqdm":
@@ -297,23 +306,32 @@ class ProgressTracker:
                     half = len(self.losses) // 2
                     self.losses = self.losses[:half:2] + self.losses[half:]
         if r.step is not None:
-            if self._history and self._history[-1][1] is not None and r.step < self._history[-1][1]:
-                self._history = []  # a new epoch's bar or a restart: rates start again
-            self._history.append([t, r.step, self.tokens])
-            cutoff = t - 4 * self.window
-            while len(self._history) > 2 and self._history[0][0] < cutoff:
-                self._history.pop(0)
+            self._remember(self._history, t, r.step)
+            if r.time is not None and math.isfinite(r.time):
+                self._remember(self._script_history, r.time, r.step)
+
+    def _remember(self, history: list, t: float, step: int) -> None:
+        if history and (step < history[-1][1] or t < history[-1][0]):
+            history.clear()  # a new epoch's bar or a restart: rates start again
+        history.append([t, step, self.tokens])
+        cutoff = t - 4 * self.window
+        while len(history) > 2 and history[0][0] < cutoff:
+            history.pop(0)
 
     # -- reading ---------------------------------------------------------------------------
     def _measured_rates(self) -> tuple[float | None, float | None]:
         """(steps/s, tokens/s) between the newest reading and one ``window`` older (or the
-        oldest)."""
-        if len(self._history) < 2:
+        oldest): by the script's clock when its records carry one, else by when they were read
+        (then only over a second or more)."""
+        history, shortest = self._script_history, 0.0
+        if len(history) < 2 or history[-1][1] == history[0][1]:
+            history, shortest = self._history, 1.0
+        if len(history) < 2:
             return None, None
-        t1, s1, k1 = self._history[-1]
-        older = [h for h in self._history if t1 - h[0] >= self.window]
-        t0, s0, k0 = older[-1] if older else self._history[0]
-        if t1 - t0 < 1.0 or s1 == s0:
+        t1, s1, k1 = history[-1]
+        older = [h for h in history if t1 - h[0] >= self.window]
+        t0, s0, k0 = older[-1] if older else history[0]
+        if t1 - t0 <= 0 or t1 - t0 < shortest or s1 == s0:
             return None, None
         steps = (s1 - s0) / (t1 - t0)
         tokens = (k1 - k0) / (t1 - t0) if k0 is not None and k1 is not None and k1 > k0 else None

@@ -29,6 +29,7 @@ from pathlib import Path
 from trainwiz.atomic import is_disk_full, write_atomic, write_json_atomic
 from trainwiz.errors import TrainwizError
 from trainwiz.launchers import slurm_jobs
+from trainwiz.launchers.proctree import run_in_use
 from trainwiz.launchers.records import (
     TERMINAL,
     DamagedStatus,
@@ -126,7 +127,8 @@ def _load_status(run_dir: Path) -> RunStatus:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_STATUS_BYTES + 1)
     except FileNotFoundError:
-        raise TrainwizError(f"{run_dir}: not a trainwiz run (no status.json)") from None
+        raise TrainwizError(f"{run_dir}: not a trainwiz run (no status.json); `trainwiz runs "
+                            "prune` deletes such a folder once no process carries its id") from None
     except OSError as exc:
         return damaged_status(run_dir, f"status.json cannot be read ({exc.strerror})")
     if len(raw) > MAX_STATUS_BYTES:
@@ -298,11 +300,37 @@ def parse_age(text: str) -> float:
     return value
 
 
+DAMAGED_QUIET_S = 60  # a damaged run folder unchanged this long, with no process, is over
+
+
+def _last_change(run_dir: Path | str) -> float | None:
+    """When the run folder or a file directly in it last changed (epoch seconds), or None."""
+    try:
+        times = [os.stat(run_dir).st_mtime]
+        times += [e.stat(follow_symlinks=False).st_mtime for e in os.scandir(run_dir)]
+    except OSError:
+        return None
+    return max(times)
+
+
+def _damaged_is_over(run: RunStatus, now: float) -> bool:
+    """A damaged run (status.json missing or unusable) counts as finished when no process of
+    this user carries its id (ranks, launcher, supervisor), it is not a Slurm job (whose
+    processes are on other machines) and its folder has not changed for a minute (a launch
+    writing it now)."""
+    changed = _last_change(run.run_dir)
+    return (changed is not None and now - changed > DAMAGED_QUIET_S
+            and not Path(run.run_dir).is_symlink() and not slurm_jobs.is_slurm_run(run.run_dir)
+            and not run_in_use(run.id))
+
+
 def prune_runs(*, older_than: float | None = None, keep: int | None = None,
                dry_run: bool = False) -> tuple[list[RunStatus], list[RunStatus]]:
     """Delete finished runs that ended more than ``older_than`` seconds ago and/or all but the
-    newest ``keep`` runs. A run that is not finished (running, starting, damaged: it may still
-    have processes) is never touched. Returns (removed, skipped because not finished)."""
+    newest ``keep`` runs. A running or starting run is never touched; a damaged one (no usable
+    status.json) only when it is over (:func:`_damaged_is_over`), its age being its folder's
+    last change. A folder of another user is never touched. Returns (removed, skipped because
+    still running, damaged and maybe in use, or not this user's)."""
     runs = list_runs()
     now = time.time()
     removed: list[RunStatus] = []
@@ -315,11 +343,14 @@ def prune_runs(*, older_than: float | None = None, keep: int | None = None,
                 when = datetime.fromisoformat(ended).timestamp() if ended else None
             except ValueError:
                 when = None
+            if run.damaged:
+                when = _last_change(run.run_dir)
             old = when is not None and now - when > older_than
         beyond = keep is None or i >= keep
         if not (old and beyond):
             continue
-        if not run.finished or owner_problem(run.run_dir):
+        if owner_problem(run.run_dir) or not (
+                run.finished or run.damaged and _damaged_is_over(run, now)):
             skipped.append(run)
             continue
         if not dry_run:
