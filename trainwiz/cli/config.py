@@ -197,6 +197,10 @@ def _wizard(args: argparse.Namespace) -> int:
                                   else "fits").style)
             return None
         result = plan.estimate(spec)
+        # the suggestions in the order `trainwiz estimate` and the wizard list them: those
+        # that fit on this box fastest first, then more GPUs or another method (time_plan)
+        _, timed = plan.time(result)
+        result = dataclasses.replace(result, suggestions=tuple(t.suggestion for t in timed))
         show(format_estimate(result), verdict_of(result.verdict).style)
         return result
 
