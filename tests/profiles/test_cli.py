@@ -291,3 +291,17 @@ def test_a_key_given_twice_is_refused_not_last_one_wins(run_cli, isolated_env, t
     assert (f"trainwiz: {Path('dup.yaml')}:4: key 'num_processes' is given twice (lines 2 and 4)"
             in r.stderr)
     assert not (_user_dir(isolated_env) / "dup.yaml").exists()
+
+
+def test_a_single_process_profile_is_not_described_as_all_gpus(run_cli, tmp_path):
+    """`strategy: single` runs one process on one GPU: it read 'single, all GPUs'."""
+    path = tmp_path / "one.yaml"
+    path.write_text("version: 1\nstrategy: single\n")
+    shown = run_cli("profiles", "show", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert "single, 1 GPU, mixed precision: no" in shown.stdout
+    assert "all GPUs" not in shown.stdout
+    cpu = tmp_path / "cpu.yaml"
+    cpu.write_text("version: 1\nstrategy: single\ndevice: cpu\n")
+    assert "single, 1 CPU rank, mixed precision: no" in run_cli("profiles", "show",
+                                                                  str(cpu)).stdout

@@ -186,13 +186,17 @@ def test_a_number_out_of_range_is_refused_with_the_range_never_changed(isolated_
     child.expect("a whole number from 1 to 1,024")
     child.send("\x154\r")
     answer(child, "Mixed precision" + ARROWS, "\r")
-    answer(child, "Micro-batch size per GPU", "\x15100000000000000000000\r")
+    # CPU ranks, not GPUs: the questions say what the plan runs on
+    answer(child, "Micro-batch size per CPU rank", "\x15100000000000000000000\r")
     child.expect("a whole number from 1 to 65,536")
     child.send("\x152\r")
     answer(child, "Sequence length", "\r")
     answer(child, "Training loop" + ARROWS, "\r")
     answer(child, "Fine-tuning method" + ARROWS, "\r")
-    answer(child, "Strategy" + ARROWS, "\r")
+    child.expect("Strategy" + ARROWS)
+    child.expect("shard parameters, gradients and optimizer state across CPU ranks")
+    assert "GPU" not in child.before + child.after
+    child.send("\r")
     # a CPU plan is its ranks' host memory, not 'Memory per GPU … on 4 GPUs'
     child.expect(r"Host memory: 4 CPU ranks × [0-9.]+ [MG]iB = [0-9.]+ [MG]iB of [0-9.]+ GiB RAM")
     answer(child, "several machines", "n")
