@@ -406,7 +406,8 @@ class Plan:
         fits = []
         for machine in range(self.machines):
             for g in used:
-                ok, verdict = fit_on(est.per_gpu.total, g.memory_total, g.memory_free)
+                ok, verdict = fit_on(est.per_gpu.total, g.memory_total, g.memory_free,
+                                     lower_bound=bool(est.not_estimated))
                 fits.append(GpuFit(g, machine, ok, verdict))
         sugs = [self._explain(s, available) for s in est.suggestions] if suggestions else []
         if suggestions and subsets and est.verdict in ("does not fit", "tight"):
@@ -453,7 +454,7 @@ class Plan:
             ids = tuple(g.index for g in keep)
             subset = self.with_changes({"gpu_ids": ids, "num_gpus": len(ids) * self.machines})
             sub = subset.estimate(model, suggestions=True, subsets=False)
-            if sub.fits:
+            if sub.fits or sub.verdict == "may fit":
                 change, extra, total = {}, "", sub.estimate.per_gpu.total
             else:
                 mild = next((s for s in sub.suggestions if s.fits and "num_gpus" not in s.change
@@ -468,7 +469,8 @@ class Plan:
             # it was timed on the whole box, the same tokens/s as keeping every GPU)
             return Suggestion(change={"gpu_ids": list(ids), "num_gpus": len(ids) * self.machines,
                                       **change}, total=total, note=note,
-                              fits=True, slower=bool(change.get("offload_params")))
+                              fits=True, slower=bool(change.get("offload_params")),
+                              not_estimated=sub.estimate.not_estimated)
         return None
 
     def time(self, result: PlanEstimate):

@@ -200,3 +200,28 @@ def test_loop_and_bf16_pure_options(run_cli):
     assert "loop: trainer (outputs dropped before backward" in text.stdout
     bad = run_cli("estimate", "llama-3.2-1b", "--loop", "keras")
     assert bad.returncode == 2 and "--loop" in bad.stderr and "custom" in bad.stderr
+
+
+def test_params_only_never_claims_fits(run_cli):
+    """With only a parameter count the total is a lower bound: within the GPU it "may fit"
+    (the suggestions said "fits" and --json "fits": true against a bound that leaves out the
+    activations); beyond the GPU it still does not fit."""
+    args = ("estimate", "--params", "7e9", "--simulate", "1xH100-80GB")
+    text = run_cli(*args).stdout
+    lines = [line for line in text.splitlines() if " → " in line]
+    assert lines and all("may fit (activations unknown)" in line for line in lines), text
+    assert not any(", fits" in line for line in lines)
+    data = json.loads(run_cli(*args, "--json").stdout)
+    assert data["verdict"] == "does not fit" and data["fits"] is False
+    assert data["suggestions"]
+    for s in data["suggestions"]:
+        assert s["fits"] is None and s["verdict"] == "may fit", s
+        assert s["not_estimated"] == ["activations"]
+    small = json.loads(run_cli("estimate", "--params", "1e9", "--simulate", "1xH100-80GB",
+                               "--json").stdout)
+    assert small["verdict"] == "may fit" and small["fits"] is None
+    assert "may fit: needs" in run_cli("estimate", "--params", "1e9", "--simulate",
+                                       "1xH100-80GB").stdout
+    # with the layers known the verdict is still "fits"
+    gpt2 = json.loads(run_cli("estimate", "gpt2", "--simulate", "1xH100-80GB", "--json").stdout)
+    assert gpt2["verdict"] == "fits" and gpt2["fits"] is True

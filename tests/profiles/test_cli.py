@@ -301,3 +301,17 @@ def test_a_machine_address_that_is_no_host_name_is_refused(run_cli, isolated_env
     assert r.returncode == 2
     assert (f"{Path('two.yaml')}:4: key 'main_address': 'my host [bold' is not allowed; allowed: "
             "a host name or IP address of machine 0" in r.stderr)
+
+
+def test_a_single_process_profile_is_not_described_as_all_gpus(run_cli, tmp_path):
+    """`strategy: single` runs one process on one GPU: it read 'single, all GPUs'."""
+    path = tmp_path / "one.yaml"
+    path.write_text("version: 1\nstrategy: single\n")
+    shown = run_cli("profiles", "show", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert "single, 1 GPU, mixed precision: no" in shown.stdout
+    assert "all GPUs" not in shown.stdout
+    cpu = tmp_path / "cpu.yaml"
+    cpu.write_text("version: 1\nstrategy: single\ndevice: cpu\n")
+    assert "single, 1 CPU rank, mixed precision: no" in run_cli("profiles", "show",
+                                                                  str(cpu)).stdout

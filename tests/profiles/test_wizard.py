@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -185,13 +186,17 @@ def test_a_number_out_of_range_is_refused_with_the_range_never_changed(isolated_
     child.expect("a whole number from 1 to 1,024")
     child.send("\x154\r")
     answer(child, "Mixed precision" + ARROWS, "\r")
-    answer(child, "Micro-batch size per GPU", "\x15100000000000000000000\r")
+    # CPU ranks, not GPUs: the questions say what the plan runs on
+    answer(child, "Micro-batch size per CPU rank", "\x15100000000000000000000\r")
     child.expect("a whole number from 1 to 65,536")
     child.send("\x152\r")
     answer(child, "Sequence length", "\r")
     answer(child, "Training loop" + ARROWS, "\r")
     answer(child, "Fine-tuning method" + ARROWS, "\r")
-    answer(child, "Strategy" + ARROWS, "\r")
+    child.expect("Strategy" + ARROWS)
+    child.expect("shard parameters, gradients and optimizer state across CPU ranks")
+    assert "GPU" not in child.before + child.after
+    child.send("\r")
     # a CPU plan is its ranks' host memory, not 'Memory per GPU … on 4 GPUs'
     child.expect(r"Host memory: 4 CPU ranks × [0-9.]+ [MG]iB = [0-9.]+ [MG]iB of [0-9.]+ GiB RAM")
     answer(child, "several machines", "n")
@@ -220,3 +225,33 @@ def test_the_change_menu_says_what_each_change_changes(isolated_env, tmp_path):
     child.sendcontrol("c")
     child.expect(pexpect.EOF)
     child.close()
+
+
+def test_the_change_menu_lists_the_changes_in_the_order_estimate_prints_them(
+        isolated_env, tmp_path, run_cli):
+    """llama-3-8b on one H100: the menu put QLoRA before LoRA, `trainwiz estimate` LoRA
+    before QLoRA (the menu kept the memory ranking, the CLI the timed one)."""
+    text = run_cli("estimate", "llama-3-8b", "--simulate", "1xH100-80GB").stdout
+    cli = [line.split(". ", 1)[1].split(" → ")[0].split(" (")[0]
+           for line in text.splitlines() if re.match(r"  \d\. ", line)]
+    assert len(cli) >= 3, text
+    child = spawn(isolated_env, tmp_path, "--plain", "--simulate", "1xH100-80GB")
+    answer(child, "Model", "llama-3-8b\r")
+    answer(child, "Mixed precision" + ARROWS, "\r")
+    answer(child, "Micro-batch size per GPU", "\r")
+    answer(child, "Sequence length", "\r")
+    answer(child, "Training loop" + ARROWS, "\r")
+    answer(child, "Fine-tuning method" + ARROWS, "\r")
+    answer(child, "Strategy" + ARROWS, "\r")
+    child.expect(r"does not fit\. Change" + ARROWS)
+    child.expect("keep these settings")
+    menu = child.before + child.after
+    child.sendcontrol("c")
+    child.expect(pexpect.EOF)
+    child.close()
+    changes = (r"CPU offload", r"\bLoRA r16", r"QLoRA r16")  # \b: not the QLoRA line
+    shown = [re.search(words, menu) for words in changes]
+    assert all(shown), menu
+    shown = [m.start() for m in shown]
+    want = [next(i for i, c in enumerate(cli) if re.search(words, c)) for words in changes]
+    assert sorted(range(3), key=lambda i: shown[i]) == sorted(range(3), key=lambda i: want[i])

@@ -199,6 +199,10 @@ def _wizard(args: argparse.Namespace) -> int:
                                   else "fits").style)
             return None
         result = plan.estimate(spec)
+        # the suggestions in the order `trainwiz estimate` and the wizard list them: those
+        # that fit on this box fastest first, then more GPUs or another method (time_plan)
+        _, timed = plan.time(result)
+        result = dataclasses.replace(result, suggestions=tuple(t.suggestion for t in timed))
         show(format_estimate(result), verdict_of(result.verdict).style)
         return result
 
@@ -222,10 +226,11 @@ def _wizard(args: argparse.Namespace) -> int:
         precision = "bf16"
     plan = plan.with_changes({"precision": precision})
 
+    unit = "CPU rank" if plan.device == "cpu" else "GPU"  # what a rank of this plan runs on
     if spec is not None:
         seq_default = default_seq_len(spec)  # the CLI's and the wizard's start too
         batch = int(_ask(questionary.text(
-            "Micro-batch size per GPU:", default="1", validate=_whole(1, MAX_BATCH))))
+            f"Micro-batch size per {unit}:", default="1", validate=_whole(1, MAX_BATCH))))
         seq_len = int(_ask(questionary.text(
             "Sequence length:", default=str(seq_default), validate=_whole(1, MAX_SEQ_LEN))))
         plan = plan.with_changes({"batch_size": batch, "seq_len": seq_len})
@@ -266,9 +271,10 @@ def _wizard(args: argparse.Namespace) -> int:
         ddp = plan.with_changes({"strategy": "ddp"}).estimate(spec, suggestions=False)
         if ddp.fits is False:
             default_strategy = "fsdp"
-    choices = [Choice("ddp    — a full copy of the model on every GPU (fastest when it fits)",
+    choices = [Choice(f"ddp    — a full copy of the model on every {unit} (fastest when it fits)",
                       value="ddp", shortcut_key="d"),
-               Choice("fsdp   — shard parameters, gradients and optimizer state across GPUs",
+               Choice("fsdp   — shard parameters, gradients and optimizer state across "
+                      f"{unit}s",
                       value="fsdp", shortcut_key="f"),
                Choice("single — one process", value="single", shortcut_key="s")]
     if not several:

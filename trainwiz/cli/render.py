@@ -106,11 +106,9 @@ def print_estimate(est: Estimate, source_line: str | None = None, console=None,
         console.print(Text("What would make it fit:" if est.verdict == "does not fit"
                            else "What would leave more room:", style="bold"))
         for i, s in enumerate(est.suggestions, 1):
-            mark = "fits" if s.fits else "still too big"
             when = suggestion_times[i - 1] if suggestion_times and suggestion_times[i - 1] else ""
             console.print(Text.assemble(f"  {i}. {s.note} → {format_bytes(s.total)}, ",
-                                        (mark, verdict_of("fits" if s.fits
-                                                          else "does not fit").style),
+                                        (s.verdict_text, verdict_of(s.verdict).style),
                                         f", {when}" if when else ""))
             console.print(Text(f"     {as_flags(s.change)}", style="dim"))
         if any(s.method_change for s in est.suggestions):

@@ -355,8 +355,11 @@ def estimate(model: ModelSpec, config: TrainConfig, gpu_memory: int | None = Non
         tl.mark("backward end")
         tl.mark("optimizer step", {"optimizer.temp": ("temporary", opt_temp)})
         est = _finish(model, config, tl, gpu_memory, gpu_free, notes, shard)
-        # shown as "unknown" (null in JSON), never as 0 B
-        return replace(est, terms={**est.terms, "not_estimated": ("activations",)})
+        # shown as "unknown" (null in JSON), never as 0 B; the total is a lower bound, so
+        # within the GPU it "may fit", never "fits"
+        fits, verdict = _verdict(est.per_gpu.total, gpu_memory, gpu_free, lower_bound=True)
+        return replace(est, fits=fits, verdict=verdict,
+                       terms={**est.terms, "not_estimated": ("activations",)})
 
     dims = acts.dims_of(model, config.batch_size, config.seq_len)
     block = acts.block_memory(model, dims, prec, attention, w.lora)
@@ -544,17 +547,21 @@ def usable_memory(gpu_memory: int | None, gpu_free: int | None) -> int | None:
     return min(gpu_memory, gpu_free) if gpu_free is not None else gpu_memory
 
 
-def fit_on(total: int, gpu_memory: int | None, gpu_free: int | None = None) -> tuple[bool | None, str]:
-    """The verdict for one GPU: against its capacity, or its free memory when it is busy."""
-    return _verdict(total, gpu_memory, gpu_free)
+def fit_on(total: int, gpu_memory: int | None, gpu_free: int | None = None,
+           lower_bound: bool = False) -> tuple[bool | None, str]:
+    """The verdict for one GPU: against its capacity, or its free memory when it is busy.
+    ``lower_bound``: ``total`` leaves something out (``Estimate.not_estimated``)."""
+    return _verdict(total, gpu_memory, gpu_free, lower_bound)
 
 
-def _verdict(total: int, gpu_memory, gpu_free) -> tuple[bool | None, str]:
+def _verdict(total: int, gpu_memory, gpu_free, lower_bound: bool = False) -> tuple[bool | None, str]:
     usable = usable_memory(gpu_memory, gpu_free)
     if usable is None:
         return None, "unknown"
     if total > usable:
         return False, "does not fit"
+    if lower_bound:
+        return None, "may fit"
     if total > usable * (1 - TIGHT_MARGIN):
         return True, "tight"
     return True, "fits"

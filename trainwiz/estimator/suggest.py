@@ -198,7 +198,8 @@ def suggest(model: ModelSpec, config: TrainConfig, current: Estimate, gpu_memory
         out.append(Suggestion(change=change, total=est.per_gpu.total,
                               note=_note(note, change, base_total - est.per_gpu.total), fits=fits,
                               slower=bool(change.get("offload_params")),
-                              method_change="method" in change))
+                              method_change="method" in change,
+                              not_estimated=est.not_estimated))
     return out
 
 

@@ -166,10 +166,32 @@ class Suggestion:
     fits: bool = True
     slower: bool = False  # e.g. CPU offload: fits, but much slower
     method_change: bool = False  # LoRA/QLoRA instead of full fine-tuning: another training
+    # what its estimate could not price (Estimate.not_estimated): its total is then a lower
+    # bound, and a total within the GPU "may fit", never "fits"
+    not_estimated: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        """Its verdict word (one of ``VERDICTS``): "does not fit", "may fit" or "fits"."""
+        if not self.fits:
+            return "does not fit"
+        return "may fit" if self.not_estimated else "fits"
+
+    @property
+    def verdict_text(self) -> str:
+        """Its verdict as a suggestion's line says it."""
+        if not self.fits:
+            return "still too big"
+        if self.not_estimated:
+            return f"may fit ({', '.join(self.not_estimated)} unknown)"
+        return "fits"
 
     def to_json(self) -> dict:
+        # "fits" is null when only a lower bound is within the GPU ("verdict": "may fit")
         return {"change": dict(self.change), "total": int(self.total), "note": self.note,
-                "fits": self.fits, "slower": self.slower, "method_change": self.method_change}
+                "fits": verdict_of(self.verdict).fits, "verdict": self.verdict,
+                "not_estimated": list(self.not_estimated),
+                "slower": self.slower, "method_change": self.method_change}
 
 
 @dataclass(frozen=True)
@@ -194,7 +216,10 @@ VERDICTS = {v.word: v for v in (
     Verdict("does not fit", 0, "DOES NOT FIT", "✗", "bold red", False),
     Verdict("tight", 1, "TIGHT", "!", "bold yellow", True),
     Verdict("unknown", 2, "UNKNOWN", "?", "bold", None),
-    Verdict("fits", 3, "FITS", "✓", "bold green", True),
+    # the total is a lower bound (activations not estimated: a bare parameter count) and that
+    # bound is within the GPU: whether the whole step fits is not known
+    Verdict("may fit", 3, "MAY FIT", "≥", "bold yellow", None),
+    Verdict("fits", 4, "FITS", "✓", "bold green", True),
 )}
 
 
@@ -221,7 +246,7 @@ class Estimate:
     gpu_memory: int | None  # capacity the verdict is against (None: unknown)
     gpu_free: int | None = None  # free memory now, when the GPU is busy
     fits: bool | None = None
-    verdict: str = "unknown"  # "fits" | "tight" | "does not fit" | "unknown"
+    verdict: str = "unknown"  # "fits" | "tight" | "may fit" | "does not fit" | "unknown"
     suggestions: tuple[Suggestion, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. which terms could not be estimated
     terms: dict = field(default_factory=dict)  # finer breakdown for reports (name -> bytes)

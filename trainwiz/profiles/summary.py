@@ -31,8 +31,8 @@ def profile_summary(profile: Profile, *, details: bool = False) -> str:
         if profile.num_processes is not None and profile.num_processes != len(profile.gpu_ids):
             n = profile.num_processes
             where += f" ({n} process{'' if n == 1 else 'es'})"
-    elif profile.num_processes is not None:
-        where = _count(profile.num_processes, "GPU")
+    elif per is not None:  # num_processes, or single: one process on one GPU
+        where = _count(per, "GPU")
     else:
         where = "all GPUs"
     if profile.scheduler == "slurm":  # Slurm's nodes, on its partition

@@ -153,8 +153,7 @@ def render_panel(plan_estimate, width: int, title: str = "", message: str | Text
             text.append(f"{i} ", style="bold reverse")
             text.append(f" {sug.note or describe_change(sug.change)} ")
             text.append(f"→ {format_bytes(sug.total)} ")
-            text.append("fits" if sug.fits else "still too big",
-                        style=verdict_of("fits" if sug.fits else "does not fit").style)
+            text.append(sug.verdict_text, style=verdict_of(sug.verdict).style)
             timing = suggestion_times[i - 1] if i <= len(suggestion_times) else ""
             if timing:
                 text.append(f", {timing}", style="yellow" if "slower" in timing else "cyan")
