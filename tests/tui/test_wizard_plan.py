@@ -286,7 +286,11 @@ async def test_a_cpu_profile_opens_as_a_cpu_plan(make_app, isolated_env):
         assert "GPU of unknown memory" not in text and "× overhead" not in text
         assert "H100" not in text and "simulated" not in text
         assert str(wizard.query_one("#label-num-gpus").render()) == "CPU ranks"
-        # "1-9 Apply" is not offered with no suggestion to apply
+        # no GPU words: the hardware reads CPU ranks, and "1-9 Apply" is not offered with no
+        # suggestion to apply
+        label = wizard.query_one("#plan-for SelectCurrent #label")
+        await wait_for(pilot, lambda: label.render_line(0).text.strip() == "this box (CPU)")
+        assert wizard.plan.device == "cpu" and wizard.plan.box.here
         wizard.set_focus(None)
         await pilot.pause()
         assert "apply" not in {b.binding.action.split("(")[0]

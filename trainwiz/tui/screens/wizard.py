@@ -176,6 +176,8 @@ class WizardScreen(Screen):
     def _hardware_options(self) -> list:
         here = self._here()
         count = f"{here.size} GPU{'s' if here.size != 1 else ''}" if here.size else "no GPU"
+        if self.plan.device == "cpu":  # the plan's ranks run on this machine's CPUs
+            count = "CPU"
         options = [(Text(f"this box ({count})"), THIS_BOX)]
         if self.record_box is not None:
             # short enough for the closed list at 80 columns; the panel names the hardware
@@ -194,9 +196,21 @@ class WizardScreen(Screen):
         self._options_key = key
         select = self.query_one("#plan-for", Select)
         current = select.value
-        select.set_options(options)
         values = [value for _, value in options]
-        select.value = current if current in values else THIS_BOX
+        keep = current if current in values else THIS_BOX
+        if keep == current:
+            # the same choice under a new label ("this box (CPU)"): the closed Select
+            # draws the new one only when its value changes, so it is moved and set back
+            # without telling the screen, which would re-plan for that hardware
+            other = next((v for v in values if v != keep), None)
+            with select.prevent(Select.Changed):
+                select.set_options(options)
+                if other is not None:
+                    select.value = other
+                select.value = keep
+            return
+        select.set_options(options)
+        select.value = keep
 
     def _gpus_changed(self, gpus: tuple) -> None:
         here = self._here()
@@ -379,6 +393,7 @@ class WizardScreen(Screen):
         self._refresh_hardware_options()
         self.query_one("#plan-for", Select).value = THIS_BOX if plan.box.here else RECORD
         self.set_plan(plan)
+        self._refresh_hardware_options()  # a CPU profile: "this box (CPU)"
         self.set_model(plan.model)
         self.notify(f"Opened profile {profile.name}.", timeout=2)
 
