@@ -7,7 +7,7 @@ import argparse
 
 from trainwiz.cli import simulate_spec
 from trainwiz.cli.config import format_estimate, plan_line
-from trainwiz.cli.profiles import gpu_count, profile_summary, rich_console
+from trainwiz.cli.profiles import profile_summary, rich_console
 from trainwiz.estimator.timing import summary_lines
 from trainwiz.hardware import detect
 from trainwiz.plan import Plan, box_from_gpus, resolve_model
@@ -35,7 +35,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.syntax import Syntax
 
-    count = gpu_count(args)  # first: a bad --simulate is an error before anything is printed
+    # once, and first: a bad --simulate is an error before anything is printed
+    detection = detect(simulate_spec(args))
+    count = len(detection.gpus) or None
     console = rich_console()
     console.print(f"[bold]{escape(profile.name)}[/]  {escape(str(path))}")
     console.print(escape(profile_summary(profile)))
@@ -46,35 +48,31 @@ def cmd_show(args: argparse.Namespace) -> int:
         except ProfileError as exc:
             console.print(f"[yellow]warning: on this machine: {escape(str(exc))}[/]")
     if profile.estimate is not None:
-        for line in _plan_lines(profile, args):
+        here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
+        plan = Plan.from_profile(profile, here)
+        for line in _plan_lines(profile, plan, here, detection):
             console.print(escape(line))
-        for text in _time_lines(profile, args):
+        for text in _time_lines(profile, plan, detection):
             console.print(escape(text))
         for note in estimate_notes(profile):
             console.print(f"[dim]note: {escape(note)}[/]")
     return 0
 
 
-def _plan_lines(profile, args) -> list[str]:
+def _plan_lines(profile, plan, here, detection) -> list[str]:
     """The estimate of the profile's plan, how this box differs from the hardware it was
     planned for and, then, the same plan on this box: `--simulate 2x4090` asks whether it fits
     there, which the verdict against the planned GPUs does not say."""
-    detection = detect(simulate_spec(args))
     lines = plan_line(profile, detection)
-    here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
-    plan = Plan.from_profile(profile, here)
     if plan.model and not plan.box.here and here.gpus:
         lines.append("On this box: " + format_estimate(
             plan.on_box(here).estimate(resolve_model(plan.model))).removeprefix("Memory per GPU: "))
     return lines
 
 
-def _time_lines(profile, args) -> list[str]:
+def _time_lines(profile, plan, detection) -> list[str]:
     """How long the plan takes on this (or the simulated) box, with the profile's training
     length (when the plan is for this box's GPUs)."""
-    detection = detect(simulate_spec(args))
-    here = box_from_gpus(detection.gpus, simulated=detection.source == "simulated")
-    plan = Plan.from_profile(profile, here)
     if not plan.model or not plan.box.here:
         return []
     if plan.device == "cpu":  # CPU ranks: the time model is the GPUs' (never their figure)
