@@ -27,3 +27,7 @@ def test_the_wizard_sketch_shows_the_same_figures(run_cli):
     figures = set(re.findall(r"\d+\.\d GiB|\d[\d,]*,\d{3} tokens/s", proc.stdout))
     shown = re.findall(r"(\d+\.\d) GiB", " ".join(sketch.split()))
     assert shown and all(f"{g} GiB" in figures for g in shown), (shown, figures)
+    # the speeds and ratios it states ("~17,700", "~1.6×", "~36×"), and the step time and MFU
+    approx = re.findall(r"~\d[\d,.]*×?", sketch) + re.findall(r"\d+\.\d+ s per step|MFU \d+%",
+                                                          sketch)
+    assert len(approx) >= 6 and all(a in proc.stdout for a in approx), approx
